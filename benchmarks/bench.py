@@ -1,0 +1,504 @@
+"""qlab against its peers, side by side, in one run on the same jobs.
+
+Usage (from the repository root)::
+
+    .venv/bin/python benchmarks/bench.py            # full run (about 10 minutes on 2 cores)
+    .venv/bin/python benchmarks/bench.py --smoke    # small sizes, one round (under a minute)
+    .venv/bin/python benchmarks/bench.py --only qlab-thread,tpe-map,noop
+    .venv/bin/python benchmarks/bench.py --memory   # peak RSS of qlab on 1,000,000 no-op jobs
+    .venv/bin/python benchmarks/bench.py --list     # the peers and workloads
+
+Every measurement: the peer's start-up (reported apart where it can be
+separated), ``warmup`` untimed rounds, then ``rounds`` timed rounds with
+``time.perf_counter``; the table shows the median (and best) in jobs/s, where
+jobs/s = jobs / wall seconds of one round. See README.md for what each number
+includes. Results: ``<out>/bench.csv`` (metadata in ``#`` header lines) and
+``<out>/bench.png``; ``--smoke`` writes ``bench-smoke.*`` instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import inspect
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+for _path in (HERE, REPO):  # the job modules, and the qlab of this checkout
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from jobs import (  # noqa: E402
+    MAX_RETRIES,
+    SLEEP_S,
+    expected_outcome,
+    noop_job,
+    seed_job,
+    sleep_job,
+)
+from peers import MP_START_METHOD, PEERS, Case, Outcome, Peer, Skip, import_qlab  # noqa: E402
+from report import CSV_COLUMNS, draw_chart, print_table, write_csv  # noqa: E402
+
+T = TypeVar("T")
+
+TIMER = "time.perf_counter"
+NOOP_WORKERS = 2  # the machine's core count; pinned so runs compare across machines
+MEMORY_JOBS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A workload: its job, its sizes and the worker counts it is measured at."""
+
+    name: str
+    job: Callable[[int], object]
+    n_full: int
+    n_smoke: int
+    workers: tuple[int, ...]
+    description: str
+    has_ideal: bool = False  # sleep jobs: ideal jobs/s = workers / sleep time
+
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload("noop", noop_job, 200_000, 2_000, (NOOP_WORKERS,), "no-op jobs: pure overhead"),
+    Workload(
+        "seed",
+        seed_job,
+        2_000,
+        200,
+        (2, 4),
+        "the Go seed's processor: 1000 chained SHA-256 of 'job-<i>', retryable failure"
+        " when len(payload) % 3 == 0 (4 attempts, then failed)",
+    ),
+    Workload(
+        "sleep_1ms",
+        sleep_job,
+        2_000,
+        100,
+        (1, 2, 4, 8, 16),
+        "time.sleep(1 ms): I/O-like, releases the GIL",
+        has_ideal=True,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How much to measure."""
+
+    smoke: bool
+    warmup: int = 1
+    rounds: int = 3
+
+    @property
+    def mode(self) -> str:
+        return "smoke" if self.smoke else "full"
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def time_call(fn: Callable[[], T]) -> tuple[float, T]:
+    """Seconds that ``fn()`` took (``time.perf_counter``), and what it returned."""
+    t0 = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t0, result
+
+
+def measure(peer: Peer, case: Case, settings: Settings) -> dict[str, Any]:
+    """Start the peer, run the warm-up rounds, then time ``settings.rounds`` rounds."""
+    walls: list[float] = []
+    startups: list[float] = []
+    outcomes: list[Outcome] = []
+    with ExitStack() as stack:
+        open_s, runner = time_call(lambda: stack.enter_context(peer.factory(case)))
+        for _ in range(settings.warmup):
+            runner()
+        for _ in range(settings.rounds):
+            wall, outcome = time_call(runner)
+            walls.append(wall - outcome.startup_s)
+            startups.append(outcome.startup_s)
+            outcomes.append(outcome)
+    outcome = outcomes[-1]
+    startup_s = {
+        "included": float("nan"),
+        "separate": open_s,
+        "self-reported": statistics.median(startups),
+    }[peer.startup]
+    wall_median, wall_best = statistics.median(walls), min(walls)
+    return {
+        "status": "ok",
+        "startup_s": startup_s,
+        "wall_s_median": wall_median,
+        "wall_s_best": wall_best,
+        "jobs_per_s": case.n_jobs / wall_median,
+        "jobs_per_s_best": case.n_jobs / wall_best,
+        "reported_jobs_per_s": outcome.reported_jobs_per_s,
+        "ok": outcome.ok,
+        "failed": outcome.failed,
+    }
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def cases(settings: Settings, workloads: list[Workload]) -> Iterator[Case]:
+    """Every (workload, workers) point, in table order."""
+    for w in workloads:
+        n_jobs = w.n_smoke if settings.smoke else w.n_full
+        for workers in w.workers:
+            yield Case(w.name, w.job, n_jobs, workers)
+
+
+def run_benchmark(settings: Settings, peers: list[Peer], workloads: list[Workload]) -> pd.DataFrame:
+    """Measure every peer on every case; one row per (case, peer), skipped ones included."""
+    by_name = {w.name: w for w in workloads}
+    todo = [(case, peer) for case in cases(settings, workloads) for peer in peers]
+    rows = []
+    for k, (case, peer) in enumerate(todo, 1):
+        label = f"[{k:>3}/{len(todo)}] {case.workload:<9} n={case.n_jobs:<7} w={case.workers:<2}"
+        print(f"{label} {peer.name:<17}", end=" ", file=sys.stderr, flush=True)
+        exp_ok, exp_failed = expected_outcome(case.job, case.n_jobs)
+        row: dict[str, Any] = {
+            "workload": case.workload,
+            "n_jobs": case.n_jobs,
+            "workers": case.workers,
+            "peer": peer.name,
+            "kind": peer.kind,
+            "startup": peer.startup,
+            "expected_ok": exp_ok,
+            "expected_failed": exp_failed,
+        }
+        t0 = time.perf_counter()
+        try:
+            row |= measure(peer, case, settings)
+        except Skip as exc:
+            row |= {"status": "skipped", "note": str(exc)}
+        except Exception as exc:  # a broken peer must not stop the others
+            traceback.print_exc(file=sys.stderr)
+            row |= {"status": "error", "note": f"{type(exc).__name__}: {exc}"[:300]}
+        if row["status"] == "ok":
+            good = (row["ok"], row["failed"]) == (exp_ok, exp_failed)
+            row["check"] = "pass" if good else "MISMATCH"
+            if not good:
+                row["note"] = f"expected ok={exp_ok} failed={exp_failed}"
+            if by_name[case.workload].has_ideal:
+                row["ideal_jobs_per_s"] = case.workers / SLEEP_S
+                row["ratio_to_ideal"] = row["jobs_per_s"] / row["ideal_jobs_per_s"]
+            shown = f"{row['jobs_per_s']:>12,.0f} jobs/s  {row['check']}"
+        else:
+            shown = f"{row['status']}: {row['note']}"
+        print(f"{shown}  ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
+        rows.append(row)
+    return add_ratios(pd.DataFrame(rows).reindex(columns=CSV_COLUMNS))
+
+
+def add_ratios(df: pd.DataFrame) -> pd.DataFrame:
+    """Columns ``x_qlab_thread`` and ``x_qlab_process``: a peer's jobs/s over qlab's, same case."""
+    keys = ["workload", "n_jobs", "workers"]
+    for backend in ("thread", "process"):
+        ref = df.loc[df["peer"] == f"qlab-{backend}", [*keys, "jobs_per_s"]]
+        ref = ref.rename(columns={"jobs_per_s": "_ref"})
+        merged = df[keys].merge(ref, on=keys, how="left")
+        df[f"x_qlab_{backend}"] = df["jobs_per_s"].to_numpy() / merged["_ref"].to_numpy()
+    return df
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def git_commit() -> str:
+    """The checkout's commit (``+dirty`` when there are local changes), or why there is none."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no commit yet)"
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return commit + ("+dirty" if dirty else "")
+
+
+def provenance(settings: Settings) -> dict[str, Any]:
+    """Where and how the numbers were taken; written to the CSV header and as columns."""
+    import joblib
+    import numpy
+
+    try:
+        qlab_version = getattr(import_qlab(), "__version__", "unknown")
+    except Skip as exc:
+        qlab_version = f"not available ({exc})"
+    return {
+        "mode": settings.mode,
+        "timer": TIMER,
+        "warmup_rounds": settings.warmup,
+        "rounds": settings.rounds,
+        "statistic": "median of the rounds (best also given)",
+        "git_commit": git_commit(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "qlab": qlab_version,
+        "pandas": pd.__version__,
+        "numpy": numpy.__version__,
+        "joblib": joblib.__version__,
+        "go": go_version(),
+        "mp_start_method": MP_START_METHOD,
+        "max_retries": MAX_RETRIES,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def go_version() -> str:
+    """``go version`` output, or "not installed"."""
+    try:
+        out = subprocess.run(["go", "version"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "not installed"
+    return out.stdout.strip()
+
+
+# --------------------------------------------------------------------------- extra measures
+
+
+def tracing_cost(settings: Settings) -> str:
+    """qlab's tracing cost per attempt, if qlab has a switch to turn tracing off."""
+    try:
+        qlab = import_qlab()
+    except Skip as exc:
+        return f"skipped: {exc}"
+    params = inspect.signature(qlab.run).parameters
+    switch = next((p for p in ("trace", "tracing", "record") if p in params), None)
+    if switch is None:
+        return "skipped: qlab.run has no switch to turn tracing off (trace=/record=)"
+    n_jobs = 2_000 if settings.smoke else 200_000
+    retry = qlab.Retry(max_retries=MAX_RETRIES, backoff=None)
+
+    def once(on: bool) -> float:
+        def call() -> object:
+            return qlab.run(
+                qlab.workloads.noop(),
+                range(n_jobs),
+                workers=NOOP_WORKERS,
+                retry=retry,
+                seed=0,
+                progress=False,
+                **{switch: on},
+            )
+
+        call()  # warm-up
+        return statistics.median(time_call(call)[0] for _ in range(settings.rounds))
+
+    per_attempt = (once(True) - once(False)) / n_jobs
+    return f"{per_attempt * 1e6:.2f} us per attempt (noop, thread, {n_jobs:,} jobs, {switch}=)"
+
+
+def memory_child(backend: str, n_jobs: int) -> dict[str, Any]:
+    """In a fresh process: peak RSS of ``qlab.run`` on ``n_jobs`` no-op jobs from a generator.
+
+    RSS (this process plus its children) is sampled every 5 ms by a thread;
+    for the thread backend ``ru_maxrss`` (the kernel's high-water mark) is used
+    when it is higher. The traces are built (run.jobs, run.attempts), as a user would.
+    """
+    import resource
+
+    import psutil
+
+    qlab = import_qlab()
+    me = psutil.Process()
+
+    def rss() -> int:
+        total = me.memory_info().rss
+        for child in me.children(recursive=True):
+            with suppress(psutil.Error):
+                total += child.memory_info().rss
+        return total
+
+    baseline = rss()
+    peak = baseline
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.wait(0.005):
+            peak = max(peak, rss())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    t0 = time.perf_counter()
+    result = qlab.run(
+        qlab.workloads.noop(),
+        (i for i in range(n_jobs)),
+        workers=NOOP_WORKERS,
+        backend=backend,
+        retry=qlab.Retry(max_retries=MAX_RETRIES, backoff=None),
+        seed=0,
+        progress=False,
+    )
+    _ = (result.jobs, result.attempts)
+    wall = time.perf_counter() - t0
+    peak = max(peak, rss())
+    stop.set()
+    sampler.join()
+    if backend == "thread":
+        peak = max(peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    summary = result.summary()
+    return {
+        "backend": backend,
+        "n_jobs": n_jobs,
+        "workers": NOOP_WORKERS,
+        "ok": int(summary["ok"]),
+        "wall_s": wall,
+        "baseline_rss_mb": baseline / 2**20,
+        "peak_rss_mb": peak / 2**20,
+        "delta_mb": (peak - baseline) / 2**20,
+        "bytes_per_job": (peak - baseline) / n_jobs,
+    }
+
+
+def measure_memory(out: Path, n_jobs: int, backends: list[str]) -> pd.DataFrame:
+    """Run :func:`memory_child` in a fresh interpreter per backend; save ``memory.csv``."""
+    rows = []
+    for backend in backends:
+        print(f"memory: qlab {backend}, {n_jobs:,} no-op jobs ...", file=sys.stderr, flush=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--memory-child", backend, "--memory-jobs", str(n_jobs)],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            note = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+            rows.append({"backend": backend, "n_jobs": n_jobs, "note": note})
+            continue
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    df = pd.DataFrame(rows)
+    meta = provenance(Settings(smoke=False, warmup=0, rounds=1))
+    meta["what"] = (
+        "peak RSS (MiB) of a fresh interpreter (+ its worker processes) running qlab.run on"
+        " no-op jobs from a generator, traces built; baseline = RSS after imports"
+    )
+    write_csv(df, out / "memory.csv", meta, {})
+    print(df.to_string(index=False))
+    return df
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def select(tokens: list[str]) -> tuple[list[Peer], list[Workload]]:
+    """Peers and workloads named by ``--only`` (names or glob patterns, either kind)."""
+    if not tokens:
+        return list(PEERS), list(WORKLOADS)
+
+    def matching(names: list[str]) -> set[str]:
+        return {n for n in names for t in tokens if fnmatch.fnmatch(n, t)}
+
+    peer_names = matching([p.name for p in PEERS])
+    workload_names = matching([w.name for w in WORKLOADS])
+    unknown = [
+        t
+        for t in tokens
+        if not fnmatch.filter([p.name for p in PEERS] + [w.name for w in WORKLOADS], t)
+    ]
+    if unknown:
+        raise SystemExit(f"--only: unknown peer or workload {unknown}; see --list")
+    peers = [p for p in PEERS if p.name in peer_names] or list(PEERS)
+    workloads = [w for w in WORKLOADS if w.name in workload_names] or list(WORKLOADS)
+    return peers, workloads
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="small sizes, 1 round (< 60 s)")
+    parser.add_argument("--out", type=Path, default=HERE / "results", help="results folder")
+    parser.add_argument(
+        "--only",
+        type=lambda s: [t for t in s.replace(",", " ").split() if t],
+        default=[],
+        help="comma-separated peers and/or workloads (glob patterns), e.g. 'qlab-*,noop'",
+    )
+    parser.add_argument(
+        "--memory", action="store_true", help="measure qlab's peak memory only (full mode only)"
+    )
+    parser.add_argument("--memory-jobs", type=int, default=MEMORY_JOBS, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-backends", default="thread,process", help="backends for --memory")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--list", action="store_true", help="list peers and workloads, exit")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.memory_child:
+        print(json.dumps(memory_child(args.memory_child, args.memory_jobs)))
+        return 0
+    if args.list:
+        for p in PEERS:
+            print(f"peer      {p.name:<17} {p.kind:<8} start-up {p.startup:<13} {p.includes}")
+        for w in WORKLOADS:
+            print(
+                f"workload  {w.name:<17} n={w.n_full:,} (smoke {w.n_smoke:,}) workers={w.workers}"
+            )
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.memory:
+        if args.smoke:
+            print("--memory runs in full mode only: skipped with --smoke", file=sys.stderr)
+            return 0
+        measure_memory(args.out, args.memory_jobs, args.memory_backends.split(","))
+        return 0
+
+    settings = Settings(smoke=True, warmup=1, rounds=1) if args.smoke else Settings(smoke=False)
+    peers, workloads = select(args.only)
+    t0 = time.perf_counter()
+    meta = provenance(settings)
+    df = run_benchmark(settings, peers, workloads)
+    meta["tracing_cost"] = (
+        tracing_cost(settings) if any(p.name == "qlab-thread" for p in peers) else "not selected"
+    )
+    meta["duration_s"] = round(time.perf_counter() - t0, 1)
+    for column in (
+        "timer",
+        "warmup_rounds",
+        "rounds",
+        "git_commit",
+        "cpu_count",
+        "platform",
+        "python",
+    ):
+        df[column] = meta[column]
+    stem = "bench-smoke" if settings.smoke else "bench"
+    includes = {p.name: p.includes for p in peers}
+    print_table(df, meta)
+    write_csv(df, args.out / f"{stem}.csv", meta, includes)
+    draw_chart(df, args.out / f"{stem}.png", meta)
+    print(
+        f"\nwrote {args.out / f'{stem}.csv'} and {args.out / f'{stem}.png'}"
+        f" in {meta['duration_s']:.0f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

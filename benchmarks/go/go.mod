@@ -1,0 +1,3 @@
+module qlabbench
+
+go 1.19

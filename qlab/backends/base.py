@@ -1,0 +1,165 @@
+"""The one small contract between the engine and its backends, and the batch loop.
+
+Both backends run jobs through :func:`execute`: a loop over a batch that times each
+attempt, catches its error, and appends to per-batch columns (lists, turned into
+compact arrays by the engine). The thread backend calls it in a worker thread; the
+process backend calls it inside a worker process and ships the columns back.
+
+Outcome codes are small ints so that a column of them is a bytearray.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from qlab.context import Cancelled, WorkerState
+
+OUTCOMES = ("ok", "retry", "failed", "timeout", "crashed", "cancelled")
+OK, RETRY, FAILED, TIMEOUT, CRASHED, CANCELLED = range(6)
+
+Item = tuple  # (job_id, attempt, payload)
+
+# A batch whose attempts are this slow or slower has its CPU time measured per attempt;
+# faster batches measure it once per batch and apportion it by wall time, because one
+# thread-CPU clock read costs about 0.8 us (a system call, unlike perf_counter).
+PRECISE_CPU_BATCH = 16
+
+
+@dataclass
+class Failure:
+    """One failed attempt, as the batch loop saw it."""
+
+    row: int
+    code: int  # RETRY (an ordinary error), TIMEOUT or CANCELLED
+    error_type: str
+    error: str
+    permanent: bool
+    exc: BaseException | None = None  # kept in-process; dropped when not picklable
+    tb: str = ""  # the remote traceback (process backend)
+
+
+@dataclass
+class BatchResult:
+    """What a batch produced, in columns; rows follow the batch's items in order."""
+
+    t0: list[float] = field(default_factory=list)
+    t1: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    results: list[Any] | None = None
+    abandoned: bool = False  # the engine took the running attempt away (thread timeout)
+
+    def __len__(self) -> int:
+        return min(len(self.t0), len(self.t1))
+
+
+def _failure(row: int, exc: BaseException, state: WorkerState, t1: float, is_permanent) -> Failure:
+    """Classify an error: a Cancelled raised because the pool is stopping is CANCELLED,
+    one raised past the attempt's deadline is TIMEOUT, anything else is retryable."""
+    code = RETRY
+    if isinstance(exc, Cancelled):
+        if state.cancel_event.is_set():
+            code = CANCELLED
+        elif state.timeout is not None and state.cur and t1 >= state.cur[2] + state.timeout:
+            code = TIMEOUT
+    return Failure(row, code, type(exc).__name__, str(exc), is_permanent(exc), exc)
+
+
+def execute(
+    fn: Callable[[Any], Any],
+    batch: list[Item],
+    state: WorkerState,
+    is_permanent: Callable[[BaseException], bool],
+    keep_results: bool = False,
+    publish: Callable[[int, float], None] | None = None,
+    res: BatchResult | None = None,
+) -> BatchResult:
+    """Run ``fn`` on each item of ``batch``; return the attempts in columns.
+
+    ``state.stop`` ends the batch early (the rows cover the items that ran). With
+    ``state.timeout`` set on the thread backend, each attempt is claimed through
+    ``state.box`` so that the engine's watchdog can take an overdue attempt away
+    (see ``engine._Slot.watch``). ``publish(index, start)`` tells a process backend's
+    parent which attempt is running.
+    """
+    if res is None:
+        res = BatchResult()
+    if keep_results and res.results is None:
+        res.results = []
+    if state.timeout is None and publish is None and len(batch) >= PRECISE_CPU_BATCH:
+        _run_fast(fn, batch, state, is_permanent, res)
+    else:
+        _run_careful(fn, batch, state, is_permanent, res, publish)
+    state.cur = None
+    return res
+
+
+def _run_fast(fn, batch, state, is_permanent, res: BatchResult) -> None:
+    perf, cpu_clock = state.now, time.thread_time
+    t0s, t1s, results, failures = res.t0, res.t1, res.results, res.failures
+    c_start = cpu_clock()
+    for i, (job_id, attempt, payload) in enumerate(batch):
+        if state.stop:
+            break
+        t0 = perf()
+        state.cur = (job_id, attempt, t0)
+        try:
+            r = fn(payload)
+        except Exception as exc:
+            t1 = perf()
+            failures.append(_failure(i, exc, state, t1, is_permanent))
+            r = None
+        else:
+            t1 = perf()
+        t0s.append(t0)
+        t1s.append(t1)
+        if results is not None:
+            results.append(r)
+    total_cpu = cpu_clock() - c_start
+    walls = [b - a for a, b in zip(t0s, t1s)]
+    wall = sum(walls)
+    share = total_cpu / wall if wall > 0 else 0.0
+    res.cpu = [min(w * share, w) for w in walls]
+
+
+def _run_careful(fn, batch, state, is_permanent, res: BatchResult, publish) -> None:
+    perf, cpu_clock = state.now, time.thread_time
+    t0s, t1s, cpus, results, failures = res.t0, res.t1, res.cpu, res.results, res.failures
+    timed = state.timeout is not None and publish is None
+    for i, (job_id, attempt, payload) in enumerate(batch):
+        if state.stop:
+            break
+        c0 = cpu_clock()
+        t0 = perf()
+        state.cur = (job_id, attempt, t0)
+        if timed:
+            box = [(i, t0)]
+            state.box = box
+        elif publish is not None:
+            publish(i, t0)
+        try:
+            r = fn(payload)
+        except Exception as exc:
+            t1 = perf()
+            fail = _failure(i, exc, state, t1, is_permanent)
+            r = None
+        else:
+            t1 = perf()
+            fail = None
+        c1 = cpu_clock()
+        if timed:
+            try:
+                box.pop()
+            except IndexError:  # the watchdog took this attempt: leave at once
+                res.abandoned = True
+                return
+        if fail is not None:
+            failures.append(fail)
+        t0s.append(t0)
+        t1s.append(t1)
+        cpus.append(c1 - c0)
+        if results is not None:
+            results.append(r)

@@ -1,0 +1,153 @@
+"""What a running handler can ask about its job: ``qlab.current()``.
+
+Inside a handler, ``qlab.current()`` gives the job id, the attempt number (1-based),
+the run's seed, the worker, and a cancel token that turns true when the pool is
+stopping or the attempt's deadline (``timeout=``) has passed. It works the same on
+the thread and the process backend::
+
+    def handler(payload):
+        ctx = qlab.current()
+        for chunk in payload:
+            if ctx.cancelled:          # cooperative cancellation
+                raise qlab.Cancelled()
+            ...
+
+``ctx.cancelled.wait(seconds)`` sleeps, but wakes early (returning True) when the
+attempt is cancelled: a handler that waits this way stops promptly on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+__all__ = ["CancelToken", "Cancelled", "JobContext", "current"]
+
+_local = threading.local()
+
+
+class Cancelled(Exception):
+    """Raised by a handler (or ``ctx.cancelled.check()``) to stop a cancelled attempt."""
+
+
+class CancelToken:
+    """True once the attempt is cancelled: the pool stops, or its deadline passes.
+
+    Attributes:
+        deadline: the attempt's deadline on ``time.perf_counter``'s clock, or None.
+    """
+
+    __slots__ = ("_event", "deadline")
+
+    def __init__(self, event: Any, deadline: float | None) -> None:
+        self._event = event
+        self.deadline = deadline
+
+    def __bool__(self) -> bool:
+        return self._event.is_set() or (
+            self.deadline is not None and time.perf_counter() >= self.deadline
+        )
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (None if there is none)."""
+        return None if self.deadline is None else self.deadline - time.perf_counter()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; return True early if the attempt is cancelled."""
+        rem = self.remaining()
+        if rem is not None and rem < seconds:
+            if self._event.wait(max(rem, 0.0)):
+                return True
+            return bool(self)
+        return self._event.wait(seconds)
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` if the attempt is cancelled."""
+        if self:
+            raise Cancelled("attempt cancelled" if self._event.is_set() else "deadline passed")
+
+    def __repr__(self) -> str:
+        return f"CancelToken(cancelled={bool(self)}, deadline={self.deadline})"
+
+
+class WorkerState:
+    """Per-worker mutable state that the batch loop updates and ``current()`` reads."""
+
+    __slots__ = ("box", "cancel_event", "cur", "now", "seed", "stop", "timeout", "worker")
+
+    def __init__(
+        self,
+        worker: int,
+        seed: int | None,
+        timeout: float | None,
+        event: Any,
+        now: Any = time.perf_counter,
+    ) -> None:
+        self.now = now  # the clock attempts are timed with (a fake one in tests)
+        self.worker = worker
+        self.seed = seed
+        self.timeout = timeout
+        self.cur: tuple[int, int, float] | None = None  # (job_id, attempt, start)
+        self.box: list | None = None  # timed mode: the claim on the running attempt
+        self.stop = False  # the pool is stopping: leave the batch
+        self.cancel_event = event
+
+    def bind(self) -> None:
+        """Make this the state that ``current()`` sees in the calling thread."""
+        _local.state = self
+
+
+class JobContext:
+    """A view of the running attempt (see :func:`current`)."""
+
+    __slots__ = ("attempt", "cancelled", "job_id", "seed", "worker")
+
+    def __init__(
+        self, job_id: int, attempt: int, seed: int | None, worker: int, token: CancelToken
+    ):
+        self.job_id = job_id
+        self.attempt = attempt
+        self.seed = seed
+        self.worker = worker
+        self.cancelled = token
+
+    def __repr__(self) -> str:
+        return (
+            f"JobContext(job_id={self.job_id}, attempt={self.attempt}, worker={self.worker}, "
+            f"cancelled={bool(self.cancelled)})"
+        )
+
+
+def current() -> JobContext:
+    """The running job's context; call it inside a handler.
+
+    Returns:
+        A JobContext with ``job_id``, ``attempt`` (1-based), ``seed``, ``worker`` and
+        ``cancelled`` (a CancelToken carrying the attempt's deadline).
+
+    Raises:
+        RuntimeError: outside a qlab handler.
+
+    Example:
+        >>> import qlab
+        >>> run = qlab.run(lambda x: qlab.current().attempt, [0], keep_results=True)
+        >>> run.jobs.result.tolist()
+        [1]
+    """
+    ctx = current_or_none()
+    if ctx is None:
+        raise RuntimeError("qlab.current() was called outside a qlab handler")
+    return ctx
+
+
+def current_or_none() -> JobContext | None:
+    """Like :func:`current`, but None outside a handler (for handlers that run anywhere)."""
+    state: WorkerState | None = getattr(_local, "state", None)
+    if state is None or state.cur is None:
+        return None
+    job_id, attempt, start = state.cur
+    deadline = None if state.timeout is None else start + state.timeout
+    return JobContext(
+        job_id, attempt, state.seed, state.worker, CancelToken(state.cancel_event, deadline)
+    )

@@ -1,0 +1,208 @@
+"""Synthetic, deterministic, picklable handlers for experiments.
+
+Each workload is a small frozen dataclass whose instances are callables taking one
+payload, so they travel to worker processes and print readably in a run's meta::
+
+    >>> from qlab import workloads
+    >>> len(workloads.seed()(5))   # "job-5": 1000 chained SHA-256 digests, hex
+    64
+    >>> workloads.sleep(ms=2)
+    sleep(ms=2)
+
+=============  ====================================================================
+``noop``       returns at once: measures the pool's own overhead
+``sleep``      waits ``ms`` (I/O-like: releases the GIL; wakes early on cancel)
+``cpu``        burns ``ms`` of CPU time in pure Python (holds the GIL)
+``sha256``     ``rounds`` chained SHA-256 digests of the payload
+``contended``  waits ``ms``, holding a process-wide lock for the ``hold`` fraction
+``flaky``      wraps another workload; fails by a hash of (seed, job id, attempt)
+``seed``       the Go original's processor and failure rule, exactly
+=============  ====================================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from qlab.context import Cancelled, current_or_none
+from qlab.retry import Permanent, jitter_rng
+
+__all__ = [
+    "TransientError",
+    "contended",
+    "cpu",
+    "flaky",
+    "get",
+    "names",
+    "noop",
+    "seed",
+    "sha256",
+    "sleep",
+]
+
+
+class TransientError(Exception):
+    """The retryable error raised by ``flaky`` and ``seed``."""
+
+
+def _wait(seconds: float) -> None:
+    """Sleep, waking early (and raising Cancelled) if the attempt is cancelled."""
+    ctx = current_or_none()
+    if ctx is None:
+        time.sleep(seconds)
+    elif ctx.cancelled.wait(seconds):
+        raise Cancelled("cancelled while sleeping")
+
+
+def _burn(seconds: float) -> None:
+    """Spin in pure Python until this thread has used ``seconds`` of CPU time."""
+    clock = time.thread_time
+    end = clock() + seconds
+    x = 0
+    while clock() < end:
+        for i in range(200):  # reading the CPU clock is a system call: read it rarely
+            x += i * i
+
+
+@dataclass(frozen=True)
+class noop:  # noqa: N801 - workloads read as functions: workloads.noop()
+    """Does nothing and returns the payload."""
+
+    def __call__(self, payload: Any) -> Any:
+        return payload
+
+
+@dataclass(frozen=True)
+class sleep:  # noqa: N801
+    """Waits ``ms`` milliseconds, like a job that waits on I/O."""
+
+    ms: float = 1.0
+
+    def __call__(self, payload: Any) -> Any:
+        _wait(self.ms / 1000)
+        return payload
+
+
+@dataclass(frozen=True)
+class cpu:  # noqa: N801
+    """Uses ``ms`` milliseconds of CPU in pure Python, holding the GIL."""
+
+    ms: float = 1.0
+
+    def __call__(self, payload: Any) -> Any:
+        _burn(self.ms / 1000)
+        return payload
+
+
+def _chain(data: bytes, rounds: int) -> bytes:
+    for _ in range(rounds):
+        data = hashlib.sha256(data).digest()
+    return data
+
+
+@dataclass(frozen=True)
+class sha256:  # noqa: N801
+    """``rounds`` chained SHA-256 digests of ``str(payload)``; returns the hex digest."""
+
+    rounds: int = 1000
+
+    def __call__(self, payload: Any) -> str:
+        return _chain(str(payload).encode(), self.rounds).hex()
+
+
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class contended:  # noqa: N801
+    """Waits ``ms`` in all, the ``hold`` fraction of it inside one lock shared by every
+    thread of the process: the serial fraction that the USL calls sigma."""
+
+    ms: float = 1.0
+    hold: float = 0.2
+
+    def __call__(self, payload: Any) -> Any:
+        _wait(self.ms * (1 - self.hold) / 1000)
+        with _LOCK:
+            _wait(self.ms * self.hold / 1000)
+        return payload
+
+
+def _unit(seed: int | None, job_id: int, attempt: int, salt: str) -> float:
+    return jitter_rng(seed, job_id, attempt, salt).random()
+
+
+@dataclass(frozen=True)
+class flaky:  # noqa: N801
+    """Runs ``inner``, failing by a hash of (seed, job id, attempt).
+
+    A job fails permanently with probability ``permanent`` (decided once per job);
+    otherwise each attempt fails with a retryable :class:`TransientError` with
+    probability ``transient``. Outside a pool the payload stands for the job id.
+    """
+
+    inner: Callable[[Any], Any] = noop()
+    transient: float = 0.1
+    permanent: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("transient", "permanent"):
+            p = getattr(self, name)
+            if not 0 <= p <= 1:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
+
+    def __call__(self, payload: Any) -> Any:
+        ctx = current_or_none()
+        seed_, job_id, attempt = (ctx.seed, ctx.job_id, ctx.attempt) if ctx else (0, payload, 1)
+        if self.permanent and _unit(seed_, job_id, 0, "permanent") < self.permanent:
+            raise Permanent(f"job {job_id} fails permanently")
+        if self.transient and _unit(seed_, job_id, attempt, "transient") < self.transient:
+            raise TransientError(f"job {job_id} attempt {attempt}: transient failure")
+        return self.inner(payload)
+
+
+@dataclass(frozen=True)
+class seed:  # noqa: N801
+    """The Go original's processor: 1000 chained SHA-256 digests over ``job-<i>``, then
+    a retryable failure when ``len(payload) % 3 == 0``. An int payload ``i`` stands for
+    the string ``job-<i>``. With 4 attempts, 100 jobs give 10 ok / 90 failed."""
+
+    rounds: int = 1000
+
+    def __call__(self, payload: Any) -> str:
+        text = f"job-{payload}" if isinstance(payload, int) else str(payload)
+        digest = _chain(text.encode(), self.rounds)
+        if len(text) % 3 == 0:
+            raise TransientError(f"processing {text} failed")
+        return digest.hex()
+
+
+_REGISTRY: dict[str, Callable[..., Callable[[Any], Any]]] = {
+    "noop": noop,
+    "sleep": sleep,
+    "cpu": cpu,
+    "sha256": sha256,
+    "contended": contended,
+    "flaky": flaky,
+    "seed": seed,
+}
+
+
+def names() -> list[str]:
+    """The workloads' names, for the CLI."""
+    return list(_REGISTRY)
+
+
+def get(name: str, **params: Any) -> Callable[[Any], Any]:
+    """A workload by name: ``get("sleep", ms=2)``.
+
+    Raises:
+        ValueError: an unknown name (listing the known ones).
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"workload must be one of {names()}, got {name!r}")
+    return _REGISTRY[name](**params)
