@@ -60,6 +60,7 @@ T = TypeVar("T")
 TIMER = "time.perf_counter"
 NOOP_WORKERS = 2  # the machine's core count; pinned so runs compare across machines
 MEMORY_JOBS = 1_000_000
+ROUND_BUDGET_S = 30.0  # seconds of timed rounds per measurement, so the full run takes ~10 min
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,12 @@ class Settings:
     smoke: bool
     warmup: int = 1
     rounds: int = 3
+    budget_s: float = ROUND_BUDGET_S
+
+    def rounds_for(self, round_s: float) -> int:
+        """Timed rounds for a peer whose warm-up round took ``round_s``: ``rounds``, fewer
+        (at least 1) when they would take more than ``budget_s`` in all."""
+        return max(1, min(self.rounds, int(self.budget_s // max(round_s, 1e-9))))
 
     @property
     def mode(self) -> str:
@@ -128,9 +135,8 @@ def measure(peer: Peer, case: Case, settings: Settings) -> dict[str, Any]:
     outcomes: list[Outcome] = []
     with ExitStack() as stack:
         open_s, runner = time_call(lambda: stack.enter_context(peer.factory(case)))
-        for _ in range(settings.warmup):
-            runner()
-        for _ in range(settings.rounds):
+        warm_s = sum(time_call(runner)[0] for _ in range(settings.warmup))
+        for _ in range(settings.rounds_for(warm_s / max(1, settings.warmup))):
             wall, outcome = time_call(runner)
             walls.append(wall - outcome.startup_s)
             startups.append(outcome.startup_s)
@@ -147,6 +153,7 @@ def measure(peer: Peer, case: Case, settings: Settings) -> dict[str, Any]:
         "startup_s": startup_s,
         "wall_s_median": wall_median,
         "wall_s_best": wall_best,
+        "rounds_timed": len(walls),
         "jobs_per_s": case.n_jobs / wall_median,
         "jobs_per_s_best": case.n_jobs / wall_best,
         "reported_jobs_per_s": outcome.reported_jobs_per_s,
@@ -206,7 +213,10 @@ def run_benchmark(settings: Settings, peers: list[Peer], workloads: list[Workloa
             shown = f"{row['status']}: {row['note']}"
         print(f"{shown}  ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
         rows.append(row)
-    return add_ratios(pd.DataFrame(rows).reindex(columns=CSV_COLUMNS))
+    df = pd.DataFrame(rows).reindex(columns=CSV_COLUMNS)
+    counts = ["n_jobs", "workers", "rounds_timed", "ok", "failed", "expected_ok", "expected_failed"]
+    df[counts] = df[counts].astype("Int64")
+    return add_ratios(df)
 
 
 def add_ratios(df: pd.DataFrame) -> pd.DataFrame:
@@ -253,6 +263,7 @@ def provenance(settings: Settings) -> dict[str, Any]:
         "timer": TIMER,
         "warmup_rounds": settings.warmup,
         "rounds": settings.rounds,
+        "round_budget_s": settings.budget_s,
         "statistic": "median of the rounds (best also given)",
         "git_commit": git_commit(),
         "cpu_count": os.cpu_count(),

@@ -24,6 +24,8 @@ COLUMN_MEANINGS: dict[str, str] = {
     "wall_s_median": "median over the timed rounds of one round's seconds (start-up excluded"
     " unless startup=included)",
     "wall_s_best": "fastest timed round, seconds",
+    "rounds_timed": "timed rounds of this row (after the warm-up): 3, or fewer (at least 1)"
+    " when 3 rounds would take over round_budget_s (metadata) in all",
     "jobs_per_s": "n_jobs / wall_s_median: THE number of the table",
     "jobs_per_s_best": "n_jobs / wall_s_best",
     "reported_jobs_per_s": "the peer's own throughput figure, where it has one (qlab summary,"
@@ -54,13 +56,14 @@ def _fmt(value: Any, spec: str, empty: str = "-") -> str:
 def print_table(df: pd.DataFrame, meta: dict[str, Any]) -> None:
     """One block per case: jobs/s (median, best), ratios to qlab, start-up, ideal, notes."""
     print(
-        f"\nqlab benchmark ({meta['mode']}): median of {meta['rounds']} round(s) after"
-        f" {meta['warmup_rounds']} warm-up, {meta['timer']}, {meta['cpu_count']} CPUs,"
+        f"\nqlab benchmark ({meta['mode']}): median of {meta['rounds']} timed round(s) (fewer"
+        f" if over {meta['round_budget_s']:.0f} s: column rnd) after {meta['warmup_rounds']}"
+        f" warm-up, {meta['timer']}, {meta['cpu_count']} CPUs,"
         f" Python {meta['python']}, commit {meta['git_commit']}"
     )
     header = (
-        f"{'peer':<17} {'jobs/s':>12} {'best':>12} {'x qlab-thr':>10} {'x qlab-proc':>11}"
-        f" {'start-up s':>10} {'% ideal':>8}  note"
+        f"{'peer':<17} {'jobs/s':>12} {'best':>12} {'rnd':>3} {'x qlab-thr':>10}"
+        f" {'x qlab-proc':>11} {'start-up s':>10} {'% ideal':>8}  note"
     )
     for (workload, n_jobs, workers), group in df.groupby(
         ["workload", "n_jobs", "workers"], sort=False
@@ -77,6 +80,7 @@ def print_table(df: pd.DataFrame, meta: dict[str, Any]) -> None:
             note = "" if row.check == "pass" else f"{row.check} {row.note}"
             print(
                 f"{row.peer:<17} {row.jobs_per_s:>12,.0f} {row.jobs_per_s_best:>12,.0f}"
+                f" {_fmt(row.rounds_timed, '.0f'):>3}"
                 f" {_fmt(row.x_qlab_thread, '.2f'):>10} {_fmt(row.x_qlab_process, '.2f'):>11}"
                 f" {startup:>10} {_fmt(row.ratio_to_ideal, '.0%'):>8}  {note}"
             )

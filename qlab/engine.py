@@ -29,7 +29,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from qlab.backends.base import CANCELLED, CRASHED, FAILED, RETRY, TIMEOUT, BatchResult, Failure
-from qlab.context import WorkerState
+from qlab.context import Cancelled, WorkerState
 from qlab.hooks import Hook, LogProgress
 from qlab.retry import NO_RETRY, Retry
 from qlab.trace import ST_CANCELLED, ST_FAILED, Recorder, Trace
@@ -40,6 +40,8 @@ log = logging.getLogger("qlab")
 
 BACKENDS = ("thread", "process")
 DEFAULT_QUEUE_SIZE = 10_000
+_POLL_S = 0.05  # how often a waiting main thread looks for a noted Ctrl-C / SIGTERM
+_MAX_SLEEP_S = 0.5  # the coordinator's longest sleep
 
 
 class JobFailed(Exception):
@@ -80,6 +82,14 @@ def _check_seconds(name: str, value: Any, allow_zero: bool = False) -> float | N
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a number {bound} or None, got {value!r}")
     return float(value)
+
+
+def _describe(handler: Any) -> str:
+    """A readable name for a handler: ``module.function`` or the object's repr."""
+    if hasattr(handler, "__qualname__"):
+        return f"{getattr(handler, '__module__', '?')}.{handler.__qualname__}"
+    text = repr(handler)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _make_backend(name: str) -> Any:
@@ -185,7 +195,9 @@ class Pool:
         self._seq = itertools.count()
         self._unfinished = 0
         self._counts = dict.fromkeys(("ok", "failed", "cancelled", "retries", "attempts"), 0)
-        self._closed = self._cancel = self._hard = self._exit = False
+        self._closed = self._cancel = self._hard = self._exit = self._joined = False
+        self._signals: list[int] | None = None  # set by run(): signals noted, not raised
+        self._signals_seen = 0
         self._t_end: float | None = None
 
         self._backend = _make_backend(backend)
@@ -197,7 +209,7 @@ class Pool:
             "timeout": self._timeout,
             "queue_size": self._queue_size,
             "batch_size": batch_size,
-            "workload": getattr(handler, "__qualname__", None) and repr(handler),
+            "workload": _describe(handler),
         }
         self._slots: list[_Slot] = []
         self._trace = Trace(0.0, self._keep_results)
@@ -257,7 +269,15 @@ class Pool:
                 raise RuntimeError("cannot submit to a pool that is shut down")
             if self._unfinished < self._queue_size:
                 return
-            self._space.wait()
+            self._check_signals()
+            self._space.wait(_POLL_S if self._signals is not None else None)
+
+    def _check_signals(self) -> None:
+        """Raise the interrupt that a signal handler of ``run()`` noted (see there)."""
+        sigs = self._signals
+        if sigs is not None and len(sigs) > self._signals_seen:
+            self._signals_seen = len(sigs)
+            raise _Terminated() if sigs[-1] == signal.SIGTERM else KeyboardInterrupt()
 
     def _enqueue(self, items: list, now: float) -> None:
         """Register and queue new jobs (under the lock)."""
@@ -289,6 +309,7 @@ class Pool:
             with self._lock:
                 base = len(self._trace.submitted)
                 self._enqueue([(base + i, 1, p) for i, p in enumerate(chunk)], now)
+            self._check_signals()
 
     # -- workers -----------------------------------------------------------------------
 
@@ -390,8 +411,13 @@ class Pool:
                 out[f.row] = FAILED if f.code == RETRY else f.code
                 finals.append((job_id, ST_FAILED, f.exc or JobFailed(f"{f.error_type}: {f.error}")))
                 why = "permanent error" if f.permanent else f"attempt {attempt} of {allowed}"
-                logs.append((logging.ERROR, "job %d failed (%s): %s: %s",
-                             (job_id, why, f.error_type, f.error)))  # fmt: skip
+                logs.append(
+                    (
+                        logging.ERROR,
+                        "job %d failed (%s): %s: %s",
+                        (job_id, why, f.error_type, f.error),
+                    )
+                )
             elif stopping:
                 out[f.row] = f.code
                 finals.append((job_id, ST_CANCELLED, None))
@@ -404,8 +430,13 @@ class Pool:
                     retry_later.append((res.t1[f.row] + delay, next(self._seq), item))
                 else:
                     retry_now.append(item)
-                logs.append((logging.INFO, "job %d attempt %d failed (%s: %s); retry in %.3fs",
-                             (job_id, attempt, f.error_type, f.error, delay)))  # fmt: skip
+                logs.append(
+                    (
+                        logging.INFO,
+                        "job %d attempt %d failed (%s: %s); retry in %.3fs",
+                        (job_id, attempt, f.error_type, f.error, delay),
+                    )
+                )
         if res.failures:
             cut = {f.row for f in res.failures}
             oks = [it for row, it in enumerate(items) if row not in cut]
@@ -413,14 +444,24 @@ class Pool:
         else:
             oks, ok_results = items, res.results
         if n:
-            slot.ema = (res.t1[n - 1] - res.t0[0]) / n if not slot.ema else (
-                0.7 * slot.ema + 0.3 * (res.t1[n - 1] - res.t0[0]) / n
+            slot.ema = (
+                (res.t1[n - 1] - res.t0[0]) / n
+                if not slot.ema
+                else (0.7 * slot.ema + 0.3 * (res.t1[n - 1] - res.t0[0]) / n)
             )
         with self._lock:
             if worker_commit and slot.abandoned:
                 return None
-            slot.rec.add(items, res.t0[:n], res.t1[:n], res.cpu[:n], out, errors, backoff,
-                         res.results[:n] if self._keep_results and res.results else None)  # fmt: skip
+            slot.rec.add(
+                items,
+                res.t0[:n],
+                res.t1[:n],
+                res.cpu[:n],
+                out,
+                errors,
+                backoff,
+                res.results[:n] if self._keep_results and res.results else None,
+            )
             status = self._trace.status
             c = self._counts
             c["attempts"] += n
@@ -450,7 +491,8 @@ class Pool:
         for level, msg, args in logs:
             log.log(level, msg, *args)
         if self._futures:
-            return [(it[0], 0, r) for it, r in zip(oks, ok_results or [None] * len(oks))] + finals
+            values = ok_results or [None] * len(oks)
+            return [(it[0], 0, r) for it, r in zip(oks, values, strict=True)] + finals
         return []
 
     def _finish(self, done: int) -> None:
@@ -501,11 +543,11 @@ class Pool:
                 if poll is not None:
                     overdue = self._overdue(now)
                 if not overdue:
-                    waits = [poll, tick and next_tick - now]
+                    waits = [_MAX_SLEEP_S, poll, tick and next_tick - now]
                     if self._delayed:
                         waits.append(self._delayed[0][0] - now)
-                    waits = [w for w in waits if w is not None]
-                    wait = max(min(waits), 0.0) if waits else None
+                    # bounded, so that no wake-up can be missed for long
+                    wait = max(min(w for w in waits if w is not None), 0.0)
                     if clock.autojump and self._delayed and not self._ready:
                         clock.advance(self._delayed[0][0] - now)
                     else:
@@ -534,22 +576,26 @@ class Pool:
             slot.abandoned = True
         slot.state.cancel_event.set()  # a cooperative handler may still stop
         self._backend.stop_worker(slot)
-        kept = BatchResult(res.t0[:i] + [t0], res.t1[:i] + [now], res.cpu[:i] + [math.nan])
-        kept.failures = [f for f in res.failures if f.row < i]
-        how = "the worker process was killed" if self._backend.can_kill else (
-            "the thread was abandoned"
+        how = (
+            "the worker process was killed"
+            if self._backend.can_kill
+            else ("the thread was abandoned")
         )
         msg = f"attempt exceeded timeout={self._timeout}s; {how}"
-        kept.failures.append(Failure(i, TIMEOUT, "TimeoutError", msg, False, TimeoutError(msg)))
+        kept = _prefix(res, i)
+        _crash_row(kept, TimeoutError(msg), (None, None, t0), now, TIMEOUT)
         if not self._hard and not self._exit:
             self._start_slot(slot.worker, slot.rec)
         self._resolve_futures(self._record(slot, batch[: i + 1], kept, batch[i + 1 :]) or [])
 
     def _emit_progress(self) -> None:
         with self._lock:
-            counts = dict(self._counts, submitted=len(self._trace.submitted),
-                          unfinished=self._unfinished,
-                          elapsed_s=self._clock.now() - self._trace.origin)  # fmt: skip
+            counts = dict(
+                self._counts,
+                submitted=len(self._trace.submitted),
+                unfinished=self._unfinished,
+                elapsed_s=self._clock.now() - self._trace.origin,
+            )
         for h in self._hooks:
             h.on_progress(counts)
 
@@ -600,8 +646,8 @@ class Pool:
                 rem = None if deadline is None else deadline - time.monotonic()
                 if rem is not None and rem <= 0:
                     return False
-                # wake up now and then so that Ctrl-C is seen promptly in the main thread
-                self._idle.wait(0.1 if rem is None else min(rem, 0.1))
+                self._check_signals()
+                self._idle.wait(_POLL_S if rem is None else min(rem, _POLL_S))
         return True
 
     def _abort(self) -> None:
@@ -629,20 +675,18 @@ class Pool:
                 batch, res = slot.batch or [], slot.res or BatchResult()
                 n = len(res)
                 log.warning("worker %d did not stop; its attempt is abandoned", slot.worker)
-                kept = BatchResult(res.t0[:n], res.t1[:n], res.cpu[:n])
-                kept.failures = [f for f in res.failures if f.row < n]
+                kept = _prefix(res, n)
                 if n < len(batch):
-                    kept.t0.append(slot.state.cur[2] if slot.state.cur else now)
-                    kept.t1.append(now)
-                    kept.cpu.append(math.nan)
-                    kept.failures.append(
-                        Failure(n, CANCELLED, "Cancelled", "stopped by a second interrupt", False)
-                    )
+                    stopped = Cancelled("stopped by a second interrupt")
+                    _crash_row(kept, stopped, slot.state.cur, now, CANCELLED)
                     n += 1
                 self._record(slot, batch[:n], kept, batch[n:])
 
     def _join(self) -> None:
         with self._lock:
+            if self._joined:
+                return
+            self._joined = True
             self._exit = True
             self._closed = True
             self._work.notify_all()
@@ -655,6 +699,10 @@ class Pool:
             self._coordinator.join()
         self._meta.update(self._backend.info())
         self._backend.close(kill=self._hard)
+        if self._hooks:
+            final = self.trace()
+            for h in self._hooks:
+                h.on_end(final)
 
     def __enter__(self) -> Pool:
         return self
@@ -669,15 +717,23 @@ class Pool:
         """Ctrl-C / SIGTERM: cancel what is pending, give running attempts ``grace``
         seconds, and stop them at the second interrupt or when the grace is over."""
         self._meta["interrupted"] = why
-        log.warning("interrupted (%s): cancelling pending jobs; Ctrl-C again to stop now", why)
+        stop_now = False
         try:
+            log.warning("interrupted (%s): cancelling pending jobs; Ctrl-C again to stop now", why)
             self.shutdown(wait=False, cancel_pending=True)
             if not self._wait_idle(self._grace):
                 log.warning("grace period of %ss is over: stopping running attempts", self._grace)
-                self._abort()
+                stop_now = True
         except KeyboardInterrupt:
-            self._abort()
-        self._join()
+            stop_now = True
+        while True:  # more interrupts while stopping only repeat the (idempotent) steps
+            try:
+                if stop_now:
+                    self._abort()
+                self._join()
+                return
+            except KeyboardInterrupt:
+                stop_now = True
 
     # -- results -----------------------------------------------------------------------
 
@@ -706,22 +762,31 @@ class Pool:
         return self._workers
 
 
-def _crash_row(res: BatchResult, exc: BaseException, cur: tuple | None, now: float) -> None:
-    """Record the attempt that was running when ``exc`` escaped the batch loop."""
+def _prefix(res: BatchResult, n: int) -> BatchResult:
+    """The first ``n`` rows of a batch's result (the rows its worker finished)."""
+    kept = BatchResult(res.t0[:n], res.t1[:n], res.cpu[:n])
+    kept.failures = [f for f in res.failures if f.row < n]
+    kept.results = None if res.results is None else res.results[:n]
+    return kept
+
+
+def _crash_row(
+    res: BatchResult, exc: BaseException, cur: tuple | None, now: float, code: int = CRASHED
+) -> None:
+    """Record the attempt that was running when ``exc`` stopped it, as row ``len(res)``."""
     n = len(res)
     del res.t0[n:], res.t1[n:], res.cpu[n:]
     res.t0.append(cur[2] if cur else now)
     res.t1.append(now)
     res.cpu.append(math.nan)
-    res.failures.append(Failure(n, CRASHED, type(exc).__name__, str(exc), False, exc))
+    if res.results is not None:
+        del res.results[n:]
+        res.results.append(None)
+    res.failures.append(Failure(n, code, type(exc).__name__, str(exc), False, exc))
 
 
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, delivered as an interrupt so that one path handles both."""
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise _Terminated("SIGTERM")
 
 
 def run(
@@ -751,8 +816,15 @@ def run(
         raise TypeError(f"payloads must be an iterable of payloads, got {payloads!r}")
     total = len(payloads) if hasattr(payloads, "__len__") else None
     pool = Pool(handler, workers, _futures=False, **options)
+    # In the main thread, Ctrl-C and SIGTERM are only noted by the handler and raised
+    # by the engine where it waits, so an interrupt never lands halfway through an
+    # update of the queue's books.
     main = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGTERM, _on_sigterm) if main else None
+    old: dict[int, Any] = {}
+    if main:
+        pool._signals = noted = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, lambda signum, frame: noted.append(signum))
     try:
         try:
             pool._feed(payloads)
@@ -767,6 +839,6 @@ def run(
             pool._interrupted("error")
             raise
     finally:
-        if main:
-            signal.signal(signal.SIGTERM, old)
+        for sig, handler_ in old.items():
+            signal.signal(sig, handler_)
     return pool.trace()

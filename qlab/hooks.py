@@ -54,6 +54,10 @@ class LogProgress(Hook):
         done = counts["ok"] + counts["failed"] + counts["cancelled"]
         log.info(
             "progress: %d/%d done (%d ok, %d failed, %d retries) in %.1fs",
-            done, counts["submitted"], counts["ok"], counts["failed"], counts["retries"],
+            done,
+            counts["submitted"],
+            counts["ok"],
+            counts["failed"],
+            counts["retries"],
             counts["elapsed_s"],
-        )  # fmt: skip
+        )

@@ -196,9 +196,24 @@ def write_frame(df: pd.DataFrame, path: Path, meta_json: str) -> None:
     pq.write_table(table.replace_schema_metadata(schema_meta), path)
 
 
-_CATEGORIES = {
-    "outcome": ("ok", "retry", "failed", "timeout", "crashed", "cancelled"),
-    "status": ("ok", "failed", "cancelled", "pending"),
+_OUTCOMES = ("ok", "retry", "failed", "timeout", "crashed", "cancelled")
+_STATUSES = ("ok", "failed", "cancelled", "pending")
+# dtypes that a CSV file does not keep, per table
+_CSV_DTYPES: dict[str, dict[str, Any]] = {
+    "jobs": {
+        "attempts": "int16",
+        "worker": "Int16",
+        "error_type": "category",
+        "error": "string",
+        "status": _STATUSES,
+    },
+    "attempts": {
+        "attempt": "int16",
+        "worker": "int16",
+        "error_type": "category",
+        "error": "string",
+        "outcome": _OUTCOMES,
+    },
 }
 
 
@@ -209,14 +224,13 @@ def read_frame(path: Path) -> pd.DataFrame:
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
     df = pd.read_csv(path)
-    for col, cats in _CATEGORIES.items():
+    for col, dtype in _CSV_DTYPES.get(path.stem, {}).items():
         if col in df:
-            df[col] = pd.Categorical(df[col], categories=cats)
-    for col in ("error", "error_type"):
-        if col in df:
-            df[col] = df[col].astype("string" if col == "error" else "category")
-    if "worker" in df and df["worker"].isna().any():
-        df["worker"] = df["worker"].astype("Int16")
+            df[col] = (
+                pd.Categorical(df[col], categories=dtype)
+                if isinstance(dtype, tuple)
+                else df[col].astype(dtype)
+            )
     return df
 
 
@@ -232,4 +246,3 @@ def load_run(path: str | Path) -> Run:
     run = Run(None, {}, meta.get("wall_s", math.nan), frames=(jobs, attempts))
     run.meta = meta
     return run
-

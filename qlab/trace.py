@@ -39,7 +39,7 @@ class Recorder:
         "t0",
         "t1",
         "worker",
-    )  # fmt: skip
+    )
 
     def __init__(self, worker: int, keep_results: bool = False) -> None:
         self.worker = worker
@@ -106,11 +106,20 @@ class Trace:
         recs = [r for r in self.recorders if len(r)]
         if not recs:
             empty = np.array([], dtype=np.float64)
-            return {"job_id": np.array([], np.int64), "attempt": np.array([], np.int64),
-                    "worker": np.array([], np.int64), "t0": empty, "t1": empty, "cpu": empty,
-                    "out": np.array([], np.uint8), "order": np.array([], np.int64),
-                    "backoff": empty, "error_type": np.array([], object),
-                    "error": np.array([], object), "result": np.array([], object)}  # fmt: skip
+            return {
+                "job_id": np.array([], np.int64),
+                "attempt": np.array([], np.int64),
+                "worker": np.array([], np.int64),
+                "t0": empty,
+                "t1": empty,
+                "cpu": empty,
+                "out": np.array([], np.uint8),
+                "order": np.array([], np.int64),
+                "backoff": empty,
+                "error_type": np.array([], object),
+                "error": np.array([], object),
+                "result": np.array([], object),
+            }
         cat = np.concatenate
         job_id = cat([np.frombuffer(r.job_id, np.int64) for r in recs])
         attempt = cat([np.frombuffer(r.attempt, np.uint16) for r in recs]).astype(np.int64)

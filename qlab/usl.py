@@ -68,7 +68,7 @@ def usl(n: ArrayLike, lam: float, sigma: float, kappa: float) -> np.ndarray | fl
 
 @dataclass(frozen=True, repr=False)
 class USLFit:
-    """Result of :func:`fit`: parameters, standard errors (nan if not estimable), goodness of fit."""
+    """Result of :func:`fit`: parameters, standard errors (nan if not estimable), R²."""
 
     model: str
     lam: float

@@ -25,8 +25,9 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from qlab.context import Cancelled, current_or_none
 from qlab.retry import Permanent, jitter_rng
@@ -69,7 +70,7 @@ def _burn(seconds: float) -> None:
 
 
 @dataclass(frozen=True)
-class noop:  # noqa: N801 - workloads read as functions: workloads.noop()
+class noop:
     """Does nothing and returns the payload."""
 
     def __call__(self, payload: Any) -> Any:
@@ -77,7 +78,7 @@ class noop:  # noqa: N801 - workloads read as functions: workloads.noop()
 
 
 @dataclass(frozen=True)
-class sleep:  # noqa: N801
+class sleep:
     """Waits ``ms`` milliseconds, like a job that waits on I/O."""
 
     ms: float = 1.0
@@ -88,7 +89,7 @@ class sleep:  # noqa: N801
 
 
 @dataclass(frozen=True)
-class cpu:  # noqa: N801
+class cpu:
     """Uses ``ms`` milliseconds of CPU in pure Python, holding the GIL."""
 
     ms: float = 1.0
@@ -105,7 +106,7 @@ def _chain(data: bytes, rounds: int) -> bytes:
 
 
 @dataclass(frozen=True)
-class sha256:  # noqa: N801
+class sha256:
     """``rounds`` chained SHA-256 digests of ``str(payload)``; returns the hex digest."""
 
     rounds: int = 1000
@@ -118,7 +119,7 @@ _LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
-class contended:  # noqa: N801
+class contended:
     """Waits ``ms`` in all, the ``hold`` fraction of it inside one lock shared by every
     thread of the process: the serial fraction that the USL calls sigma."""
 
@@ -137,7 +138,7 @@ def _unit(seed: int | None, job_id: int, attempt: int, salt: str) -> float:
 
 
 @dataclass(frozen=True)
-class flaky:  # noqa: N801
+class flaky:
     """Runs ``inner``, failing by a hash of (seed, job id, attempt).
 
     A job fails permanently with probability ``permanent`` (decided once per job);
@@ -166,7 +167,7 @@ class flaky:  # noqa: N801
 
 
 @dataclass(frozen=True)
-class seed:  # noqa: N801
+class seed:
     """The Go original's processor: 1000 chained SHA-256 digests over ``job-<i>``, then
     a retryable failure when ``len(payload) % 3 == 0``. An int payload ``i`` stands for
     the string ``job-<i>``. With 4 attempts, 100 jobs give 10 ok / 90 failed."""

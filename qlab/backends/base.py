@@ -119,7 +119,7 @@ def _run_fast(fn, batch, state, is_permanent, res: BatchResult) -> None:
         if results is not None:
             results.append(r)
     total_cpu = cpu_clock() - c_start
-    walls = [b - a for a, b in zip(t0s, t1s)]
+    walls = [b - a for a, b in zip(t0s, t1s, strict=True)]
     wall = sum(walls)
     share = total_cpu / wall if wall > 0 else 0.0
     res.cpu = [min(w * share, w) for w in walls]

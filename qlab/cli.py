@@ -1,0 +1,162 @@
+"""The command line: ``qlab run`` and ``qlab sweep``.
+
+``qlab run --workers 4 --jobs 100`` is the counterpart of the Go original's
+``go run cmd/app/main.go -workers=4 -jobs=100``: it runs the seed workload (the
+original's processor), retries failures up to 3 times at once (as the original does;
+``--backoff exp`` for exponential backoff with jitter) and prints the original's
+summary lines, then qlab's own. Failed jobs are results, not errors: the exit code is
+0. Ctrl-C prints the summary of what ran and exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import signal
+import sys
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _workload(text: str) -> Any:
+    """``NAME`` or ``NAME:key=value,...`` (values are numbers)."""
+    from qlab import workloads
+
+    name, _, params = text.partition(":")
+    kwargs: dict[str, Any] = {}
+    for part in filter(None, params.split(",")):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected key=value, got {part!r}")
+        try:
+            kwargs[key.strip()] = float(value) if "." in value else int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{key} must be a number") from None
+    try:
+        return workloads.get(name, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(kind: type, low: float) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value >= low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
+        return value
+
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qlab", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run a workload on a pool and print its summary")
+    r.add_argument("--workers", type=_positive(int, 1), default=4, help="workers (default 4)")
+    r.add_argument("--jobs", type=_positive(int, 0), default=100, help="jobs (default 100)")
+    r.add_argument(
+        "--workload",
+        type=_workload,
+        default="seed",
+        help="noop, sleep, cpu, sha256, contended, flaky, seed (default); "
+        "parameters as NAME:key=value,... e.g. sleep:ms=2",
+    )
+    r.add_argument("--backend", choices=("thread", "process"), default="thread")
+    r.add_argument("--retries", type=_positive(int, 0), default=3, help="max retries (3)")
+    r.add_argument(
+        "--backoff",
+        choices=("none", "exp"),
+        default="none",
+        help="none: retry at once, as the Go original; exp: exponential, "
+        "jittered, 10 ms base, 1 s cap",
+    )
+    r.add_argument(
+        "--timeout", type=_positive(float, 1e-9), default=None, help="seconds one attempt may take"
+    )
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", default=None, help="save the run's trace to this folder")
+    r.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    r.add_argument("--progress", action="store_true", help="report progress while running")
+    r.add_argument("-v", "--verbose", action="store_true", help="log every retry")
+    r.add_argument("-q", "--quiet", action="store_true", help="do not log failed jobs")
+    _add_sweep(sub)
+    return p
+
+
+def _add_sweep(sub: Any) -> None:
+    """``qlab sweep`` (defined in qlab.sweep, next to what it runs)."""
+    try:
+        from qlab.sweep import add_cli
+    except ImportError:
+        return
+    add_cli(sub, _workload, _positive)
+
+
+def _fmt_duration(seconds: float) -> str:
+    """Like Go's time.Duration: 812.3µs, 12.345ms, 1.234s."""
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f}µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.3f}ms"
+    return f"{seconds:.3f}s"
+
+
+def _print_summary(s: Any, workers: int, as_json: bool) -> None:
+    if as_json:
+        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in s.items()}
+        print(json.dumps(clean, default=float))
+        return
+    ms = [_fmt_duration(s[f"latency_p{q}_s"]) if s["jobs"] else "-" for q in (50, 95, 99)]
+    print(f"Workers: {workers}")
+    print(f"Jobs: {s['jobs']}")
+    print(f"Success: {s['ok']}")
+    print(f"Failed: {s['failed']}")
+    print(f"Total time: {_fmt_duration(s['wall_s'])}")
+    print(f"Jobs/sec: {s['throughput']:.2f}")
+    print(f"Retries: {s['retries']}")
+    print(f"Cancelled: {s['cancelled']}")
+    print(f"Latency p50/p95/p99: {' / '.join(ms)}")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import qlab
+
+    backoff = qlab.Exponential(base=0.01, cap=1.0, jitter=True) if args.backoff == "exp" else None
+    run = qlab.run(
+        args.workload,
+        range(args.jobs),
+        workers=args.workers,
+        backend=args.backend,
+        retry=qlab.Retry(max_retries=args.retries, backoff=backoff),
+        timeout=args.timeout,
+        seed=args.seed,
+        progress=args.progress,
+    )
+    _print_summary(run.summary(), args.workers, args.json)
+    if args.out:
+        path = run.save(args.out)
+        print(f"trace saved to {path}", file=sys.stderr)
+    return 130 if run.meta.get("interrupted") else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``qlab`` command; returns the exit code."""
+    # a shell may start us with SIGINT ignored (a background job): Ctrl-C must still stop
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    args = _parser().parse_args(argv)
+    level = logging.INFO if args.verbose else logging.CRITICAL if args.quiet else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("qlab").setLevel(level)
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+        return args.func(args)
+    except (ValueError, TypeError) as exc:
+        print(f"qlab: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,46 @@
+"""Shared fixtures: the backends the contract suite runs on, and leak checks.
+
+Every test fails if it leaves a qlab thread or a child process alive (as CPython's
+concurrent.futures tests do); pytest-timeout fails a test that hangs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psutil
+import pytest
+
+BACKENDS = ["thread"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each contract test runs once per backend."""
+    return request.param
+
+
+def _qlab_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("qlab-") and t.is_alive()]
+
+
+def _children() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True) if p.is_running()]
+
+
+@pytest.fixture(autouse=True)
+def no_leaks():
+    """Fail the test if a qlab thread or a child process outlives it."""
+    before = {p.pid for p in _children()}
+    yield
+    # workers are joined before run() returns; allow a moment for the OS to reap
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        threads = _qlab_threads()
+        children = [p for p in _children() if p.pid not in before]
+        if not threads and not children:
+            return
+        threading.Event().wait(0.05)
+    assert not threads, f"qlab threads left alive: {threads}"
+    assert not children, f"child processes left alive: {children}"

@@ -1,0 +1,56 @@
+"""The command line: the Go original's counterpart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from qlab.cli import main
+
+
+def test_run_prints_the_go_originals_lines(capsys):
+    assert main(["run", "--workers", "4", "--jobs", "100", "--workload", "seed", "-q"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:4] == ["Workers: 4", "Jobs: 100", "Success: 10", "Failed: 90"]
+    assert out[4].startswith("Total time: ") and out[5].startswith("Jobs/sec: ")
+    assert "Retries: 270" in out and "Cancelled: 0" in out
+    assert any(line.startswith("Latency p50/p95/p99: ") for line in out)
+
+
+def test_run_json_has_the_summary_keys(capsys):
+    assert main(["run", "--jobs", "1000", "--workload", "seed", "--json", "-q"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["ok"], summary["failed"], summary["cancelled"]) == (910, 90, 0)
+    assert {"jobs", "attempts", "retries", "wall_s", "throughput", "latency_p99_s"} <= set(summary)
+
+
+def test_run_saves_its_trace(tmp_path, capsys):
+    import qlab
+
+    assert (
+        main(["run", "--jobs", "20", "--workload", "sleep:ms=1", "--out", str(tmp_path / "r")]) == 0
+    )
+    run = qlab.load_run(tmp_path / "r")
+    assert len(run.jobs) == 20 and run.meta["workload"] == "sleep(ms=1)"
+
+
+@pytest.mark.parametrize(
+    ("args", "name"),
+    [
+        (["--workers", "0"], "--workers"),
+        (["--jobs", "-1"], "--jobs"),
+        (["--workload", "nope"], "--workload"),
+        (["--workload", "sleep:ms"], "--workload"),
+        (["--backend", "gpu"], "--backend"),
+        (["--timeout", "-1"], "--timeout"),
+    ],
+)
+def test_bad_arguments_exit_nonzero_naming_the_argument(args, name):
+    proc = subprocess.run(
+        [sys.executable, "-m", "qlab", "run", *args], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert name in proc.stderr

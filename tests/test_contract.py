@@ -1,0 +1,427 @@
+"""The engine's contract (DESIGN.md), run against every backend."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pandas as pd
+import pytest
+
+import qlab
+from qlab import workloads
+from qlab.testing import FakeClock
+
+ATTEMPT_COLUMNS = [
+    "job_id",
+    "attempt",
+    "worker",
+    "start_s",
+    "end_s",
+    "duration_s",
+    "cpu_s",
+    "outcome",
+    "error_type",
+    "error",
+    "backoff_s",
+]
+JOB_COLUMNS = [
+    "job_id",
+    "status",
+    "attempts",
+    "submitted_s",
+    "first_start_s",
+    "end_s",
+    "queue_wait_s",
+    "service_s",
+    "latency_s",
+    "worker",
+    "error_type",
+    "error",
+]
+OUTCOME = ["job_id", "status", "attempts", "error_type"]
+
+
+class Boom(Exception):
+    pass
+
+
+ALWAYS_FAILS = workloads.flaky(workloads.noop(), transient=1.0)
+
+
+class FailFirst:
+    """A handler whose attempts 1..n fail with ``exc``; returns the payload after."""
+
+    def __init__(self, n: int, exc: type[Exception] = Boom) -> None:
+        self.n, self.exc = n, exc
+
+    def __call__(self, payload):
+        if qlab.current().attempt <= self.n:
+            raise self.exc(f"attempt {qlab.current().attempt}")
+        return payload
+
+
+def test_retries_then_success(backend):
+    run = qlab.run(
+        FailFirst(2),
+        range(5),
+        workers=2,
+        backend=backend,
+        retry=qlab.Retry(max_retries=3, backoff=None),
+        keep_results=True,
+    )
+    assert run.jobs.status.eq("ok").all()
+    assert run.jobs.attempts.tolist() == [3] * 5
+    assert run.jobs.result.tolist() == list(range(5))
+    assert run.attempts.outcome.value_counts().to_dict() == {
+        "retry": 10,
+        "ok": 5,
+        "failed": 0,
+        "timeout": 0,
+        "crashed": 0,
+        "cancelled": 0,
+    }
+
+
+def test_max_retries_means_one_plus_retries_attempts(backend):
+    run = qlab.run(
+        ALWAYS_FAILS, range(4), backend=backend, retry=qlab.Retry(max_retries=3, backoff=None)
+    )
+    assert run.jobs.attempts.tolist() == [4] * 4
+    assert run.jobs.status.eq("failed").all()
+    assert run.attempts.groupby("job_id").outcome.last().eq("failed").all()
+    assert len(run.failed) == 4 and run.failed.error_type.eq("TransientError").all()
+
+
+@pytest.mark.parametrize(
+    ("handler", "retry"),
+    [
+        (FailFirst(9, qlab.Permanent), qlab.Retry(max_retries=5, backoff=None)),
+        (FailFirst(9, KeyError), qlab.Retry(max_retries=5, backoff=None, permanent=(KeyError,))),
+    ],
+    ids=["qlab.Permanent", "permanent="],
+)
+def test_permanent_errors_fail_at_once(backend, handler, retry):
+    run = qlab.run(handler, range(3), backend=backend, retry=retry)
+    assert run.jobs.attempts.tolist() == [1, 1, 1]
+    assert run.jobs.status.eq("failed").all()
+
+
+def test_exhausted_and_permanent_are_logged(backend, caplog):
+    caplog.set_level(logging.INFO, logger="qlab")
+    qlab.run(FailFirst(9, Boom), range(1), backend=backend, retry=qlab.Retry(1, backoff=None))
+    levels = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "qlab"]
+    assert (logging.INFO, "job 0 attempt 1 failed (Boom: attempt 1); retry in 0.000s") in levels
+    assert (logging.ERROR, "job 0 failed (attempt 2 of 2): Boom: attempt 2") in levels
+
+
+def test_exact_backoff_schedule_with_a_fake_clock(backend):
+    if backend != "thread":
+        pytest.skip("the fake clock drives the thread backend")
+    retry = qlab.Retry(max_retries=4, backoff=qlab.Exponential(base=10, factor=2, cap=50))
+    run = qlab.run(ALWAYS_FAILS, range(1), retry=retry, clock=FakeClock())
+    att = run.attempts
+    assert att.start_s.tolist() == [0, 10, 30, 70, 120]
+    assert att.backoff_s.tolist()[:4] == [10, 20, 40, 50]
+    assert pd.isna(att.backoff_s.iloc[-1])
+
+
+def test_jitter_is_drawn_from_seed_job_and_attempt(backend):
+    backoff = qlab.Exponential(base=0.001, cap=0.004, jitter=True)
+    retry = qlab.Retry(max_retries=3, backoff=backoff)
+    runs = [
+        qlab.run(ALWAYS_FAILS, range(20), workers=w, backend=backend, retry=retry, seed=7)
+        for w in (1, 3)
+    ]
+    a, b = (r.attempts.set_index(["job_id", "attempt"]).backoff_s for r in runs)
+    pd.testing.assert_series_equal(a, b)
+    expected = [retry.delay(7, j, k) for j in range(20) for k in (1, 2, 3)]
+    assert a.dropna().tolist() == expected
+    assert len(set(expected)) == len(expected)  # jitter really varies
+    other = qlab.run(ALWAYS_FAILS, range(20), backend=backend, retry=retry, seed=8)
+    assert other.attempts.backoff_s.dropna().tolist() != expected
+
+
+def test_seeded_outcomes_identical_across_worker_counts(backend):
+    handler = workloads.flaky(workloads.noop(), transient=0.3, permanent=0.05)
+    retry = qlab.Retry(max_retries=2, backoff=None)
+    frames = [
+        qlab.run(handler, range(300), workers=w, backend=backend, retry=retry, seed=3).jobs
+        for w in (1, 4, 16)
+    ]
+    for df in frames[1:]:
+        pd.testing.assert_frame_equal(frames[0][OUTCOME], df[OUTCOME])
+    statuses = set(frames[0].status)
+    assert {"ok", "failed"} <= statuses  # the workload really fails some jobs
+
+
+def test_seed_workload_matches_the_go_original():
+    run = qlab.run(workloads.seed(), range(100), workers=4, retry=qlab.Retry(3, backoff=None))
+    s = run.summary()
+    assert (s["ok"], s["failed"], s["attempts"]) == (10, 90, 10 + 90 * 4)
+
+
+class Gate:
+    """A handler that blocks until released, telling when each job has started."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.started = threading.Event()
+
+    def __call__(self, payload):
+        self.started.set()
+        assert self.release.wait(10), "gate was never released"
+        return payload
+
+
+def test_leaving_the_block_drains_every_job(backend):
+    gate = Gate()
+    with qlab.Pool(gate, workers=2, backend=backend) as pool:
+        futures = [pool.submit(i) for i in range(50)]
+        assert gate.started.wait(5)
+        gate.release.set()
+    assert [f.result(timeout=0) for f in futures] == list(range(50))
+    assert pool.trace().jobs.status.eq("ok").all()
+
+
+def test_cancel_pending_cancels_jobs_that_never_started(backend):
+    gate = Gate()
+    pool = qlab.Pool(gate, workers=1, backend=backend)
+    futures = [pool.submit(i) for i in range(10)]
+    assert gate.started.wait(5)
+    pool.shutdown(wait=False, cancel_pending=True)
+    gate.release.set()
+    pool.shutdown(wait=True)
+    jobs = pool.trace().jobs
+    assert jobs.status.tolist() == ["ok"] + ["cancelled"] * 9
+    assert jobs.attempts.tolist() == [1] + [0] * 9
+    assert futures[0].result() == 0 and all(f.cancelled() for f in futures[1:])
+    with pytest.raises(RuntimeError, match="shut down"):
+        pool.submit(1)
+
+
+def test_map_keeps_order_and_raises_failures(backend):
+    with qlab.Pool(FailFirst(9), workers=3, backend=backend, retry=1) as pool:
+        assert list(pool.map([])) == []
+        fut = pool.submit(1)
+        with pytest.raises(Boom, match="attempt 2"):
+            fut.result(timeout=10)
+    with qlab.Pool(workloads.sha256(rounds=10), workers=3, backend=backend) as pool:
+        assert list(pool.map(range(30))) == [workloads.sha256(rounds=10)(i) for i in range(30)]
+
+
+def test_current_gives_the_job_and_attempt(backend):
+    def who(payload):
+        ctx = qlab.current()
+        if ctx.attempt == 1 and payload % 2:
+            raise Boom("odd")
+        return (ctx.job_id, ctx.attempt, ctx.seed, bool(ctx.cancelled))
+
+    run = qlab.run(
+        who,
+        range(6),
+        workers=2,
+        backend=backend,
+        seed=11,
+        keep_results=True,
+        retry=qlab.Retry(2, backoff=None),
+    )
+    assert run.jobs.result.tolist() == [(j, 1 + j % 2, 11, False) for j in range(6)]
+    with pytest.raises(RuntimeError, match="outside"):
+        qlab.current()
+
+
+def test_a_cooperative_handler_sees_its_deadline(backend):
+    def slow_once(payload):
+        ctx = qlab.current()
+        if payload == 3 and ctx.attempt == 1:
+            assert ctx.cancelled.deadline is not None
+            ctx.cancelled.wait(30)  # wakes at the attempt's deadline
+            ctx.cancelled.check()
+        return payload
+
+    run = qlab.run(
+        slow_once,
+        range(8),
+        workers=2,
+        backend=backend,
+        timeout=0.2,
+        retry=qlab.Retry(2, backoff=None),
+        keep_results=True,
+    )
+    jobs = run.jobs.set_index("job_id")
+    assert jobs.status.eq("ok").all() and jobs.result.tolist() == list(range(8))
+    assert jobs.attempts.tolist() == [1, 1, 1, 2, 1, 1, 1, 1]
+    first = run.attempts.query("job_id == 3").iloc[0]
+    assert first.outcome == "timeout" and first.duration_s >= 0.2
+
+
+def test_timeout_takes_a_stuck_attempt_away_and_retries(backend):
+    stuck = threading.Event()  # released at the end, so no thread outlives the test
+
+    def hangs_once(payload):
+        if payload == 3 and qlab.current().attempt == 1:
+            stuck.wait(30)  # ignores cancellation
+        return payload
+
+    try:
+        run = qlab.run(
+            hangs_once,
+            range(8),
+            workers=2,
+            backend=backend,
+            timeout=0.2,
+            retry=qlab.Retry(2, backoff=None),
+            keep_results=True,
+        )
+    finally:
+        stuck.set()
+    jobs = run.jobs.set_index("job_id")
+    assert jobs.status.eq("ok").all() and jobs.result.tolist() == list(range(8))
+    assert jobs.attempts.tolist() == [1, 1, 1, 2, 1, 1, 1, 1]
+    first = run.attempts.query("job_id == 3").iloc[0]
+    assert first.outcome == "timeout" and first.error_type == "TimeoutError"
+    assert "timeout=0.2" in first.error and first.duration_s >= 0.2
+    assert ("thread was abandoned" if backend == "thread" else "killed") in first.error
+
+
+def test_generator_runs_in_bounded_memory(backend):
+    lead = {"yielded": 0, "done": 0, "max": 0}
+    lock = threading.Lock()
+
+    def payloads():
+        for i in range(20_000):
+            lead["yielded"] += 1
+            lead["max"] = max(lead["max"], lead["yielded"] - lead["done"])
+            yield i
+
+    def handler(x):
+        with lock:
+            lead["done"] += 1
+        return x
+
+    run = qlab.run(handler, payloads(), workers=4, backend=backend, queue_size=100)
+    assert run.summary()["ok"] == 20_000
+    assert lead["max"] <= 100
+
+
+def test_trace_columns_and_dtypes(backend):
+    run = qlab.run(
+        FailFirst(1),
+        range(10),
+        workers=2,
+        backend=backend,
+        retry=qlab.Retry(1, backoff=qlab.Constant(0.001)),
+    )
+    att, jobs = run.attempts, run.jobs
+    assert list(att.columns) == ATTEMPT_COLUMNS
+    assert list(jobs.columns) == JOB_COLUMNS
+    assert isinstance(att.outcome.dtype, pd.CategoricalDtype)
+    assert isinstance(jobs.status.dtype, pd.CategoricalDtype)
+    assert att.start_s.dtype == "float64" and (att.end_s >= att.start_s).all()
+    assert (att.cpu_s >= 0).all() and att.worker.between(0, 1).all()
+    assert att.backoff_s.notna().sum() == 10 and (att.backoff_s.dropna() == 0.001).all()
+    retried = att[att.attempt == 2].set_index("job_id").start_s
+    failed = att[att.attempt == 1].set_index("job_id").end_s
+    assert (retried - failed >= 0.001).all()  # the retry waited its backoff
+    assert (jobs.latency_s >= jobs.service_s).all() and (jobs.queue_wait_s >= 0).all()
+    meta = run.meta
+    assert meta["backend"] == backend and meta["workers"] == 2 and meta["seed"] == 0
+    assert {"qlab_version", "python", "platform", "cpu_count", "start_time"} <= set(meta)
+
+
+def test_summary_counts(backend):
+    handler = workloads.flaky(workloads.noop(), transient=0.5, permanent=0.1)
+    run = qlab.run(handler, range(200), workers=3, backend=backend, retry=qlab.Retry(1, None))
+    s = run.summary()
+    assert s["jobs"] == 200 and s["ok"] + s["failed"] + s["cancelled"] == 200
+    assert s["attempts"] == len(run.attempts) == s["jobs"] + s["retries"]
+    assert s["throughput"] == pytest.approx((s["ok"] + s["failed"]) / s["wall_s"])
+    assert s["latency_p50_s"] <= s["latency_p95_s"] <= s["latency_p99_s"]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_save_and_load_round_trip(backend, tmp_path, fmt):
+    run = qlab.run(FailFirst(1), range(20), backend=backend, retry=qlab.Retry(0))
+    path = run.save(tmp_path / "run", format=fmt)
+    back = qlab.load_run(path)
+    assert back.meta["backend"] == backend and back.meta["workers"] == run.meta["workers"]
+    pd.testing.assert_frame_equal(back.jobs[OUTCOME], run.jobs[OUTCOME], check_categorical=False)
+    assert back.attempts.outcome.tolist() == run.attempts.outcome.tolist()
+    assert back.summary()["failed"] == 20
+
+
+def test_hooks_observe_start_progress_and_end(backend):
+    class Spy(qlab.Hook):
+        def __init__(self):
+            self.calls = []
+            self.ticked = threading.Event()
+
+        def on_start(self, meta):
+            self.calls.append(("start", meta["workers"]))
+
+        def on_progress(self, counts):
+            self.ticked.set()
+
+        def on_end(self, run):
+            self.calls.append(("end", len(run.jobs)))
+
+    spy = Spy()
+
+    def wait_for_tick(x):
+        if x == 0:
+            assert spy.ticked.wait(10)
+        return x
+
+    qlab.run(wait_for_tick, range(5), workers=2, backend=backend, hooks=[spy])
+    assert spy.calls == [("start", 2), ("end", 5)]
+
+
+BAD_INPUT = [
+    ({"workers": 0}, ValueError, "workers"),
+    ({"workers": 2.5}, ValueError, "workers"),
+    ({"backend": "fork"}, ValueError, "backend"),
+    ({"retry": "3"}, TypeError, "retry"),
+    ({"retry": -1}, ValueError, "retry"),
+    ({"timeout": -1}, ValueError, "timeout"),
+    ({"timeout": 0}, ValueError, "timeout"),
+    ({"seed": "x"}, ValueError, "seed"),
+    ({"queue_size": 0}, ValueError, "queue_size"),
+    ({"grace": -1}, ValueError, "grace"),
+    ({"batch_size": 0}, ValueError, "batch_size"),
+    ({"hooks": [object()]}, TypeError, "hooks"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "error", "name"), BAD_INPUT, ids=lambda v: str(v))
+def test_bad_input_fails_fast_naming_the_parameter(backend, kwargs, error, name):
+    ran = threading.Event()
+    with pytest.raises(error, match=name):
+        qlab.run(lambda x: ran.set(), range(3), **{"backend": backend, **kwargs})
+    assert not ran.is_set()
+
+
+def test_bad_handler_and_payloads(backend):
+    with pytest.raises(TypeError, match="handler must be callable"):
+        qlab.run(42, range(3), backend=backend)
+    with pytest.raises(TypeError, match="payloads"):
+        qlab.run(abs, 5, backend=backend)
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda: qlab.Retry(max_retries=-1), "max_retries"),
+        (lambda: qlab.Retry(backoff=1.0), "backoff"),
+        (lambda: qlab.Retry(permanent=("x",)), "permanent"),
+        (lambda: qlab.Exponential(base=-1), "base"),
+        (lambda: qlab.Exponential(factor=0.5), "factor"),
+        (lambda: qlab.Constant(-0.1), "seconds"),
+        (lambda: qlab.Uniform(2, 1), "high"),
+        (lambda: workloads.flaky(transient=2), "transient"),
+        (lambda: workloads.get("nope"), "workload"),
+    ],
+)
+def test_bad_policy_values_name_the_parameter(make, name):
+    with pytest.raises((ValueError, TypeError), match=name):
+        make()
