@@ -315,7 +315,7 @@ class Pool:
 
     def _start_slot(self, worker: int, rec: Recorder) -> _Slot:
         state = WorkerState(
-            worker, self._seed, self._timeout, self._backend.new_event(), self._clock.now
+            worker, self._seed, self._timeout, self._backend.new_event(worker), self._clock.now
         )
         slot = _Slot(worker, state, rec)
         if len(self._slots) > worker:
@@ -350,7 +350,9 @@ class Pool:
         """Record a finished batch, schedule its retries, and take the next batch."""
         if res is not None:
             n = len(res)
-            resolved = self._record(slot, batch[:n], res, batch[n:], worker_commit=True)
+            items = batch[:n] if res.items is None else res.items
+            rest = batch[n:] if res.rest is None else res.rest
+            resolved = self._record(slot, items, res, rest, worker_commit=True)
             if resolved is None:
                 return None
             self._resolve_futures(resolved)

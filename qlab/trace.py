@@ -12,11 +12,10 @@ from __future__ import annotations
 from array import array
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from qlab.backends.base import OK, OUTCOMES
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 JOB_STATUSES = ("ok", "failed", "cancelled", "pending")
@@ -103,6 +102,8 @@ class Trace:
     # -- DataFrames --------------------------------------------------------------------
 
     def _columns(self) -> dict[str, np.ndarray]:
+        import numpy as np
+
         recs = [r for r in self.recorders if len(r)]
         if not recs:
             empty = np.array([], dtype=np.float64)
@@ -155,6 +156,7 @@ class Trace:
 
     def attempts_frame(self, cols: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
         """One row per attempt, sorted by (job_id, attempt); see DESIGN.md."""
+        import numpy as np
         import pandas as pd
 
         c = cols if cols is not None else self._columns()
@@ -178,6 +180,7 @@ class Trace:
 
     def jobs_frame(self, cols: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
         """One row per job; see DESIGN.md. Jobs that never started have NaN times."""
+        import numpy as np
         import pandas as pd
 
         c = cols if cols is not None else self._columns()

@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-BACKENDS = ["thread"]
+BACKENDS = ["thread", "process"]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -47,3 +47,70 @@ class Child:
             raise
         self._reader.join(5)
         return code, out
+
+
+class SocketGate:
+    """A picklable handler that blocks until released, on any backend.
+
+    Each call connects to a socket served by the test (so the test knows, without
+    sleeping, that a job has started) and waits for one byte, which ``release()``
+    sends to every caller, present and future.
+    """
+
+    def __init__(self) -> None:
+        import socket
+
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.address = self._server.getsockname()
+        self.started = threading.Event()
+        self._released = threading.Event()
+        self._conns: list = []
+        self._closing = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def __getstate__(self) -> dict:
+        return {"address": self.address}
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            if self._closing:
+                conn.close()
+                return
+            with self._lock:
+                self._conns.append(conn)
+                if self._released.is_set():
+                    conn.sendall(b"x")
+            self.started.set()
+
+    def release(self) -> None:
+        with self._lock:
+            self._released.set()
+            for conn in self._conns:
+                try:
+                    conn.sendall(b"x")
+                except OSError:  # that caller is gone (a killed worker process)
+                    pass
+
+    def close(self) -> None:
+        import socket
+
+        self.release()
+        self._closing = True
+        socket.create_connection(self.address, timeout=5).close()  # wakes accept()
+        self._server.close()
+        self._thread.join(5)
+        for conn in self._conns:
+            conn.close()
+
+    def __call__(self, payload):
+        import socket
+
+        with socket.create_connection(self.address, timeout=30) as s:
+            assert s.recv(1) == b"x", "gate closed without release"
+        return payload

@@ -31,7 +31,7 @@ CLI = [
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-@pytest.mark.parametrize("backend", ["thread"])
+@pytest.mark.parametrize("backend", ["thread", "process"])
 def test_cli_interrupted_returns_a_complete_summary(sig, backend):
     child = Child([*CLI, "--backend", backend])
     child.wait_for("progress:")  # jobs are running
@@ -66,7 +66,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("backend", ["thread"])
+@pytest.mark.parametrize("backend", ["thread", "process"])
 def test_second_ctrl_c_stops_running_attempts(backend):
     child = Child(["-c", SCRIPT, backend])
     child.wait_for("started")

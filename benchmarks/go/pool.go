@@ -148,12 +148,11 @@ func Run(workers, n int, process Processor, log io.Writer) Summary {
 
 // SeedDigest returns the hex of SeedDigests chained SHA-256 digests of payload.
 func SeedDigest(payload string) string {
-	digest := []byte(payload)
-	for k := 0; k < SeedDigests; k++ {
-		sum := sha256.Sum256(digest)
-		digest = sum[:]
+	sum := sha256.Sum256([]byte(payload))
+	for k := 1; k < SeedDigests; k++ {
+		sum = sha256.Sum256(sum[:])
 	}
-	return hex.EncodeToString(digest)
+	return hex.EncodeToString(sum[:])
 }
 
 // Seed is the seed processor: SeedDigests chained SHA-256 digests of the

@@ -51,6 +51,10 @@ class BatchResult:
     failures: list[Failure] = field(default_factory=list)
     results: list[Any] | None = None
     abandoned: bool = False  # the engine took the running attempt away (thread timeout)
+    # when rows do not follow the batch (a worker process died): the items of the rows,
+    # and the items that did not run and go back to the queue uncharged
+    items: list[Item] | None = None
+    rest: list[Item] | None = None
 
     def __len__(self) -> int:
         return min(len(self.t0), len(self.t1))
@@ -89,15 +93,15 @@ def execute(
         res = BatchResult()
     if keep_results and res.results is None:
         res.results = []
-    if state.timeout is None and publish is None and len(batch) >= PRECISE_CPU_BATCH:
-        _run_fast(fn, batch, state, is_permanent, res)
+    if state.timeout is None and len(batch) >= PRECISE_CPU_BATCH:
+        _run_fast(fn, batch, state, is_permanent, res, publish)
     else:
         _run_careful(fn, batch, state, is_permanent, res, publish)
     state.cur = None
     return res
 
 
-def _run_fast(fn, batch, state, is_permanent, res: BatchResult) -> None:
+def _run_fast(fn, batch, state, is_permanent, res: BatchResult, publish) -> None:
     perf, cpu_clock = state.now, time.thread_time
     t0s, t1s, results, failures = res.t0, res.t1, res.results, res.failures
     c_start = cpu_clock()
@@ -106,6 +110,8 @@ def _run_fast(fn, batch, state, is_permanent, res: BatchResult) -> None:
             break
         t0 = perf()
         state.cur = (job_id, attempt, t0)
+        if publish is not None:
+            publish(i, t0)
         try:
             r = fn(payload)
         except Exception as exc:

@@ -30,7 +30,7 @@ class ThreadBackend:
         self._pool = pool
         return {"startup_s": 0.0}
 
-    def new_event(self) -> threading.Event:
+    def new_event(self, worker: int) -> threading.Event:
         return threading.Event()
 
     def run_batch(self, slot: _Slot, batch: list, res: BatchResult) -> BatchResult:
