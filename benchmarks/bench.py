@@ -278,7 +278,16 @@ def provenance(settings: Settings) -> dict[str, Any]:
         "mp_start_method": MP_START_METHOD,
         "max_retries": MAX_RETRIES,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "loadavg_start": loadavg(),
     }
+
+
+def loadavg() -> str:
+    """1/5/15-minute load averages: above ~0 other work shared the CPUs with the benchmark."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 def go_version() -> str:
@@ -489,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         tracing_cost(settings) if any(p.name == "qlab-thread" for p in peers) else "not selected"
     )
     meta["duration_s"] = round(time.perf_counter() - t0, 1)
+    meta["loadavg_end"] = loadavg()
     for column in (
         "timer",
         "warmup_rounds",

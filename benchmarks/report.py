@@ -44,6 +44,7 @@ COLUMN_MEANINGS: dict[str, str] = {
 CSV_COLUMNS = list(COLUMN_MEANINGS)
 
 QLAB_COLORS = {"qlab-thread": "#d62728", "qlab-process": "#8c1515"}
+HATCHES = {"process": "//", "external": ".."}  # thread peers: plain bars
 
 
 def _fmt(value: Any, spec: str, empty: str = "-") -> str:
@@ -116,6 +117,7 @@ def draw_chart(df: pd.DataFrame, path: Path, meta: dict[str, Any]) -> None:
     width = 0.85 / len(peers)
     palette = [c for i, c in enumerate(plt.get_cmap("tab20").colors) if i not in (6, 7)]  # no reds
     fig, ax = plt.subplots(figsize=(max(10, 1.6 * len(cases) + 3), 6.5))
+    kinds = dict(zip(done["peer"], done["kind"], strict=False))
     for k, peer in enumerate(peers):
         mine = done[done["peer"] == peer].set_index(["workload", "n_jobs", "workers"])
         xs = [
@@ -130,6 +132,7 @@ def draw_chart(df: pd.DataFrame, path: Path, meta: dict[str, Any]) -> None:
             color=QLAB_COLORS.get(peer, palette[k % len(palette)]),
             edgecolor="black" if peer in QLAB_COLORS else "none",
             linewidth=0.6,
+            hatch=HATCHES.get(kinds[peer], ""),
         )
     for i, case in enumerate(cases):
         ideal = done.loc[
@@ -142,7 +145,8 @@ def draw_chart(df: pd.DataFrame, path: Path, meta: dict[str, Any]) -> None:
     ax.set_yscale("log")
     ax.set_ylabel("jobs/s (median round; log scale)")
     ax.set_title(
-        f"qlab and its peers, same jobs, one run ({meta['mode']}; dashed: ideal workers / 1 ms)\n"
+        f"qlab and its peers, same jobs, one run ({meta['mode']}; hatched: processes, dotted:"
+        " Go; dashed line: ideal workers / 1 ms)\n"
         f"{meta['cpu_count']} CPUs, {meta['platform']}, Python {meta['python']},"
         f" commit {str(meta['git_commit'])[:12]}",
         fontsize=9,
