@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import subprocess
 import sys
@@ -92,10 +93,8 @@ class SocketGate:
         with self._lock:
             self._released.set()
             for conn in self._conns:
-                try:
+                with contextlib.suppress(OSError):  # that caller is gone (a killed worker)
                     conn.sendall(b"x")
-                except OSError:  # that caller is gone (a killed worker process)
-                    pass
 
     def close(self) -> None:
         import socket

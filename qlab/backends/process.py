@@ -197,7 +197,7 @@ class _Proc:
         self.killed_for_timeout = False
 
     def wait_ready(self) -> int:
-        kind, pid = pickle.loads(self.conn.recv_bytes())
+        _, pid = pickle.loads(self.conn.recv_bytes())
         os.unlink(self.path)  # both sides have it mapped; nothing is left on disk
         return pid
 
@@ -327,7 +327,7 @@ class ProcessBackend:
             return self._unpicklable(batch, res, exc)
         try:
             proc.conn.send_bytes(data)
-            kind, out = pickle.loads(proc.conn.recv_bytes())
+            _, out = pickle.loads(proc.conn.recv_bytes())
         except (EOFError, OSError):
             return self._lost(slot, proc, batch, res)
         for f in out.failures:
