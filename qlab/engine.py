@@ -308,7 +308,8 @@ class Pool:
             now = self._clock.now()
             with self._lock:
                 base = len(self._trace.submitted)
-                self._enqueue([(base + i, 1, p) for i, p in enumerate(chunk)], now)
+                ids = range(base, base + len(chunk))
+                self._enqueue(list(zip(ids, itertools.repeat(1), chunk)), now)
             self._check_signals()
 
     # -- workers -----------------------------------------------------------------------
@@ -451,19 +452,12 @@ class Pool:
                 if not slot.ema
                 else (0.7 * slot.ema + 0.3 * (res.t1[n - 1] - res.t0[0]) / n)
             )
+        rows = Recorder.rows(items, res.t0[:n], res.t1[:n], res.cpu[:n])
         with self._lock:
             if worker_commit and slot.abandoned:
                 return None
-            slot.rec.add(
-                items,
-                res.t0[:n],
-                res.t1[:n],
-                res.cpu[:n],
-                out,
-                errors,
-                backoff,
-                res.results[:n] if self._keep_results and res.results else None,
-            )
+            results = res.results[:n] if self._keep_results and res.results else None
+            slot.rec.add(rows, out, errors, backoff, results)
             status = self._trace.status
             c = self._counts
             c["attempts"] += n

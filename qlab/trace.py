@@ -55,11 +55,26 @@ class Recorder:
     def __len__(self) -> int:
         return len(self.out)
 
-    def add(self, items, t0, t1, cpu, out: bytearray, errors, backoff, results=None) -> None:
-        """Append one batch: ``errors``/``backoff`` map batch row -> value."""
+    @staticmethod
+    def rows(items: list, t0: list, t1: list, cpu: list) -> tuple[array, ...]:
+        """A batch's rows as compact arrays, made outside the engine's lock."""
+        if not items:
+            return array("q"), array("H"), array("d"), array("d"), array("d")
+        ids, attempts, _ = zip(*items, strict=True)
+        return (
+            array("q", ids),
+            array("H", attempts),
+            array("d", t0),
+            array("d", t1),
+            array("d", cpu),
+        )
+
+    def add(self, rows: tuple[array, ...], out: bytearray, errors, backoff, results=None) -> None:
+        """Append one batch (from :meth:`rows`); ``errors``/``backoff`` map row -> value."""
         base = len(self.out)
-        self.job_id.extend([it[0] for it in items])
-        self.attempt.extend([it[1] for it in items])
+        job_id, attempt, t0, t1, cpu = rows
+        self.job_id.extend(job_id)
+        self.attempt.extend(attempt)
         self.t0.extend(t0)
         self.t1.extend(t1)
         self.cpu.extend(cpu)
@@ -69,7 +84,7 @@ class Recorder:
         for row, delay in backoff.items():
             self.backoff[base + row] = delay
         if self.results is not None:
-            self.results.extend(results if results is not None else [None] * len(items))
+            self.results.extend(results if results is not None else [None] * len(out))
 
     def frozen(self) -> Recorder:
         """A copy that later appends do not change (for snapshots)."""
@@ -101,120 +116,73 @@ class Trace:
 
     # -- DataFrames --------------------------------------------------------------------
 
-    def _columns(self) -> dict[str, np.ndarray]:
-        import numpy as np
+    def _columns(self) -> _Columns:
+        return _Columns(self)
 
-        recs = [r for r in self.recorders if len(r)]
-        if not recs:
-            empty = np.array([], dtype=np.float64)
-            return {
-                "job_id": np.array([], np.int64),
-                "attempt": np.array([], np.int64),
-                "worker": np.array([], np.int64),
-                "t0": empty,
-                "t1": empty,
-                "cpu": empty,
-                "out": np.array([], np.uint8),
-                "order": np.array([], np.int64),
-                "backoff": empty,
-                "error_type": np.array([], object),
-                "error": np.array([], object),
-                "result": np.array([], object),
-            }
-        cat = np.concatenate
-        job_id = cat([np.frombuffer(r.job_id, np.int64) for r in recs])
-        attempt = cat([np.frombuffer(r.attempt, np.uint16) for r in recs]).astype(np.int64)
-        n = len(job_id)
-        backoff = np.full(n, np.nan)
-        error_type = np.full(n, None, dtype=object)
-        error = np.full(n, None, dtype=object)
-        result = np.full(n, None, dtype=object)
-        base = 0
-        for r in recs:
-            for row, delay in r.backoff.items():
-                backoff[base + row] = delay
-            for row, (etype, msg) in r.errors.items():
-                error_type[base + row], error[base + row] = etype, msg
-            if r.results is not None:
-                result[base : base + len(r)] = r.results
-            base += len(r)
-        order = np.lexsort((attempt, job_id))
-        return {
-            "job_id": job_id,
-            "attempt": attempt,
-            "worker": cat([np.full(len(r), r.worker, np.int64) for r in recs]),
-            "t0": cat([np.frombuffer(r.t0, np.float64) for r in recs]),
-            "t1": cat([np.frombuffer(r.t1, np.float64) for r in recs]),
-            "cpu": cat([np.frombuffer(r.cpu, np.float64) for r in recs]),
-            "out": cat([np.frombuffer(r.out, np.uint8) for r in recs]),
-            "order": order,
-            "backoff": backoff,
-            "error_type": error_type,
-            "error": error,
-            "result": result,
-        }
-
-    def attempts_frame(self, cols: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    def attempts_frame(self, cols: _Columns | None = None) -> pd.DataFrame:
         """One row per attempt, sorted by (job_id, attempt); see DESIGN.md."""
-        import numpy as np
         import pandas as pd
 
         c = cols if cols is not None else self._columns()
-        o = c["order"]
-        start, end = c["t0"][o] - self.origin, c["t1"][o] - self.origin
+        o = c.order
+        start, end = c.t0[o] - self.origin, c.t1[o] - self.origin
         return pd.DataFrame(
             {
-                "job_id": c["job_id"][o],
-                "attempt": c["attempt"][o].astype(np.int16),
-                "worker": c["worker"][o].astype(np.int16),
+                "job_id": c.job_id[o],
+                "attempt": c.attempt[o].astype("int16"),
+                "worker": c.worker[o],
                 "start_s": start,
                 "end_s": end,
                 "duration_s": end - start,
-                "cpu_s": c["cpu"][o],
-                "outcome": pd.Categorical.from_codes(c["out"][o].astype(np.int8), OUTCOMES),
-                "error_type": pd.Series(c["error_type"][o], dtype="category"),
-                "error": pd.array(c["error"][o], dtype="string"),
-                "backoff_s": c["backoff"][o],
-            }
+                "cpu_s": c.cpu[o],
+                "outcome": pd.Categorical.from_codes(c.out[o], OUTCOMES),
+                "error_type": c.error_types(c.rank[c.err_rows]),
+                "error": c.errors(c.rank[c.err_rows]),
+                "backoff_s": c.backoff[o],
+            },
+            copy=False,
         )
 
-    def jobs_frame(self, cols: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    def jobs_frame(self, cols: _Columns | None = None) -> pd.DataFrame:
         """One row per job; see DESIGN.md. Jobs that never started have NaN times."""
         import numpy as np
         import pandas as pd
 
         c = cols if cols is not None else self._columns()
         n = len(self.submitted)
-        o = c["order"]
-        job_id, out = c["job_id"][o], c["out"][o]
-        t0, t1 = c["t0"][o] - self.origin, c["t1"][o] - self.origin
-        counts = np.bincount(job_id, minlength=n)[:n]
+        o = c.order
+        counts = c.counts
         has = counts > 0
-        # rows are sorted by (job, attempt): a job's first row is at the running count
-        first = np.cumsum(counts) - counts
-        last = first + counts - 1
-        fi, la = first[has], last[has]
+        first = np.cumsum(counts) - counts  # a job's first row in (job, attempt) order
+        fi, la = first[has], first[has] + counts[has] - 1
+        t0, t1 = c.t0[o], c.t1[o]
 
-        def per_job(values: np.ndarray, rows: np.ndarray, fill: Any, dtype: Any) -> np.ndarray:
-            col = np.full(n, fill, dtype=dtype)
+        def per_job(values: np.ndarray, rows: np.ndarray, fill: Any) -> np.ndarray:
+            col = np.full(n, fill, dtype=values.dtype if fill is not np.nan else np.float64)
             col[has] = values[rows]
             return col
 
-        service = np.add.reduceat(t1 - t0, fi) if len(fi) else np.array([])
-        status = np.frombuffer(bytes(self.status), np.uint8).copy()
-        last_out = per_job(out, la, 255, np.int16)
+        service = np.bincount(c.job_id, weights=c.t1 - c.t0, minlength=n)[:n]
+        service[~has] = np.nan
+        status = np.frombuffer(self.status, np.uint8)
+        last_out = np.full(n, 255, np.uint8)
+        last_out[has] = c.out[o][la]
         code = np.full(n, 3, np.int8)  # pending
         code[last_out == OK] = 0
         code[status == ST_FAILED] = 1
         code[status == ST_CANCELLED] = 2
         submitted = np.frombuffer(self.submitted, np.float64) - self.origin
-        first_start = per_job(t0, fi, np.nan, np.float64)
-        end = per_job(t1, la, np.nan, np.float64)
-        failed_row = has & (code == 1)
-        err_type = np.full(n, None, dtype=object)
-        err = np.full(n, None, dtype=object)
-        err_type[failed_row] = c["error_type"][o][last[failed_row]]
-        err[failed_row] = c["error"][o][last[failed_row]]
+        first_start = per_job(t0, fi, np.nan) - self.origin
+        end = per_job(t1, la, np.nan) - self.origin
+        end[code == 2] = np.nan
+        worker = per_job(c.worker[o], la, 0)
+        # a failed job's error is its last attempt's error
+        failed_jobs = np.flatnonzero(code == 1)
+        err_pos = c.rank[c.err_rows]  # sorted positions of the rows with an error
+        last_row_of = np.full(n, -1, np.int64)
+        last_row_of[has] = la
+        keep = np.isin(err_pos, last_row_of[failed_jobs])
+        job_of_err = c.job_id[c.err_rows[keep]]
         df = pd.DataFrame(
             {
                 "job_id": np.arange(n, dtype=np.int64),
@@ -224,18 +192,122 @@ class Trace:
                 "first_start_s": first_start,
                 "end_s": end,
                 "queue_wait_s": first_start - submitted,
-                "service_s": per_job(service, np.arange(len(fi)), np.nan, np.float64),
+                "service_s": service,
                 "latency_s": end - submitted,
-                "worker": pd.array(per_job(c["worker"][o], la, -1, np.int64), dtype="Int16"),
-                "error_type": pd.Series(err_type, dtype="category"),
-                "error": pd.array(err, dtype="string"),
-            }
+                "worker": pd.arrays.IntegerArray(worker, ~has),
+                "error_type": c.error_types(job_of_err, n, keep),
+                "error": c.errors(job_of_err, n, keep),
+            },
+            copy=False,
         )
-        df.loc[~has, "worker"] = pd.NA
-        df.loc[code == 2, ["end_s", "latency_s"]] = np.nan
         if self.keep_results:
             result = np.full(n, None, dtype=object)
-            ok_rows = has & (code == 0)
-            result[ok_rows] = c["result"][o][last[ok_rows]]
+            ok = has & (code == 0)
+            result[ok] = c.results[o][la[ok[has]]]
             df["result"] = result
         return df
+
+
+class _Columns:
+    """The recorders' columns joined, with the permutation that sorts rows by
+    (job_id, attempt). Rows are in recorder order; ``order`` gives sorted -> row and
+    ``rank`` row -> sorted position."""
+
+    def __init__(self, trace: Trace) -> None:
+        import numpy as np
+
+        recs = [r for r in trace.recorders if len(r)]
+        cat = np.concatenate
+
+        def joined(name: str, dtype: Any) -> np.ndarray:
+            if not recs:
+                return np.zeros(0, dtype)
+            return cat([np.frombuffer(getattr(r, name), dtype) for r in recs])
+
+        self.job_id = joined("job_id", np.int64)
+        self.attempt = joined("attempt", np.uint16)
+        self.t0, self.t1, self.cpu = (joined(k, np.float64) for k in ("t0", "t1", "cpu"))
+        self.out = joined("out", np.uint8).astype(np.int8)
+        self.worker = (
+            cat([np.full(len(r), r.worker, np.int16) for r in recs]) if recs else np.zeros(0)
+        ).astype(np.int16)
+        m = len(self.job_id)
+        n_jobs = len(trace.submitted)
+        # sparse columns: rows with an error, with a backoff delay
+        err_rows, err_types, err_msgs, results = [], [], [], []
+        self.backoff = np.full(m, np.nan)
+        base = 0
+        for r in recs:
+            for row, (etype, msg) in r.errors.items():
+                err_rows.append(base + row)
+                err_types.append(etype)
+                err_msgs.append(msg)
+            if r.backoff:
+                rows = np.fromiter(r.backoff.keys(), np.int64, len(r.backoff))
+                self.backoff[base + rows] = np.fromiter(r.backoff.values(), float, len(rows))
+            if r.results is not None:
+                results.extend(r.results)
+            base += len(r)
+        self.err_rows = np.array(err_rows, dtype=np.int64)
+        self.err_types, self.err_msgs = err_types, err_msgs
+        self.results = np.fromiter(results, object, len(results)) if results else None
+        # a job's attempts are 1..k, each recorded once: place rows without sorting
+        self.counts = (
+            np.bincount(self.job_id, minlength=n_jobs)[:n_jobs]
+            if m
+            else (np.zeros(n_jobs, np.int64))
+        )
+        first = np.cumsum(self.counts) - self.counts
+        dest = first[self.job_id] + self.attempt.astype(np.int64) - 1 if m else self.job_id
+        if m and (dest.min() < 0 or dest.max() >= m or np.bincount(dest, minlength=m).max() > 1):
+            dest = np.empty(m, np.int64)
+            dest[np.lexsort((self.attempt, self.job_id))] = np.arange(m)
+        self.rank = dest
+        self.order = np.empty(m, np.int64)
+        self.order[dest] = np.arange(m)
+
+    def error_types(self, positions: Any, n: int | None = None, keep: Any = None) -> Any:
+        """A categorical column with the error type at ``positions``, NA elsewhere."""
+        import numpy as np
+        import pandas as pd
+
+        types = np.array(self.err_types, dtype=object)
+        if keep is not None:
+            types = types[keep]
+        cats, codes = (
+            np.unique(types.astype(str), return_inverse=True)
+            if len(types)
+            else (np.array([], str), np.zeros(0, np.int64))
+        )
+        col = np.full(len(self.job_id) if n is None else n, -1, np.int16)
+        col[positions] = codes
+        return pd.Categorical.from_codes(col, categories=list(cats))
+
+    def errors(self, positions: Any, n: int | None = None, keep: Any = None) -> Any:
+        """A string column with the error message at ``positions``, NA elsewhere,
+        assembled as an Arrow array from buffers (no Python object per row)."""
+        import numpy as np
+        import pandas as pd
+        import pyarrow as pa
+
+        size = len(self.job_id) if n is None else n
+        if not len(positions):
+            return pd.array(pa.nulls(size, pa.string()), dtype=pd.StringDtype("pyarrow"))
+        msgs = self.err_msgs
+        if keep is not None:
+            msgs = [m for m, k in zip(msgs, keep, strict=True) if k]
+        encoded = [m.encode() for m in msgs]
+        lengths = np.zeros(size + 1, np.int64)
+        lengths[np.asarray(positions, np.int64) + 1] = [len(e) for e in encoded]
+        offsets = np.cumsum(lengths).astype(np.int32)
+        valid = np.zeros(size, bool)
+        valid[positions] = True
+        data = b"".join(e for _, e in sorted(zip(positions, encoded, strict=True)))
+        arr = pa.StringArray.from_buffers(
+            size,
+            pa.py_buffer(offsets),
+            pa.py_buffer(data),
+            pa.py_buffer(np.packbits(valid, bitorder="little")),
+            int(size - valid.sum()),
+        )
+        return pd.array(arr, dtype=pd.StringDtype("pyarrow"))
