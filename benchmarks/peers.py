@@ -256,7 +256,11 @@ def _qlab(case: Case, backend: str) -> Iterator[Runner]:
         )
         _ = (result.jobs, result.attempts)  # build the DataFrames inside the timing
         summary = result.summary()
-        startup = float(result.meta.get("startup_s", 0.0) or 0.0) if backend == "process" else 0.0
+        # process backend: start-up, and shutdown once qlab reports it (meta["shutdown_s"]);
+        # the warm multiprocessing/loky peers pay neither inside their timed rounds
+        startup = 0.0
+        if backend == "process":
+            startup = sum(float(result.meta.get(k) or 0.0) for k in ("startup_s", "shutdown_s"))
         return Outcome(
             ok=int(summary["ok"]),
             failed=int(summary["failed"]),
@@ -264,7 +268,15 @@ def _qlab(case: Case, backend: str) -> Iterator[Runner]:
             reported_jobs_per_s=float(summary["throughput"]),
         )
 
-    yield run
+    if backend != "process":
+        yield run
+        return
+    # like the warm multiprocessing and loky peers: the workers stay up across the rounds
+    # (the warm-up round pays the start-up), as inside a qlab sweep
+    from qlab.backends.process import warm_workers
+
+    with warm_workers():
+        yield run
 
 
 def qlab_thread(case: Case) -> AbstractContextManager[Runner]:
@@ -273,7 +285,8 @@ def qlab_thread(case: Case) -> AbstractContextManager[Runner]:
 
 
 def qlab_process(case: Case) -> AbstractContextManager[Runner]:
-    """qlab.run(..., backend="process"); its start-up (meta["startup_s"]) is reported apart."""
+    """qlab.run(..., backend="process") inside ``warm_workers()``: the workers stay up across
+    rounds, as the warm multiprocessing/loky peers do; start-up (meta["startup_s"]) apart."""
     return _qlab(case, "process")
 
 
@@ -346,7 +359,8 @@ PEERS: tuple[Peer, ...] = (
         qlab_process,
         "process",
         "self-reported",
-        "qlab.run(backend='process') + traces + summary, minus meta['startup_s']",
+        "qlab.run(backend='process') + traces + summary, minus meta['startup_s'] (and"
+        " meta['shutdown_s'] if qlab reports it; until then worker shutdown is inside)",
     ),
     Peer(
         "tpe-submit",

@@ -115,7 +115,9 @@ def draw_chart(df: pd.DataFrame, path: Path, meta: dict[str, Any]) -> None:
     cases = list(done.groupby(["workload", "n_jobs", "workers"], sort=False).groups)
     peers = list(dict.fromkeys(done["peer"]))
     width = 0.85 / len(peers)
-    palette = [c for i, c in enumerate(plt.get_cmap("tab20").colors) if i not in (6, 7)]  # no reds
+    palette = [
+        c for i, c in enumerate(plt.get_cmap("tab20").colors) if i not in (6, 7, 10, 11)
+    ]  # no reds, browns
     fig, ax = plt.subplots(figsize=(max(10, 1.6 * len(cases) + 3), 6.5))
     kinds = dict(zip(done["peer"], done["kind"], strict=False))
     for k, peer in enumerate(peers):
