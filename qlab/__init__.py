@@ -71,6 +71,8 @@ _LAZY = {
     "usl": None,
     "plot": None,
     "testing": None,
+    "widgets": None,
+    "progress": None,
 }
 
 

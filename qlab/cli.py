@@ -82,7 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", default=None, help="save the run's trace to this folder")
     r.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    r.add_argument("--progress", action="store_true", help="report progress while running")
+    r.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a progress bar on stderr (default: when stderr is a terminal)",
+    )
     r.add_argument("-v", "--verbose", action="store_true", help="log every retry")
     r.add_argument("-q", "--quiet", action="store_true", help="do not log failed jobs")
     _add_sweep(sub)
@@ -136,7 +141,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         retry=qlab.Retry(max_retries=args.retries, backoff=backoff),
         timeout=args.timeout,
         seed=args.seed,
-        progress=args.progress,
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
     )
     _print_summary(run.summary(), args.workers, args.json)
     if args.out:

@@ -84,6 +84,25 @@ def _check_seconds(name: str, value: Any, allow_zero: bool = False) -> float | N
     return float(value)
 
 
+def _progress_hook() -> Hook:
+    """``progress=True``: a tqdm bar (a widget in Jupyter), else a log line."""
+    try:
+        from qlab.progress import TqdmProgress
+
+        return TqdmProgress()
+    except ImportError:
+        return LogProgress()
+
+
+def _call_hooks(hooks: list[Hook], name: str, arg: Any) -> None:
+    """Call one hook method on each hook; a failing hook is logged, never fatal."""
+    for hook in hooks:
+        try:
+            getattr(hook, name)(arg)
+        except Exception:
+            log.exception("hook %r failed in %s", hook, name)
+
+
 def _describe(handler: Any) -> str:
     """A readable name for a handler: ``module.function`` or the object's repr."""
     if hasattr(handler, "__qualname__"):
@@ -175,7 +194,7 @@ class Pool:
         self._grace = _check_seconds("grace", grace, allow_zero=True)
         self._hooks = list(hooks)
         if progress:
-            self._hooks.append(LogProgress())
+            self._hooks.append(_progress_hook())
         bad = [h for h in self._hooks if not isinstance(h, Hook)]
         if bad:
             raise TypeError(f"hooks must be qlab.hooks.Hook instances, got {bad[0]!r}")
@@ -198,6 +217,8 @@ class Pool:
         self._closed = self._cancel = self._hard = self._exit = self._joined = False
         self._signals: list[int] | None = None  # set by run(): signals noted, not raised
         self._signals_seen = 0
+        self._stop_event: threading.Event | None = None  # run(stop=...)
+        self._stopped = False
         self._t_end: float | None = None
 
         self._backend = _make_backend(backend)
@@ -224,8 +245,7 @@ class Pool:
             target=self._coordinate, name="qlab-coordinator", daemon=True
         )
         self._coordinator.start()
-        for h in self._hooks:
-            h.on_start(dict(self._meta))
+        _call_hooks(self._hooks, "on_start", dict(self._meta))
 
     # -- intake ------------------------------------------------------------------------
 
@@ -270,10 +290,15 @@ class Pool:
             if self._unfinished < self._queue_size:
                 return
             self._check_signals()
-            self._space.wait(_POLL_S if self._signals is not None else None)
+            polled = self._signals is not None or self._stop_event is not None
+            self._space.wait(_POLL_S if polled else None)
 
     def _check_signals(self) -> None:
-        """Raise the interrupt that a signal handler of ``run()`` noted (see there)."""
+        """Raise the interrupt that a signal handler of ``run()`` noted (see there), or
+        that ``run(stop=event)`` asks for."""
+        if self._stop_event is not None and self._stop_event.is_set() and not self._stopped:
+            self._stopped = True
+            raise _Stopped()
         sigs = self._signals
         if sigs is not None and len(sigs) > self._signals_seen:
             self._signals_seen = len(sigs)
@@ -592,8 +617,7 @@ class Pool:
                 unfinished=self._unfinished,
                 elapsed_s=self._clock.now() - self._trace.origin,
             )
-        for h in self._hooks:
-            h.on_progress(counts)
+        _call_hooks(self._hooks, "on_progress", counts)
 
     # -- shutdown ----------------------------------------------------------------------
 
@@ -696,9 +720,8 @@ class Pool:
         self._meta.update(self._backend.info())
         self._backend.close(kill=self._hard)
         if self._hooks:
-            final = self.trace()
-            for h in self._hooks:
-                h.on_end(final)
+            self._emit_progress()  # a last tick with the final counts
+            _call_hooks(self._hooks, "on_end", self.trace())
 
     def __enter__(self) -> Pool:
         return self
@@ -785,10 +808,16 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM, delivered as an interrupt so that one path handles both."""
 
 
+class _Stopped(KeyboardInterrupt):
+    """``run(stop=event)`` was set: handled as an interrupt."""
+
+
 def run(
     handler: Callable[[Any], Any],
     payloads: Iterable[Any],
     workers: int = 4,
+    *,
+    stop: threading.Event | None = None,
     **options: Any,
 ) -> Any:
     """Run ``handler`` over ``payloads`` on a fresh pool and return the traced Run.
@@ -797,7 +826,8 @@ def run(
     generator of a million payloads runs in bounded memory (only the trace grows).
     Ctrl-C or SIGTERM cancels the pending jobs, gives running attempts ``grace``
     seconds (a second Ctrl-C stops them at once) and still returns the Run, in which
-    every job has one final status; ``run.meta["interrupted"]`` says why.
+    every job has one final status; ``run.meta["interrupted"]`` says why. Setting
+    ``stop`` (a ``threading.Event``, from another thread) does the same as Ctrl-C.
 
     Returns:
         A :class:`qlab.Run`.
@@ -812,6 +842,7 @@ def run(
         raise TypeError(f"payloads must be an iterable of payloads, got {payloads!r}")
     total = len(payloads) if hasattr(payloads, "__len__") else None
     pool = Pool(handler, workers, _futures=False, **options)
+    pool._stop_event = stop
     # In the main thread, Ctrl-C and SIGTERM are only noted by the handler and raised
     # by the engine where it waits, so an interrupt never lands halfway through an
     # update of the queue's books.
@@ -830,7 +861,8 @@ def run(
         except KeyboardInterrupt as exc:
             if total is not None:
                 pool._cancel_unsubmitted(total)
-            pool._interrupted("SIGTERM" if isinstance(exc, _Terminated) else "SIGINT")
+            why = {_Terminated: "SIGTERM", _Stopped: "stopped"}.get(type(exc), "SIGINT")
+            pool._interrupted(why)
         except BaseException:
             pool._interrupted("error")
             raise

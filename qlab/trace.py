@@ -162,7 +162,7 @@ class Trace:
             col[has] = values[rows]
             return col
 
-        service = np.bincount(c.job_id, weights=c.t1 - c.t0, minlength=n)[:n]
+        service = np.bincount(c.job_id, weights=c.t1 - c.t0, minlength=n)[:n].astype(float)
         service[~has] = np.nan
         status = np.frombuffer(self.status, np.uint8)
         last_out = np.full(n, 255, np.uint8)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -14,7 +16,7 @@ class Child:
 
     def __init__(self, args: list[str]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.stderr: list[str] = []
@@ -22,26 +24,30 @@ class Child:
         self._reader.start()
 
     def _read(self) -> None:
-        for line in self.proc.stderr:
-            self.stderr.append(line)
-            self.lines.put(line)
+        # read raw chunks: a progress bar redraws itself with "\r", not "\n"
+        fd = self.proc.stderr.fileno()
+        while chunk := os.read(fd, 4096):
+            text = chunk.decode(errors="replace")
+            self.stderr.append(text)
+            self.lines.put(text)
 
-    def wait_for(self, text: str, timeout: float = 30) -> str:
-        """Block until a stderr line contains ``text``."""
+    def wait_for(self, pattern: str, timeout: float = 30) -> str:
+        """Block until stderr matches the regular expression ``pattern``."""
+        seen = ""
         while True:
             try:
-                line = self.lines.get(timeout=timeout)
+                seen += self.lines.get(timeout=timeout)
             except queue.Empty:
                 self.proc.kill()
                 stderr = "".join(self.stderr)
-                raise AssertionError(f"no line with {text!r}; stderr: {stderr}") from None
-            if text in line:
-                return line
+                raise AssertionError(f"no {pattern!r} in stderr: {stderr}") from None
+            if re.search(pattern, seen):
+                return seen
 
     def finish(self, timeout: float = 30) -> tuple[int, str]:
         """Wait for exit; return (exit code, stdout)."""
         try:
-            out = self.proc.stdout.read()
+            out = self.proc.stdout.read().decode()
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()

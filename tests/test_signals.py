@@ -34,7 +34,7 @@ CLI = [
 @pytest.mark.parametrize("backend", ["thread", "process"])
 def test_cli_interrupted_returns_a_complete_summary(sig, backend):
     child = Child([*CLI, "--backend", backend])
-    child.wait_for("progress:")  # jobs are running
+    child.wait_for(r"ok=[1-9]")  # the progress bar shows jobs done
     pid = child.proc.pid
     descendants = psutil.Process(pid).children(recursive=True)
     sent = time.monotonic()
