@@ -65,7 +65,7 @@ class _Slot:
         self.batch: list | None = None
         self.res: BatchResult | None = None
         self.abandoned = False
-        self.proc: Any = None  # the process backend's worker handle
+        self.queued: list | None = None  # a batch already sent to the worker (pipelining)
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
@@ -382,6 +382,9 @@ class Pool:
             if resolved is None:
                 return None
             self._resolve_futures(resolved)
+        if slot.queued is not None:  # the worker already has its next batch
+            batch, slot.queued = slot.queued, None
+            return batch
         with self._lock:
             while True:
                 if slot.abandoned or self._hard:
@@ -391,6 +394,13 @@ class Pool:
                 if self._closed and self._unfinished == 0:
                     return None
                 self._work.wait()
+
+    def take_nowait(self, slot: _Slot) -> list | None:
+        """The next batch for ``slot`` if one is ready now (for pipelining backends)."""
+        with self._lock:
+            if self._ready and not (slot.state.stop or slot.abandoned or self._hard):
+                return self._take(slot)
+        return None
 
     def _take(self, slot: _Slot) -> list:
         ready = self._ready
@@ -636,6 +646,7 @@ class Pool:
                 self._cancel_queued()
                 for slot in self._slots:
                     slot.state.stop = True  # leave the batch after the running attempt
+                self._backend.stop_intake()
             if self._unfinished == 0 and self._t_end is None:
                 self._t_end = self._clock.now()
             self._work.notify_all()
@@ -841,18 +852,18 @@ def run(
     if isinstance(payloads, str | bytes) or not isinstance(payloads, Iterable):
         raise TypeError(f"payloads must be an iterable of payloads, got {payloads!r}")
     total = len(payloads) if hasattr(payloads, "__len__") else None
-    pool = Pool(handler, workers, _futures=False, **options)
-    pool._stop_event = stop
     # In the main thread, Ctrl-C and SIGTERM are only noted by the handler and raised
     # by the engine where it waits, so an interrupt never lands halfway through an
-    # update of the queue's books.
-    main = threading.current_thread() is threading.main_thread()
+    # update of the queue's books (nor between the pool's start and this try).
+    noted: list[int] = []
     old: dict[int, Any] = {}
-    if main:
-        pool._signals = noted = []
+    if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             old[sig] = signal.signal(sig, lambda signum, frame: noted.append(signum))
     try:
+        pool = Pool(handler, workers, _futures=False, **options)
+        pool._stop_event = stop
+        pool._signals = noted if old else None
         try:
             pool._feed(payloads)
             pool.shutdown(wait=False)

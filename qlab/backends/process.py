@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ProcessBackend", "warm_workers"]
 
-_MMAP_SIZE = 3 * 8  # doubles: running index (-1: none), its start time, cancel flag
+# doubles: running index (-1: none), its start time, cancel flag, no-more-batches flag
+_MMAP_SIZE = 4 * 8
 _WARM: list[_Proc] | None = None  # parked workers while a warm_workers() block is open
 _WARM_LOCK = threading.Lock()
 _OWN_TRACKERS: list[Any] = []  # resource trackers that qlab started (and so stops)
@@ -114,6 +115,7 @@ def _child_main(conn: Any, mm_path: str, worker: int) -> None:
     def publish(i: int, t0: float) -> None:
         view[1] = t0
         view[0] = i
+        state.stop = view[3] != 0.0  # the pool stops intake: leave after this attempt
 
     conn.send_bytes(pickle.dumps(("ready", os.getpid())))
     while True:
@@ -122,7 +124,12 @@ def _child_main(conn: Any, mm_path: str, worker: int) -> None:
         except (EOFError, OSError):
             return
         if msg[0] == "batch":
-            res = execute(fn, msg[1], state, is_permanent, keep, publish)
+            # a batch sent ahead after the pool stopped intake does not start at all
+            res = (
+                BatchResult()
+                if view[3]
+                else execute(fn, msg[1], state, is_permanent, keep, publish)
+            )
             view[0] = -1.0
             conn.send_bytes(_pack(res))
         elif msg[0] == "config":
@@ -203,6 +210,7 @@ class _Proc:
 
     def configure(self, config: bytes) -> None:
         self.flag.clear()
+        self.view[3] = 0.0
         self.conn.send_bytes(config)
         kind, err = pickle.loads(self.conn.recv_bytes())
         if kind != "ok":
@@ -304,6 +312,7 @@ class ProcessBackend:
         self._fn_bytes = check_picklable("handler", pool._fn)
         self._lock = threading.Lock()
         self._stopping = False
+        self._ahead: dict[int, list] = {}  # worker -> the batch sent ahead to it
         t = time.perf_counter()
         with _WARM_LOCK:
             warm = [p for p in (_WARM or []) if p.alive()]
@@ -329,22 +338,46 @@ class ProcessBackend:
         return _SlotFlag(self, worker)
 
     def run_batch(self, slot: _Slot, batch: list, res: BatchResult) -> BatchResult:
+        """Send ``batch`` (unless it went ahead), send the next one ahead so that the
+        worker never waits for this thread, then wait for ``batch``'s columns."""
         proc = self.procs[slot.worker]
+        if self._ahead.pop(slot.worker, None) is not batch:
+            try:
+                data = _dumps(("batch", batch))
+            except Exception as exc:
+                return self._unpicklable(batch, res, exc)
+            with contextlib.suppress(OSError):  # a dead worker: recv_bytes says so
+                proc.conn.send_bytes(data)
+        self._send_ahead(slot, proc)
         try:
-            data = _dumps(("batch", batch))
-        except Exception as exc:
-            return self._unpicklable(batch, res, exc)
-        try:
-            proc.conn.send_bytes(data)
             _, out = pickle.loads(proc.conn.recv_bytes())
         except (EOFError, OSError):
-            return self._lost(slot, proc, batch, res)
+            res = self._lost(slot, proc, batch, res)
+            ahead = self._ahead.pop(slot.worker, None)
+            if ahead is not None:  # lost with the worker before it started: rerun, uncharged
+                res.rest = [*(res.rest or []), *ahead]
+                slot.queued = None
+            return res
         for f in out.failures:
             if f.tb:
                 if f.exc is None:
                     f.exc = RemoteTraceback(f.tb)
                 f.exc.__cause__ = RemoteTraceback(f.tb)
         return out
+
+    def _send_ahead(self, slot: _Slot, proc: _Proc) -> None:
+        """Pipelining: hand the worker its next batch while it runs this one."""
+        following = self._pool.take_nowait(slot)
+        if following is None:
+            return
+        slot.queued = following  # the engine runs it next, sent ahead or not
+        try:
+            data = _dumps(("batch", following))
+        except Exception:  # a payload that does not pickle: run_batch deals with it
+            return
+        with contextlib.suppress(OSError):
+            proc.conn.send_bytes(data)
+            self._ahead[slot.worker] = following
 
     def _unpicklable(self, batch: list, res: BatchResult, exc: Exception) -> BatchResult:
         """Fail (for good) the jobs whose payload cannot be pickled; rerun the others."""
@@ -414,6 +447,11 @@ class ProcessBackend:
             proc.killed_for_timeout = True
             _kill(proc.process)
         return None
+
+    def stop_intake(self) -> None:
+        """Running attempts finish; batches sent ahead do not start."""
+        for proc in self.procs:
+            proc.view[3] = 1.0
 
     def stop_worker(self, slot: _Slot) -> None:
         _kill(self.procs[slot.worker].process)

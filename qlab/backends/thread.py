@@ -56,6 +56,9 @@ class ThreadBackend:
             return None
         return i, t0
 
+    def stop_intake(self) -> None:
+        """Workers see ``state.stop`` themselves."""
+
     def stop_worker(self, slot: _Slot) -> None:
         """Nothing to kill: the attempt is abandoned and its thread ignored."""
 
