@@ -217,6 +217,7 @@ class Pool:
         self._closed = self._cancel = self._hard = self._exit = self._joined = False
         self._signals: list[int] | None = None  # set by run(): signals noted, not raised
         self._signals_seen = 0
+        self._final: Any = None  # the Run, once the pool is joined
         self._stop_event: threading.Event | None = None  # run(stop=...)
         self._stopped = False
         self._t_end: float | None = None
@@ -782,10 +783,15 @@ class Pool:
         from qlab.results import Run
 
         with self._lock:
-            snap = self._trace.snapshot()
+            if self._final is not None:
+                return self._final
+            # once joined nothing records any more: the final Run takes the trace itself
+            trace = self._trace if self._joined else self._trace.snapshot()
             end = self._t_end if self._closed and self._unfinished == 0 else self._clock.now()
-            counts = dict(self._counts)
-        return Run(snap, dict(self._meta), wall_s=end - snap.origin, counts=counts)
+            run = Run(trace, dict(self._meta), wall_s=end - trace.origin)
+            if self._joined:
+                self._final = run
+        return run
 
     @property
     def workers(self) -> int:

@@ -61,7 +61,6 @@ class Run:
         trace: Trace | None,
         meta: dict[str, Any],
         wall_s: float,
-        counts: dict[str, int] | None = None,
         frames: tuple[pd.DataFrame, pd.DataFrame] | None = None,
     ) -> None:
         self._trace = trace
@@ -72,9 +71,15 @@ class Run:
 
     @cached_property
     def _frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        assert self._trace is not None
-        cols = self._trace._columns()
-        return self._trace.jobs_frame(cols), self._trace.attempts_frame(cols)
+        trace = self._trace
+        assert trace is not None
+        cols = trace._columns()
+        trace.recorders = []  # joined into cols: free the recorders' arrays early
+        attempts = trace.attempts_frame(cols)
+        cols.cpu = cols.backoff = cols.attempt = None  # what jobs do not need
+        jobs = trace.jobs_frame(cols)
+        self._trace = None
+        return jobs, attempts
 
     @cached_property
     def jobs(self) -> pd.DataFrame:

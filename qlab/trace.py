@@ -125,7 +125,9 @@ class Trace:
 
         c = cols if cols is not None else self._columns()
         o = c.order
-        start, end = c.t0[o] - self.origin, c.t1[o] - self.origin
+        start, end = c.t0[o], c.t1[o]
+        start -= self.origin
+        end -= self.origin
         return pd.DataFrame(
             {
                 "job_id": c.job_id[o],
@@ -153,9 +155,12 @@ class Trace:
         o = c.order
         counts = c.counts
         has = counts > 0
-        first = np.cumsum(counts) - counts  # a job's first row in (job, attempt) order
-        fi, la = first[has], first[has] + counts[has] - 1
-        t0, t1 = c.t0[o], c.t1[o]
+        idx = np.int32 if len(c.job_id) < 2**31 else np.int64
+        first = (np.cumsum(counts) - counts).astype(idx)  # first row in (job, attempt) order
+        fi = first[has]
+        la = fi + counts[has].astype(idx) - 1
+        del first
+        row_first, row_last = o[fi], o[la]  # the rows of each job's first and last attempt
 
         def per_job(values: np.ndarray, rows: np.ndarray, fill: Any) -> np.ndarray:
             col = np.full(n, fill, dtype=values.dtype if fill is not np.nan else np.float64)
@@ -166,16 +171,16 @@ class Trace:
         service[~has] = np.nan
         status = np.frombuffer(self.status, np.uint8)
         last_out = np.full(n, 255, np.uint8)
-        last_out[has] = c.out[o][la]
+        last_out[has] = c.out[row_last]
         code = np.full(n, 3, np.int8)  # pending
         code[last_out == OK] = 0
         code[status == ST_FAILED] = 1
         code[status == ST_CANCELLED] = 2
         submitted = np.frombuffer(self.submitted, np.float64) - self.origin
-        first_start = per_job(t0, fi, np.nan) - self.origin
-        end = per_job(t1, la, np.nan) - self.origin
+        first_start = per_job(c.t0, row_first, np.nan) - self.origin
+        end = per_job(c.t1, row_last, np.nan) - self.origin
         end[code == 2] = np.nan
-        worker = per_job(c.worker[o], la, 0)
+        worker = per_job(c.worker, row_last, 0)
         # a failed job's error is its last attempt's error
         failed_jobs = np.flatnonzero(code == 1)
         err_pos = c.rank[c.err_rows]  # sorted positions of the rows with an error
@@ -203,9 +208,18 @@ class Trace:
         if self.keep_results:
             result = np.full(n, None, dtype=object)
             ok = has & (code == 0)
-            result[ok] = c.results[o][la[ok[has]]]
+            result[ok] = c.results[row_last[ok[has]]]
             df["result"] = result
         return df
+
+
+def _covers(dest: Any, m: int) -> bool:
+    """True if ``dest`` (m values in [0, m)) hits every position: a permutation."""
+    import numpy as np
+
+    seen = np.zeros(m, bool)
+    seen[dest] = True
+    return bool(seen.all())
 
 
 class _Columns:
@@ -259,7 +273,7 @@ class _Columns:
         )
         first = np.cumsum(self.counts) - self.counts
         dest = first[self.job_id] + self.attempt.astype(np.int64) - 1 if m else self.job_id
-        if m and (dest.min() < 0 or dest.max() >= m or np.bincount(dest, minlength=m).max() > 1):
+        if m and (dest.min() < 0 or dest.max() >= m or not _covers(dest, m)):
             dest = np.empty(m, np.int64)
             dest[np.lexsort((self.attempt, self.job_id))] = np.arange(m)
         self.rank = dest
