@@ -64,9 +64,9 @@ logging.getLogger("qlab").addHandler(logging.NullHandler())
 _LAZY = {
     "Run": "qlab.results",
     "load_run": "qlab.results",
-    "sweep": "qlab.sweep",
-    "Sweep": "qlab.sweep",
-    "load_sweep": "qlab.sweep",
+    "sweep": "qlab.sweeps",
+    "Sweep": "qlab.sweeps",
+    "load_sweep": "qlab.sweeps",
     "explore": "qlab.widgets",
     "usl": None,
     "plot": None,

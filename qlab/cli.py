@@ -95,9 +95,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_sweep(sub: Any) -> None:
-    """``qlab sweep`` (defined in qlab.sweep, next to what it runs)."""
+    """``qlab sweep`` (defined in qlab.sweeps, next to what it runs)."""
     try:
-        from qlab.sweep import add_cli
+        from qlab.sweeps import add_cli
     except ImportError:
         return
     add_cli(sub, _workload, _positive)

@@ -289,7 +289,7 @@ class LiveView(Hook):
 def _sweep_function() -> tuple[Callable[..., Any] | None, str]:
     """``qlab.sweep`` if it can be imported, else (None, why)."""
     try:
-        from qlab.sweep import sweep
+        from qlab.sweeps import sweep
     except ImportError as exc:
         return None, f"qlab.sweep is not available ({exc})"
     return sweep, ""

@@ -16,10 +16,9 @@ import pytest
 import qlab
 from qlab import workloads
 from qlab.cli import main
-from qlab.sweep import COLUMNS, Sweep, load_sweep, sweep
+from qlab.sweeps import COLUMNS, Sweep, load_sweep, sweep
 from qlab.usl import FewLevelsWarning
-
-# `sweep` comes from qlab.sweep rather than as qlab.sweep: see test_qlab_sweep_is_the_function
+from tests.helpers import Child
 
 
 @pytest.fixture(scope="module")
@@ -253,10 +252,10 @@ def test_progress_logs_a_line_per_run_and_hooks_see_every_run(caplog):
             self.ends += 1
 
     hook = Count()
-    with caplog.at_level("INFO", logger="qlab.sweep"):
+    with caplog.at_level("INFO", logger="qlab.sweeps"):
         sw = sweep(workloads.noop(), workers=[1, 2], jobs=10, repeats=2, progress=True,
                    hooks=[hook])  # fmt: skip
-    lines = [r.getMessage() for r in caplog.records if r.name == "qlab.sweep"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "qlab.sweeps"]
     assert len(lines) == 4 and "thread workers=2 repeat=1" in lines[-1]
     assert hook.ends == len(sw.df) == 4  # the warm-up is not observed
 
@@ -295,6 +294,21 @@ def test_cli_sweep_json_with_ranges(capsys):
     assert set(data["fit"]) == {"thread"} and data["meta"]["backends"] == ["thread"]
 
 
+@pytest.mark.timeout(60)
+def test_cli_ctrl_c_prints_and_saves_what_ran_and_exits_130(tmp_path):
+    out = tmp_path / "part.csv"
+    args = ["--workers", "1-3", "--jobs", "200", "--workload", "sleep:ms=2", "--progress"]
+    child = Child(["-m", "qlab", "sweep", *args, "--out", str(out)])
+    child.wait_for("workers=2 repeat=0")
+    child.proc.send_signal(signal.SIGINT)
+    code, stdout = child.finish()
+    assert code == 130, "".join(child.stderr)
+    assert "thread 1" in " ".join(stdout.split())  # the table of what ran
+    sw = load_sweep(out)
+    assert sw.meta["interrupted"].startswith("SIGINT during ")
+    assert sw.df["workers"].tolist()[:4] == [1, 1, 1, 2] and 3 not in set(sw.df["workers"])
+
+
 @pytest.mark.parametrize(
     ("args", "name"),
     [
@@ -314,15 +328,12 @@ def test_cli_bad_arguments_exit_2_naming_the_argument(args, name, capsys):
     assert name in capsys.readouterr().err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="qlab/__init__.py imports qlab.sweep lazily under the module's own name: "
-    "importing the module first (qlab.cli does) binds qlab.sweep to the module",
-)
 def test_qlab_sweep_is_the_function():
+    """Regression: the module was qlab/sweep.py, and importing it (qlab.cli does) bound
+    the name qlab.sweep to the module instead of the function."""
     code = (
         "import qlab, qlab.cli\n"
-        "qlab.cli._parser()\n"  # imports qlab.sweep for `qlab sweep`
+        "qlab.cli._parser()\n"  # imports qlab.sweeps for `qlab sweep`
         "assert qlab.Sweep.__name__ == 'Sweep' and callable(qlab.load_sweep)\n"
         "assert type(qlab.sweep).__name__ == 'function', qlab.sweep\n"
     )

@@ -397,7 +397,7 @@ def test_sweep_tab_says_when_sweeps_are_missing(monkeypatch):
 
 def test_sweep_tab_with_qlab_sweep():
     if widgets._sweep_function()[0] is None:
-        pytest.skip("qlab.sweep is not there yet (qlab/sweep.py): the fake sweep stands in")
+        pytest.skip("qlab.sweep is not there yet (qlab/sweeps.py): the fake sweep stands in")
     app = widgets.explore(
         workload="sleep", ms=1, sweep_jobs=40, sweep_workers=(1, 3), repeats=1, retries=0
     )

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["COLUMNS", "DEFAULT_JOBS", "DEFAULT_RETRY", "Sweep", "add_cli", "load_sweep", "sweep"]
 
-log = logging.getLogger("qlab.sweep")
+log = logging.getLogger("qlab.sweeps")
 
 #: The columns of ``Sweep.df``, in order (the contract in DESIGN.md).
 COLUMNS = (
@@ -174,7 +174,7 @@ def sweep(
         jobs: jobs per run (payloads ``range(jobs)``); None: ``DEFAULT_JOBS``.
         repeats: runs per (backend, workers) point.
         seed, retry, **run_options: passed to each ``qlab.run`` (timeout, batch_size...).
-        progress: one line per run on the ``qlab.sweep`` logger (INFO).
+        progress: one line per run on the ``qlab.sweeps`` logger (INFO).
         keep_runs: keep every recorded :class:`qlab.Run` in ``Sweep.runs``.
         warmup: one unrecorded run per backend first (with the most workers), so that
             the first point pays no start-up or first-use costs.
@@ -232,15 +232,16 @@ def sweep(
                     _checked(engine.run(workload, range(n), ws[-1], backend=b, **options))
                 for w in ws:
                     for i in range(repeats):
-                        at = f"{b} workers={w} repeat={i}"
+                        at = point = f"{b} workers={w} repeat={i}"
                         run = engine.run(
                             workload, range(jobs), w, backend=b, hooks=hooks, **options
                         )
                         rows.append(_row(_checked(run), b, w, i))
+                        at = f"the pause after {point}"
                         if keep_runs:
                             runs.append(run)
                         if progress:
-                            log.info("sweep %s: %.1f jobs/s", at, rows[-1]["throughput"])
+                            log.info("sweep %s: %.1f jobs/s", point, rows[-1]["throughput"])
     except KeyboardInterrupt as exc:
         meta["interrupted"] = f"{exc.args[0] if exc.args else 'SIGINT'} during {at}"
         log.warning("sweep interrupted during %s: keeping %d runs", at, len(rows))
@@ -370,6 +371,8 @@ def add_cli(sub: Any, workload_type: Callable[[str], Any], positive: Callable) -
 
 def _cmd(args: argparse.Namespace) -> int:
     """``qlab sweep``: run, print the table and the fits, save; 130 after Ctrl-C."""
+    import pandas as pd
+
     from qlab.usl import FewLevelsWarning
 
     a = args
@@ -382,10 +385,12 @@ def _cmd(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore", FewLevelsWarning)
         if sw.df["workers"].nunique() < 6:
             notes.append(f"only {sw.df['workers'].nunique()} worker levels: a loose USL fit")
-        try:
-            fits = sw.fit()[["lam", "sigma", "kappa", "peak_workers", "r2"]] if len(sw.df) else None
-        except (ValueError, RuntimeError) as exc:
-            notes.append(f"no USL fit: {exc}")
+        for b, g in sw.df.groupby("backend"):  # one backend's few points spoil no other's fit
+            try:
+                fit = Sweep(g, sw.meta).fit()[["lam", "sigma", "kappa", "peak_workers", "r2"]]
+                fits = fit if fits is None else pd.concat([fits, fit])
+            except (ValueError, RuntimeError) as exc:
+                notes.append(f"no USL fit for {b}: {exc}")
         if a.json:
             out = {"points": table.reset_index().to_dict("records"), "meta": sw.meta}
             out["fit"] = None if fits is None else fits.to_dict("index")
