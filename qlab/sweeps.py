@@ -219,6 +219,8 @@ def sweep(
         "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     options = dict(seed=seed, retry=retry, **run_options)
+    bar = _sweep_bar(len(backends) * len(ws) * repeats) if progress else None
+    hooks = [*hooks, bar] if bar is not None else list(hooks)
     rows: list[dict[str, Any]] = []
     runs: list = []
     at = "start"
@@ -245,8 +247,20 @@ def sweep(
     except KeyboardInterrupt as exc:
         meta["interrupted"] = f"{exc.args[0] if exc.args else 'SIGINT'} during {at}"
         log.warning("sweep interrupted during %s: keeping %d runs", at, len(rows))
+    finally:
+        if bar is not None:
+            bar.close()
     meta["duration_s"] = time.perf_counter() - t0
     return Sweep(_frame(rows), meta, runs)
+
+
+def _sweep_bar(points: int) -> Any:
+    """``progress=True``: one tqdm bar over the sweep's points (None without tqdm)."""
+    try:
+        from qlab.progress import SweepProgress
+    except ImportError:
+        return None
+    return SweepProgress(total=points)
 
 
 def _warm(process: bool) -> contextlib.AbstractContextManager:
