@@ -886,4 +886,8 @@ def run(
     finally:
         for sig, handler_ in old.items():
             signal.signal(sig, handler_)
-    return pool.trace()
+    result = pool.trace()
+    if len(noted) > pool._signals_seen and "interrupted" not in result.meta:
+        # a Ctrl-C after the last job, while the pool was being joined: still say so
+        result.meta["interrupted"] = "SIGTERM" if noted[-1] == signal.SIGTERM else "SIGINT"
+    return result

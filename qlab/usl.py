@@ -83,10 +83,11 @@ class USLFit:
 
     @property
     def peak_workers(self) -> float:
-        """Worker count of maximum throughput, ``sqrt((1 - sigma) / kappa)``; inf if kappa == 0."""
+        """Worker count of maximum throughput, ``sqrt((1 - sigma) / kappa)``, at least 1
+        (with sigma near 1 more workers never help); inf if kappa == 0."""
         if self.kappa <= 0:
             return math.inf
-        return math.sqrt((1.0 - self.sigma) / self.kappa)
+        return max(1.0, math.sqrt((1.0 - self.sigma) / self.kappa))
 
     @property
     def peak_throughput(self) -> float:

@@ -78,3 +78,18 @@ def test_second_ctrl_c_stops_running_attempts(backend):
     assert code == 0
     assert (summary["ok"], summary["cancelled"], summary["pending"]) == (0, 10, 0)
     assert summary["attempts"] == 2  # the two stopped attempts are in the trace
+
+
+def test_a_ctrl_c_while_the_pool_is_joined_is_still_reported():
+    """Regression: a Ctrl-C noted after the last job (while joining) was dropped."""
+    import os
+
+    import qlab
+
+    class LateCtrlC(qlab.Hook):
+        def on_end(self, run):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    run = qlab.run(abs, range(10), workers=2, hooks=[LateCtrlC()])
+    assert run.meta["interrupted"] == "SIGINT"
+    assert run.summary()["ok"] == 10
