@@ -501,15 +501,18 @@ class Pool:
             for job_id, code, _ in finals:
                 status[job_id] = code
                 c["failed" if code == ST_FAILED else "cancelled"] += 1
+            if self._cancel or self._hard:
+                # stopping (decided under the lock, so no job is queued after shutdown
+                # cancelled the queue): what would run again is cancelled instead
+                dropped = [*rest, *retry_now, *(entry[2] for entry in retry_later)]
+                rest, retry_now, retry_later = [], [], []
+                for it in dropped:
+                    status[it[0]] = ST_CANCELLED
+                    finals.append((it[0], ST_CANCELLED, None))
+                c["cancelled"] += len(dropped)
             if rest:
-                if stopping:
-                    for it in rest:
-                        status[it[0]] = ST_CANCELLED
-                        finals.append((it[0], ST_CANCELLED, None))
-                    c["cancelled"] += len(rest)
-                else:
-                    self._ready.extendleft(reversed(rest))
-                    self._work.notify(len(rest))
+                self._ready.extendleft(reversed(rest))
+                self._work.notify(len(rest))
             if retry_now:
                 self._ready.extend(retry_now)
                 self._work.notify(len(retry_now))

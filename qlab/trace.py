@@ -10,6 +10,7 @@ the per-job columns and builds ``run.attempts`` and ``run.jobs`` on demand.
 from __future__ import annotations
 
 from array import array
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from qlab.backends.base import OK, OUTCOMES
@@ -17,6 +18,8 @@ from qlab.backends.base import OK, OUTCOMES
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+
+_first, _second = itemgetter(0), itemgetter(1)
 
 JOB_STATUSES = ("ok", "failed", "cancelled", "pending")
 # job status codes in Trace.status: 0 = not settled by failure/cancel (ok if its last
@@ -58,16 +61,14 @@ class Recorder:
     @staticmethod
     def rows(items: list, t0: list, t1: list, cpu: list) -> tuple[array, ...]:
         """A batch's rows as compact arrays, made outside the engine's lock."""
-        if not items:
-            return array("q"), array("H"), array("d"), array("d"), array("d")
-        ids, attempts, _ = zip(*items, strict=True)
-        return (
-            array("q", ids),
-            array("H", attempts),
-            array("d", t0),
-            array("d", t1),
-            array("d", cpu),
-        )
+        cols = array("q"), array("H"), array("d"), array("d"), array("d")
+        job_id, attempt, a0, a1, acpu = cols
+        job_id.fromlist(list(map(_first, items)))
+        attempt.fromlist(list(map(_second, items)))
+        a0.fromlist(t0)
+        a1.fromlist(t1)
+        acpu.fromlist(cpu)
+        return cols
 
     def add(self, rows: tuple[array, ...], out: bytearray, errors, backoff, results=None) -> None:
         """Append one batch (from :meth:`rows`); ``errors``/``backoff`` map row -> value."""

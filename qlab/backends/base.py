@@ -10,6 +10,7 @@ Outcome codes are small ints so that a column of them is a bytearray.
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,10 +126,10 @@ def _run_fast(fn, batch, state, is_permanent, res: BatchResult, publish) -> None
         if results is not None:
             results.append(r)
     total_cpu = cpu_clock() - c_start
-    walls = [b - a for a, b in zip(t0s, t1s, strict=True)]
+    walls = list(map(operator.sub, t1s, t0s))
     wall = sum(walls)
-    share = total_cpu / wall if wall > 0 else 0.0
-    res.cpu = [min(w * share, w) for w in walls]
+    share = min(total_cpu / wall, 1.0) if wall > 0 else 0.0
+    res.cpu = [w * share for w in walls] if share < 1.0 else walls
 
 
 def _run_careful(fn, batch, state, is_permanent, res: BatchResult, publish) -> None:
