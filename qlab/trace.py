@@ -267,19 +267,19 @@ class _Columns:
         self.err_types, self.err_msgs = err_types, err_msgs
         self.results = np.fromiter(results, object, len(results)) if results else None
         # a job's attempts are 1..k, each recorded once: place rows without sorting
-        self.counts = (
-            np.bincount(self.job_id, minlength=n_jobs)[:n_jobs]
-            if m
-            else (np.zeros(n_jobs, np.int64))
-        )
-        first = np.cumsum(self.counts) - self.counts
-        dest = first[self.job_id] + self.attempt.astype(np.int64) - 1 if m else self.job_id
+        idx = np.int32 if m < 2**31 else np.int64  # row numbers: half the memory
+        counts = np.bincount(self.job_id, minlength=n_jobs)[:n_jobs] if m else np.zeros(n_jobs)
+        self.counts = counts.astype(idx)
+        del counts
+        first = np.cumsum(self.counts, dtype=idx) - self.counts
+        dest = first[self.job_id] + (self.attempt.astype(idx) - 1) if m else self.job_id
+        del first
         if m and (dest.min() < 0 or dest.max() >= m or not _covers(dest, m)):
-            dest = np.empty(m, np.int64)
-            dest[np.lexsort((self.attempt, self.job_id))] = np.arange(m)
+            dest = np.empty(m, idx)
+            dest[np.lexsort((self.attempt, self.job_id))] = np.arange(m, dtype=idx)
         self.rank = dest
-        self.order = np.empty(m, np.int64)
-        self.order[dest] = np.arange(m)
+        self.order = np.empty(m, idx)
+        self.order[dest] = np.arange(m, dtype=idx)
 
     def error_types(self, positions: Any, n: int | None = None, keep: Any = None) -> Any:
         """A categorical column with the error type at ``positions``, NA elsewhere."""
