@@ -19,10 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
-import sys
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from functools import cached_property
 from pathlib import Path
@@ -34,11 +31,9 @@ from qlab.hooks import Hook
 from qlab.retry import Retry
 
 if TYPE_CHECKING:
-    import argparse
-
     import pandas as pd
 
-__all__ = ["COLUMNS", "DEFAULT_JOBS", "DEFAULT_RETRY", "Sweep", "add_cli", "load_sweep", "sweep"]
+__all__ = ["COLUMNS", "DEFAULT_JOBS", "DEFAULT_RETRY", "Sweep", "load_sweep", "sweep"]
 
 log = logging.getLogger("qlab.sweeps")
 
@@ -319,129 +314,3 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
     types = {c: "int64" if c in _INTS else "float64" for c in COLUMNS if c != "backend"}
     return df.astype({"backend": str, **types}).reset_index(drop=True)
-
-
-# -- the command line: qlab sweep -------------------------------------------------------
-
-
-def _worker_list(text: str) -> list[int]:
-    """``1-16``, ``1,2,4,8`` or a mix (``1,2,4-8``)."""
-    import argparse
-
-    out: list[int] = []
-    try:
-        for part in text.split(","):
-            lo, _, hi = part.strip().partition("-")
-            out.extend(range(int(lo), int(hi or lo) + 1))
-        return _check_workers(out)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected worker counts >= 1 like 1-16 or 1,2,4,8, got {text!r}"
-        ) from None
-
-
-def _backend_list(text: str) -> list[str]:
-    import argparse
-
-    try:
-        return _check_backends([b.strip() for b in text.split(",")])
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def add_cli(sub: Any, workload_type: Callable[[str], Any], positive: Callable) -> None:
-    """Add ``qlab sweep`` to the ``qlab`` command's subparsers (called by qlab.cli)."""
-    s = sub.add_parser(
-        "sweep", help="run a workload across worker counts and backends; print the scaling"
-    )
-    s.add_argument(
-        "--workers",
-        type=_worker_list,
-        default=[*range(1, 17)],
-        help="worker counts: 1-16 (default), 1,2,4,8 or 1,2,4-8",
-    )
-    s.add_argument(
-        "--backend",
-        type=_backend_list,
-        default=["thread"],
-        help="thread (default), process or thread,process",
-    )
-    s.add_argument(
-        "--workload",
-        type=workload_type,
-        help="NAME or NAME:key=value,... (default: 1 ms sleeps, 5%% failing)",
-    )
-    s.add_argument("--jobs", type=positive(int, 1), help=f"jobs per run ({DEFAULT_JOBS})")
-    s.add_argument("--repeats", type=positive(int, 1), default=3, help="runs per point (3)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", default=None, help="save the sweep (.parquet, or .csv)")
-    s.add_argument("--plot", default=None, help="save the sweep's charts to this image")
-    s.add_argument("--json", action="store_true", help="print points and fits as JSON")
-    s.add_argument("--progress", action="store_true", help="log a line per run")
-    s.add_argument("-v", "--verbose", action="store_true", help="log every retry")
-    s.add_argument("-q", "--quiet", action="store_true", help="do not log failed jobs")
-    s.set_defaults(func=_cmd)
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    """``qlab sweep``: run, print the table and the fits, save; 130 after Ctrl-C."""
-    import pandas as pd
-
-    from qlab.usl import FewLevelsWarning
-
-    a = args
-    if a.progress:
-        log.setLevel(logging.INFO)
-    sw = sweep(a.workload, a.workers, a.backend, a.jobs, a.repeats, a.seed, progress=a.progress)
-    table = sw.df.groupby(["backend", "workers"])[["throughput", "speedup", "efficiency"]].mean()
-    fits, notes = None, []
-    with warnings.catch_warnings():  # a few worker levels: said once, as a note
-        warnings.simplefilter("ignore", FewLevelsWarning)
-        if sw.df["workers"].nunique() < 6:
-            notes.append(f"only {sw.df['workers'].nunique()} worker levels: a loose USL fit")
-        for b, g in sw.df.groupby("backend"):  # one backend's few points spoil no other's fit
-            try:
-                fit = Sweep(g, sw.meta).fit()[["lam", "sigma", "kappa", "peak_workers", "r2"]]
-                fits = fit if fits is None else pd.concat([fits, fit])
-            except (ValueError, RuntimeError) as exc:
-                notes.append(f"no USL fit for {b}: {exc}")
-        if a.json:
-            out = {"points": table.reset_index().to_dict("records"), "meta": sw.meta}
-            out["fit"] = None if fits is None else fits.to_dict("index")
-            print(json.dumps(_clean(out), default=str))
-        else:
-            print(table.to_string(float_format=lambda v: f"{v:,.2f}"))
-            if fits is not None:
-                print("\nUSL fit: X(N) = lam N / (1 + sigma (N - 1) + kappa N (N - 1))")
-                print(fits.to_string(float_format=lambda v: f"{v:.4g}"))
-        for note in notes:
-            print(f"note: {note}", file=sys.stderr)
-        if a.out:
-            print(f"sweep saved to {sw.save(a.out)}", file=sys.stderr)
-        if a.plot:
-            _save_plot(sw, a.plot)
-    return 130 if sw.meta.get("interrupted") else 0
-
-
-def _save_plot(sw: Sweep, path: str) -> None:
-    import matplotlib
-
-    if "matplotlib.pyplot" not in sys.modules:
-        matplotlib.use("Agg")  # no display needed (a notebook that runs main() keeps its own)
-    import matplotlib.pyplot as plt
-
-    fig = sw.plot()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"charts saved to {path}", file=sys.stderr)
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-ready: NaN and infinity become null, numpy scalars plain numbers."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if hasattr(obj, "item"):  # a numpy scalar
-        obj = obj.item()
-    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
