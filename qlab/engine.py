@@ -213,6 +213,7 @@ class Pool:
         self._delayed: list = []  # heap of (due, seq, item)
         self._seq = itertools.count()
         self._unfinished = 0
+        self._busy = 0  # batches taken and not yet recorded
         self._counts = dict.fromkeys(("ok", "failed", "cancelled", "retries", "attempts"), 0)
         self._closed = self._cancel = self._hard = self._exit = self._joined = False
         self._signals: list[int] | None = None  # set by run(): signals noted, not raised
@@ -404,6 +405,7 @@ class Pool:
         return None
 
     def _take(self, slot: _Slot) -> list:
+        self._busy += 1
         ready = self._ready
         if self._batch_size:
             k = self._batch_size
@@ -492,6 +494,7 @@ class Pool:
         with self._lock:
             if worker_commit and slot.abandoned:
                 return None
+            self._busy -= 1  # every taken batch is recorded once
             results = res.results[:n] if self._keep_results and res.results else None
             slot.rec.add(rows, out, errors, backoff, results)
             status = self._trace.status
@@ -583,10 +586,10 @@ class Pool:
                         waits.append(self._delayed[0][0] - now)
                     # bounded, so that no wake-up can be missed for long
                     wait = max(min(w for w in waits if w is not None), 0.0)
-                    if clock.autojump and self._delayed and not self._ready:
-                        clock.advance(self._delayed[0][0] - now)
+                    if clock.autojump and self._delayed and not self._ready and not self._busy:
+                        clock.advance(self._delayed[0][0] - now)  # everyone waits: jump
                     else:
-                        self._tick.wait(wait)
+                        self._tick.wait(min(wait, 0.001) if clock.autojump else wait)
             for slot, i, t0 in overdue:
                 self._time_out(slot, i, t0)
             if tick and clock.now() >= next_tick:

@@ -411,3 +411,15 @@ def test_bad_handler_and_payloads(backend):
 def test_bad_policy_values_name_the_parameter(make, name):
     with pytest.raises((ValueError, TypeError), match=name):
         make()
+
+
+def test_fake_clock_jumps_only_when_every_worker_waits():
+    """Regression: the fake clock jumped while attempts ran, so they seemed to take time
+    and retries started late."""
+    retry = qlab.Retry(max_retries=3, backoff=qlab.Exponential(base=1, jitter=True))
+    run = qlab.run(FailFirst(3), range(200), workers=4, retry=retry, clock=FakeClock())
+    att = run.attempts
+    assert run.summary()["ok"] == 200 and (att.duration_s == 0).all()
+    following = att.groupby("job_id").start_s.shift(-1).dropna()
+    waited = following - att.loc[following.index].end_s
+    assert (waited >= att.loc[following.index].backoff_s - 1e-9).all()
