@@ -74,7 +74,7 @@ class CancelToken:
 class WorkerState:
     """Per-worker mutable state that the batch loop updates and ``current()`` reads."""
 
-    __slots__ = ("box", "cancel_event", "cur", "now", "seed", "stop", "timeout", "worker")
+    __slots__ = ("box", "cancel_event", "cur", "fast", "now", "seed", "stop", "timeout", "worker")
 
     def __init__(
         self,
@@ -89,9 +89,26 @@ class WorkerState:
         self.seed = seed
         self.timeout = timeout
         self.cur: tuple[int, int, float] | None = None  # (job_id, attempt, start)
+        # a quick batch: (batch, its end times so far, its start); see running()
+        self.fast: tuple[Any, list[float], float] | None = None
         self.box: list | None = None  # timed mode: the claim on the running attempt
         self.stop = False  # the pool is stopping: leave the batch
         self.cancel_event = event
+
+    def running(self) -> tuple[int, int, float] | None:
+        """The running attempt as (job_id, attempt, start), or None between attempts.
+
+        A quick batch does not note each attempt: the running one is the row after
+        the rows it has finished, and it started where the one before it ended.
+        """
+        if self.cur is not None or self.fast is None:
+            return self.cur
+        batch, ends, start = self.fast
+        i = len(ends)
+        if i >= len(batch):
+            return None
+        job_id, attempt, _ = batch[i]
+        return job_id, attempt, ends[-1] if i else start
 
     def bind(self) -> None:
         """Make this the state that ``current()`` sees in the calling thread."""
@@ -144,9 +161,10 @@ def current() -> JobContext:
 def current_or_none() -> JobContext | None:
     """Like :func:`current`, but None outside a handler (for handlers that run anywhere)."""
     state: WorkerState | None = getattr(_local, "state", None)
-    if state is None or state.cur is None:
+    cur = None if state is None else state.running()
+    if cur is None:
         return None
-    job_id, attempt, start = state.cur
+    job_id, attempt, start = cur
     deadline = None if state.timeout is None else start + state.timeout
     return JobContext(
         job_id, attempt, state.seed, state.worker, CancelToken(state.cancel_event, deadline)

@@ -23,12 +23,23 @@ import math
 import signal
 import threading
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
-from qlab.backends.base import CANCELLED, CRASHED, FAILED, RETRY, TIMEOUT, BatchResult, Failure
+from qlab.backends.base import (
+    CANCELLED,
+    CRASHED,
+    EMPTY,
+    FAILED,
+    RETRY,
+    TIMEOUT,
+    Batch,
+    BatchResult,
+    Failure,
+)
 from qlab.context import Cancelled, WorkerState
 from qlab.hooks import Hook, LogProgress
 from qlab.retry import NO_RETRY, Retry
@@ -62,10 +73,10 @@ class _Slot:
         self.rec = rec
         self.ema = 0.0  # mean seconds per attempt, smoothed
         self.thread: threading.Thread | None = None
-        self.batch: list | None = None
+        self.batch: Batch | None = None
         self.res: BatchResult | None = None
         self.abandoned = False
-        self.queued: list | None = None  # a batch already sent to the worker (pipelining)
+        self.queued: Batch | None = None  # a batch already sent to the worker (pipelining)
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
@@ -209,7 +220,8 @@ class Pool:
         self._space = threading.Condition(self._lock)  # submitters wait for capacity
         self._idle = threading.Condition(self._lock)  # shutdown waits for no unfinished
         self._tick = threading.Condition(self._lock)  # the coordinator's alarm
-        self._ready: deque = deque()
+        self._ready: deque[Batch] = deque()  # segments of jobs ready to run
+        self._n_ready = 0  # jobs in self._ready
         self._delayed: list = []  # heap of (due, seq, item)
         self._seq = itertools.count()
         self._unfinished = 0
@@ -269,7 +281,7 @@ class Pool:
             self._wait_space()
             job_id = len(self._trace.submitted)
             self._futures[job_id] = fut
-            self._enqueue([(job_id, 1, payload)], now)
+            self._enqueue(Batch(range(job_id, job_id + 1), 1, [payload]), now)
         return fut
 
     def map(self, payloads: Iterable[Any]) -> Iterator[Any]:
@@ -306,37 +318,55 @@ class Pool:
             self._signals_seen = len(sigs)
             raise _Terminated() if sigs[-1] == signal.SIGTERM else KeyboardInterrupt()
 
-    def _enqueue(self, items: list, now: float) -> None:
+    def _enqueue(self, batch: Batch, now: float) -> None:
         """Register and queue new jobs (under the lock)."""
-        n = len(items)
-        self._trace.submitted.extend([now] * n)
+        n = len(batch)
+        self._trace.submitted.extend(array("d", [now]) * n)
         self._trace.status.extend(bytes(n))
         self._unfinished += n
-        self._ready.extend(items)
-        self._work.notify(min(n, self._workers))
+        self._put(batch)
+
+    def _put(self, batch: Batch, front: bool = False) -> None:
+        """Queue a batch of ready jobs (under the lock)."""
+        if not batch:
+            return
+        if front:
+            self._ready.appendleft(batch)
+        else:
+            self._ready.append(batch)
+        self._n_ready += len(batch)
+        self._work.notify(min(len(batch), self._workers))
 
     def _feed(self, payloads: Iterable[Any]) -> None:
-        """Submit every payload (no futures), in chunks that fit the free capacity."""
+        """Submit every payload (no futures), in chunks that fit the free capacity.
+
+        A list, tuple or range is sliced; any other iterable is read in chunks that
+        grow while it is quick and shrink for a slow generator.
+        """
+        sliceable = isinstance(payloads, list | tuple | range)
         it = iter(payloads)
+        pos = 0
         chunk_cap = 64
         while True:
             with self._lock:
                 self._wait_space()
                 room = self._queue_size - self._unfinished
-            t = time.perf_counter()
-            chunk = list(itertools.islice(it, min(room, chunk_cap)))
+            if sliceable:
+                chunk = payloads[pos : pos + room]  # type: ignore[index]
+                pos += len(chunk)
+            else:
+                t = time.perf_counter()
+                chunk = list(itertools.islice(it, min(room, chunk_cap)))
+                if time.perf_counter() - t < 0.002:
+                    chunk_cap = min(chunk_cap * 2, 4096)
+                else:
+                    chunk_cap = max(chunk_cap // 2, 1)
             if not chunk:
                 return
-            # grow chunks while the iterable is quick, shrink them for a slow generator
-            if time.perf_counter() - t < 0.002:
-                chunk_cap = min(chunk_cap * 2, 4096)
-            else:
-                chunk_cap = max(chunk_cap // 2, 1)
             now = self._clock.now()
             with self._lock:
                 base = len(self._trace.submitted)
-                ids = range(base, base + len(chunk))
-                self._enqueue(list(zip(ids, itertools.repeat(1), chunk)), now)
+                self._enqueue(Batch(range(base, base + len(chunk)), 1, chunk), now)
             self._check_signals()
 
     # -- workers -----------------------------------------------------------------------
@@ -358,10 +388,10 @@ class Pool:
 
     def _slot_loop(self, slot: _Slot) -> None:
         slot.state.bind()
-        batch: list | None = None
+        batch: Batch | None = None
         res: BatchResult | None = None
         while True:
-            batch = self._settle(slot, batch or [], res)
+            batch = self._settle(slot, batch or EMPTY, res)
             if batch is None:
                 return
             res = BatchResult()
@@ -370,11 +400,11 @@ class Pool:
                 res = self._backend.run_batch(slot, batch, res)
             except BaseException as exc:  # SystemExit or the like, raised by a handler
                 log.exception("worker %d: a handler raised %r", slot.worker, exc)
-                _crash_row(res, exc, slot.state.cur, self._clock.now())
+                _crash_row(res, exc, slot.state.running(), self._clock.now())
             if res.abandoned:  # the watchdog took this batch over
                 return
 
-    def _settle(self, slot: _Slot, batch: list, res: BatchResult | None) -> list | None:
+    def _settle(self, slot: _Slot, batch: Batch, res: BatchResult | None) -> Batch | None:
         """Record a finished batch, schedule its retries, and take the next batch."""
         if res is not None:
             n = len(res)
@@ -391,20 +421,21 @@ class Pool:
             while True:
                 if slot.abandoned or self._hard:
                     return None
-                if self._ready and not slot.state.stop:
+                if self._n_ready and not slot.state.stop:
                     return self._take(slot)
                 if self._closed and self._unfinished == 0:
                     return None
                 self._work.wait()
 
-    def take_nowait(self, slot: _Slot) -> list | None:
+    def take_nowait(self, slot: _Slot) -> Batch | None:
         """The next batch for ``slot`` if one is ready now (for pipelining backends)."""
         with self._lock:
-            if self._ready and not (slot.state.stop or slot.abandoned or self._hard):
+            if self._n_ready and not (slot.state.stop or slot.abandoned or self._hard):
                 return self._take(slot)
         return None
 
-    def _take(self, slot: _Slot) -> list:
+    def _take(self, slot: _Slot) -> Batch:
+        """Take the next batch from the ready segments (under the lock)."""
         self._busy += 1
         ready = self._ready
         if self._batch_size:
@@ -412,20 +443,22 @@ class Pool:
         else:
             target = self._backend.batch_target_s
             k = int(target / slot.ema) if slot.ema > 0 else 1
-            k = max(1, min(k, 4096, -(-len(ready) // self._workers)))
-        if k >= len(ready):
-            batch = list(ready)
-            ready.clear()
-        else:
-            batch = [ready.popleft() for _ in range(k)]
+            k = max(1, min(k, 4096, -(-self._n_ready // self._workers)))
+        batch = ready.popleft()
+        while len(batch) < k and ready:
+            batch = batch + ready.popleft()
+        if len(batch) > k:
+            ready.appendleft(batch[k:])
+            batch = batch[:k]
+        self._n_ready -= len(batch)
         return batch
 
     def _record(
         self,
         slot: _Slot,
-        items: list,
+        items: Batch,
         res: BatchResult,
-        rest: list,
+        rest: Batch,
         worker_commit: bool = False,
     ) -> list | None:
         """Classify the failures of ``items`` (one per row of ``res``), record the rows,
@@ -490,7 +523,7 @@ class Pool:
                 if not slot.ema
                 else (0.7 * slot.ema + 0.3 * (res.t1[n - 1] - res.t0[0]) / n)
             )
-        rows = Recorder.rows(items, res.t0[:n], res.t1[:n], res.cpu[:n])
+        rows = Recorder.rows(items, res, n)
         with self._lock:
             if worker_commit and slot.abandoned:
                 return None
@@ -508,17 +541,14 @@ class Pool:
                 # stopping (decided under the lock, so no job is queued after shutdown
                 # cancelled the queue): what would run again is cancelled instead
                 dropped = [*rest, *retry_now, *(entry[2] for entry in retry_later)]
-                rest, retry_now, retry_later = [], [], []
+                rest, retry_now, retry_later = EMPTY, [], []
                 for it in dropped:
                     status[it[0]] = ST_CANCELLED
                     finals.append((it[0], ST_CANCELLED, None))
                 c["cancelled"] += len(dropped)
-            if rest:
-                self._ready.extendleft(reversed(rest))
-                self._work.notify(len(rest))
+            self._put(rest, front=True)
             if retry_now:
-                self._ready.extend(retry_now)
-                self._work.notify(len(retry_now))
+                self._put(Batch.of(retry_now))
             if retry_later:
                 for entry in retry_later:
                     heapq.heappush(self._delayed, entry)
@@ -572,12 +602,11 @@ class Pool:
                 if self._exit:
                     return
                 now = clock.now()
-                moved = 0
+                due = []
                 while self._delayed and self._delayed[0][0] <= now:
-                    self._ready.append(heapq.heappop(self._delayed)[2])
-                    moved += 1
-                if moved:
-                    self._work.notify(moved)
+                    due.append(heapq.heappop(self._delayed)[2])
+                if due:
+                    self._put(Batch.of(due))
                 if poll is not None:
                     overdue = self._overdue(now)
                 if not overdue:
@@ -586,7 +615,7 @@ class Pool:
                         waits.append(self._delayed[0][0] - now)
                     # bounded, so that no wake-up can be missed for long
                     wait = max(min(w for w in waits if w is not None), 0.0)
-                    if clock.autojump and self._delayed and not self._ready and not self._busy:
+                    if clock.autojump and self._delayed and not self._n_ready and not self._busy:
                         clock.advance(self._delayed[0][0] - now)  # everyone waits: jump
                     else:
                         self._tick.wait(min(wait, 0.001) if clock.autojump else wait)
@@ -609,7 +638,7 @@ class Pool:
         """Fail attempt ``i`` of ``slot``'s batch as timed out, keep the rows before it,
         requeue the rest, and replace the worker."""
         now = self._clock.now()
-        batch, res = slot.batch or [], slot.res or BatchResult()
+        batch, res = slot.batch or EMPTY, slot.res or BatchResult()
         with self._lock:
             slot.abandoned = True
         slot.state.cancel_event.set()  # a cooperative handler may still stop
@@ -620,7 +649,7 @@ class Pool:
             else ("the thread was abandoned")
         )
         msg = f"attempt exceeded timeout={self._timeout}s; {how}"
-        kept = _prefix(res, i)
+        kept = res.prefix(i)
         _crash_row(kept, TimeoutError(msg), (None, None, t0), now, TIMEOUT)
         if not self._hard and not self._exit:
             self._start_slot(slot.worker, slot.rec)
@@ -664,8 +693,10 @@ class Pool:
 
     def _cancel_queued(self) -> None:
         """Cancel every job that waits in the queue or for a retry (under the lock)."""
-        items = list(self._ready) + [entry[2] for entry in self._delayed]
+        items = [it for batch in self._ready for it in batch]
+        items += [entry[2] for entry in self._delayed]
         self._ready.clear()
+        self._n_ready = 0
         self._delayed.clear()
         for job_id, _, _ in items:
             self._trace.status[job_id] = ST_CANCELLED
@@ -710,13 +741,23 @@ class Pool:
                     if slot.abandoned:
                         continue
                     slot.abandoned = True
-                batch, res = slot.batch or [], slot.res or BatchResult()
+                batch, res = slot.batch or EMPTY, slot.res or BatchResult()
+                fast = slot.state.fast
+                if fast is not None and fast[1] is res.t1:  # stuck inside a quick batch
+                    ends = list(res.t1)
+                    res = BatchResult(
+                        [fast[2], *ends[:-1]],
+                        ends,
+                        [math.nan] * len(ends),
+                        [f for f in res.failures if f.row < len(ends)],
+                        None if res.results is None else res.results[: len(ends)],
+                    )
                 n = len(res)
                 log.warning("worker %d did not stop; its attempt is abandoned", slot.worker)
-                kept = _prefix(res, n)
+                kept = res.prefix(n)
                 if n < len(batch):
                     stopped = Cancelled("stopped by a second interrupt")
-                    _crash_row(kept, stopped, slot.state.cur, now, CANCELLED)
+                    _crash_row(kept, stopped, slot.state.running(), now, CANCELLED)
                     n += 1
                 self._record(slot, batch[:n], kept, batch[n:])
 
@@ -804,19 +845,13 @@ class Pool:
         return self._workers
 
 
-def _prefix(res: BatchResult, n: int) -> BatchResult:
-    """The first ``n`` rows of a batch's result (the rows its worker finished)."""
-    kept = BatchResult(res.t0[:n], res.t1[:n], res.cpu[:n])
-    kept.failures = [f for f in res.failures if f.row < n]
-    kept.results = None if res.results is None else res.results[:n]
-    return kept
-
-
 def _crash_row(
     res: BatchResult, exc: BaseException, cur: tuple | None, now: float, code: int = CRASHED
 ) -> None:
     """Record the attempt that was running when ``exc`` stopped it, as row ``len(res)``."""
     n = len(res)
+    if res.cpu_share is not None:
+        res.cpu, res.cpu_share = res.cpu_list(), None
     del res.t0[n:], res.t1[n:], res.cpu[n:]
     res.t0.append(cur[2] if cur else now)
     res.t1.append(now)

@@ -10,7 +10,6 @@ the per-job columns and builds ``run.attempts`` and ``run.jobs`` on demand.
 from __future__ import annotations
 
 from array import array
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from qlab.backends.base import OK, OUTCOMES
@@ -19,7 +18,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-_first, _second = itemgetter(0), itemgetter(1)
+    from qlab.backends.base import Batch, BatchResult
 
 JOB_STATUSES = ("ok", "failed", "cancelled", "pending")
 # job status codes in Trace.status: 0 = not settled by failure/cancel (ok if its last
@@ -27,8 +26,42 @@ JOB_STATUSES = ("ok", "failed", "cancelled", "pending")
 ST_FAILED, ST_CANCELLED = 2, 3
 
 
+_SHORT = 64  # runs shorter than this are written out value by value
+
+
+def _doubles(values: Any) -> array:
+    """``values`` (a list, or an array("d") from a worker process) as an array("d")."""
+    if isinstance(values, array):
+        return values[:]
+    out = array("d")
+    out.fromlist(values if isinstance(values, list) else list(values))
+    return out
+
+
+def _put(chunks: list, chunk: Any) -> None:
+    """Append a chunk to a chunked column: an array joins a trailing array."""
+    if isinstance(chunk, array) and chunks and isinstance(chunks[-1], array):
+        chunks[-1].extend(chunk)
+    else:
+        chunks.append(chunk)
+
+
+def _copy_chunks(chunks: list) -> list:
+    """A copy of a chunked column that later appends do not change."""
+    if chunks and isinstance(chunks[-1], array):
+        return [*chunks[:-1], chunks[-1][:]]
+    return list(chunks)
+
+
 class Recorder:
-    """The attempts one worker ran, in columns. Mutated only under the engine's lock."""
+    """The attempts one worker ran, in columns. Mutated only under the engine's lock.
+
+    ``t0``, ``t1`` and ``out`` are compact arrays. ``job_id``, ``attempt`` and ``cpu``
+    are chunked: a batch of fresh jobs adds its ids as one ``range``, its attempt
+    number as one ``(attempt, n)`` and, when its CPU time was measured once for the
+    batch, ``(share, n)`` (a row's CPU time is its wall time times the share); other
+    batches add arrays. So a quick batch of thousands of jobs costs a few objects.
+    """
 
     __slots__ = (
         "attempt",
@@ -45,11 +78,11 @@ class Recorder:
 
     def __init__(self, worker: int, keep_results: bool = False) -> None:
         self.worker = worker
-        self.job_id = array("q")
-        self.attempt = array("H")
+        self.job_id: list[range | array] = []
+        self.attempt: list[tuple[int, int] | array] = []
         self.t0 = array("d")
         self.t1 = array("d")
-        self.cpu = array("d")
+        self.cpu: list[tuple[float, int] | array] = []
         self.out = bytearray()
         self.errors: dict[int, tuple[str, str]] = {}
         self.backoff: dict[int, float] = {}
@@ -59,26 +92,33 @@ class Recorder:
         return len(self.out)
 
     @staticmethod
-    def rows(items: list, t0: list, t1: list, cpu: list) -> tuple[array, ...]:
-        """A batch's rows as compact arrays, made outside the engine's lock."""
-        cols = array("q"), array("H"), array("d"), array("d"), array("d")
-        job_id, attempt, a0, a1, acpu = cols
-        job_id.fromlist(list(map(_first, items)))
-        attempt.fromlist(list(map(_second, items)))
-        a0.fromlist(t0)
-        a1.fromlist(t1)
-        acpu.fromlist(cpu)
-        return cols
+    def rows(items: Batch, res: BatchResult, n: int) -> tuple[Any, ...]:
+        """The first ``n`` rows of a batch (``items`` and its ``res``) as compact
+        columns, made outside the engine's lock."""
+        ids = items.ids[:n]
+        if not (isinstance(ids, range) and n >= _SHORT):
+            ids = array("q", ids)
+        att = items.attempts
+        if isinstance(att, int):
+            att = (att, n) if n >= _SHORT else array("H", [att]) * n
+        else:
+            att = array("H", att[:n])
+        t0, t1 = _doubles(res.t0[:n]), _doubles(res.t1[:n])
+        if res.cpu_share is not None and n >= _SHORT:
+            cpu: Any = (res.cpu_share, n)
+        else:
+            cpu = _doubles(res.cpu_list()[:n])
+        return ids, att, t0, t1, cpu
 
-    def add(self, rows: tuple[array, ...], out: bytearray, errors, backoff, results=None) -> None:
+    def add(self, rows: tuple[Any, ...], out: bytearray, errors, backoff, results=None) -> None:
         """Append one batch (from :meth:`rows`); ``errors``/``backoff`` map row -> value."""
         base = len(self.out)
         job_id, attempt, t0, t1, cpu = rows
-        self.job_id.extend(job_id)
-        self.attempt.extend(attempt)
+        _put(self.job_id, job_id)
+        _put(self.attempt, attempt)
+        _put(self.cpu, cpu)
         self.t0.extend(t0)
         self.t1.extend(t1)
-        self.cpu.extend(cpu)
         self.out.extend(out)
         for row, err in errors.items():
             self.errors[base + row] = err
@@ -91,11 +131,39 @@ class Recorder:
         """A copy that later appends do not change (for snapshots)."""
         rec = Recorder(self.worker, self.results is not None)
         n = len(self.out)
-        rec.job_id, rec.attempt = self.job_id[:n], self.attempt[:n]
-        rec.t0, rec.t1, rec.cpu, rec.out = self.t0[:n], self.t1[:n], self.cpu[:n], self.out[:n]
+        rec.job_id, rec.attempt = _copy_chunks(self.job_id), _copy_chunks(self.attempt)
+        rec.t0, rec.t1, rec.out = self.t0[:n], self.t1[:n], self.out[:n]
+        rec.cpu = _copy_chunks(self.cpu)
         rec.errors, rec.backoff = dict(self.errors), dict(self.backoff)
         rec.results = None if self.results is None else self.results[:n]
         return rec
+
+    def column(self, name: str) -> np.ndarray:
+        """A chunked column (``job_id``, ``attempt`` or ``cpu``) as one numpy array."""
+        import numpy as np
+
+        dtype = {"job_id": np.int64, "attempt": np.uint16, "cpu": np.float64}[name]
+        parts = []
+        row = 0
+        for chunk in getattr(self, name):
+            if isinstance(chunk, range):
+                parts.append(np.arange(chunk.start, chunk.stop, dtype=dtype))
+                row += len(chunk)
+            elif isinstance(chunk, tuple):
+                value, n = chunk
+                if name == "cpu":
+                    t0 = np.frombuffer(self.t0, np.float64, n, row * 8)
+                    t1 = np.frombuffer(self.t1, np.float64, n, row * 8)
+                    parts.append((t1 - t0) * value)
+                else:
+                    parts.append(np.full(n, value, dtype))
+                row += n
+            else:
+                parts.append(np.frombuffer(chunk, dtype))
+                row += len(chunk)
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
 
 class Trace:
@@ -237,7 +305,11 @@ class _Columns:
         def joined(name: str, dtype: Any) -> np.ndarray:
             if not recs:
                 return np.zeros(0, dtype)
-            return cat([np.frombuffer(getattr(r, name), dtype) for r in recs])
+            if name in ("job_id", "attempt", "cpu"):
+                parts = [r.column(name) for r in recs]
+            else:
+                parts = [np.frombuffer(getattr(r, name), dtype) for r in recs]
+            return parts[0] if len(parts) == 1 else cat(parts)
 
         self.job_id = joined("job_id", np.int64)
         self.attempt = joined("attempt", np.uint16)

@@ -228,6 +228,50 @@ def test_current_gives_the_job_and_attempt(backend):
         qlab.current()
 
 
+def test_quick_batches_keep_current_times_and_cpu(backend):
+    """Batches of quick jobs note no attempt one by one: current() and the trace must
+    still be exact (ids, attempts, times in order, CPU time within wall time)."""
+
+    def who(payload):
+        ctx = qlab.current()
+        if ctx.attempt == 1 and payload % 7 == 0:
+            raise Boom("sevens fail once")
+        return (ctx.job_id, ctx.attempt)
+
+    n = 3000
+    run = qlab.run(
+        who,
+        range(n),
+        workers=2,
+        backend=backend,
+        batch_size=500,
+        keep_results=True,
+        retry=qlab.Retry(2, backoff=None),
+    )
+    assert run.jobs.result.tolist() == [(j, 1 + (j % 7 == 0)) for j in range(n)]
+    a = run.attempts
+    assert len(a) == n + len(range(0, n, 7))
+    assert (a.start_s <= a.end_s).all()
+    assert a.cpu_s.between(0, a.duration_s + 1e-6).all()
+    for _, rows in a.sort_values("start_s").groupby("worker"):
+        # one worker runs one attempt at a time
+        assert (rows.start_s.to_numpy()[1:] >= rows.end_s.to_numpy()[:-1] - 1e-9).all()
+
+
+def test_batches_slice_and_join():
+    from qlab.backends.base import EMPTY, Batch
+
+    b = Batch(range(10, 14), 1, ["a", "b", "c", "d"])
+    assert b[1] == (11, 1, "b")
+    assert list(b[2:]) == [(12, 1, "c"), (13, 1, "d")]
+    joined = b[:2] + b[2:]
+    assert joined.ids == range(10, 14) and joined.attempts == 1  # still compact
+    mixed = b[:1] + Batch.of([(3, 2, "z")])
+    assert list(mixed) == [(10, 1, "a"), (3, 2, "z")]
+    assert mixed[1:].attempts == [2]
+    assert list(EMPTY + b) == list(b) and not EMPTY
+
+
 def test_a_cooperative_handler_sees_its_deadline(backend):
     def slow_once(payload):
         ctx = qlab.current()

@@ -10,7 +10,7 @@ Outcome codes are small ints so that a column of them is a bytearray.
 
 from __future__ import annotations
 
-import operator
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +29,74 @@ Item = tuple  # (job_id, attempt, payload)
 PRECISE_CPU_BATCH = 16
 
 
+class Batch:
+    """Jobs handed to a worker at once, in columns: job ids, attempt numbers, payloads.
+
+    Fresh jobs fed from an iterable keep their ids as a ``range`` and their attempt as
+    one int, so that a batch of thousands costs a few objects, not a tuple per job.
+    Indexing gives an item ``(job_id, attempt, payload)``; slicing and ``+`` give
+    batches.
+
+    Example:
+        >>> b = Batch(range(10, 13), 1, ["a", "b", "c"])
+        >>> b[1], list(b[1:] + Batch.of([(4, 2, "z")]))
+        ((11, 1, 'b'), [(12, 1, 'c'), (4, 2, 'z')])
+    """
+
+    __slots__ = ("attempts", "ids", "payloads")
+
+    def __init__(self, ids: range | list[int], attempts: int | list[int], payloads: Any) -> None:
+        self.ids = ids
+        self.attempts = attempts  # one int for every job, or one per job
+        self.payloads = payloads  # a list, tuple or range
+
+    @classmethod
+    def of(cls, items: Any) -> Batch:
+        """A batch of ``(job_id, attempt, payload)`` items."""
+        items = list(items)
+        return cls([it[0] for it in items], [it[1] for it in items], [it[2] for it in items])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def attempt(self, i: int) -> int:
+        a = self.attempts
+        return a if isinstance(a, int) else a[i]
+
+    def __getitem__(self, k: int | slice) -> Any:
+        if isinstance(k, slice):
+            a = self.attempts
+            return Batch(self.ids[k], a if isinstance(a, int) else a[k], self.payloads[k])
+        return (self.ids[k], self.attempt(k), self.payloads[k])
+
+    def __iter__(self) -> Any:
+        a = self.attempts
+        attempts = itertools.repeat(a, len(self.ids)) if isinstance(a, int) else a
+        return zip(self.ids, attempts, self.payloads, strict=True)
+
+    def __add__(self, other: Batch) -> Batch:
+        if not len(other):
+            return self
+        if not len(self):
+            return other
+        a, b = self.ids, other.ids
+        if (
+            isinstance(a, range)
+            and isinstance(b, range)
+            and a.stop == b.start
+            and isinstance(self.attempts, int)
+            and self.attempts == other.attempts
+        ):
+            return Batch(range(a.start, b.stop), self.attempts, [*self.payloads, *other.payloads])
+        return Batch.of([*self, *other])
+
+    def __repr__(self) -> str:
+        return f"Batch(ids={self.ids!r}, attempts={self.attempts!r}, n={len(self)})"
+
+
+EMPTY = Batch(range(0), 1, ())
+
+
 @dataclass
 class Failure:
     """One failed attempt, as the batch loop saw it."""
@@ -44,21 +112,40 @@ class Failure:
 
 @dataclass
 class BatchResult:
-    """What a batch produced, in columns; rows follow the batch's items in order."""
+    """What a batch produced, in columns; rows follow the batch's items in order.
 
-    t0: list[float] = field(default_factory=list)
-    t1: list[float] = field(default_factory=list)
-    cpu: list[float] = field(default_factory=list)
+    ``cpu`` holds each row's CPU seconds, unless ``cpu_share`` is set: then the batch's
+    CPU time was measured once, and a row's CPU time is its wall time times the share.
+    """
+
+    t0: Any = field(default_factory=list)  # a list, or an array("d") from a process
+    t1: Any = field(default_factory=list)
+    cpu: Any = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     results: list[Any] | None = None
     abandoned: bool = False  # the engine took the running attempt away (thread timeout)
+    cpu_share: float | None = None
     # when rows do not follow the batch (a worker process died): the items of the rows,
     # and the items that did not run and go back to the queue uncharged
-    items: list[Item] | None = None
-    rest: list[Item] | None = None
+    items: Batch | None = None
+    rest: Batch | None = None
 
     def __len__(self) -> int:
         return min(len(self.t0), len(self.t1))
+
+    def cpu_list(self) -> list[float]:
+        """Each row's CPU seconds (``cpu_share`` turned into per-row values)."""
+        if self.cpu_share is None:
+            return list(self.cpu)
+        share = self.cpu_share
+        return [(b - a) * share for a, b in zip(self.t0, self.t1, strict=False)]
+
+    def prefix(self, n: int) -> BatchResult:
+        """The first ``n`` rows (the rows its worker finished)."""
+        kept = BatchResult(self.t0[:n], self.t1[:n], self.cpu_list()[:n])
+        kept.failures = [f for f in self.failures if f.row < n]
+        kept.results = None if self.results is None else self.results[:n]
+        return kept
 
 
 def _failure(row: int, exc: BaseException, state: WorkerState, t1: float, is_permanent) -> Failure:
@@ -66,16 +153,17 @@ def _failure(row: int, exc: BaseException, state: WorkerState, t1: float, is_per
     one raised past the attempt's deadline is TIMEOUT, anything else is retryable."""
     code = RETRY
     if isinstance(exc, Cancelled):
+        cur = state.running()
         if state.cancel_event.is_set():
             code = CANCELLED
-        elif state.timeout is not None and state.cur and t1 >= state.cur[2] + state.timeout:
+        elif state.timeout is not None and cur and t1 >= cur[2] + state.timeout:
             code = TIMEOUT
     return Failure(row, code, type(exc).__name__, str(exc), is_permanent(exc), exc)
 
 
 def execute(
     fn: Callable[[Any], Any],
-    batch: list[Item],
+    batch: Batch,
     state: WorkerState,
     is_permanent: Callable[[BaseException], bool],
     keep_results: bool = False,
@@ -98,41 +186,58 @@ def execute(
         _run_fast(fn, batch, state, is_permanent, res, publish)
     else:
         _run_careful(fn, batch, state, is_permanent, res, publish)
-    state.cur = None
+    state.cur = state.fast = None
     return res
 
 
-def _run_fast(fn, batch, state, is_permanent, res: BatchResult, publish) -> None:
+def _run_fast(fn, batch: Batch, state, is_permanent, res: BatchResult, publish) -> None:
+    """Quick attempts: one clock read per attempt (an attempt starts where the one
+    before it ended), CPU time measured once, and no per-attempt bookkeeping:
+    ``current()`` finds the running attempt from the number of rows so far."""
     perf, cpu_clock = state.now, time.thread_time
-    t0s, t1s, results, failures = res.t0, res.t1, res.results, res.failures
+    t1s, results, failures = res.t1, res.results, res.failures
+    append = t1s.append
     c_start = cpu_clock()
-    for i, (job_id, attempt, payload) in enumerate(batch):
-        if state.stop:
-            break
-        t0 = perf()
-        state.cur = (job_id, attempt, t0)
-        if publish is not None:
-            publish(i, t0)
-        try:
-            r = fn(payload)
-        except Exception as exc:
-            t1 = perf()
-            failures.append(_failure(i, exc, state, t1, is_permanent))
-            r = None
+    start = perf()
+    state.fast = (batch, t1s, start)
+    try:
+        if publish is None and results is None:
+            for payload in batch.payloads:
+                if state.stop:
+                    break
+                try:
+                    fn(payload)
+                except Exception as exc:
+                    t1 = perf()
+                    failures.append(_failure(len(t1s), exc, state, t1, is_permanent))
+                    append(t1)
+                else:
+                    append(perf())
         else:
-            t1 = perf()
-        t0s.append(t0)
-        t1s.append(t1)
-        if results is not None:
-            results.append(r)
-    total_cpu = cpu_clock() - c_start
-    walls = list(map(operator.sub, t1s, t0s))
-    wall = sum(walls)
-    share = min(total_cpu / wall, 1.0) if wall > 0 else 0.0
-    res.cpu = [w * share for w in walls] if share < 1.0 else walls
+            for i, payload in enumerate(batch.payloads):
+                if state.stop:
+                    break
+                if publish is not None:
+                    publish(i, t1s[-1] if i else start)
+                try:
+                    r = fn(payload)
+                except Exception as exc:
+                    t1 = perf()
+                    failures.append(_failure(i, exc, state, t1, is_permanent))
+                    r = None
+                else:
+                    t1 = perf()
+                append(t1)
+                if results is not None:
+                    results.append(r)
+    finally:
+        n = len(t1s)
+        res.t0 = [start, *t1s[: n - 1]] if n else []
+        wall = t1s[-1] - start if n else 0.0
+        res.cpu_share = min((cpu_clock() - c_start) / wall, 1.0) if wall > 0 else 0.0
 
 
-def _run_careful(fn, batch, state, is_permanent, res: BatchResult, publish) -> None:
+def _run_careful(fn, batch: Batch, state, is_permanent, res: BatchResult, publish) -> None:
     perf, cpu_clock = state.now, time.thread_time
     t0s, t1s, cpus, results, failures = res.t0, res.t1, res.cpu, res.results, res.failures
     timed = state.timeout is not None and publish is None

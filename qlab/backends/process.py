@@ -5,7 +5,7 @@ Data flow (parent on the left, one worker process on the right)::
     worker thread (one per worker)        worker process (loky: fork + exec)
     --------------------------------      -----------------------------------
     config: cloudpickled handler  ----->  fn = cloudpickle.loads(...)
-    batch: [(job, attempt, payload)] -->  execute(fn, batch): time, catch, columns
+    batch: ids, attempts, payloads ---->  execute(fn, batch): time, catch, columns
                                    <----  columns (t0, t1, cpu), failures, results
     settle (engine): outcomes, retries
                                           mmap (3 doubles per worker):
@@ -33,10 +33,20 @@ import tempfile
 import threading
 import time
 import traceback
+from array import array
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from qlab.backends.base import CANCELLED, CRASHED, TIMEOUT, BatchResult, Failure, execute
+from qlab.backends.base import (
+    CANCELLED,
+    CRASHED,
+    EMPTY,
+    TIMEOUT,
+    Batch,
+    BatchResult,
+    Failure,
+    execute,
+)
 from qlab.context import WorkerState
 
 if TYPE_CHECKING:
@@ -145,7 +155,11 @@ def _child_main(conn: Any, mm_path: str, worker: int) -> None:
 
 
 def _pack(res: BatchResult) -> bytes:
-    """Pickle a batch's result; errors and results that do not pickle become text."""
+    """Pickle a batch's result; errors and results that do not pickle become text.
+    Times travel as arrays of doubles (one buffer each, not a float object per row)."""
+    res.t0, res.t1 = array("d", res.t0), array("d", res.t1)
+    if res.cpu_share is None:
+        res.cpu = array("d", res.cpu)
     for f in res.failures:
         if f.exc is not None:
             f.tb = "".join(traceback.format_exception(f.exc))
@@ -312,7 +326,7 @@ class ProcessBackend:
         self._fn_bytes = check_picklable("handler", pool._fn)
         self._lock = threading.Lock()
         self._stopping = False
-        self._ahead: dict[int, list] = {}  # worker -> the batch sent ahead to it
+        self._ahead: dict[int, Batch] = {}  # worker -> the batch sent ahead to it
         t = time.perf_counter()
         with _WARM_LOCK:
             warm = [p for p in (_WARM or []) if p.alive()]
@@ -337,7 +351,7 @@ class ProcessBackend:
     def new_event(self, worker: int) -> Any:
         return _SlotFlag(self, worker)
 
-    def run_batch(self, slot: _Slot, batch: list, res: BatchResult) -> BatchResult:
+    def run_batch(self, slot: _Slot, batch: Batch, res: BatchResult) -> BatchResult:
         """Send ``batch`` (unless it went ahead), send the next one ahead so that the
         worker never waits for this thread, then wait for ``batch``'s columns."""
         proc = self.procs[slot.worker]
@@ -355,7 +369,7 @@ class ProcessBackend:
             res = self._lost(slot, proc, batch, res)
             ahead = self._ahead.pop(slot.worker, None)
             if ahead is not None:  # lost with the worker before it started: rerun, uncharged
-                res.rest = [*(res.rest or []), *ahead]
+                res.rest = (res.rest or EMPTY) + ahead
                 slot.queued = None
             return res
         for f in out.failures:
@@ -379,7 +393,7 @@ class ProcessBackend:
             proc.conn.send_bytes(data)
             self._ahead[slot.worker] = following
 
-    def _unpicklable(self, batch: list, res: BatchResult, exc: Exception) -> BatchResult:
+    def _unpicklable(self, batch: Batch, res: BatchResult, exc: Exception) -> BatchResult:
         """Fail (for good) the jobs whose payload cannot be pickled; rerun the others."""
         bad, good = [], []
         for item in batch:
@@ -389,7 +403,7 @@ class ProcessBackend:
             except Exception:
                 bad.append(item)
         now = time.perf_counter()
-        res.items, res.rest = bad, good
+        res.items, res.rest = Batch.of(bad), Batch.of(good)
         for row, item in enumerate(bad):
             res.t0.append(now)
             res.t1.append(now)
@@ -398,7 +412,7 @@ class ProcessBackend:
             res.failures.append(Failure(row, 0, type(exc).__name__, msg, True, TypeError(msg)))
         return res
 
-    def _lost(self, slot: _Slot, proc: _Proc, batch: list, res: BatchResult) -> BatchResult:
+    def _lost(self, slot: _Slot, proc: _Proc, batch: Batch, res: BatchResult) -> BatchResult:
         """The worker died: charge the running job an attempt, rerun the rest."""
         i, t0 = int(proc.view[0]), proc.view[1]
         proc.process.join(1)
@@ -407,7 +421,7 @@ class ProcessBackend:
         if not stopping:
             self._replace(slot.worker)
         if i < 0:  # died between jobs: nobody to charge
-            res.items, res.rest = [], batch
+            res.items, res.rest = EMPTY, batch
             return res
         if stopping:
             code, etype, msg = CANCELLED, "Cancelled", "worker stopped by an interrupt"
@@ -417,7 +431,7 @@ class ProcessBackend:
         else:
             code, etype = CRASHED, "WorkerCrashed"
             msg = f"worker process {proc.process.pid} died (exit code {proc.process.exitcode})"
-        res.items, res.rest = [batch[i]], batch[:i] + batch[i + 1 :]
+        res.items, res.rest = batch[i : i + 1], batch[:i] + batch[i + 1 :]
         res.t0.append(t0)
         res.t1.append(now)
         res.cpu.append(float("nan"))
