@@ -35,7 +35,9 @@ COLUMN_MEANINGS: dict[str, str] = {
     "expected_ok": "ok that the workload must give",
     "expected_failed": "failed that the workload must give",
     "check": "pass when ok/failed are the expected ones",
-    "ideal_jobs_per_s": "sleep workload only: workers / 1 ms",
+    "sleep_service_s": "sleep workload only: mean time of one time.sleep(1 ms) in as many bare"
+    " threads as workers, measured in the same run (the service time of a sleep job)",
+    "ideal_jobs_per_s": "sleep workload only: workers / sleep_service_s",
     "ratio_to_ideal": "jobs_per_s / ideal_jobs_per_s",
     "x_qlab_thread": "jobs_per_s / jobs_per_s of qlab-thread in the same case (>1: faster)",
     "x_qlab_process": "jobs_per_s / jobs_per_s of qlab-process in the same case",
@@ -148,7 +150,7 @@ def draw_chart(df: pd.DataFrame, path: Path, meta: dict[str, Any]) -> None:
     ax.set_ylabel("jobs/s (median round; log scale)")
     ax.set_title(
         f"qlab and its peers, same jobs, one run ({meta['mode']}; hatched: processes, dotted:"
-        " Go; dashed line: ideal workers / 1 ms)\n"
+        " Go; dashed line: ideal workers / mean sleep time)\n"
         f"{meta['cpu_count']} CPUs, {meta['platform']}, Python {meta['python']},"
         f" commit {str(meta['git_commit'])[:12]}",
         fontsize=9,

@@ -2,7 +2,7 @@
 
 Data flow, one way::
 
-    payloads --feed/submit--> ready deque --batches--> workers (backend) --columns-->
+    payloads --feed/submit--> ready queue --batches--> workers (backend) --columns-->
         settle: outcome, retry?  --+--> Recorder (trace)     --> run.jobs / run.attempts
                                    +--> ready (retry now) or delayed heap (backoff)
     coordinator thread: moves due retries to ready, watches attempt deadlines,
@@ -32,14 +32,13 @@ from typing import Any
 from qlab.backends.base import (
     CANCELLED,
     CRASHED,
-    EMPTY,
     FAILED,
     RETRY,
     TIMEOUT,
-    Batch,
     BatchResult,
     Failure,
 )
+from qlab.batches import EMPTY, Batch, ReadyQueue
 from qlab.context import Cancelled, WorkerState
 from qlab.hooks import Hook, LogProgress
 from qlab.retry import NO_RETRY, Retry
@@ -201,6 +200,7 @@ class Pool:
         self._queue_size = _check_int(
             "queue_size", DEFAULT_QUEUE_SIZE if queue_size is None else queue_size, 1
         )
+        self._refill = max(1, self._queue_size // 4)  # the feeder tops up this many at once
         self._batch_size = None if batch_size is None else _check_int("batch_size", batch_size, 1)
         self._grace = _check_seconds("grace", grace, allow_zero=True)
         self._hooks = list(hooks)
@@ -218,10 +218,10 @@ class Pool:
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # workers wait for ready jobs
         self._space = threading.Condition(self._lock)  # submitters wait for capacity
+        self._roomy = threading.Condition(self._lock)  # the feeder waits for a quarter free
         self._idle = threading.Condition(self._lock)  # shutdown waits for no unfinished
         self._tick = threading.Condition(self._lock)  # the coordinator's alarm
-        self._ready: deque[Batch] = deque()  # segments of jobs ready to run
-        self._n_ready = 0  # jobs in self._ready
+        self._ready = ReadyQueue()
         self._delayed: list = []  # heap of (due, seq, item)
         self._seq = itertools.count()
         self._unfinished = 0
@@ -297,15 +297,18 @@ class Pool:
         while window:
             yield window.popleft().result()
 
-    def _wait_space(self) -> None:
+    def _wait_space(self, free: int = 1) -> None:
+        """Wait until ``free`` more jobs fit (under the lock). The feeder asks for a
+        quarter of the queue, so that it wakes once per many finished jobs."""
+        cond = self._space if free == 1 else self._roomy
         while True:
             if self._closed:
                 raise RuntimeError("cannot submit to a pool that is shut down")
-            if self._unfinished < self._queue_size:
+            if self._unfinished + free <= self._queue_size:
                 return
             self._check_signals()
             polled = self._signals is not None or self._stop_event is not None
-            self._space.wait(_POLL_S if polled else None)
+            cond.wait(_POLL_S if polled else None)
 
     def _check_signals(self) -> None:
         """Raise the interrupt that a signal handler of ``run()`` noted (see there), or
@@ -328,14 +331,9 @@ class Pool:
 
     def _put(self, batch: Batch, front: bool = False) -> None:
         """Queue a batch of ready jobs (under the lock)."""
-        if not batch:
-            return
-        if front:
-            self._ready.appendleft(batch)
-        else:
-            self._ready.append(batch)
-        self._n_ready += len(batch)
-        self._work.notify(min(len(batch), self._workers))
+        if batch:
+            self._ready.put(batch, front)
+            self._work.notify(min(len(batch), self._workers))
 
     def _feed(self, payloads: Iterable[Any]) -> None:
         """Submit every payload (no futures), in chunks that fit the free capacity.
@@ -349,7 +347,7 @@ class Pool:
         chunk_cap = 64
         while True:
             with self._lock:
-                self._wait_space()
+                self._wait_space(self._refill)
                 room = self._queue_size - self._unfinished
             if sliceable:
                 chunk = payloads[pos : pos + room]  # type: ignore[index]
@@ -408,8 +406,9 @@ class Pool:
         """Record a finished batch, schedule its retries, and take the next batch."""
         if res is not None:
             n = len(res)
-            items = batch[:n] if res.items is None else res.items
-            rest = batch[n:] if res.rest is None else res.rest
+            whole = n == len(batch)
+            items = (batch if whole else batch[:n]) if res.items is None else res.items
+            rest = (EMPTY if whole else batch[n:]) if res.rest is None else res.rest
             resolved = self._record(slot, items, res, rest, worker_commit=True)
             if resolved is None:
                 return None
@@ -421,7 +420,7 @@ class Pool:
             while True:
                 if slot.abandoned or self._hard:
                     return None
-                if self._n_ready and not slot.state.stop:
+                if len(self._ready) and not slot.state.stop:
                     return self._take(slot)
                 if self._closed and self._unfinished == 0:
                     return None
@@ -430,28 +429,20 @@ class Pool:
     def take_nowait(self, slot: _Slot) -> Batch | None:
         """The next batch for ``slot`` if one is ready now (for pipelining backends)."""
         with self._lock:
-            if self._n_ready and not (slot.state.stop or slot.abandoned or self._hard):
+            if len(self._ready) and not (slot.state.stop or slot.abandoned or self._hard):
                 return self._take(slot)
         return None
 
     def _take(self, slot: _Slot) -> Batch:
         """Take the next batch from the ready segments (under the lock)."""
         self._busy += 1
-        ready = self._ready
         if self._batch_size:
             k = self._batch_size
         else:
             target = self._backend.batch_target_s
             k = int(target / slot.ema) if slot.ema > 0 else 1
-            k = max(1, min(k, 4096, -(-self._n_ready // self._workers)))
-        batch = ready.popleft()
-        while len(batch) < k and ready:
-            batch = batch + ready.popleft()
-        if len(batch) > k:
-            ready.appendleft(batch[k:])
-            batch = batch[:k]
-        self._n_ready -= len(batch)
-        return batch
+            k = max(1, min(k, 4096, -(-len(self._ready) // self._workers)))
+        return self._ready.take(k)
 
     def _record(
         self,
@@ -569,6 +560,8 @@ class Pool:
             return
         self._unfinished -= done
         self._space.notify(done)
+        if self._unfinished + self._refill <= self._queue_size:
+            self._roomy.notify()
         if self._unfinished == 0:
             self._t_end = self._clock.now()
             self._idle.notify_all()
@@ -615,7 +608,7 @@ class Pool:
                         waits.append(self._delayed[0][0] - now)
                     # bounded, so that no wake-up can be missed for long
                     wait = max(min(w for w in waits if w is not None), 0.0)
-                    if clock.autojump and self._delayed and not self._n_ready and not self._busy:
+                    if clock.autojump and self._delayed and not len(self._ready) and not self._busy:
                         clock.advance(self._delayed[0][0] - now)  # everyone waits: jump
                     else:
                         self._tick.wait(min(wait, 0.001) if clock.autojump else wait)
@@ -693,10 +686,7 @@ class Pool:
 
     def _cancel_queued(self) -> None:
         """Cancel every job that waits in the queue or for a retry (under the lock)."""
-        items = [it for batch in self._ready for it in batch]
-        items += [entry[2] for entry in self._delayed]
-        self._ready.clear()
-        self._n_ready = 0
+        items = self._ready.drain() + [entry[2] for entry in self._delayed]
         self._delayed.clear()
         for job_id, _, _ in items:
             self._trace.status[job_id] = ST_CANCELLED

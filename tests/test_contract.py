@@ -259,7 +259,7 @@ def test_quick_batches_keep_current_times_and_cpu(backend):
 
 
 def test_batches_slice_and_join():
-    from qlab.backends.base import EMPTY, Batch
+    from qlab.batches import EMPTY, Batch
 
     b = Batch(range(10, 14), 1, ["a", "b", "c", "d"])
     assert b[1] == (11, 1, "b")

@@ -10,12 +10,12 @@ Outcome codes are small ints so that a column of them is a bytearray.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from qlab.batches import Batch
 from qlab.context import Cancelled, WorkerState
 
 OUTCOMES = ("ok", "retry", "failed", "timeout", "crashed", "cancelled")
@@ -27,74 +27,6 @@ Item = tuple  # (job_id, attempt, payload)
 # faster batches measure it once per batch and apportion it by wall time, because one
 # thread-CPU clock read costs about 0.8 us (a system call, unlike perf_counter).
 PRECISE_CPU_BATCH = 16
-
-
-class Batch:
-    """Jobs handed to a worker at once, in columns: job ids, attempt numbers, payloads.
-
-    Fresh jobs fed from an iterable keep their ids as a ``range`` and their attempt as
-    one int, so that a batch of thousands costs a few objects, not a tuple per job.
-    Indexing gives an item ``(job_id, attempt, payload)``; slicing and ``+`` give
-    batches.
-
-    Example:
-        >>> b = Batch(range(10, 13), 1, ["a", "b", "c"])
-        >>> b[1], list(b[1:] + Batch.of([(4, 2, "z")]))
-        ((11, 1, 'b'), [(12, 1, 'c'), (4, 2, 'z')])
-    """
-
-    __slots__ = ("attempts", "ids", "payloads")
-
-    def __init__(self, ids: range | list[int], attempts: int | list[int], payloads: Any) -> None:
-        self.ids = ids
-        self.attempts = attempts  # one int for every job, or one per job
-        self.payloads = payloads  # a list, tuple or range
-
-    @classmethod
-    def of(cls, items: Any) -> Batch:
-        """A batch of ``(job_id, attempt, payload)`` items."""
-        items = list(items)
-        return cls([it[0] for it in items], [it[1] for it in items], [it[2] for it in items])
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def attempt(self, i: int) -> int:
-        a = self.attempts
-        return a if isinstance(a, int) else a[i]
-
-    def __getitem__(self, k: int | slice) -> Any:
-        if isinstance(k, slice):
-            a = self.attempts
-            return Batch(self.ids[k], a if isinstance(a, int) else a[k], self.payloads[k])
-        return (self.ids[k], self.attempt(k), self.payloads[k])
-
-    def __iter__(self) -> Any:
-        a = self.attempts
-        attempts = itertools.repeat(a, len(self.ids)) if isinstance(a, int) else a
-        return zip(self.ids, attempts, self.payloads, strict=True)
-
-    def __add__(self, other: Batch) -> Batch:
-        if not len(other):
-            return self
-        if not len(self):
-            return other
-        a, b = self.ids, other.ids
-        if (
-            isinstance(a, range)
-            and isinstance(b, range)
-            and a.stop == b.start
-            and isinstance(self.attempts, int)
-            and self.attempts == other.attempts
-        ):
-            return Batch(range(a.start, b.stop), self.attempts, [*self.payloads, *other.payloads])
-        return Batch.of([*self, *other])
-
-    def __repr__(self) -> str:
-        return f"Batch(ids={self.ids!r}, attempts={self.attempts!r}, n={len(self)})"
-
-
-EMPTY = Batch(range(0), 1, ())
 
 
 @dataclass

@@ -40,13 +40,12 @@ from typing import TYPE_CHECKING, Any
 from qlab.backends.base import (
     CANCELLED,
     CRASHED,
-    EMPTY,
     TIMEOUT,
-    Batch,
     BatchResult,
     Failure,
     execute,
 )
+from qlab.batches import EMPTY, Batch
 from qlab.context import WorkerState
 
 if TYPE_CHECKING:

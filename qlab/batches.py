@@ -1,0 +1,144 @@
+"""Jobs in columns: the batches handed to workers, and the queue of ready jobs.
+
+A batch of fresh jobs keeps its ids as a ``range`` and its attempt number as one int,
+so that feeding, queueing and taking thousands of quick jobs costs a few objects and
+C-level slices, not a tuple per job. Retries are batches with explicit lists.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from typing import Any
+
+__all__ = ["EMPTY", "Batch", "ReadyQueue"]
+
+
+class Batch:
+    """Jobs handed to a worker at once, in columns: job ids, attempt numbers, payloads.
+
+    Fresh jobs fed from an iterable keep their ids as a ``range`` and their attempt as
+    one int, so that a batch of thousands costs a few objects, not a tuple per job.
+    Indexing gives an item ``(job_id, attempt, payload)``; slicing and ``+`` give
+    batches.
+
+    Example:
+        >>> b = Batch(range(10, 13), 1, ["a", "b", "c"])
+        >>> b[1], list(b[1:] + Batch.of([(4, 2, "z")]))
+        ((11, 1, 'b'), [(11, 1, 'b'), (12, 1, 'c'), (4, 2, 'z')])
+    """
+
+    __slots__ = ("attempts", "ids", "payloads")
+
+    def __init__(self, ids: range | list[int], attempts: int | list[int], payloads: Any) -> None:
+        self.ids = ids
+        self.attempts = attempts  # one int for every job, or one per job
+        self.payloads = payloads  # a list, tuple or range
+
+    @classmethod
+    def of(cls, items: Any) -> Batch:
+        """A batch of ``(job_id, attempt, payload)`` items."""
+        items = list(items)
+        return cls([it[0] for it in items], [it[1] for it in items], [it[2] for it in items])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def attempt(self, i: int) -> int:
+        a = self.attempts
+        return a if isinstance(a, int) else a[i]
+
+    def __getitem__(self, k: int | slice) -> Any:
+        if isinstance(k, slice):
+            a = self.attempts
+            return Batch(self.ids[k], a if isinstance(a, int) else a[k], self.payloads[k])
+        return (self.ids[k], self.attempt(k), self.payloads[k])
+
+    def __iter__(self) -> Any:
+        a = self.attempts
+        attempts = itertools.repeat(a, len(self.ids)) if isinstance(a, int) else a
+        return zip(self.ids, attempts, self.payloads, strict=True)
+
+    def __add__(self, other: Batch) -> Batch:
+        if not len(other):
+            return self
+        if not len(self):
+            return other
+        a, b = self.ids, other.ids
+        if (
+            isinstance(a, range)
+            and isinstance(b, range)
+            and a.stop == b.start
+            and isinstance(self.attempts, int)
+            and self.attempts == other.attempts
+        ):
+            return Batch(range(a.start, b.stop), self.attempts, [*self.payloads, *other.payloads])
+        return Batch.of([*self, *other])
+
+    def __repr__(self) -> str:
+        return f"Batch(ids={self.ids!r}, attempts={self.attempts!r}, n={len(self)})"
+
+
+EMPTY = Batch(range(0), 1, ())
+
+
+class ReadyQueue:
+    """Jobs ready to run, as a deque of batches; taking from the head batch moves an
+    offset instead of copying what is left of it. Not thread-safe: the engine's lock
+    guards it.
+
+    Example:
+        >>> q = ReadyQueue()
+        >>> q.put(Batch(range(5), 1, "abcde"))
+        >>> q.take(2).ids, q.take(9).ids, len(q)
+        (range(0, 2), range(2, 5), 0)
+    """
+
+    def __init__(self) -> None:
+        self._batches: deque[Batch] = deque()
+        self._off = 0  # jobs of the head batch already taken
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def put(self, batch: Batch, front: bool = False) -> None:
+        """Queue ``batch`` at the back, or at the front (jobs going back uncharged)."""
+        if not len(batch):
+            return
+        if front:
+            self._trim()
+            self._batches.appendleft(batch)
+        else:
+            self._batches.append(batch)
+        self._n += len(batch)
+
+    def take(self, k: int) -> Batch:
+        """Up to ``k`` jobs from the front, as one batch."""
+        out = EMPTY
+        while len(out) < k and self._batches:
+            head, off = self._batches[0], self._off
+            want = k - len(out)
+            if len(head) - off > want:
+                part = head[off : off + want]
+                self._off += want
+            else:
+                part = head[off:] if off else head
+                self._batches.popleft()
+                self._off = 0
+            out = out + part
+        self._n -= len(out)
+        return out
+
+    def drain(self) -> list[tuple]:
+        """Every queued job as ``(job_id, attempt, payload)``; the queue is left empty."""
+        self._trim()
+        items = [it for batch in self._batches for it in batch]
+        self._batches.clear()
+        self._n = 0
+        return items
+
+    def _trim(self) -> None:
+        if self._off:
+            self._batches[0] = self._batches[0][self._off :]
+            self._off = 0
