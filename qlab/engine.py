@@ -457,7 +457,64 @@ class Pool:
         cancelled when the pool is stopping). Returns futures to resolve, or None if
         the slot was abandoned meanwhile."""
         n = len(items)
-        out = bytearray(n)
+        if res.failures:
+            out, errors, backoff, retry_now, retry_later, finals, logs = self._classify(items, res)
+            cut = {f.row for f in res.failures}
+            oks: Any = [it for row, it in enumerate(items) if row not in cut]
+            ok_results = res.results and [r for row, r in enumerate(res.results) if row not in cut]
+        else:  # the common case: every attempt succeeded
+            out, errors, backoff, retry_now, retry_later, finals, logs = (
+                bytes(n), None, None, [], [], [], ()
+            )  # fmt: skip
+            oks, ok_results = items, res.results
+        if n:
+            per = (res.t1[n - 1] - res.t0[0]) / n
+            slot.ema = 0.7 * slot.ema + 0.3 * per if slot.ema else per
+        with self._lock:
+            if worker_commit and slot.abandoned:
+                return None
+            self._busy -= 1  # every taken batch is recorded once
+            results = res.results[:n] if self._keep_results and res.results else None
+            slot.rec.add(items, res, n, out, errors, backoff, results)
+            c = self._counts
+            c["attempts"] += n
+            c["ok"] += len(oks)
+            if finals:
+                status = self._trace.status
+                for job_id, code, _ in finals:
+                    status[job_id] = code
+                    c["failed" if code == ST_FAILED else "cancelled"] += 1
+            if self._cancel or self._hard:
+                # stopping (decided under the lock, so no job is queued after shutdown
+                # cancelled the queue): what would run again is cancelled instead
+                dropped = [*rest, *retry_now, *(entry[2] for entry in retry_later)]
+                rest, retry_now, retry_later = EMPTY, [], []
+                status = self._trace.status
+                for it in dropped:
+                    status[it[0]] = ST_CANCELLED
+                    finals.append((it[0], ST_CANCELLED, None))
+                c["cancelled"] += len(dropped)
+            self._put(rest, front=True)
+            if retry_now:
+                self._put(Batch.of(retry_now))
+            if retry_later:
+                for entry in retry_later:
+                    heapq.heappush(self._delayed, entry)
+                self._tick.notify()
+                c["retries"] += len(retry_later)
+            c["retries"] += len(retry_now)
+            self._finish(len(oks) + len(finals))
+        for level, msg, args in logs:
+            log.log(level, msg, *args)
+        if self._futures:
+            values = ok_results or [None] * len(oks)
+            return [(it[0], 0, r) for it, r in zip(oks, values, strict=True)] + finals
+        return []
+
+    def _classify(self, items: Batch, res: BatchResult) -> tuple:
+        """Outcome codes of a batch with failures: which failed for good, which retry
+        now or later (with their backoff), and the log lines to write."""
+        out = bytearray(len(items))
         errors: dict[int, tuple[str, str]] = {}
         backoff: dict[int, float] = {}
         retry_now: list = []
@@ -502,57 +559,7 @@ class Pool:
                         (job_id, attempt, f.error_type, f.error, delay),
                     )
                 )
-        if res.failures:
-            cut = {f.row for f in res.failures}
-            oks = [it for row, it in enumerate(items) if row not in cut]
-            ok_results = res.results and [r for row, r in enumerate(res.results) if row not in cut]
-        else:
-            oks, ok_results = items, res.results
-        if n:
-            slot.ema = (
-                (res.t1[n - 1] - res.t0[0]) / n
-                if not slot.ema
-                else (0.7 * slot.ema + 0.3 * (res.t1[n - 1] - res.t0[0]) / n)
-            )
-        rows = Recorder.rows(items, res, n)
-        with self._lock:
-            if worker_commit and slot.abandoned:
-                return None
-            self._busy -= 1  # every taken batch is recorded once
-            results = res.results[:n] if self._keep_results and res.results else None
-            slot.rec.add(rows, out, errors, backoff, results)
-            status = self._trace.status
-            c = self._counts
-            c["attempts"] += n
-            c["ok"] += len(oks)
-            for job_id, code, _ in finals:
-                status[job_id] = code
-                c["failed" if code == ST_FAILED else "cancelled"] += 1
-            if self._cancel or self._hard:
-                # stopping (decided under the lock, so no job is queued after shutdown
-                # cancelled the queue): what would run again is cancelled instead
-                dropped = [*rest, *retry_now, *(entry[2] for entry in retry_later)]
-                rest, retry_now, retry_later = EMPTY, [], []
-                for it in dropped:
-                    status[it[0]] = ST_CANCELLED
-                    finals.append((it[0], ST_CANCELLED, None))
-                c["cancelled"] += len(dropped)
-            self._put(rest, front=True)
-            if retry_now:
-                self._put(Batch.of(retry_now))
-            if retry_later:
-                for entry in retry_later:
-                    heapq.heappush(self._delayed, entry)
-                self._tick.notify()
-            c["retries"] += len(retry_now) + len(retry_later)
-            done = len(oks) + len(finals)
-            self._finish(done)
-        for level, msg, args in logs:
-            log.log(level, msg, *args)
-        if self._futures:
-            values = ok_results or [None] * len(oks)
-            return [(it[0], 0, r) for it, r in zip(oks, values, strict=True)] + finals
-        return []
+        return out, errors, backoff, retry_now, retry_later, finals, logs
 
     def _finish(self, done: int) -> None:
         """Count ``done`` jobs as finished (under the lock) and wake who waits on it."""

@@ -29,13 +29,14 @@ ST_FAILED, ST_CANCELLED = 2, 3
 _SHORT = 64  # runs shorter than this are written out value by value
 
 
-def _doubles(values: Any) -> array:
-    """``values`` (a list, or an array("d") from a worker process) as an array("d")."""
-    if isinstance(values, array):
-        return values[:]
-    out = array("d")
-    out.fromlist(values if isinstance(values, list) else list(values))
-    return out
+def _extend(dest: array, values: Any, n: int) -> None:
+    """Append the first ``n`` of ``values`` (a list, or an array("d") from a worker
+    process) to ``dest``."""
+    part = values if len(values) == n else values[:n]
+    if isinstance(part, list):
+        dest.fromlist(part)
+    else:
+        dest.extend(part)
 
 
 def _put(chunks: list, chunk: Any) -> None:
@@ -91,41 +92,45 @@ class Recorder:
     def __len__(self) -> int:
         return len(self.out)
 
-    @staticmethod
-    def rows(items: Batch, res: BatchResult, n: int) -> tuple[Any, ...]:
-        """The first ``n`` rows of a batch (``items`` and its ``res``) as compact
-        columns, made outside the engine's lock."""
-        ids = items.ids[:n]
-        if not (isinstance(ids, range) and n >= _SHORT):
-            ids = array("q", ids)
+    def add(
+        self,
+        items: Batch,
+        res: BatchResult,
+        n: int,
+        out: bytes | bytearray,
+        errors: dict[int, tuple[str, str]] | None = None,
+        backoff: dict[int, float] | None = None,
+        results: list[Any] | None = None,
+    ) -> None:
+        """Append the first ``n`` rows of a batch (``items`` and its ``res``), with
+        their outcome codes; ``errors``/``backoff`` map a row to its value."""
+        base = len(self.out)
+        ids = items.ids if len(items) == n else items.ids[:n]
+        if isinstance(ids, range) and n >= _SHORT:
+            self.job_id.append(ids)
+        else:
+            _put(self.job_id, array("q", ids))
         att = items.attempts
         if isinstance(att, int):
-            att = (att, n) if n >= _SHORT else array("H", [att]) * n
+            _put(self.attempt, (att, n) if n >= _SHORT else array("H", [att]) * n)
         else:
-            att = array("H", att[:n])
-        t0, t1 = _doubles(res.t0[:n]), _doubles(res.t1[:n])
+            _put(self.attempt, array("H", att[:n]))
+        _extend(self.t0, res.t0, n)
+        _extend(self.t1, res.t1, n)
         if res.cpu_share is not None and n >= _SHORT:
-            cpu: Any = (res.cpu_share, n)
+            self.cpu.append((res.cpu_share, n))
         else:
-            cpu = _doubles(res.cpu_list()[:n])
-        return ids, att, t0, t1, cpu
-
-    def add(self, rows: tuple[Any, ...], out: bytearray, errors, backoff, results=None) -> None:
-        """Append one batch (from :meth:`rows`); ``errors``/``backoff`` map row -> value."""
-        base = len(self.out)
-        job_id, attempt, t0, t1, cpu = rows
-        _put(self.job_id, job_id)
-        _put(self.attempt, attempt)
-        _put(self.cpu, cpu)
-        self.t0.extend(t0)
-        self.t1.extend(t1)
+            cpu = res.cpu if res.cpu_share is None else res.cpu_list()
+            _put(self.cpu, array("d", cpu[:n]))
         self.out.extend(out)
-        for row, err in errors.items():
-            self.errors[base + row] = err
-        for row, delay in backoff.items():
-            self.backoff[base + row] = delay
+        if errors:
+            for row, err in errors.items():
+                self.errors[base + row] = err
+        if backoff:
+            for row, delay in backoff.items():
+                self.backoff[base + row] = delay
         if self.results is not None:
-            self.results.extend(results if results is not None else [None] * len(out))
+            self.results.extend(results if results is not None else [None] * n)
 
     def frozen(self) -> Recorder:
         """A copy that later appends do not change (for snapshots)."""
