@@ -22,8 +22,8 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import functools
-import inspect
 import json
+import math
 import os
 import platform
 import statistics
@@ -159,6 +159,9 @@ def measure(peer: Peer, case: Case, settings: Settings) -> dict[str, Any]:
         "jobs_per_s": case.n_jobs / wall_median,
         "jobs_per_s_best": case.n_jobs / wall_best,
         "reported_jobs_per_s": outcome.reported_jobs_per_s,
+        "own_service_s": statistics.median(
+            [o.service_s for o in outcomes if o.service_s is not None] or [math.nan]
+        ),
         "ok": outcome.ok,
         "failed": outcome.failed,
         "_seen": {(o.ok, o.failed) for o in outcomes},  # every timed round's outcome
@@ -240,6 +243,8 @@ def run_benchmark(settings: Settings, peers: list[Peer], workloads: list[Workloa
                 row["sleep_service_s"] = service
                 row["ideal_jobs_per_s"] = case.workers / service
                 row["ratio_to_ideal"] = row["jobs_per_s"] / row["ideal_jobs_per_s"]
+                # against the ideal of the sleep time the peer itself measured (qlab)
+                row["ratio_to_own_ideal"] = row["jobs_per_s"] * row["own_service_s"] / case.workers
             shown = f"{row['jobs_per_s']:>12,.0f} jobs/s  {row['check']}"
         else:
             shown = f"{row['status']}: {row['note']}"
@@ -335,35 +340,84 @@ def go_version() -> str:
 
 
 def tracing_cost(settings: Settings) -> str:
-    """qlab's tracing cost per attempt, if qlab has a switch to turn tracing off."""
+    """qlab's tracing cost per attempt, measured by parts on no-op jobs in one thread.
+
+    qlab has no switch to turn tracing off (the trace is its product), so the parts
+    are timed directly, best of ``rounds``:
+
+    - loop: qlab's batch loop (``execute``: a clock read and an append per attempt,
+      CPU time once per batch) over the same loop bare (the stop check, the try and
+      the call, without timing), per attempt;
+    - recorder: appending a batch's rows to a worker's recorder, per attempt;
+    - DataFrames: building ``run.jobs`` and ``run.attempts`` from those recorders
+      (done once, on first access), per attempt.
+    """
     try:
         qlab = import_qlab()
-    except Skip as exc:
+        from qlab.backends.base import BatchResult, execute
+        from qlab.batches import Batch
+        from qlab.context import WorkerState
+        from qlab.trace import Recorder, Trace
+    except (Skip, ImportError) as exc:
         return f"skipped: {exc}"
-    params = inspect.signature(qlab.run).parameters
-    switch = next((p for p in ("trace", "tracing", "record") if p in params), None)
-    if switch is None:
-        return "skipped: qlab.run has no switch to turn tracing off (trace=/record=)"
-    n_jobs = 2_000 if settings.smoke else 200_000
-    retry = qlab.Retry(max_retries=MAX_RETRIES, backoff=None)
+    n_jobs, size = (2_000 if settings.smoke else 200_000), 4096
+    fn = qlab.workloads.noop()
+    state = WorkerState(0, 0, None, threading.Event())
+    batches = [
+        Batch(range(a, min(a + size, n_jobs)), 1, range(a, min(a + size, n_jobs)))
+        for a in range(0, n_jobs, size)
+    ]
 
-    def once(on: bool) -> float:
-        def call() -> object:
-            return qlab.run(
-                qlab.workloads.noop(),
-                range(n_jobs),
-                workers=NOOP_WORKERS,
-                retry=retry,
-                seed=0,
-                progress=False,
-                **{switch: on},
-            )
+    def bare() -> None:
+        for b in batches:
+            for p in b.payloads:
+                if state.stop:
+                    break
+                try:
+                    fn(p)
+                except Exception:  # the same try as qlab's loop
+                    continue
 
-        call()  # warm-up
-        return statistics.median(time_call(call)[0] for _ in range(settings.rounds))
+    def looped() -> list:
+        return [execute(fn, b, state, lambda e: False) for b in batches]
 
-    per_attempt = (once(True) - once(False)) / n_jobs
-    return f"{per_attempt * 1e6:.2f} us per attempt (noop, thread, {n_jobs:,} jobs, {switch}=)"
+    def new_trace() -> Trace:
+        tr = Trace(0.0)
+        tr.submitted.extend([0.0] * n_jobs)
+        tr.status.extend(bytes(n_jobs))
+        tr.recorders = [Recorder(w) for w in range(NOOP_WORKERS)]
+        return tr
+
+    def record_into(tr: Trace, results: list[BatchResult]) -> Trace:
+        for k, (b, res) in enumerate(zip(batches, results, strict=True)):
+            tr.recorders[k % NOOP_WORKERS].add(b, res, len(b), bytes(len(b)))
+        return tr
+
+    def frames_of(tr: Trace) -> None:
+        cols = tr._columns()
+        tr.attempts_frame(cols)
+        tr.jobs_frame(cols)
+
+    def best(parts: Callable[[], Callable[[], Any]]) -> float:
+        """Best time of the callable that ``parts()`` makes afresh for each round."""
+        times = []
+        for _ in range(settings.rounds + 1):
+            call = parts()
+            times.append(time_call(call)[0])
+        return min(times[1:])
+
+    results = looped()
+    loop = (best(lambda: looped) - best(lambda: bare)) / n_jobs
+    record = best(lambda: functools.partial(record_into, new_trace(), results)) / n_jobs
+    frames = best(lambda: functools.partial(frames_of, record_into(new_trace(), results)))
+    frames /= n_jobs
+    ns = lambda x: f"{x * 1e9:.0f} ns"  # noqa: E731
+    return (
+        f"{ns(loop + record)} per attempt recorded (loop {ns(loop)} + recorder {ns(record)}),"
+        f" plus {ns(frames)} per attempt to build run.jobs and run.attempts on first access"
+        f" (noop, {n_jobs:,} attempts in batches of {size}, one thread; best of"
+        f" {settings.rounds})"
+    )
 
 
 def memory_child(backend: str, n_jobs: int) -> dict[str, Any]:

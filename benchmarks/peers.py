@@ -66,6 +66,7 @@ class Outcome:
     failed: int
     startup_s: float = 0.0  # part of the runner's call that was start-up (subtracted)
     reported_jobs_per_s: float | None = None  # the peer's own figure, if it has one
+    service_s: float | None = None  # mean attempt time, from the peer's own trace (qlab)
 
     @classmethod
     def count(cls, results: Iterable[bool], n_jobs: int) -> Outcome:
@@ -254,7 +255,7 @@ def _qlab(case: Case, backend: str) -> Iterator[Runner]:
             seed=0,
             progress=False,
         )
-        _ = (result.jobs, result.attempts)  # build the DataFrames inside the timing
+        _, attempts = (result.jobs, result.attempts)  # build the DataFrames inside the timing
         summary = result.summary()
         # process backend: start-up, and shutdown once qlab reports it (meta["shutdown_s"]);
         # the warm multiprocessing/loky peers pay neither inside their timed rounds
@@ -266,6 +267,7 @@ def _qlab(case: Case, backend: str) -> Iterator[Runner]:
             failed=int(summary["failed"]),
             startup_s=startup,
             reported_jobs_per_s=float(summary["throughput"]),
+            service_s=float(attempts["duration_s"].mean()),
         )
 
     if backend != "process":
