@@ -159,6 +159,9 @@ def measure(peer: Peer, case: Case, settings: Settings) -> dict[str, Any]:
         "jobs_per_s": case.n_jobs / wall_median,
         "jobs_per_s_best": case.n_jobs / wall_best,
         "reported_jobs_per_s": outcome.reported_jobs_per_s,
+        "batch_mean": statistics.median(
+            [o.batch_mean for o in outcomes if o.batch_mean is not None] or [math.nan]
+        ),
         "own_service_s": statistics.median(
             [o.service_s for o in outcomes if o.service_s is not None] or [math.nan]
         ),

@@ -67,6 +67,7 @@ class Outcome:
     startup_s: float = 0.0  # part of the runner's call that was start-up (subtracted)
     reported_jobs_per_s: float | None = None  # the peer's own figure, if it has one
     service_s: float | None = None  # mean attempt time, from the peer's own trace (qlab)
+    batch_mean: float | None = None  # attempts per batch that the peer chose (qlab)
 
     @classmethod
     def count(cls, results: Iterable[bool], n_jobs: int) -> Outcome:
@@ -268,6 +269,7 @@ def _qlab(case: Case, backend: str) -> Iterator[Runner]:
             startup_s=startup,
             reported_jobs_per_s=float(summary["throughput"]),
             service_s=float(attempts["duration_s"].mean()),
+            batch_mean=len(attempts) / max(1, int(result.meta.get("batches") or 0)),
         )
 
     if backend != "process":

@@ -39,6 +39,7 @@ COLUMN_MEANINGS: dict[str, str] = {
     " threads as workers, measured in the same run (the service time of a sleep job)",
     "ideal_jobs_per_s": "sleep workload only: workers / sleep_service_s",
     "ratio_to_ideal": "jobs_per_s / ideal_jobs_per_s",
+    "batch_mean": "qlab only: attempts per batch that qlab chose (run.meta['batches'])",
     "own_service_s": "mean attempt time in the peer's own trace (qlab only): the sleep as"
     " the pool saw it, GIL waits after waking included",
     "ratio_to_own_ideal": "sleep workload, qlab only: jobs_per_s / (workers / own_service_s),"
@@ -85,9 +86,12 @@ def print_table(df: pd.DataFrame, meta: dict[str, Any]) -> None:
                 continue
             startup = "incl." if row.startup == "included" else _fmt(row.startup_s, ".3f")
             note = "" if row.check == "pass" else f"{row.check} {row.note}"
+            batch = getattr(row, "batch_mean", math.nan)
+            if batch == batch:  # not NaN: qlab says how it batched
+                note = f"batches of {batch:,.0f} {note}".rstrip()
             own = getattr(row, "ratio_to_own_ideal", math.nan)
             if own == own:  # not NaN: qlab on sleep jobs
-                note = f"{own:.0%} of workers / its own mean service time {note}".rstrip()
+                note = f"{note}; {own:.0%} of workers / its own mean service time"
             print(
                 f"{row.peer:<17} {row.jobs_per_s:>12,.0f} {row.jobs_per_s_best:>12,.0f}"
                 f" {_fmt(row.rounds_timed, '.0f'):>3}"

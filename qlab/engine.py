@@ -226,6 +226,7 @@ class Pool:
         self._seq = itertools.count()
         self._unfinished = 0
         self._busy = 0  # batches taken and not yet recorded
+        self._batches = 0  # batches taken in all (run.meta["batches"])
         self._counts = dict.fromkeys(("ok", "failed", "cancelled", "retries", "attempts"), 0)
         self._closed = self._cancel = self._hard = self._exit = self._joined = False
         self._signals: list[int] | None = None  # set by run(): signals noted, not raised
@@ -436,6 +437,7 @@ class Pool:
     def _take(self, slot: _Slot) -> Batch:
         """Take the next batch from the ready segments (under the lock)."""
         self._busy += 1
+        self._batches += 1
         if self._batch_size:
             k = self._batch_size
         else:
@@ -832,7 +834,8 @@ class Pool:
             # once joined nothing records any more: the final Run takes the trace itself
             trace = self._trace if self._joined else self._trace.snapshot()
             end = self._t_end if self._closed and self._unfinished == 0 else self._clock.now()
-            run = Run(trace, dict(self._meta), wall_s=end - trace.origin)
+            meta = dict(self._meta, batches=self._batches)
+            run = Run(trace, meta, wall_s=end - trace.origin)
             if self._joined:
                 self._final = run
         return run

@@ -170,7 +170,8 @@ class Run:
         return (
             f"<qlab.Run {m.get('backend')} workers={m.get('workers')}: {s['jobs']} jobs, "
             f"{s['ok']} ok, {s['failed']} failed, {s['cancelled']} cancelled, "
-            f"{s['throughput']:.0f} jobs/s>"
+            + (f"{pending} pending, " if (pending := s.get("pending", 0)) else "")
+            + f"{s['throughput']:.0f} jobs/s>"
         )
 
     def _repr_html_(self) -> str:

@@ -70,14 +70,29 @@ class Backoff:
             return NotImplemented
         return Sum((self, other))
 
-    def schedule(self, retries: int, rng: random.Random | None = None) -> list[float]:
+    def schedule(
+        self,
+        retries: int,
+        rng: random.Random | None = None,
+        *,
+        seed: int | None = 0,
+        job_id: int = 0,
+    ) -> list[float]:
         """The delays before retries 1..``retries`` (handy to see a policy's shape).
+
+        Without ``rng``, jitter is drawn as the engine draws it for job ``job_id`` of
+        a run seeded with ``seed``, so the schedule is the one that job gets.
 
         Example:
             >>> Exponential(base=1, factor=2, cap=5).schedule(4)
             [1.0, 2.0, 4.0, 5.0]
+            >>> b = Exponential(base=1, jitter=True)
+            >>> b.schedule(3, job_id=7) == b.schedule(3, job_id=7) != b.schedule(3, job_id=8)
+            True
         """
-        return [self.delay(a, rng) for a in range(1, retries + 1)]
+        if rng is not None:
+            return [self.delay(a, rng) for a in range(1, retries + 1)]
+        return [self.delay(a, jitter_rng(seed, job_id, a)) for a in range(1, retries + 1)]
 
 
 @dataclass(frozen=True)

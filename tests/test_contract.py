@@ -182,6 +182,18 @@ def test_leaving_the_block_drains_every_job(backend, gate):
     assert pool.trace().jobs.status.eq("ok").all()
 
 
+def test_a_snapshot_shows_pending_jobs(backend, gate):
+    with qlab.Pool(gate, workers=1, backend=backend) as pool:
+        for i in range(3):
+            pool.submit(i)
+        assert gate.started.wait(10)
+        snapshot = pool.trace()
+        gate.release()
+    assert snapshot.summary()["pending"] == 3
+    assert "3 pending" in repr(snapshot)
+    assert "pending" not in repr(pool.trace())
+
+
 def test_cancel_pending_cancels_jobs_that_never_started(backend, gate):
     pool = qlab.Pool(gate, workers=1, backend=backend)
     futures = [pool.submit(i) for i in range(10)]
