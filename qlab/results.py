@@ -76,7 +76,7 @@ class Run:
         cols = trace._columns()
         trace.recorders = []  # joined into cols: free the recorders' arrays early
         attempts = trace.attempts_frame(cols)
-        cols.cpu = cols.backoff = cols.attempt = None  # what jobs do not need
+        cols.release()  # what the jobs frame does not need
         jobs = trace.jobs_frame(cols)
         self._trace = None
         return jobs, attempts

@@ -199,19 +199,17 @@ class Trace:
 
         c = cols if cols is not None else self._columns()
         o = c.order
-        start, end = c.t0[o], c.t1[o]
-        start -= self.origin
-        end -= self.origin
+        srt = c.sorted(self.origin)
         return pd.DataFrame(
             {
-                "job_id": c.job_id[o],
+                "job_id": srt["job_id"],
                 "attempt": c.attempt[o].astype("int16"),
-                "worker": c.worker[o],
-                "start_s": start,
-                "end_s": end,
-                "duration_s": end - start,
+                "worker": srt["worker"],
+                "start_s": srt["start"],
+                "end_s": srt["end"],
+                "duration_s": srt["duration"],
                 "cpu_s": c.cpu[o],
-                "outcome": pd.Categorical.from_codes(c.out[o], OUTCOMES),
+                "outcome": pd.Categorical.from_codes(srt["out"], OUTCOMES),
                 "error_type": c.error_types(c.rank[c.err_rows]),
                 "error": c.errors(c.rank[c.err_rows]),
                 "backoff_s": c.backoff[o],
@@ -220,48 +218,58 @@ class Trace:
         )
 
     def jobs_frame(self, cols: _Columns | None = None) -> pd.DataFrame:
-        """One row per job; see DESIGN.md. Jobs that never started have NaN times."""
+        """One row per job; see DESIGN.md. Jobs that never started have NaN times.
+
+        Built from the attempts in (job, attempt) order (``_Columns.sorted``): a job's
+        attempts are consecutive rows, so its first and last rows are positions.
+        """
         import numpy as np
         import pandas as pd
 
         c = cols if cols is not None else self._columns()
         n = len(self.submitted)
-        o = c.order
+        srt = c.sorted(self.origin)
         counts = c.counts
         has = counts > 0
-        idx = np.int32 if len(c.job_id) < 2**31 else np.int64
-        first = (np.cumsum(counts) - counts).astype(idx)  # first row in (job, attempt) order
+        m = len(c.order)
+        first = np.cumsum(counts, dtype=np.int64) - counts  # each job's first sorted row
         fi = first[has]
-        la = fi + counts[has].astype(idx) - 1
+        la = fi + counts[has] - 1  # and its last
         del first
-        row_first, row_last = o[fi], o[la]  # the rows of each job's first and last attempt
+        single = m == n and bool(has.all())  # one attempt per job: rows are jobs
 
         def per_job(values: np.ndarray, rows: np.ndarray, fill: Any) -> np.ndarray:
+            if single:
+                return values.copy()
             col = np.full(n, fill, dtype=values.dtype if fill is not np.nan else np.float64)
             col[has] = values[rows]
             return col
 
-        service = np.bincount(c.job_id, weights=c.t1 - c.t0, minlength=n)[:n].astype(float)
-        service[~has] = np.nan
+        if single:
+            service = srt["duration"].copy()
+        else:
+            service = np.full(n, np.nan)
+            if m:
+                service[has] = np.add.reduceat(srt["duration"], fi)
         status = np.frombuffer(self.status, np.uint8)
-        last_out = np.full(n, 255, np.uint8)
-        last_out[has] = c.out[row_last]
+        last_out = per_job(srt["out"].view(np.uint8), la, 255)
         code = np.full(n, 3, np.int8)  # pending
         code[last_out == OK] = 0
         code[status == ST_FAILED] = 1
         code[status == ST_CANCELLED] = 2
+        del last_out
         submitted = np.frombuffer(self.submitted, np.float64) - self.origin
-        first_start = per_job(c.t0, row_first, np.nan) - self.origin
-        end = per_job(c.t1, row_last, np.nan) - self.origin
+        first_start = per_job(srt["start"], fi, np.nan)
+        end = per_job(srt["end"], la, np.nan)
         end[code == 2] = np.nan
-        worker = per_job(c.worker, row_last, 0)
+        worker = per_job(srt["worker"], la, 0)
         # a failed job's error is its last attempt's error
-        failed_jobs = np.flatnonzero(code == 1)
         err_pos = c.rank[c.err_rows]  # sorted positions of the rows with an error
-        last_row_of = np.full(n, -1, np.int64)
-        last_row_of[has] = la
-        keep = np.isin(err_pos, last_row_of[failed_jobs])
-        job_of_err = c.job_id[c.err_rows[keep]]
+        last_of_failed = np.full(n, -1, np.int64)
+        last_of_failed[has] = la
+        keep = np.isin(err_pos, last_of_failed[code == 1])
+        del last_of_failed
+        job_of_err = srt["job_id"][err_pos[keep]]
         df = pd.DataFrame(
             {
                 "job_id": np.arange(n, dtype=np.int64),
@@ -282,7 +290,8 @@ class Trace:
         if self.keep_results:
             result = np.full(n, None, dtype=object)
             ok = has & (code == 0)
-            result[ok] = c.results[row_last[ok[has]]]
+            if c.results is not None:
+                result[ok] = c.results[c.order[la[ok[has]]]]
             df["result"] = result
         return df
 
@@ -304,6 +313,7 @@ class _Columns:
     def __init__(self, trace: Trace) -> None:
         import numpy as np
 
+        self._sorted: dict[str, Any] | None = None
         recs = [r for r in trace.recorders if len(r)]
         cat = np.concatenate
 
@@ -358,6 +368,32 @@ class _Columns:
         self.order = np.empty(m, idx)
         self.order[dest] = np.arange(m, dtype=idx)
 
+    def sorted(self, origin: float) -> dict[str, Any]:
+        """The columns that both frames use, in (job_id, attempt) order, made once:
+        job_id, worker, out (outcome codes), and start, end, duration from ``origin``.
+        The attempts frame holds these arrays; the jobs frame reads copies of them."""
+        import numpy as np
+
+        if self._sorted is None:
+            o = self.order
+            start, end = self.t0[o], self.t1[o]
+            start -= origin
+            end -= origin
+            self._sorted = {
+                "job_id": np.repeat(np.arange(len(self.counts), dtype=np.int64), self.counts),
+                "worker": self.worker[o],
+                "out": self.out[o],
+                "start": start,
+                "end": end,
+                "duration": end - start,
+            }
+        return self._sorted
+
+    def release(self) -> None:
+        """Drop the columns in recorder order that only the attempts frame needs."""
+        self.t0 = self.t1 = self.cpu = self.backoff = self.attempt = None
+        self.job_id = self.worker = self.out = None
+
     def error_types(self, positions: Any, n: int | None = None, keep: Any = None) -> Any:
         """A categorical column with the error type at ``positions``, NA elsewhere."""
         import numpy as np
@@ -371,7 +407,7 @@ class _Columns:
             if len(types)
             else (np.array([], str), np.zeros(0, np.int64))
         )
-        col = np.full(len(self.job_id) if n is None else n, -1, np.int16)
+        col = np.full(len(self.order) if n is None else n, -1, np.int16)
         col[positions] = codes
         return pd.Categorical.from_codes(col, categories=list(cats))
 
@@ -382,7 +418,7 @@ class _Columns:
         import pandas as pd
         import pyarrow as pa
 
-        size = len(self.job_id) if n is None else n
+        size = len(self.order) if n is None else n
         if not len(positions):
             return pd.array(pa.nulls(size, pa.string()), dtype=pd.StringDtype("pyarrow"))
         msgs = self.err_msgs

@@ -479,3 +479,12 @@ def test_fake_clock_jumps_only_when_every_worker_waits():
     following = att.groupby("job_id").start_s.shift(-1).dropna()
     waited = following - att.loc[following.index].end_s
     assert (waited >= att.loc[following.index].backoff_s - 1e-9).all()
+
+
+@pytest.mark.parametrize("keep_results", [False, True])
+def test_an_empty_run_has_empty_tables(keep_results):
+    run = qlab.run(abs, [], keep_results=keep_results)
+    assert run.jobs.empty and run.attempts.empty
+    assert list(run.jobs.columns[: len(JOB_COLUMNS)]) == JOB_COLUMNS
+    assert ("result" in run.jobs.columns) == keep_results
+    assert run.summary()["jobs"] == 0
