@@ -24,7 +24,7 @@ class ThreadBackend:
 
     name = "thread"
     can_kill = False
-    batch_target_s = 0.005  # work per batch: amortises the per-batch bookkeeping
+    batch_target_s = 0.02  # work per batch: amortises the per-batch bookkeeping
 
     def start(self, pool: Pool, workers: int) -> dict[str, Any]:
         self._pool = pool
