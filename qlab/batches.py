@@ -60,20 +60,32 @@ class Batch:
         return zip(self.ids, attempts, self.payloads, strict=True)
 
     def __add__(self, other: Batch) -> Batch:
-        if not len(other):
-            return self
-        if not len(self):
-            return other
-        a, b = self.ids, other.ids
+        return Batch.join([self, other])
+
+    @classmethod
+    def join(cls, parts: list[Batch]) -> Batch:
+        """The jobs of ``parts`` in order, as one batch built in one pass. Adjacent
+        ranges with one attempt number stay a range."""
+        parts = [p for p in parts if len(p)]
+        if len(parts) <= 1:
+            return parts[0] if parts else EMPTY
+        chain = itertools.chain.from_iterable
+        payloads = list(chain(p.payloads for p in parts))
+        att = parts[0].attempts
         if (
-            isinstance(a, range)
-            and isinstance(b, range)
-            and a.stop == b.start
-            and isinstance(self.attempts, int)
-            and self.attempts == other.attempts
+            isinstance(att, int)
+            and all(isinstance(p.ids, range) and p.attempts == att for p in parts)
+            and all(a.ids.stop == b.ids.start for a, b in itertools.pairwise(parts))
         ):
-            return Batch(range(a.start, b.stop), self.attempts, [*self.payloads, *other.payloads])
-        return Batch.of([*self, *other])
+            return cls(range(parts[0].ids.start, parts[-1].ids.stop), att, payloads)
+        ids = list(chain(p.ids for p in parts))
+        attempts = list(
+            chain(
+                itertools.repeat(p.attempts, len(p)) if isinstance(p.attempts, int) else p.attempts
+                for p in parts
+            )
+        )
+        return cls(ids, attempts, payloads)
 
     def __repr__(self) -> str:
         return f"Batch(ids={self.ids!r}, attempts={self.attempts!r}, n={len(self)})"
@@ -115,10 +127,10 @@ class ReadyQueue:
 
     def take(self, k: int) -> Batch:
         """Up to ``k`` jobs from the front, as one batch."""
-        out = EMPTY
-        while len(out) < k and self._batches:
+        parts: list[Batch] = []
+        want = k
+        while want > 0 and self._batches:
             head, off = self._batches[0], self._off
-            want = k - len(out)
             if len(head) - off > want:
                 part = head[off : off + want]
                 self._off += want
@@ -126,7 +138,9 @@ class ReadyQueue:
                 part = head[off:] if off else head
                 self._batches.popleft()
                 self._off = 0
-            out = out + part
+            parts.append(part)
+            want -= len(part)
+        out = Batch.join(parts)
         self._n -= len(out)
         return out
 
