@@ -461,14 +461,11 @@ class Pool:
         n = len(items)
         if res.failures:
             out, errors, backoff, retry_now, retry_later, finals, logs = self._classify(items, res)
-            cut = {f.row for f in res.failures}
-            oks: Any = [it for row, it in enumerate(items) if row not in cut]
-            ok_results = res.results and [r for row, r in enumerate(res.results) if row not in cut]
         else:  # the common case: every attempt succeeded
             out, errors, backoff, retry_now, retry_later, finals, logs = (
                 bytes(n), None, None, [], [], [], ()
             )  # fmt: skip
-            oks, ok_results = items, res.results
+        n_ok = n - len(res.failures)
         if n:
             per = (res.t1[n - 1] - res.t0[0]) / n
             slot.ema = 0.7 * slot.ema + 0.3 * per if slot.ema else per
@@ -480,7 +477,7 @@ class Pool:
             slot.rec.add(items, res, n, out, errors, backoff, results)
             c = self._counts
             c["attempts"] += n
-            c["ok"] += len(oks)
+            c["ok"] += n_ok
             if finals:
                 status = self._trace.status
                 for job_id, code, _ in finals:
@@ -503,14 +500,19 @@ class Pool:
                 for entry in retry_later:
                     heapq.heappush(self._delayed, entry)
                 self._tick.notify()
-                c["retries"] += len(retry_later)
-            c["retries"] += len(retry_now)
-            self._finish(len(oks) + len(finals))
+            c["retries"] += len(retry_now) + len(retry_later)
+            self._finish(n_ok + len(finals))
         for level, msg, args in logs:
             log.log(level, msg, *args)
         if self._futures:
-            values = ok_results or [None] * len(oks)
-            return [(it[0], 0, r) for it, r in zip(oks, values, strict=True)] + finals
+            cut = {f.row for f in res.failures}
+            values = res.results or itertools.repeat(None)
+            oks = [
+                (job_id, 0, r)
+                for row, (job_id, r) in enumerate(zip(items.ids, values, strict=False))
+                if row not in cut
+            ]
+            return oks + finals
         return []
 
     def _classify(self, items: Batch, res: BatchResult) -> tuple:
@@ -741,16 +743,6 @@ class Pool:
                         continue
                     slot.abandoned = True
                 batch, res = slot.batch or EMPTY, slot.res or BatchResult()
-                fast = slot.state.fast
-                if fast is not None and fast[1] is res.t1:  # stuck inside a quick batch
-                    ends = list(res.t1)
-                    res = BatchResult(
-                        [fast[2], *ends[:-1]],
-                        ends,
-                        [math.nan] * len(ends),
-                        [f for f in res.failures if f.row < len(ends)],
-                        None if res.results is None else res.results[: len(ends)],
-                    )
                 n = len(res)
                 log.warning("worker %d did not stop; its attempt is abandoned", slot.worker)
                 kept = res.prefix(n)

@@ -282,6 +282,9 @@ def test_batches_slice_and_join():
     assert list(mixed) == [(10, 1, "a"), (3, 2, "z")]
     assert mixed[1:].attempts == [2]
     assert list(EMPTY + b) == list(b) and not EMPTY
+    assert Batch.join([b[:1], b[1:3], EMPTY, b[3:]]).ids == range(10, 14)
+    many = Batch.join([*(Batch([i], [2], [i]) for i in range(3)), Batch(range(5, 7), 1, "xy")])
+    assert list(many) == [(0, 2, 0), (1, 2, 1), (2, 2, 2), (5, 1, "x"), (6, 1, "y")]
 
 
 def test_a_cooperative_handler_sees_its_deadline(backend):
@@ -488,3 +491,24 @@ def test_an_empty_run_has_empty_tables(keep_results):
     assert list(run.jobs.columns[: len(JOB_COLUMNS)]) == JOB_COLUMNS
     assert ("result" in run.jobs.columns) == keep_results
     assert run.summary()["jobs"] == 0
+
+
+def test_a_stuck_quick_batch_keeps_its_finished_rows_when_stopped():
+    """Stopping for good while a quick batch is stuck in job 100: the 100 attempts
+    before it are kept (ok), job 100 and the rest are cancelled."""
+    started, release, stop = threading.Event(), threading.Event(), threading.Event()
+
+    def handler(x):
+        if x == 100:
+            started.set()
+            release.wait(30)  # ignores cancellation: only the engine can give up on it
+
+    threading.Thread(target=lambda: started.wait(30) and stop.set(), daemon=True).start()
+    run = qlab.run(handler, range(300), workers=1, batch_size=300, grace=0, stop=stop)
+    release.set()
+    jobs, attempts = run.jobs, run.attempts
+    assert jobs.status.tolist() == ["ok"] * 100 + ["cancelled"] * 200
+    assert attempts.outcome.tolist() == ["ok"] * 100 + ["cancelled"]
+    ok = attempts.iloc[:100]
+    assert (ok.start_s.to_numpy()[1:] == ok.end_s.to_numpy()[:-1]).all()
+    assert ok.cpu_s.isna().all()  # the batch's CPU time was never read

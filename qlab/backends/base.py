@@ -10,6 +10,7 @@ Outcome codes are small ints so that a column of them is a bytearray.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,12 +58,15 @@ class BatchResult:
     results: list[Any] | None = None
     abandoned: bool = False  # the engine took the running attempt away (thread timeout)
     cpu_share: float | None = None
+    start: float | None = None  # a quick batch's start: it fills t0 only when it ends
     # when rows do not follow the batch (a worker process died): the items of the rows,
     # and the items that did not run and go back to the queue uncharged
     items: Batch | None = None
     rest: Batch | None = None
 
     def __len__(self) -> int:
+        if self.start is not None:  # a quick batch: a row is done when its end is noted
+            return len(self.t1)
         return min(len(self.t0), len(self.t1))
 
     def cpu_list(self) -> list[float]:
@@ -73,8 +77,13 @@ class BatchResult:
         return [(b - a) * share for a, b in zip(self.t0, self.t1, strict=False)]
 
     def prefix(self, n: int) -> BatchResult:
-        """The first ``n`` rows (the rows its worker finished)."""
-        kept = BatchResult(self.t0[:n], self.t1[:n], self.cpu_list()[:n])
+        """The first ``n`` rows (the rows its worker finished), also while a quick
+        batch is still running (its start times and CPU share are not written yet:
+        each row starts where the one before it ended; CPU time is unknown, NaN)."""
+        t1 = list(self.t1[:n])
+        t0 = self.t0[:n] if len(self.t0) >= n else [self.start, *t1[:-1]][:n]
+        cpu = self.cpu_list()[:n]
+        kept = BatchResult(t0, t1, cpu + [math.nan] * (n - len(cpu)))
         kept.failures = [f for f in self.failures if f.row < n]
         kept.results = None if self.results is None else self.results[:n]
         return kept
@@ -132,6 +141,7 @@ def _run_fast(fn, batch: Batch, state, is_permanent, res: BatchResult, publish) 
     c_start = cpu_clock()
     start = perf()
     state.fast = (batch, t1s, start)
+    res.start = start
     try:
         if publish is None and results is None:
             for payload in batch.payloads:
