@@ -27,6 +27,14 @@ ST_FAILED, ST_CANCELLED = 2, 3
 
 
 _SHORT = 64  # runs shorter than this are written out value by value
+_DTYPES = {  # a recorder's columns as numpy dtypes
+    "job_id": "int64",
+    "attempt": "uint16",
+    "t0": "float64",
+    "t1": "float64",
+    "cpu": "float64",
+    "out": "uint8",
+}
 
 
 def _extend(dest: array, values: Any, n: int) -> None:
@@ -144,13 +152,16 @@ class Recorder:
         return rec
 
     def column(self, name: str) -> np.ndarray:
-        """A chunked column (``job_id``, ``attempt`` or ``cpu``) as one numpy array."""
+        """A column as one numpy array (a view of a compact array; chunks joined)."""
         import numpy as np
 
-        dtype = {"job_id": np.int64, "attempt": np.uint16, "cpu": np.float64}[name]
+        dtype = _DTYPES[name]
+        col = getattr(self, name)
+        if not isinstance(col, list):
+            return np.frombuffer(col, dtype)
         parts = []
         row = 0
-        for chunk in getattr(self, name):
+        for chunk in col:
             if isinstance(chunk, range):
                 parts.append(np.arange(chunk.start, chunk.stop, dtype=dtype))
                 row += len(chunk)
@@ -317,19 +328,15 @@ class _Columns:
         recs = [r for r in trace.recorders if len(r)]
         cat = np.concatenate
 
-        def joined(name: str, dtype: Any) -> np.ndarray:
-            if not recs:
-                return np.zeros(0, dtype)
-            if name in ("job_id", "attempt", "cpu"):
-                parts = [r.column(name) for r in recs]
-            else:
-                parts = [np.frombuffer(getattr(r, name), dtype) for r in recs]
-            return parts[0] if len(parts) == 1 else cat(parts)
+        def joined(name: str) -> np.ndarray:
+            parts = [r.column(name) for r in recs]
+            if len(parts) == 1:
+                return parts[0]
+            return cat(parts) if parts else np.zeros(0, _DTYPES[name])
 
-        self.job_id = joined("job_id", np.int64)
-        self.attempt = joined("attempt", np.uint16)
-        self.t0, self.t1, self.cpu = (joined(k, np.float64) for k in ("t0", "t1", "cpu"))
-        self.out = joined("out", np.uint8).astype(np.int8)
+        self.job_id, self.attempt = joined("job_id"), joined("attempt")
+        self.t0, self.t1, self.cpu = joined("t0"), joined("t1"), joined("cpu")
+        self.out = joined("out").astype(np.int8)
         self.worker = (
             cat([np.full(len(r), r.worker, np.int16) for r in recs]) if recs else np.zeros(0)
         ).astype(np.int16)
