@@ -26,6 +26,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from qlab.usl import usl
+
 #: Colour of each attempt outcome / job status (job statuses reuse ok, failed, cancelled).
 OUTCOME_COLORS: dict[str, str] = {
     "ok": "#2ca02c",
@@ -299,7 +301,7 @@ def scaling(
         if backend in params:
             lam, sigma, kappa, peak = params[backend]
             grid = np.linspace(n.min(), n.max(), 200)
-            curve = lam * grid / (1 + sigma * (grid - 1) + kappa * grid * (grid - 1))
+            curve = usl(grid, lam, sigma, kappa)
             peak_s = "∞" if math.isinf(peak) else f"{peak:.3g}"
             label = rf"{backend} USL: $\sigma$={sigma:.3g}, $\kappa$={kappa:.2g}, peak N≈{peak_s}"
             ax.plot(
