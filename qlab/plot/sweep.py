@@ -1,0 +1,284 @@
+"""Charts of a sweep (one row per backend, workers, repeat): scaling, speedup, efficiency,
+latency percentiles and queue wait vs workers, and the ``sweep.plot`` dashboard.
+
+Every function takes ``ax=None`` (a new figure is made when None) and returns the Axes
+it drew on. ``sweep.plot`` is a :class:`SweepPlots`.
+
+Example:
+    >>> scaling(sweep.df, fits=sweep.fit())  # doctest: +SKIP
+    >>> fig = sweep.plot()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from qlab.plot._style import (
+    _PCT_STYLES,
+    _backend_colors,
+    _finish,
+    _get_ax,
+    _require,
+    _worker_axis,
+)
+from qlab.plot.contention import _with_meta, contention
+from qlab.usl import usl
+
+__all__ = [
+    "SweepPlots",
+    "efficiency",
+    "latency_percentiles",
+    "queue_wait",
+    "scaling",
+    "speedup",
+]
+
+
+def _per_backend(
+    ax: Axes,
+    df: pd.DataFrame,
+    column: str,
+    *,
+    scale: float = 1.0,
+    style: str = "-",
+    suffix: str = "",
+    band: bool = True,
+) -> dict[str, pd.DataFrame]:
+    """Draw ``column * scale`` vs workers, one line per backend (mean over repeats, min-max band).
+
+    Returns {backend: frame indexed by workers with mean/min/max (scaled)}.
+    """
+    _require(df, ["backend", "workers", column], "sweep")
+    colors = _backend_colors(df["backend"])
+    stats: dict[str, pd.DataFrame] = {}
+    for backend, g in df.groupby(df["backend"].astype(str), sort=True):
+        s = g.groupby("workers")[column].agg(["mean", "min", "max"]).sort_index() * scale
+        x = s.index.to_numpy(dtype=float)
+        color = colors[backend]
+        ax.plot(x, s["mean"], style, marker="o", ms=4, color=color, label=f"{backend}{suffix}")
+        if band and (s["max"] > s["min"]).any():
+            ax.fill_between(x, s["min"], s["max"], color=color, alpha=0.18, linewidth=0)
+        stats[backend] = s
+    _worker_axis(ax, df["workers"])
+    return stats
+
+
+def _fit_params(fits: Mapping[str, Any] | pd.DataFrame) -> dict[str, tuple[float, ...]]:
+    """{backend: (lam, sigma, kappa, peak_workers)} from a dict of fit objects or a DataFrame."""
+    rows = fits.to_dict("index") if isinstance(fits, pd.DataFrame) else fits
+    out = {}
+    for backend, f in rows.items():
+        get = f.get if isinstance(f, Mapping) else lambda k, d=None, f=f: getattr(f, k, d)
+        lam, sigma, kappa = (float(get(k)) for k in ("lam", "sigma", "kappa"))
+        if not all(map(math.isfinite, (lam, sigma, kappa))):
+            continue
+        peak = float(get("peak_workers", math.nan))
+        if math.isnan(peak):
+            peak = math.sqrt((1 - sigma) / kappa) if kappa > 0 else math.inf
+        out[str(backend)] = (lam, sigma, kappa, peak)
+    return out
+
+
+def scaling(
+    df: pd.DataFrame, fits: Mapping[str, Any] | pd.DataFrame | None = None, ax: Axes | None = None
+) -> Axes:
+    """Throughput vs workers per backend, with ideal linear scaling and optional USL fits.
+
+    Ideal (dashed) = mean throughput at the lowest worker count x N / N_lowest.
+    USL (dotted): X(N) = lam N / (1 + sigma (N-1) + kappa N (N-1)).
+
+    Args:
+        df: sweep frame (backend, workers, repeat, throughput).
+        fits: {backend: fit with lam/sigma/kappa[/peak_workers]} or a DataFrame indexed by backend.
+        ax: Axes to draw on; a new figure when None.
+
+    Returns:
+        The Axes. Ideal lines have gid "ideal:<backend>", fit curves "usl:<backend>".
+
+    Example:
+        >>> scaling(sweep.df, fits=sweep.fit())  # doctest: +SKIP
+    """
+    ax = _get_ax(ax)
+    stats = _per_backend(ax, df, "throughput")
+    colors = _backend_colors(df["backend"])
+    params = _fit_params(fits) if fits is not None else {}
+    for backend, s in stats.items():
+        n = s.index.to_numpy(dtype=float)
+        ideal = s["mean"].iloc[0] * n / n[0]
+        ax.plot(n, ideal, "--", color=colors[backend], lw=1, alpha=0.8, gid=f"ideal:{backend}")
+        if backend in params:
+            lam, sigma, kappa, peak = params[backend]
+            grid = np.linspace(n.min(), n.max(), 200)
+            curve = usl(grid, lam, sigma, kappa)
+            peak_s = "∞" if math.isinf(peak) else f"{peak:.3g}"
+            label = rf"{backend} USL: $\sigma$={sigma:.3g}, $\kappa$={kappa:.2g}, peak N≈{peak_s}"
+            ax.plot(
+                grid, curve, ":", color=colors[backend], lw=2, label=label, gid="usl:" + backend
+            )
+    ax.plot([], [], "--", color="grey", lw=1, label="ideal linear scaling")
+    ax.set_ylim(bottom=0, top=max(s["max"].max() for s in stats.values()) * 1.5 if stats else None)
+    return _finish(ax, "Throughput vs workers", "throughput (jobs/s)", df)
+
+
+def speedup(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Speedup vs workers per backend, with the ideal y = N.
+
+    Args:
+        df: sweep frame (backend, workers, repeat, speedup).
+        ax: Axes to draw on; a new figure when None.
+
+    Returns:
+        The Axes (the ideal line has gid "ideal").
+
+    Example:
+        >>> speedup(sweep.df)  # doctest: +SKIP
+    """
+    ax = _get_ax(ax)
+    _per_backend(ax, df, "speedup")
+    n = np.unique(df["workers"].to_numpy(dtype=float))
+    ax.plot(n, n, "--", color="black", lw=1, label="ideal (speedup = N)", gid="ideal")
+    return _finish(ax, "Speedup vs workers", "speedup (vs. lowest worker count)", df)
+
+
+def efficiency(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Parallel efficiency (speedup / N) vs workers per backend, with the ideal y = 1.
+
+    Args:
+        df: sweep frame (backend, workers, repeat, efficiency).
+        ax: Axes to draw on; a new figure when None.
+
+    Returns:
+        The Axes (the ideal line has gid "ideal").
+
+    Example:
+        >>> efficiency(sweep.df)  # doctest: +SKIP
+    """
+    ax = _get_ax(ax)
+    _per_backend(ax, df, "efficiency")
+    ax.axhline(1.0, ls="--", color="black", lw=1, label="ideal (efficiency = 1)", gid="ideal")
+    ax.set_ylim(0, max(1.1, float(df["efficiency"].max()) * 1.1))
+    return _finish(ax, "Parallel efficiency vs workers", "efficiency (speedup / N)", df)
+
+
+def latency_percentiles(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Job latency p50 (solid), p95 (dashed), p99 (dotted) vs workers per backend, in ms.
+
+    The y axis is logarithmic when the values span more than two decades.
+
+    Args:
+        df: sweep frame (backend, workers, latency_p50_s, latency_p95_s, latency_p99_s).
+        ax: Axes to draw on; a new figure when None.
+
+    Returns:
+        The Axes (lines labelled "<backend> <pNN>"; legend: colour = backend, style = pNN).
+
+    Example:
+        >>> latency_percentiles(sweep.df)  # doctest: +SKIP
+    """
+    ax = _get_ax(ax)
+    for p, style in _PCT_STYLES.items():
+        _per_backend(ax, df, f"latency_{p}_s", scale=1e3, style=style, suffix=f" {p}", band=False)
+    vals = df[[f"latency_{p}_s" for p in _PCT_STYLES]].to_numpy(dtype=float)
+    vals = vals[np.isfinite(vals) & (vals > 0)]
+    if len(vals) and vals.max() / vals.min() > 100:
+        ax.set_yscale("log")
+    # legend: colour = backend, line style = percentile (each line keeps "<backend> <pNN>" label)
+    handles = [
+        Line2D([], [], color=c, marker="o", ms=4, label=b)
+        for b, c in _backend_colors(df["backend"]).items()
+    ]
+    handles += [Line2D([], [], color="black", ls=st, label=p) for p, st in _PCT_STYLES.items()]
+    title = "Job latency percentiles vs workers"
+    return _finish(ax, title, "latency (ms, mean of repeats)", handles=handles, ncols=2)
+
+
+def queue_wait(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Mean queue wait (submit to first start, ms) vs workers per backend.
+
+    Args:
+        df: sweep frame (backend, workers, repeat, queue_wait_mean_s).
+        ax: Axes to draw on; a new figure when None.
+
+    Returns:
+        The Axes.
+
+    Example:
+        >>> queue_wait(sweep.df)  # doctest: +SKIP
+    """
+    ax = _get_ax(ax)
+    _per_backend(ax, df, "queue_wait_mean_s", scale=1e3)
+    ax.set_ylim(bottom=0)
+    return _finish(ax, "Mean queue wait vs workers", "queue wait: submit → first start (ms)", df)
+
+
+class SweepPlots:
+    """``sweep.plot`` accessor (needs ``.df``, ``.fit()`` and optionally ``.runs``).
+
+    Calling it, ``sweep.plot()``, draws a 2x2 dashboard (throughput with USL fit, efficiency,
+    latency percentiles, queue wait) and returns the Figure; ``sweep.plot(ax=ax)`` draws only
+    the scaling chart on ``ax`` and returns that Axes.
+
+    Example:
+        >>> fig = sweep.plot()  # doctest: +SKIP
+        >>> sweep.plot.efficiency()  # doctest: +SKIP
+    """
+
+    def __init__(self, sweep: Any) -> None:
+        self._sweep = sweep
+
+    def __call__(
+        self, *, fit: bool = True, ax: Axes | None = None, figsize: tuple[float, float] = (14, 9)
+    ) -> Figure | Axes:
+        """Dashboard Figure, or just the scaling chart on ``ax`` when given (returns the Axes)."""
+        if ax is not None:
+            return self.scaling(fit=fit, ax=ax)
+        fig, axs = plt.subplots(2, 2, figsize=figsize, layout="constrained")
+        self.scaling(fit=fit, ax=axs[0, 0])
+        self.efficiency(ax=axs[0, 1])
+        self.latency(ax=axs[1, 0])
+        self.queue_wait(ax=axs[1, 1])
+        return fig
+
+    def _fits(self) -> pd.DataFrame | None:
+        try:
+            return self._sweep.fit()
+        except (ValueError, RuntimeError, ArithmeticError) as exc:  # keep the measured chart
+            warnings.warn(f"USL fit failed, plotting without it: {exc}", stacklevel=3)
+            return None
+
+    def scaling(self, *, fit: bool = True, ax: Axes | None = None) -> Axes:
+        """See :func:`scaling`; with ``fit`` the curve comes from ``sweep.fit()``."""
+        return scaling(self._sweep.df, fits=self._fits() if fit else None, ax=ax)
+
+    def speedup(self, ax: Axes | None = None) -> Axes:
+        """See :func:`speedup`."""
+        return speedup(self._sweep.df, ax=ax)
+
+    def efficiency(self, ax: Axes | None = None) -> Axes:
+        """See :func:`efficiency`."""
+        return efficiency(self._sweep.df, ax=ax)
+
+    def latency(self, ax: Axes | None = None) -> Axes:
+        """See :func:`latency_percentiles`."""
+        return latency_percentiles(self._sweep.df, ax=ax)
+
+    def queue_wait(self, ax: Axes | None = None) -> Axes:
+        """See :func:`queue_wait`."""
+        return queue_wait(self._sweep.df, ax=ax)
+
+    def contention(self, **kw: Any) -> Axes:
+        """See :func:`contention`, over the attempts of every kept run of the sweep."""
+        runs = list(getattr(self._sweep, "runs", None) or [])
+        if not runs:
+            raise ValueError("no runs kept: run the sweep with keep_runs=True to plot contention")
+        return contention(pd.concat([_with_meta(r) for r in runs], ignore_index=True), **kw)

@@ -1,0 +1,71 @@
+"""Outputs as data: what a background thread may put in an ``ipywidgets.Output``.
+
+A thread other than the notebook's must not print nor use ``with output:`` (Jupyter
+sends that output to whichever cell is running). It may set ``Output.outputs`` to a
+tuple of these entries, which goes through the widget's own channel.
+
+Example:
+    >>> entry = html_output("<b>hi</b>", "hi")
+    >>> entry["data"]["text/plain"]
+    'hi'
+    >>> seconds(0.0123), seconds(5.34), seconds(float("nan"))
+    ('12.3 ms', '5.34 s', '-')
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import traceback
+from typing import Any
+
+__all__ = ["error_output", "figure_output", "html_output", "new_figure", "seconds"]
+
+
+def html_output(text: str, plain: str = "") -> dict[str, Any]:
+    """An ``Output.outputs`` entry showing HTML (``plain`` is its text fallback)."""
+    return {
+        "output_type": "display_data",
+        "data": {"text/html": text, "text/plain": plain or "(HTML)"},
+        "metadata": {},
+    }
+
+
+def figure_output(fig: Any, dpi: int = 80) -> dict[str, Any]:
+    """An ``Output.outputs`` entry showing a matplotlib Figure as a PNG."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    w, h = fig.get_size_inches() * dpi
+    return {
+        "output_type": "display_data",
+        "data": {
+            "image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
+            "text/plain": f"<Figure size {w:.0f}x{h:.0f}>",
+        },
+        "metadata": {},
+    }
+
+
+def error_output(exc: BaseException) -> dict[str, Any]:
+    """An ``Output.outputs`` entry showing an exception's traceback on stderr."""
+    text = "".join(traceback.format_exception(exc))
+    return {"output_type": "stream", "name": "stderr", "text": text}
+
+
+def new_figure(width: float, height: float) -> Any:
+    """A Figure outside pyplot: safe to draw in a thread, never shown by the backend."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def seconds(s: float) -> str:
+    """A duration for people: ms below one second, seconds (then minutes) above."""
+    if not math.isfinite(s):
+        return "-"
+    if s < 1.0:
+        return f"{s * 1e3:.3g} ms"
+    if s < 120.0:
+        return f"{s:.3g} s"
+    return f"{s / 60:,.1f} min"

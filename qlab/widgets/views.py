@@ -1,0 +1,102 @@
+"""What the explorer shows of a finished run or sweep, as ``Output.outputs`` tuples.
+
+Example:
+    >>> import qlab
+    >>> run = qlab.run(qlab.workloads.noop(), range(10), workers=2)
+    >>> [sorted(o["data"]) for o in run_outputs(run)]  # summary, timeline, latency
+    [['text/html', 'text/plain'], ['image/png', 'text/plain'], ['image/png', 'text/plain']]
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import warnings
+from typing import Any
+
+from qlab.widgets.outputs import figure_output, html_output, new_figure, seconds
+
+__all__ = ["run_outputs", "summary_html", "sweep_outputs"]
+
+
+def summary_html(run: Any, note: str = "") -> str:
+    """A run's headline, its summary as a small table, and its errors by type."""
+    s, m = run.summary(), run.meta
+    esc = html.escape
+    head = (
+        f"<b>{esc(str(m.get('backend')))}</b> × {m.get('workers')} workers, workload "
+        f"<code>{esc(str(m.get('workload')))}</code>: {s['jobs']:,} jobs, {s['ok']:,} ok, "
+        f"{s['failed']:,} failed, {s['cancelled']:,} cancelled; "
+        f"<b>{s['throughput']:,.0f} jobs/s</b>"
+    )
+    rows = [
+        ("jobs", f"{s['jobs']:,}"),
+        ("ok / failed / cancelled", f"{s['ok']:,} / {s['failed']:,} / {s['cancelled']:,}"),
+        ("attempts (retries)", f"{s['attempts']:,} ({s['retries']:,})"),
+        ("timeouts / crashed", f"{s['timeouts']:,} / {s['crashed']:,}"),
+        ("wall time", seconds(s["wall_s"])),
+        ("throughput", f"{s['throughput']:,.1f} jobs/s"),
+        (
+            "latency p50 / p95 / p99",
+            " / ".join(seconds(s[f"latency_p{q}_s"]) for q in (50, 95, 99)),
+        ),
+        ("mean queue wait", seconds(s["queue_wait_mean_s"])),
+        ("CPU use", "-" if not math.isfinite(s["cpu_util"]) else f"{s['cpu_util']:.0%}"),
+        ("retry policy", esc(str(m.get("retry")))),
+        ("seed", esc(str(m.get("seed")))),
+    ]
+    errors = run.failed["error_type"].astype(str).value_counts()
+    if len(errors):
+        rows.append(("failed by error", ", ".join(f"{esc(k)}: {v:,}" for k, v in errors.items())))
+    table = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    note_html = f"<p><i>{esc(note)}</i></p>" if note else ""
+    return f"<p>{head}</p>{note_html}<table class='qlab-summary'>{table}</table>"
+
+
+def run_outputs(run: Any, note: str = "") -> tuple[dict[str, Any], ...]:
+    """A run's summary table, its timeline and its latency histogram."""
+    from qlab import plot
+
+    outputs = [html_output(summary_html(run, note), repr(run))]
+    workers = int(run.meta.get("workers") or 1)
+    fig = new_figure(9.0, min(2.0 + 0.3 * min(workers, 32), 8.0))
+    plot.timeline(run.attempts, ax=fig.add_subplot(), max_workers=32)
+    outputs.append(figure_output(fig))
+    fig = new_figure(9.0, 3.5)
+    plot.latency(run.jobs, ax=fig.add_subplot())
+    outputs.append(figure_output(fig))
+    return tuple(outputs)
+
+
+def sweep_outputs(sweep: Any) -> tuple[dict[str, Any], ...]:
+    """A sweep's scaling chart with its USL fit, its throughput table and the fit table."""
+    from qlab import plot
+
+    notes: list[str] = []
+    fits = None
+    # Record the fit's warnings (too few worker levels...) to show them here: printed
+    # from this thread they would land in another cell. catch_warnings is process-wide
+    # in Python < 3.14; a warning raised meanwhile by another thread may be caught too.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fits = sweep.fit()
+        except (ValueError, RuntimeError, ArithmeticError) as exc:
+            notes.append(f"USL fit failed: {exc}")
+    notes += [str(w.message) for w in caught]
+    df = sweep.df
+    fig = new_figure(8.0, 4.5)
+    plot.scaling(df, fits=fits, ax=fig.add_subplot())
+    table = df.groupby(["backend", "workers"], observed=True)["throughput"].mean().unstack(0)
+    parts = [
+        "<p><b>Mean throughput (jobs/s) by workers and backend</b></p>",
+        table.to_html(float_format=lambda v: f"{v:,.0f}"),
+    ]
+    if fits is not None:
+        cols = ["lam", "sigma", "kappa", "peak_workers", "peak_throughput", "r2"]
+        parts += [
+            "<p><b>USL fit per backend</b></p>",
+            fits[[c for c in cols if c in fits.columns]].to_html(float_format="{:.4g}".format),
+        ]
+    parts += [f"<p><i>{html.escape(n)}</i></p>" for n in notes]
+    return (figure_output(fig), html_output("".join(parts)))
