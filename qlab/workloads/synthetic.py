@@ -1,23 +1,16 @@
-"""Synthetic, deterministic, picklable handlers for experiments.
+"""The synthetic workloads: each teaches one shape of scaling, on any machine.
 
-Each workload is a small frozen dataclass whose instances are callables taking one
-payload, so they travel to worker processes and print readably in a run's meta::
+Each is a small frozen dataclass whose instances are callables taking one payload, so
+they travel to worker processes and print readably in a run's meta. Bad parameters
+fail at construction, naming the parameter::
 
-    >>> from qlab import workloads
-    >>> len(workloads.seed()(5))   # "job-5": 1000 chained SHA-256 digests, hex
-    64
-    >>> workloads.sleep(ms=2)
+    >>> from qlab.workloads import synthetic
+    >>> synthetic.sleep(ms=2)
     sleep(ms=2)
-
-=============  ====================================================================
-``noop``       returns at once: measures the pool's own overhead
-``sleep``      waits ``ms`` (I/O-like: releases the GIL; wakes early on cancel)
-``cpu``        burns ``ms`` of CPU time in pure Python (holds the GIL)
-``sha256``     ``rounds`` chained SHA-256 digests of the payload
-``contended``  waits ``ms``, holding a process-wide lock for the ``hold`` fraction
-``flaky``      wraps another workload; fails by a hash of (seed, job id, attempt)
-``seed``       the Go original's processor and failure rule, exactly
-=============  ====================================================================
+    >>> synthetic.sleep(ms=-5)
+    Traceback (most recent call last):
+    ...
+    ValueError: sleep: ms must be >= 0, got -5
 """
 
 from __future__ import annotations
@@ -31,19 +24,9 @@ from typing import Any
 
 from qlab.context import cancellable_sleep, current_or_none
 from qlab.retry import Permanent, jitter_rng
+from qlab.workloads.checks import number, probability
 
-__all__ = [
-    "TransientError",
-    "contended",
-    "cpu",
-    "flaky",
-    "get",
-    "names",
-    "noop",
-    "seed",
-    "sha256",
-    "sleep",
-]
+__all__ = ["TransientError", "contended", "cpu", "flaky", "noop", "seed", "sha256", "sleep"]
 
 
 class TransientError(Exception):
@@ -74,6 +57,9 @@ class sleep:
 
     ms: float = 1.0
 
+    def __post_init__(self) -> None:
+        number("sleep", "ms", self.ms, low=0)
+
     def __call__(self, payload: Any) -> Any:
         cancellable_sleep(self.ms / 1000)
         return payload
@@ -84,6 +70,9 @@ class cpu:
     """Uses ``ms`` milliseconds of CPU in pure Python, holding the GIL."""
 
     ms: float = 1.0
+
+    def __post_init__(self) -> None:
+        number("cpu", "ms", self.ms, low=0)
 
     def __call__(self, payload: Any) -> Any:
         _burn(self.ms / 1000)
@@ -102,6 +91,9 @@ class sha256:
 
     rounds: int = 1000
 
+    def __post_init__(self) -> None:
+        number("sha256", "rounds", self.rounds, low=0, integer=True)
+
     def __call__(self, payload: Any) -> str:
         return _chain(str(payload).encode(), self.rounds).hex()
 
@@ -116,6 +108,10 @@ class contended:
 
     ms: float = 1.0
     hold: float = 0.2
+
+    def __post_init__(self) -> None:
+        number("contended", "ms", self.ms, low=0)
+        probability("contended", "hold", self.hold)
 
     def __call__(self, payload: Any) -> Any:
         cancellable_sleep(self.ms * (1 - self.hold) / 1000)
@@ -142,10 +138,23 @@ class flaky:
     permanent: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("transient", "permanent"):
-            p = getattr(self, name)
-            if not 0 <= p <= 1:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
+        if not callable(self.inner):
+            raise TypeError(f"flaky: inner must be callable, got {self.inner!r}")
+        probability("flaky", "transient", self.transient)
+        probability("flaky", "permanent", self.permanent)
+
+    # a wrapped workload that owns a server or files is opened and closed through this one
+    def __qlab_open__(self) -> None:
+        """Open the inner workload's resources (if it has any)."""
+        opener = getattr(self.inner, "__qlab_open__", None)
+        if opener is not None:
+            opener()
+
+    def __qlab_close__(self) -> None:
+        """Close the inner workload's resources (if it has any)."""
+        closer = getattr(self.inner, "__qlab_close__", None)
+        if closer is not None:
+            closer()
 
     def __call__(self, payload: Any) -> Any:
         ctx = current_or_none()
@@ -165,36 +174,12 @@ class seed:
 
     rounds: int = 1000
 
+    def __post_init__(self) -> None:
+        number("seed", "rounds", self.rounds, low=0, integer=True)
+
     def __call__(self, payload: Any) -> str:
         text = f"job-{payload}" if isinstance(payload, int) else str(payload)
         digest = _chain(text.encode(), self.rounds)
         if len(text) % 3 == 0:
             raise TransientError(f"processing {text} failed")
         return digest.hex()
-
-
-_REGISTRY: dict[str, Callable[..., Callable[[Any], Any]]] = {
-    "noop": noop,
-    "sleep": sleep,
-    "cpu": cpu,
-    "sha256": sha256,
-    "contended": contended,
-    "flaky": flaky,
-    "seed": seed,
-}
-
-
-def names() -> list[str]:
-    """The workloads' names, for the CLI."""
-    return list(_REGISTRY)
-
-
-def get(name: str, **params: Any) -> Callable[[Any], Any]:
-    """A workload by name: ``get("sleep", ms=2)``.
-
-    Raises:
-        ValueError: an unknown name (listing the known ones).
-    """
-    if name not in _REGISTRY:
-        raise ValueError(f"workload must be one of {names()}, got {name!r}")
-    return _REGISTRY[name](**params)
