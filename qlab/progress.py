@@ -4,11 +4,13 @@
 only observe the engine (see :mod:`qlab.hooks`): the engine calls ``on_progress`` a few
 times a second from its coordinator thread, never once per job.
 
-- :class:`TqdmProgress`: one bar per run. Its total is the number of jobs submitted so
-  far (a generator of unknown length grows it), its postfix ok / failed / retries /
-  jobs/s; it closes when the run ends.
+- :class:`TqdmProgress`: one bar per run. Its total is the number of jobs requested
+  (``total=``, or the engine's ``jobs_total``), else the jobs submitted so far (a
+  generator of unknown length grows it); its postfix ok / failed / retries. The one
+  rate it shows is tqdm's, in jobs/s; it closes when the run ends.
 - :class:`SweepProgress`: one bar over the points of a sweep, advanced when each run
-  ends, with the current run's jobs in its postfix.
+  ends, with the current run's jobs, then its throughput, in its postfix. It shows
+  that one rate (jobs/s of the last run), not tqdm's points/s.
 
 Create a hook (and so its bar) in the thread that will show it: in Jupyter, a widget
 displayed from a background thread lands in whichever cell is running. In a widget app
@@ -93,10 +95,13 @@ def _set_total(bar: Any, total: int) -> None:
 
 
 class TqdmProgress(Hook):
-    """A tqdm bar per run: done / submitted jobs, with ok, failed, retries and jobs/s.
+    """A tqdm bar per run: done / requested jobs, with ok, failed and retries.
+
+    The bar shows one rate: tqdm's jobs/s (the postfix does not add a second one).
 
     Args:
         desc: the bar's label; default ``"<backend> x<workers>"``.
+        total: the number of jobs requested, when the engine cannot know it.
         tqdm_class: the bar class (default ``tqdm.auto.tqdm``; tests pass a fake).
         **tqdm_kwargs: passed to the bar (``file=``, ``leave=``, ``position=``, ...).
 
@@ -107,19 +112,28 @@ class TqdmProgress(Hook):
         ImportError: tqdm is not installed (and no ``tqdm_class`` was given).
     """
 
-    def __init__(self, desc: str | None = None, *, tqdm_class: Any = None, **tqdm_kwargs: Any):
+    def __init__(
+        self,
+        desc: str | None = None,
+        *,
+        total: int | None = None,
+        tqdm_class: Any = None,
+        **tqdm_kwargs: Any,
+    ):
         self._tqdm = _tqdm_class(tqdm_class)
         self._kwargs = {"unit": "job", **tqdm_kwargs}
         self.desc = desc
+        self.total = total
         self.bar: Any = None
-        self._total: int | None = None
+        self._total: int | None = total
         self._last: dict[str, Any] = dict(_ZERO)
         # on_end may come from another thread than on_progress (coordinator vs. caller)
         self._lock = threading.Lock()
 
     def on_start(self, meta: dict[str, Any]) -> None:
         desc = self.desc or f"{meta.get('backend', 'run')} x{meta.get('workers', '?')}"
-        self._total = meta.get("jobs_total")  # known when the engine was given a sized input
+        # known when the caller says so, or when the engine was given a sized input
+        self._total = self.total or meta.get("jobs_total")
         with self._lock:
             self.bar = self._tqdm(total=self._total, desc=desc, **self._kwargs)
 
@@ -149,7 +163,6 @@ class TqdmProgress(Hook):
         postfix = {"ok": counts["ok"], "failed": counts["failed"], "retries": counts["retries"]}
         if counts["cancelled"]:
             postfix["cancelled"] = counts["cancelled"]
-        postfix["jobs/s"] = f"{rate(counts):,.0f}"
         bar.set_postfix(postfix, refresh=True)
 
 
@@ -186,7 +199,10 @@ class SweepProgress(Hook):
         **tqdm_kwargs: Any,
     ) -> None:
         self._tqdm = _tqdm_class(tqdm_class)
-        self._kwargs = {"unit": "point", **tqdm_kwargs}
+        # no {rate_fmt}: points/s would be a second rate next to the run's jobs/s
+        eta = "<{remaining}" if total else ""
+        bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} points [{elapsed}" + eta + "{postfix}]"
+        self._kwargs = {"unit": "point", "bar_format": bar_format, **tqdm_kwargs}
         self.total = total
         self.desc = desc
         self.bar: Any = None

@@ -111,7 +111,14 @@ def test_tqdm_progress_grows_its_total_with_the_jobs_submitted():
     hook.on_progress(_counts(submitted=128, ok=100, failed=2, retries=5, elapsed_s=1.0))
     assert bar.totals[-2:] == [64, 128]
     assert bar.n == 102
-    assert bar.postfix == {"ok": 100, "failed": 2, "retries": 5, "jobs/s": "102"}
+    assert bar.postfix == {"ok": 100, "failed": 2, "retries": 5}  # one rate: tqdm's
+
+
+def test_tqdm_progress_counts_against_the_jobs_requested():
+    hook = TqdmProgress(total=1000, tqdm_class=FakeBar)
+    hook.on_start({"backend": "thread", "workers": 2})
+    hook.on_progress(_counts(submitted=64, ok=10))
+    assert hook.bar.total == 1000
 
 
 def test_tqdm_progress_ends_with_the_runs_counts_and_closes():
@@ -130,7 +137,8 @@ def test_tqdm_progress_draws_a_real_text_bar():
     qlab.run(workloads.noop(), range(50), workers=2, hooks=[hook])
     assert (hook.bar.n, hook.bar.total) == (50, 50)
     last = text.getvalue().rsplit("\r", 1)[-1]
-    assert "50/50" in last and "ok=50" in last and "failed=0" in last and "jobs/s=" in last
+    assert "50/50" in last and "ok=50" in last and "failed=0" in last
+    assert last.count("/s") == 1  # one rate in the bar (tqdm's job/s)
 
 
 def test_tqdm_progress_counts_cancelled_jobs_as_done():
@@ -146,6 +154,7 @@ def test_sweep_progress_advances_one_point_per_run_and_closes():
         qlab.run(workloads.noop(), range(20), workers=w, hooks=[points])
     assert points.bar.n == 3 and points.bar.closed
     assert points.bar.postfix.startswith("thread x3: ") and "jobs/s" in points.bar.postfix
+    assert "rate" not in points.bar.kwargs["bar_format"]  # jobs/s only, no points/s
 
 
 def test_sweep_progress_shows_the_current_runs_jobs():
@@ -282,6 +291,11 @@ def test_stop_cancels_a_long_run_and_every_job_has_one_final_status():
     assert run.meta["interrupted"] == "stopped"
     assert "Stopped" in _html(app.output)
     assert app.live.bar.bar_style == "warning"
+    assert "<b>stopped</b>" in app.live.status.value and "done" not in app.live.status.value
+    assert "run stopped" in app.status.value
+    # the denominator is the jobs requested, not the jobs submitted so far
+    assert " / 2,000 completed" in app.live.labels["completed"].value
+    assert app.live.bar.max == 2000
     app.stop()  # nothing running: a no-op
 
 
@@ -381,8 +395,8 @@ def test_sweep_tab_draws_the_scaling_chart_point_by_point(monkeypatch):
     sweep = app.wait(WAIT_S)
     assert sweep is app.last_sweep and len(sweep.df) == 4
     assert [p["workers"] for p in app.sweep_live.points] == [1, 2, 3, 4]
-    assert _png_count(app.sweep_live.chart) == 1
-    assert _png_count(app.sweep_output) == 1
+    assert _png_count(app.sweep_live.chart) == 1  # the final chart, with its fit
+    assert _png_count(app.sweep_output) == 0  # one chart after a sweep, not two
     html = _html(app.sweep_output)
     assert "USL fit per backend" in html and "sigma" in html
 
@@ -405,7 +419,28 @@ def test_sweep_tab_with_qlab_sweep():
     sweep = app.wait(WAIT_S)
     assert sorted(sweep.df["workers"]) == [1, 2, 3]
     assert len(app.sweep_live.points) >= 3
-    assert _png_count(app.sweep_output) == 1
+    assert _png_count(app.sweep_live.chart) + _png_count(app.sweep_output) == 1
+
+
+def test_live_view_counts_against_the_jobs_requested_from_the_start():
+    live = widgets.LiveView(jobs=20_000)
+    live.on_start({"backend": "thread", "workers": 2})
+    live.on_progress(_counts(submitted=12_436, ok=2_436, elapsed_s=1.0))
+    assert "<b>2,436</b> / 20,000 completed" in live.labels["completed"].value
+
+
+def test_explorer_has_a_static_picture_for_readers_without_a_kernel():
+    app = widgets.explore(workload="seed", jobs=50)
+    bundle = app._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert "qlab explorer (a static picture)" in bundle["text/html"]
+    app.run_button.click()
+    app.wait(WAIT_S)
+    html = app.snapshot_html()
+    assert "50 jobs, 10 ok, 40 failed" in html  # the run's summary
+    assert html.count("data:image/png;base64,") == 2  # its timeline and latency charts
+    assert "qlab-explorer-snapshot" in app.snapshot()._repr_html_()
+    assert "text/html" in widgets.LiveView()._repr_mimebundle_()
 
 
 def test_figure_output_is_a_png():

@@ -31,8 +31,40 @@ Example (in a notebook)::
 
 from __future__ import annotations
 
-from qlab.widgets.explorer import Explorer, explore
+from collections.abc import Iterable
+from typing import Any
+
+from qlab.hooks import Hook
+from qlab.widgets.explorer import Explorer
 from qlab.widgets.live import LiveView
 from qlab.widgets.outputs import figure_output, html_output
 
 __all__ = ["Explorer", "LiveView", "explore", "figure_output", "html_output"]
+
+
+def explore(*, hooks: Iterable[Hook] = (), **values: Any) -> Explorer:
+    """An interactive app to run and sweep workloads in a notebook.
+
+    Set a workload (and its ``ms``), failure rates, retries and backoff, and seed; then
+    run it with some workers on a backend and see the summary, timeline and latency
+    charts, or sweep worker counts and backends and see the scaling chart with its USL
+    fit. Runs go in a background thread: the notebook stays live, and Stop cancels a run.
+
+    Args:
+        hooks: extra hooks passed to every run (metrics, logs...).
+        **values: initial values of controls by name (see ``Explorer.controls``), e.g.
+            ``workload="cpu", ms=1, workers=8, jobs=1000, backend="process"``.
+
+    Returns:
+        The :class:`Explorer` widget: display it, or drive it from code with its
+        ``controls``, buttons (``run_button.click()``) and ``wait()``.
+
+    Raises:
+        TypeError: an unknown control name. ValueError: a value the control refuses.
+
+    Example:
+        >>> app = explore(workload="seed", workers=4, jobs=100)  # doctest: +SKIP
+        >>> app.run_button.click(); app.wait(60).summary()["ok"]  # doctest: +SKIP
+        10
+    """
+    return Explorer(hooks=hooks, **values)

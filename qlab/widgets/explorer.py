@@ -30,9 +30,9 @@ from qlab.widgets.controls import (
 )
 from qlab.widgets.live import LiveView
 from qlab.widgets.outputs import error_output, html_output
-from qlab.widgets.views import run_outputs, sweep_outputs
+from qlab.widgets.views import explorer_html, run_outputs, shared_controls, sweep_outputs, tabs
 
-__all__ = ["Explorer", "explore"]
+__all__ = ["Explorer"]
 
 
 class Explorer(ipw.VBox):
@@ -87,35 +87,11 @@ class Explorer(ipw.VBox):
         if self._sweep_fn is None:
             self.sweep_output.outputs = (html_output(f"<p><b>{html.escape(why)}</b>.</p>", why),)
 
-        shared = ipw.VBox(
-            [
-                ipw.HBox([c["workload"], c["ms"], c["seed"]]),
-                ipw.HBox([c["transient"], c["permanent"]]),
-                ipw.HBox([c["retries"], c["backoff"], c["base"]]),
-            ]
-        )
-        run_tab = ipw.VBox(
-            [
-                ipw.HBox([c["workers"], c["backend"], c["jobs"]]),
-                ipw.HBox([self.run_button, self.stop_button]),
-                self.live.widget,
-                self.output,
-            ]
-        )
-        sweep_tab = ipw.VBox(
-            [
-                ipw.HBox([c["sweep_workers"], c["sweep_backends"]]),
-                ipw.HBox([c["sweep_jobs"], c["repeats"]]),
-                self.sweep_button,
-                self.sweep_live.widget,
-                self.sweep_output,
-            ]
-        )
-        self.tabs = ipw.Tab([run_tab, sweep_tab])
+        self.tabs = ipw.Tab(tabs(self))
         self.tabs.set_title(0, "Run")
         self.tabs.set_title(1, "Sweep")
         super().__init__(
-            [ipw.HTML("<h3>qlab explorer</h3>"), shared, self.tabs, self.status],
+            [ipw.HTML("<h3>qlab explorer</h3>"), shared_controls(c), self.tabs, self.status]
         )
 
         c["workload"].observe(self._on_workload, names="value")
@@ -212,7 +188,9 @@ class Explorer(ipw.VBox):
         out = self.output if kind == "run" else self.sweep_output
         try:
             self.result = task(**params)
-            self.status.value = f"<i>{kind} finished</i>"
+            meta = getattr(self.result, "meta", {}) or {}
+            done = "stopped" if meta.get("interrupted") else "finished"
+            self.status.value = f"<i>{kind} {done}</i>"
         except BaseException as exc:  # shown in the app and raised again by wait()
             self.error = exc
             out.outputs = (*out.outputs, error_output(exc))
@@ -226,6 +204,7 @@ class Explorer(ipw.VBox):
         from qlab.engine import run as run_jobs
 
         self.output.outputs = ()
+        self.live.expect(jobs)
         # run(stop=event) cancels the pending jobs (and the payloads not yet taken) when
         # Stop sets the event, lets running attempts finish, and still returns the Run
         run = run_jobs(
@@ -251,6 +230,7 @@ class Explorer(ipw.VBox):
         self.sweep_output.outputs = ()
         n_points = len(params["workers"]) * len(params["backend"]) * params["repeats"]
         self.sweep_live.reset(points=n_points)
+        self.sweep_live.expect(params["jobs"])
         assert self._sweep_fn is not None
         sweep = self._sweep_fn(
             workload=handler,
@@ -261,8 +241,35 @@ class Explorer(ipw.VBox):
             **params,
         )
         self.last_sweep = sweep
-        self.sweep_output.outputs = sweep_outputs(sweep)
+        chart, tables = sweep_outputs(sweep)
+        # one chart: the final one, with its fit, takes the live chart's place
+        if self.sweep_live.chart is not None:
+            self.sweep_live.chart.outputs = (chart,)
+            self.sweep_output.outputs = (tables,)
+        else:
+            self.sweep_output.outputs = (chart, tables)
         return sweep
+
+    # -- a static picture, for readers without a kernel ------------------------------------
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        bundle = dict(super()._repr_mimebundle_(**kwargs) or {})
+        bundle["text/html"] = self.snapshot_html()
+        return bundle
+
+    def snapshot_html(self) -> str:
+        """The app as static HTML: settings, status, and the last run's and sweep's results.
+
+        A notebook stores it next to the live widget, so that a reader without a kernel
+        (a fresh clone, GitHub) sees a readable picture instead of a broken widget.
+        """
+        return explorer_html(self)
+
+    def snapshot(self) -> Any:
+        """The static picture of :meth:`snapshot_html`, as an object that notebooks show."""
+        from IPython.display import HTML
+
+        return HTML(self.snapshot_html())
 
     def stop(self) -> None:
         """Stop the current run (what the Stop button does): cancel its pending jobs;
@@ -299,31 +306,3 @@ class Explorer(ipw.VBox):
         if thread is not None:
             thread.join()
         super().close()
-
-
-def explore(*, hooks: Iterable[Hook] = (), **values: Any) -> Explorer:
-    """An interactive app to run and sweep workloads in a notebook.
-
-    Set a workload (and its ``ms``), failure rates, retries and backoff, and seed; then
-    run it with some workers on a backend and see the summary, timeline and latency
-    charts, or sweep worker counts and backends and see the scaling chart with its USL
-    fit. Runs go in a background thread: the notebook stays live, and Stop cancels a run.
-
-    Args:
-        hooks: extra hooks passed to every run (metrics, logs...).
-        **values: initial values of controls by name (see ``Explorer.controls``), e.g.
-            ``workload="cpu", ms=1, workers=8, jobs=1000, backend="process"``.
-
-    Returns:
-        The :class:`Explorer` widget: display it, or drive it from code with its
-        ``controls``, buttons (``run_button.click()``) and ``wait()``.
-
-    Raises:
-        TypeError: an unknown control name. ValueError: a value the control refuses.
-
-    Example:
-        >>> app = explore(workload="seed", workers=4, jobs=100)  # doctest: +SKIP
-        >>> app.run_button.click(); app.wait(60).summary()["ok"]  # doctest: +SKIP
-        10
-    """
-    return Explorer(hooks=hooks, **values)

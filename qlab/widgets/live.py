@@ -20,7 +20,7 @@ import ipywidgets as ipw
 
 from qlab.hooks import Hook
 from qlab.progress import final_counts, rate
-from qlab.widgets.outputs import figure_output, new_figure
+from qlab.widgets.outputs import figure_output, new_figure, seconds
 
 __all__ = ["LiveView"]
 
@@ -39,41 +39,76 @@ class LiveView(Hook):
     Create it, and display it, in the notebook's main thread (``display(live)`` or as
     a cell's last expression); the engine may then update it from any thread.
 
+    The denominator of "completed" is the number of jobs requested: ``jobs=`` here (or
+    :meth:`expect`), else the engine's ``meta["jobs_total"]`` for a sized input, else the
+    jobs submitted so far (a generator of unknown length).
+
     Args:
         chart: draw a scaling chart that grows by one point per run.
         points: the number of runs expected (a sweep's points), for the status line.
+        jobs: the number of jobs each run is asked to do, if known.
 
     Attributes:
         widget: the ipywidgets box.
         labels: {"completed", "failed", "retried", "throughput"}: the HTML widgets.
-        bar: the IntProgress of jobs done out of jobs submitted.
+        bar: the IntProgress of jobs done out of jobs requested.
         chart: the Output widget of the scaling chart (None without ``chart``).
         points: one dict per finished run: backend, workers, repeat, throughput, ...
+
+    Example:
+        >>> import qlab
+        >>> live = LiveView(jobs=100)
+        >>> _ = qlab.run(qlab.workloads.noop(), range(100), hooks=[live])
+        >>> live.labels["completed"].value.split("<br>")[0]
+        '<b>100</b> / 100 completed'
+        >>> "done" in live.status.value
+        True
     """
 
-    def __init__(self, *, chart: bool = False, points: int | None = None) -> None:
-        card = ipw.Layout(min_width="9em", padding="0 1em 0 0")
+    def __init__(
+        self, *, chart: bool = False, points: int | None = None, jobs: int | None = None
+    ) -> None:
+        card = ipw.Layout(min_width="9em", padding="0 1em 0 0", overflow="hidden")
         self.labels = {name: ipw.HTML(layout=card) for name in _CARDS}
-        self.bar = ipw.IntProgress(value=0, min=0, max=1, layout=ipw.Layout(width="100%"))
+        # "auto" and no overflow: a 100%-wide bar plus its margins overflowed the box
+        # and gave every live view an empty horizontal scrollbar
+        self.bar = ipw.IntProgress(value=0, min=0, max=1, layout=ipw.Layout(width="auto"))
         self.status = ipw.HTML("<i>waiting for a run</i>")
         self.chart = ipw.Output() if chart else None
-        children: list[Any] = [self.status, self.bar, ipw.HBox(list(self.labels.values()))]
+        cards = ipw.HBox(list(self.labels.values()), layout=ipw.Layout(overflow="hidden"))
+        children: list[Any] = [self.status, self.bar, cards]
         if self.chart is not None:
             import qlab.plot  # noqa: F401 - load matplotlib here, not in a worker thread
 
             children.append(self.chart)
-        self.widget = ipw.VBox(children)
+        self.widget = ipw.VBox(children, layout=ipw.Layout(overflow="hidden"))
         self.points: list[dict[str, Any]] = []
         self.expected_points = points
+        self.expected_jobs = jobs
+        self._total: int | None = jobs
         self._meta: dict[str, Any] = {}
         self._last: tuple[float, int] = (0.0, 0)  # (elapsed_s, finished) at the last tick
         self._counts: dict[str, Any] = {"elapsed_s": 0.0}
         self._lock = threading.Lock()  # ticks come from the coordinator, the end from the caller
         self._show_counts({**dict.fromkeys(_COUNTERS, 0), "elapsed_s": 0.0})
 
-    # displaying the hook displays its box
+    # displaying the hook displays its box, with a static copy for readers without widgets
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
+        bundle["text/html"] = self.snapshot_html()
+        return bundle
+
+    def snapshot_html(self) -> str:
+        """The view as static HTML: its status and counts as they are now."""
+        cards = "".join(
+            f"<td style='padding-right:2em'>{self.labels[name].value}</td>" for name in _CARDS
+        )
+        return f"<div class='qlab-live'>{self.status.value}<table><tr>{cards}</tr></table></div>"
+
+    def expect(self, jobs: int | None) -> None:
+        """Announce the number of jobs of the next runs (the denominator of "completed")."""
+        with self._lock:
+            self.expected_jobs = self._total = jobs
 
     def reset(self, points: int | None = None) -> None:
         """Forget the points drawn so far (and expect ``points`` runs)."""
@@ -88,6 +123,7 @@ class LiveView(Hook):
         with self._lock:
             self._meta = meta
             self._last = (0.0, 0)
+            self._total = self.expected_jobs or meta.get("jobs_total")
             self.bar.bar_style = ""
             self.status.value = f"{self._where()}: <b>running</b>"
             self._show_counts({**dict.fromkeys(_COUNTERS, 0), "elapsed_s": 0.0})
@@ -103,8 +139,15 @@ class LiveView(Hook):
             self._show_counts(counts, final=True)
             why = run.meta.get("interrupted")
             self.bar.bar_style = "warning" if why or counts["cancelled"] else "success"
-            state = f"stopped ({html.escape(str(why))})" if why else "done"
-            self.status.value = f"{self._where()}: <b>{state}</b> in {run.wall_s:.2f} s"
+            if why == "stopped":
+                state = "stopped"
+            elif why:
+                state = f"stopped ({html.escape(str(why))})"
+            elif counts["cancelled"]:
+                state = "done, with cancelled jobs"
+            else:
+                state = "done"
+            self.status.value = f"{self._where()}: <b>{state}</b> in {seconds(run.wall_s)}"
             if self.chart is None:
                 return
             self._add_point(run, counts)
@@ -123,7 +166,8 @@ class LiveView(Hook):
         ok, failed = counts.get("ok", 0), counts.get("failed", 0)
         cancelled, submitted = counts.get("cancelled", 0), counts.get("submitted", 0)
         done = ok + failed + cancelled
-        self.bar.max = max(submitted, 1)
+        total = max(self._total or 0, submitted)  # jobs requested; submitted if unknown
+        self.bar.max = max(total, 1)
         self.bar.value = done
         elapsed = counts.get("elapsed_s", 0.0)
         avg = rate(counts) if elapsed else math.nan
@@ -134,9 +178,7 @@ class LiveView(Hook):
         cancelled_s = f", {cancelled:,} cancelled" if cancelled else ""
         self.labels[
             "completed"
-        ].value = (
-            f"<b>{done:,}</b> / {submitted:,} completed<br><small>{ok:,} ok{cancelled_s}</small>"
-        )
+        ].value = f"<b>{done:,}</b> / {total:,} completed<br><small>{ok:,} ok{cancelled_s}</small>"
         self.labels["failed"].value = f"<b>{failed:,}</b> failed"
         self.labels["retried"].value = f"<b>{counts.get('retries', 0):,}</b> retried"
         avg_s = "-" if math.isnan(avg) else f"{avg:,.0f}"

@@ -15,12 +15,20 @@ Example:
 from __future__ import annotations
 
 import base64
+import html
 import io
 import math
 import traceback
 from typing import Any
 
-__all__ = ["error_output", "figure_output", "html_output", "new_figure", "seconds"]
+__all__ = [
+    "error_output",
+    "figure_output",
+    "html_output",
+    "new_figure",
+    "outputs_html",
+    "seconds",
+]
 
 
 def html_output(text: str, plain: str = "") -> dict[str, Any]:
@@ -69,3 +77,18 @@ def seconds(s: float) -> str:
     if s < 120.0:
         return f"{s:.3g} s"
     return f"{s / 60:,.1f} min"
+
+
+def outputs_html(outputs: Any) -> str:
+    """Output entries (``Output.outputs``) as one static HTML string: HTML as is, PNGs as
+    inline images, streams as preformatted text."""
+    parts = []
+    for o in outputs:
+        data = o.get("data", {})
+        if "image/png" in data:
+            parts.append(f"<img src='data:image/png;base64,{data['image/png']}'/>")
+        elif "text/html" in data:
+            parts.append(data["text/html"])
+        elif "text" in o:
+            parts.append(f"<pre>{html.escape(str(o['text']))}</pre>")
+    return "".join(parts)

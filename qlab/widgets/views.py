@@ -1,4 +1,5 @@
-"""What the explorer shows of a finished run or sweep, as ``Output.outputs`` tuples.
+"""What the explorer shows: its layout, the results of a run or a sweep (as
+``Output.outputs`` tuples), and a static picture of the whole app.
 
 Example:
     >>> import qlab
@@ -14,9 +15,18 @@ import math
 import warnings
 from typing import Any
 
-from qlab.widgets.outputs import figure_output, html_output, new_figure, seconds
+import ipywidgets as ipw
 
-__all__ = ["run_outputs", "summary_html", "sweep_outputs"]
+from qlab.widgets.outputs import figure_output, html_output, new_figure, outputs_html, seconds
+
+__all__ = [
+    "explorer_html",
+    "run_outputs",
+    "shared_controls",
+    "summary_html",
+    "sweep_outputs",
+    "tabs",
+]
 
 
 def summary_html(run: Any, note: str = "") -> str:
@@ -100,3 +110,55 @@ def sweep_outputs(sweep: Any) -> tuple[dict[str, Any], ...]:
         ]
     parts += [f"<p><i>{html.escape(n)}</i></p>" for n in notes]
     return (figure_output(fig), html_output("".join(parts)))
+
+
+def shared_controls(c: dict[str, Any]) -> Any:
+    """The rows of controls that the Run and Sweep tabs share (the work and its policy)."""
+    return ipw.VBox(
+        [
+            ipw.HBox([c["workload"], c["ms"], c["seed"]]),
+            ipw.HBox([c["transient"], c["permanent"]]),
+            ipw.HBox([c["retries"], c["backoff"], c["base"]]),
+        ]
+    )
+
+
+def tabs(app: Any) -> list[Any]:
+    """The Run tab and the Sweep tab of an :class:`~qlab.widgets.Explorer`."""
+    c = app.controls
+    run_tab = ipw.VBox(
+        [
+            ipw.HBox([c["workers"], c["backend"], c["jobs"]]),
+            ipw.HBox([app.run_button, app.stop_button]),
+            app.live.widget,
+            app.output,
+        ]
+    )
+    sweep_tab = ipw.VBox(
+        [
+            ipw.HBox([c["sweep_workers"], c["sweep_backends"]]),
+            ipw.HBox([c["sweep_jobs"], c["repeats"]]),
+            app.sweep_button,
+            app.sweep_live.widget,
+            app.sweep_output,
+        ]
+    )
+    return [run_tab, sweep_tab]
+
+
+def explorer_html(app: Any) -> str:
+    """An :class:`~qlab.widgets.Explorer` as static HTML: settings, status, results."""
+    values = ", ".join(f"{k}={v.value!r}" for k, v in app.controls.items())
+    run_part = app.live.snapshot_html() + outputs_html(app.output.outputs)
+    chart = app.sweep_live.chart
+    sweep_part = (
+        app.sweep_live.snapshot_html()
+        + outputs_html(chart.outputs if chart is not None else ())
+        + outputs_html(app.sweep_output.outputs)
+    )
+    return (
+        "<div class='qlab-explorer-snapshot'><h3>qlab explorer (a static picture)</h3>"
+        "<p><i>The live app needs a running kernel: run the notebook to use it.</i></p>"
+        f"<p><small>{html.escape(values)}</small></p><p>{app.status.value}</p>"
+        f"<h4>Run</h4>{run_part}<h4>Sweep</h4>{sweep_part}</div>"
+    )
