@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -110,7 +111,7 @@ def test_repr_and_to_dict():
     assert str(res) == text
     d = res.to_dict()
     assert d["model"] == "usl" and set(d) >= {"lam", "sigma_se", "r2", "n_levels", "peak_workers"}
-    assert all(type(v) in (str, int, float) for v in d.values())
+    assert all(type(v) in (str, int, float, bool) for v in d.values())
     json.dumps(d)
 
 
@@ -143,7 +144,12 @@ def test_three_points_fit_has_nan_standard_errors():
         ([-1, 1, 2, 3], [1.0, 2.0, 3.0, 4.0], {}, "workers must be >= 1"),
         ([1, 2, 3, 4], [1.0, -0.5, 3.0, 4.0], {}, "throughput must be finite and >= 0"),
         ([1, 2, 3, 4], [1.0, np.nan, 3.0, 4.0], {}, "throughput"),
-        ([1, 2], [1.0, 2.0], {}, "at least 3 points"),
+        ([1, 2], [1.0, 2.0], {}, "workers must hold at least 3 distinct"),
+        ([1, 1, 2, 2], [1.0, 1.1, 2.0, 2.1], {}, "workers must hold at least 3 distinct"),
+        ([1, 2, 4, 8], [0.0, 0.0, 0.0, 0.0], {}, "throughput is 0 at every worker count"),
+        ([1, 2, 4, 8], [1.0, 0.0, 3.0, 4.0], {"noise": "relative"}, "throughput must be > 0"),
+        ([1, 2, 4, 8], [1.0, 2.0, 3.0, 4.0], {"noise": "loud"}, "noise must be"),
+        ([1, 2, 4, 8], [1.0, 2.0, 3.0, 4.0], {"confidence": 95}, "confidence must be"),
         ([1, 2, 3, 4], [1.0, 2.0, 3.0, 4.0], {"model": "gustafson"}, "model must be 'usl' or"),
         ([[1, 2], [3, 4]], [1.0, 2.0], {}, "workers must be one-dimensional"),
         (["a", "b", "c"], [1.0, 2.0, 3.0], {}, "workers must be numeric"),
@@ -188,3 +194,130 @@ def test_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "usl"
+
+
+def _sig3(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def test_standard_errors_match_r_usl_on_specsdm91():
+    """R's usl package, summary(usl(throughput ~ load, specsdm91)): see fixtures/usl."""
+    data = pd.read_csv(FIXTURES / "specsdm91.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 7 levels, a proper USL shape: no warning
+        res = usl.fit(data["load"], data["throughput"])
+    assert res.sigma == pytest.approx(0.0277285, rel=1e-4)
+    assert res.kappa == pytest.approx(1.044e-4, rel=1e-3)
+    assert res.lam == pytest.approx(90.00, rel=1e-3)
+    assert (_sig3(res.sigma_se), _sig3(res.kappa_se), _sig3(res.lam_se)) == (
+        "0.00912",
+        "1.99e-05",
+        "14.2",
+    )  # R: 9.122e-03, 1.988e-05, 1.421e+01
+    assert res.dof == 4 and res.residual_se == pytest.approx(82.85, rel=1e-3)
+    assert res.peak_workers == pytest.approx(96.52, rel=1e-3)
+    assert res.peak_throughput == pytest.approx(1884, rel=1e-3)
+    assert res.sigma_significant and res.kappa_significant  # R: p = 0.038 and 0.006
+    low, high = res.peak_workers_ci
+    assert low < res.peak_workers < high < math.inf
+
+
+def test_standard_errors_match_r_usl_on_raytracer_with_kappa_on_its_bound():
+    """R's usl: confint(usl(throughput ~ processors, raytracer)) with kappa = 0."""
+    data = pd.read_csv(FIXTURES / "raytracer.csv")
+    res = usl.fit(data["processors"], data["throughput"])
+    assert res.kappa == 0.0 and res.peak_workers == math.inf
+    assert res.sigma == pytest.approx(0.0578, abs=5e-5)
+    assert res.lam == pytest.approx(21.8488, rel=1e-4)
+    r_t = 1.812461  # qt(0.95, 10), R's confint quantile
+    assert _sig3(res.sigma_se) == _sig3((0.081864 - 0.033677) / 2 / r_t)
+    assert _sig3(res.lam_se) == _sig3((25.829306 - 17.868380) / 2 / r_t)
+    assert _sig3(res.kappa_se) == _sig3(0.000214 / r_t)
+    assert res.sigma_significant and not res.kappa_significant
+    assert res.peak_workers_ci[1] == math.inf  # kappa may be 0: the peak may be anywhere
+
+
+def test_intervals_contain_the_true_parameters_at_about_the_nominal_rate():
+    """Synthetic USL data with 2 % noise, 400 seeded data sets: 95 % Wald intervals."""
+    rng = np.random.default_rng(2026)
+    ns = np.repeat(np.arange(1, 17), 3)
+    truth = usl.usl(ns, 500.0, 0.05, 0.002)
+    hits = {"sigma": 0, "kappa": 0, "lam": 0}
+    trials = 400
+    for _ in range(trials):
+        res = usl.fit(ns, truth + rng.normal(0.0, 0.02 * 500.0, ns.size))
+        for name, value in (("sigma", 0.05), ("kappa", 0.002), ("lam", 500.0)):
+            low, high = getattr(res, f"{name}_ci")
+            hits[name] += low <= value <= high
+    for name, count in hits.items():
+        assert 0.91 <= count / trials <= 0.99, (name, count / trials)
+
+
+def test_tiny_throughputs_are_normalised_before_fitting():
+    """Regression: throughput near 1e-6 left the optimiser at its starting point."""
+    ns = N16
+    for scale in (1e-9, 1e-6, 1.0, 1e6):
+        res = usl.fit(ns, usl.usl(ns, 1000.0, 0.05, 0.001) * scale)
+        assert _rel(res.lam, 1000.0 * scale) < 1e-3
+        assert _rel(res.sigma, 0.05) < 1e-3 and _rel(res.kappa, 0.001) < 1e-3
+
+
+def test_negligible_kappa_is_refitted_as_zero_no_fake_peak():
+    """Regression: a kappa near 0 but not 0 reported a finite peak far outside the data."""
+    ns = N16
+    x = usl.usl(ns, 100.0, 0.1, 1e-9)  # kappa's effect at 16 workers: 2e-7 of the total
+    res = usl.fit(ns, x)
+    assert res.kappa == 0.0 and res.peak_workers == math.inf
+    assert _rel(res.sigma, 0.1) < 1e-3
+    assert res.model == "usl" and np.isfinite(res.kappa_se)  # kappa's SE, as R gives it
+
+
+def test_sigma_on_its_bound_for_super_linear_data_warns():
+    ns = N16
+    with pytest.warns(usl.BoundWarning, match="sigma sits on its lower bound"):
+        res = usl.fit(ns, 100.0 * ns**1.2)
+    assert res.sigma == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # linear data: sigma is 0, but not super-linear
+        assert usl.fit(ns, 100.0 * ns).sigma == 0.0
+
+
+def test_weighted_fit_for_noise_proportional_to_throughput():
+    rng = np.random.default_rng(7)
+    ns = np.repeat(np.arange(1, 25), 2)
+    truth = usl.usl(ns, 200.0, 0.03, 0.0008)
+    noisy = truth * (1 + rng.normal(0.0, 0.03, ns.size))
+    rel = usl.fit(ns, noisy, noise="relative")
+    assert rel.noise == "relative" and _rel(rel.sigma, 0.03) < 0.3
+    assert rel.lam_ci[0] < 200.0 < rel.lam_ci[1]
+    lo, hi = rel.band(ns, "prediction")
+    inside = np.mean((lo <= noisy) & (noisy <= hi))
+    assert inside > 0.85  # a prediction band holds most new measurements
+    clo, chi = rel.band(ns, "confidence")
+    assert np.all(chi - clo < hi - lo)  # the curve is known better than a new point
+
+
+def test_bands_widen_outside_the_data_and_are_nan_without_dof():
+    res = usl.fit(N16, usl.usl(N16, 1000.0, 0.05, 0.001) * (1 + 0.01 * np.sin(N16)))
+    lo, hi = res.band([8, 64])
+    assert (hi - lo)[1] > (hi - lo)[0]
+    assert np.all(lo <= res.predict([8, 64])) and np.all(res.predict([8, 64]) <= hi)
+    with pytest.raises(ValueError, match="kind"):
+        res.band([1], kind="magic")
+    with pytest.warns(usl.FewLevelsWarning):
+        three = usl.fit([1, 2, 4], [100.0, 180.0, 300.0])
+    assert np.isnan(three.band([2])[0]).all() and math.isnan(three.sigma_ci[0])
+
+
+def test_to_dict_reports_intervals_and_significance():
+    d = usl.fit(N16, usl.usl(N16, 1000.0, 0.05, 0.001) * (1 + 0.01 * np.cos(N16))).to_dict()
+    for name in ("lam", "sigma", "kappa", "peak_workers"):
+        assert d[f"{name}_ci_low"] <= d[name] <= d[f"{name}_ci_high"]
+    assert d["sigma_significant"] is True and d["kappa_significant"] is True
+    assert "cov" not in d and d["confidence"] == 0.95
+    json.dumps(d)
+    amd = usl.fit(N16, usl.usl(N16, 100.0, 0.1, 0.0) + np.cos(N16), model="amdahl")
+    assert amd.kappa_ci == (0.0, 0.0) and not amd.kappa_significant
