@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from qlab.workloads.checks import number
+from qlab.workloads.owned import Opens
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,7 +42,7 @@ _pin: dict[str, Any] = {"limiter": None, "opens": 0}  # this process's BLAS pinn
 
 
 @dataclass(frozen=True)
-class numpy:
+class numpy(Opens):
     """A matrix multiply of two fixed n×n matrices (``op="matmul"``), or the sum of an
     n×n array (``op="sum"``: memory-bound for large n, e.g. 2048 = 32 MiB); returns the
     sum of the product (or of the array) as a float. Needs numpy and threadpoolctl.

@@ -40,7 +40,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Self
 
-__all__ = ["Owned"]
+__all__ = ["Opens", "Owned"]
 
 log = logging.getLogger("qlab.workloads")
 
@@ -58,7 +58,6 @@ class _Resource:
         self.opens = 0  # __qlab_open__ calls not yet closed
         self.local = threading.local()  # this thread's client
         self.clients: list[Any] = []  # every client made in this process, to close
-        self.close_client: Callable[[Any], None] = _close
 
     def release(self) -> None:
         """Close every client; the owner also stops the resource. Idempotent."""
@@ -70,7 +69,7 @@ class _Resource:
                 self.location = None
         for client in clients:
             with contextlib.suppress(Exception):
-                self.close_client(client)
+                client.close()
         if stop is not None:
             try:
                 stop()
@@ -78,17 +77,31 @@ class _Resource:
                 log.exception("could not clean up a workload's resource")
 
 
-def _close(client: Any) -> None:
-    client.close()
+class Opens:
+    """Mixin: ``with workload:`` opens and closes it as a pool would."""
+
+    def __qlab_open__(self) -> None:
+        raise NotImplementedError
+
+    def __qlab_close__(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.__qlab_open__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.__qlab_close__()
 
 
-class Owned:
+class Owned(Opens):
     """Mixin for frozen-dataclass workloads that own a resource.
 
     Subclasses define ``_start() -> (location, stop)``, which starts the resource in
     this process and returns what workers need to reach it and a function that stops
     it (None if there is nothing to stop, e.g. a URL or path given by the user), and
-    ``_connect(location)``, which makes one thread's client. ``_client()`` gives this
+    ``_connect(location)``, which makes one thread's client (closed with its
+    ``close()``; it must not refer to the workload object). ``_client()`` gives this
     thread's client, starting the resource first if need be.
     """
 
@@ -97,9 +110,6 @@ class Owned:
 
     def _connect(self, location: Any) -> Any:
         raise NotImplementedError
-
-    def _disconnect(self, client: Any) -> None:
-        client.close()
 
     # -- state --------------------------------------------------------------------------
 
@@ -119,8 +129,8 @@ class Owned:
             if res.location is None:
                 location, stop = self._start()
                 res.stop_fn, res.location = stop, location
-                res.close_client = self._disconnect
                 # stop the resource when this object dies, or at exit, if no pool closes it
+                # (the finalizer holds ``res``, so nothing in ``res`` may refer to self)
                 weakref.finalize(self, _Resource.release, res)
             return res.location
 
@@ -164,13 +174,6 @@ class Owned:
         if last:
             res.release()
 
-    def __enter__(self) -> Self:
-        self.__qlab_open__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.__qlab_close__()
-
     # -- pickling and copying -----------------------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
@@ -184,7 +187,6 @@ class Owned:
         for name, value in state.items():
             object.__setattr__(self, name, value)
         res = _Resource(owner=False, location=location)
-        res.close_client = self._disconnect
         object.__setattr__(self, "_res", res)
         weakref.finalize(self, _Resource.release, res)  # closes this copy's clients
 

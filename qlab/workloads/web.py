@@ -73,8 +73,11 @@ class http(Owned):
         number("http", "pool", self.pool, low=1, integer=True)
         if self.url is not None:
             _split(self.url)
-            if self.ms or self.pool != 4:
-                raise ValueError("http: ms and pool set up qlab's own server; with url= omit them")
+            for name, default in (("ms", 0), ("pool", 4)):
+                if getattr(self, name) != default:
+                    raise ValueError(
+                        f"http: {name} must be left out with url= (it sets up qlab's server)"
+                    )
 
     def _start(self) -> tuple[Any, Stop | None]:
         if self.url is not None:
