@@ -225,14 +225,15 @@ def _order_ci(x: np.ndarray, qs: np.ndarray, confidence: float) -> tuple[np.ndar
 def outliers(values: ArrayLike, threshold: float = MAD_THRESHOLD) -> np.ndarray:
     """Which values are outliers by the modified z-score ``0.6745 |x - median| / MAD``
     (Iglewicz and Hoaglin). With MAD = 0 the mean absolute deviation (x 1.2533) stands
-    in; with fewer than 3 values nothing is an outlier.
+    in; with fewer than 5 values nothing is an outlier (the MAD of 3 or 4 values is one
+    gap between them, and ordinary noise would be flagged).
 
     Example:
         >>> outliers([100, 101, 99, 100, 60]).tolist()
         [False, False, False, False, True]
     """
     x = np.asarray(values, dtype=float)
-    if x.size < 3:
+    if x.size < 5:
         return np.zeros(x.shape, dtype=bool)
     dev = np.abs(x - np.median(x))
     mad = float(np.median(dev))

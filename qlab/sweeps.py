@@ -2,6 +2,11 @@
 
 For each backend: one warm-up run (not recorded), then ``repeats`` runs at every worker
 count, each one ``qlab.run(workload, range(jobs), workers=w, backend=b, seed=seed)``.
+The warm-up runs ``min(jobs, 10 * max(workers))`` jobs on the most workers, so that
+threads, worker processes, imports and caches exist before the first recorded run.
+With ``precision=0.05`` a point is repeated until the t interval of its mean throughput
+is within 5 % of the mean, or ``max_repeats`` runs. Every row carries its point's
+intervals, outlier flag and machine load (:mod:`qlab.sweep_stats`, :mod:`qlab.machine`).
 The process backend keeps its worker processes warm from point to point
 (``qlab.backends.process.warm_workers``), so start-up is paid once. Ctrl-C keeps the
 points measured so far. Measuring is separate from drawing: ``sweep()`` returns data;
@@ -17,18 +22,19 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qlab import engine, workloads
 from qlab.engine import BACKENDS, _check_int, _describe
 from qlab.hooks import Hook
+from qlab.machine import BUSY_CPUS, LoadMeter
 from qlab.retry import Retry
+from qlab.stats import check_confidence, is_precise, outliers
+from qlab.sweep_result import COLUMNS, Sweep, _typed, load_sweep
+from qlab.sweep_stats import CI_COLUMNS, point_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,13 +43,6 @@ __all__ = ["COLUMNS", "DEFAULT_JOBS", "DEFAULT_RETRY", "Sweep", "load_sweep", "s
 
 log = logging.getLogger("qlab.sweeps")
 
-#: The columns of ``Sweep.df``, in order (the contract in DESIGN.md).
-COLUMNS = (
-    "backend", "workers", "repeat", "jobs", "ok", "failed", "cancelled", "retries", "wall_s",
-    "throughput", "speedup", "efficiency", "latency_p50_s", "latency_p95_s", "latency_p99_s",
-    "queue_wait_mean_s", "cpu_util",
-)  # fmt: skip
-_INTS = ("workers", "repeat", "jobs", "ok", "failed", "cancelled", "retries")
 #: Jobs per run when ``jobs=None``: the default sweep over 1..16 workers takes ~15 s.
 DEFAULT_JOBS = 1000
 #: Retry at once: a backoff would leave the pool idle at the end of a run and so
@@ -62,101 +61,21 @@ def default_workload() -> Callable[[Any], Any]:
     return workloads.flaky(workloads.sleep(ms=1), transient=0.05)
 
 
-class Sweep:
-    """What a sweep measured: ``df`` (one row per backend, workers, repeat), ``meta``
-    (provenance) and, with ``keep_runs=True``, the ``runs`` themselves.
-
-    Example:
-        >>> sw = qlab.sweep(workers=range(1, 9), jobs=200)  # doctest: +SKIP
-        >>> sw.fit()[["lam", "sigma", "kappa", "peak_workers"]]  # doctest: +SKIP
-        >>> sw.plot()  # doctest: +SKIP
-    """
-
-    def __init__(self, df: pd.DataFrame, meta: dict[str, Any], runs: list | None = None) -> None:
-        self.df = df
-        self.meta = meta
-        self.runs: list = list(runs or [])
-
-    def fit(self, model: str = "usl") -> pd.DataFrame:
-        """Fit the Universal Scalability Law (or ``"amdahl"``) per backend, see
-        :func:`qlab.usl.fit_frame`: lam, sigma, kappa, their errors, r2, peak_workers..."""
-        from qlab.usl import fit_frame
-
-        return fit_frame(self.df, by="backend", model=model)
-
-    @cached_property
-    def plot(self) -> Any:
-        """Charts: ``sweep.plot()`` (a dashboard), ``sweep.plot.scaling()``, ``.efficiency()``..."""
-        from qlab.plot import SweepPlots
-
-        return SweepPlots(self)
-
-    def save(self, path: str | Path) -> Path:
-        """Save as Parquet (meta in the schema metadata) or, for a ``.csv`` path, as CSV
-        plus a sidecar ``<path>.meta.json``. Returns the path."""
-        from qlab.results import write_frame
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = json.dumps(self.meta, default=str)
-        write_frame(self.df, path, meta)
-        if path.suffix == ".csv":
-            Path(f"{path}.meta.json").write_text(meta)
-        return path
-
-    def __repr__(self) -> str:
-        m, ws = self.meta, self.meta.get("workers") or [0]
-        what = f"{','.join(m.get('backends', []))} workers={min(ws)}..{max(ws)} x{m.get('repeats')}"
-        stop = ", interrupted" if m.get("interrupted") else ""
-        return f"<qlab.Sweep {what}: {len(self.df)} runs of {m.get('workload')}{stop}>"
-
-    def _repr_html_(self) -> str:
-        import html
-
-        pivot = self.df.pivot_table(
-            index="workers", columns="backend", values="throughput", aggfunc="mean"
-        )
-        head = html.escape(repr(self))
-        return f"<p>{head}<br>mean throughput (jobs/s)</p>{pivot.round(1).to_html()}"
-
-
-def load_sweep(path: str | Path) -> Sweep:
-    """Load a sweep saved with :meth:`Sweep.save` (Parquet, or CSV with its sidecar)."""
-    import pandas as pd
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"path {str(path)!r} does not exist")
-    if path.suffix == ".csv":
-        df = pd.read_csv(path)
-        side = Path(f"{path}.meta.json")
-        meta = json.loads(side.read_text()) if side.exists() else {}
-    else:
-        import pyarrow.parquet as pq
-
-        from qlab.results import META_KEY
-
-        df = pd.read_parquet(path)
-        raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
-        meta = json.loads(raw) if raw else {}
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"path {str(path)!r} holds no qlab sweep: columns {missing} missing")
-    return Sweep(_typed(df[list(COLUMNS)]), meta)
-
-
 def sweep(
     workload: Callable[[Any], Any] | None = None,
     workers: Iterable[int] | int = range(1, 17),
     backend: str | Iterable[str] = "thread",
     jobs: int | None = None,
-    repeats: int = 3,
+    repeats: int | None = None,
     seed: int | None = 0,
     retry: Retry | int | None = DEFAULT_RETRY,
     progress: bool = False,
     keep_runs: bool = False,
     warmup: bool = True,
     hooks: Iterable[Hook] = (),
+    confidence: float = 0.95,
+    precision: float | None = None,
+    max_repeats: int = 10,
     **run_options: Any,
 ) -> Sweep:
     """Run ``workload`` at every worker count on every backend, ``repeats`` times each.
@@ -167,13 +86,19 @@ def sweep(
         workers: worker counts (ints >= 1), run in ascending order, duplicates dropped.
         backend: ``"thread"``, ``"process"`` or a list of them.
         jobs: jobs per run (payloads ``range(jobs)``); None: ``DEFAULT_JOBS``.
-        repeats: runs per (backend, workers) point.
+        repeats: runs per (backend, workers) point; with ``precision``, the least number
+            (None: 3, or 2 with ``precision``).
         seed, retry, **run_options: passed to each ``qlab.run`` (timeout, batch_size...).
         progress: one line per run on the ``qlab.sweeps`` logger (INFO).
         keep_runs: keep every recorded :class:`qlab.Run` in ``Sweep.runs``.
         warmup: one unrecorded run per backend first (with the most workers), so that
             the first point pays no start-up or first-use costs.
         hooks: passed to every recorded run.
+        confidence: the level of every interval (throughput, latency percentiles, fits).
+        precision: repeat a point until the half-width of its throughput interval is at
+            most ``precision`` times the mean (0.05: 5 %), or ``max_repeats`` runs; the
+            ``precise`` column says which points got there, ``repeats_taken`` how soon.
+        max_repeats: the most runs per point with ``precision``.
 
     Returns:
         A :class:`Sweep`. After Ctrl-C (or SIGTERM), the points measured so far, with
@@ -188,7 +113,17 @@ def sweep(
     """
     ws = _check_workers(workers)
     backends = _check_backends(backend)
+    confidence = check_confidence(confidence)
+    if precision is not None and (
+        isinstance(precision, bool) or not isinstance(precision, int | float) or precision <= 0
+    ):
+        raise ValueError(f"precision must be a number > 0 (e.g. 0.05) or None, got {precision!r}")
+    repeats = (3 if precision is None else 2) if repeats is None else repeats
     repeats = _check_int("repeats", repeats, 1)
+    max_repeats = _check_int("max_repeats", max_repeats, 1)
+    if precision is not None and max_repeats < max(repeats, 2):
+        raise ValueError(f"max_repeats must be >= repeats and >= 2, got {max_repeats}")
+    most = repeats if precision is None else max_repeats
     jobs = DEFAULT_JOBS if jobs is None else _check_int("jobs", jobs, 1)
     workload = default_workload() if workload is None else workload
     if not callable(workload):
@@ -210,11 +145,16 @@ def sweep(
         "retry": repr(retry),
         "run_options": {k: repr(v) for k, v in run_options.items()},
         "warmup": warmup,
+        "confidence": confidence,
+        "precision": precision,
+        "max_repeats": most,
         "measured": _HOW,
         "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     options = dict(seed=seed, retry=retry, **run_options)
     bar = _sweep_bar(len(backends) * len(ws) * repeats) if progress else None
+    point: list[dict[str, Any]] = []  # the rows of the point being measured
+    latencies: list[Any] = []
     hooks = [*hooks, bar] if bar is not None else list(hooks)
     rows: list[dict[str, Any]] = []
     runs: list = []
@@ -228,18 +168,27 @@ def sweep(
                     n = min(jobs, 10 * ws[-1])
                     _checked(engine.run(workload, range(n), ws[-1], backend=b, **options))
                 for w in ws:
-                    for i in range(repeats):
-                        at = point = f"{b} workers={w} repeat={i}"
+                    for i in range(most):
+                        at = here = f"{b} workers={w} repeat={i}"
+                        meter = LoadMeter()
                         run = engine.run(
                             workload, range(jobs), w, backend=b, hooks=hooks, **options
                         )
-                        rows.append(_row(_checked(run), b, w, i))
-                        at = f"the pause after {point}"
+                        point.append(_row(_checked(run), b, w, i) | meter.stop())
+                        latencies.append(run.jobs["latency_s"].to_numpy())
+                        at = f"the pause after {here}"
                         if keep_runs:
                             runs.append(run)
                         if progress:
-                            log.info("sweep %s: %.1f jobs/s", point, rows[-1]["throughput"])
+                            log.info("sweep %s: %.1f jobs/s", here, point[-1]["throughput"])
+                        thr = [r["throughput"] for r in point]
+                        if i + 1 >= repeats and (
+                            precision is None or is_precise(thr, precision, confidence)
+                        ):
+                            break
+                    rows += _finish(point, latencies, confidence, precision, seed)
     except KeyboardInterrupt as exc:
+        rows += _finish(point, latencies, confidence, precision, seed)
         meta["interrupted"] = f"{exc.args[0] if exc.args else 'SIGINT'} during {at}"
         log.warning("sweep interrupted during %s: keeping %d runs", at, len(rows))
     finally:
@@ -247,6 +196,28 @@ def sweep(
             bar.close()
     meta["duration_s"] = time.perf_counter() - t0
     return Sweep(_frame(rows), meta, runs)
+
+
+def _finish(
+    point: list[dict[str, Any]],
+    latencies: list[Any],
+    confidence: float,
+    precision: float | None,
+    seed: int | None,
+) -> list[dict[str, Any]]:
+    """The point's rows with its intervals, outlier flags and busy flags; empties the
+    buffers for the next point."""
+    rows, lat = list(point), list(latencies)
+    point.clear()
+    latencies.clear()
+    if not rows:
+        return []
+    thr = [r["throughput"] for r in rows]
+    cols = point_columns(thr, lat, confidence, precision, seed)
+    flags = outliers(thr)
+    for row, flag in zip(rows, flags, strict=True):
+        row |= cols | {"outlier": bool(flag), "busy": bool(row["others_cpus"] >= BUSY_CPUS)}
+    return rows
 
 
 def _sweep_bar(points: int) -> Any:
@@ -303,14 +274,10 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     count) / that count, per backend, and efficiency = speedup / workers."""
     import pandas as pd
 
-    df = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("speedup", "efficiency")])
+    names = [c for c in (*COLUMNS, *CI_COLUMNS) if c not in ("speedup", "efficiency")]
+    df = pd.DataFrame(rows, columns=names)
     low = df.groupby("backend")["workers"].transform("min")
     x_low = df[df["workers"] == low].groupby("backend")["throughput"].mean()
     df["speedup"] = df["throughput"] / (df["backend"].map(x_low) / low)
     df["efficiency"] = df["speedup"] / df["workers"]
-    return _typed(df[list(COLUMNS)])
-
-
-def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    types = {c: "int64" if c in _INTS else "float64" for c in COLUMNS if c != "backend"}
-    return df.astype({"backend": str, **types}).reset_index(drop=True)
+    return _typed(df[[*COLUMNS, *CI_COLUMNS]])

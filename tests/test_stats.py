@@ -95,9 +95,9 @@ def test_is_precise_is_the_half_width_rule():
 
 def test_outliers_by_modified_z_score():
     assert stats.outliers([100, 102, 98, 101, 60]).tolist() == [False] * 4 + [True]
-    assert not stats.outliers([100, 60]).any()  # fewer than 3: nothing to judge by
+    assert not stats.outliers([100, 101, 60]).any()  # fewer than 5: nothing to judge by
     assert stats.outliers([100, 100, 100, 100, 150]).tolist() == [False] * 4 + [True]
-    assert not stats.outliers([5, 5, 5]).any()
+    assert not stats.outliers([5, 5, 5, 5, 5]).any()
     assert not stats.outliers(np.random.default_rng(0).normal(size=20)).any()
 
 

@@ -1,0 +1,144 @@
+"""The result of a sweep: :class:`Sweep` (the tidy frame, its provenance, fits, points,
+comparisons, charts), saved to and loaded from Parquet or CSV.
+
+Example:
+    >>> from qlab.sweep_result import COLUMNS
+    >>> COLUMNS[:3]
+    ('backend', 'workers', 'repeat')
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qlab.sweep_stats import CI_COLUMNS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["COLUMNS", "Sweep", "load_sweep"]
+
+#: The columns of ``Sweep.df``, in order (the contract in DESIGN.md).
+COLUMNS = (
+    "backend", "workers", "repeat", "jobs", "ok", "failed", "cancelled", "retries", "wall_s",
+    "throughput", "speedup", "efficiency", "latency_p50_s", "latency_p95_s", "latency_p99_s",
+    "queue_wait_mean_s", "cpu_util",
+)  # fmt: skip
+_INTS = ("workers", "repeat", "jobs", "ok", "failed", "cancelled", "retries", "repeats_taken")
+_BOOLS = ("precise", "outlier", "busy")
+
+
+class Sweep:
+    """What a sweep measured: ``df`` (one row per backend, workers, repeat), ``meta``
+    (provenance) and, with ``keep_runs=True``, the ``runs`` themselves.
+
+    Example:
+        >>> sw = qlab.sweep(workers=range(1, 9), jobs=200)  # doctest: +SKIP
+        >>> sw.fit()[["lam", "sigma", "kappa", "peak_workers"]]  # doctest: +SKIP
+        >>> sw.plot()  # doctest: +SKIP
+    """
+
+    def __init__(self, df: pd.DataFrame, meta: dict[str, Any], runs: list | None = None) -> None:
+        self.df = df
+        self.meta = meta
+        self.runs: list = list(runs or [])
+
+    def fit(
+        self, model: str = "usl", noise: str = "absolute", confidence: float | None = None
+    ) -> pd.DataFrame:
+        """Fit the Universal Scalability Law (or ``"amdahl"``) per backend, see
+        :func:`qlab.usl.fit_frame`: lam, sigma, kappa, their errors and intervals
+        (``sigma_ci_low``...), ``sigma_significant``, r2, peak_workers and its interval.
+        ``confidence`` defaults to the sweep's."""
+        from qlab.usl import fit_frame
+
+        level = self.meta.get("confidence", 0.95) if confidence is None else confidence
+        return fit_frame(self.df, by="backend", model=model, noise=noise, confidence=level)
+
+    @property
+    def points(self) -> pd.DataFrame:
+        """One row per (backend, workers): mean throughput with its interval, latency
+        intervals, repeats taken, precise, outliers (see :func:`qlab.sweep_stats.points`)."""
+        from qlab.sweep_stats import points
+
+        return points(self.df)
+
+    def compare(self, other: Sweep, confidence: float | None = None) -> pd.DataFrame:
+        """Per point measured by both sweeps: throughput ratio self/other, its interval
+        and a verdict (faster, slower, same, unknown); see :func:`qlab.sweep_stats.compare`."""
+        from qlab.sweep_stats import compare
+
+        level = self.meta.get("confidence", 0.95) if confidence is None else confidence
+        return compare(self.df, other.df, level, labels=("self", "other"))
+
+    @cached_property
+    def plot(self) -> Any:
+        """Charts: ``sweep.plot()`` (a dashboard), ``sweep.plot.scaling()``, ``.efficiency()``..."""
+        from qlab.plot import SweepPlots
+
+        return SweepPlots(self)
+
+    def save(self, path: str | Path) -> Path:
+        """Save as Parquet (meta in the schema metadata) or, for a ``.csv`` path, as CSV
+        plus a sidecar ``<path>.meta.json``. Returns the path."""
+        from qlab.results import write_frame
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = json.dumps(self.meta, default=str)
+        write_frame(self.df, path, meta)
+        if path.suffix == ".csv":
+            Path(f"{path}.meta.json").write_text(meta)
+        return path
+
+    def __repr__(self) -> str:
+        m, ws = self.meta, self.meta.get("workers") or [0]
+        what = f"{','.join(m.get('backends', []))} workers={min(ws)}..{max(ws)} x{m.get('repeats')}"
+        stop = ", interrupted" if m.get("interrupted") else ""
+        return f"<qlab.Sweep {what}: {len(self.df)} runs of {m.get('workload')}{stop}>"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        pivot = self.df.pivot_table(
+            index="workers", columns="backend", values="throughput", aggfunc="mean"
+        )
+        head = html.escape(repr(self))
+        return f"<p>{head}<br>mean throughput (jobs/s)</p>{pivot.round(1).to_html()}"
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Load a sweep saved with :meth:`Sweep.save` (Parquet, or CSV with its sidecar)."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"path {str(path)!r} does not exist")
+    if path.suffix == ".csv":
+        df = pd.read_csv(path)
+        side = Path(f"{path}.meta.json")
+        meta = json.loads(side.read_text()) if side.exists() else {}
+    else:
+        import pyarrow.parquet as pq
+
+        from qlab.results import META_KEY
+
+        df = pd.read_parquet(path)
+        raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
+        meta = json.loads(raw) if raw else {}
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"path {str(path)!r} holds no qlab sweep: columns {missing} missing")
+    extra = [c for c in CI_COLUMNS if c in df.columns]  # sweeps saved before the intervals
+    return Sweep(_typed(df[[*COLUMNS, *extra]]), meta)
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    def kind(c: str) -> str:
+        return "int64" if c in _INTS else "bool" if c in _BOOLS else "float64"
+
+    types = {c: kind(c) for c in df.columns if c != "backend"}
+    return df.astype({"backend": str, **types}).reset_index(drop=True)

@@ -1,0 +1,134 @@
+"""The statistics of a sweep point: intervals, precision, outliers, and comparisons.
+
+A *point* is one (backend, workers) pair of a sweep, measured by one or more repeats.
+
+- ``throughput_ci_low`` / ``_high``: Student's t interval of the mean throughput of the
+  repeats (:func:`qlab.stats.mean_ci`); NaN with one repeat.
+- ``latency_p50_s_ci_low`` ... ``latency_p99_s_ci_high``: intervals of the percentiles of
+  the latencies of every job of the point's repeats, pooled
+  (:func:`qlab.stats.quantile_ci`: scipy's BCa bootstrap, seeded, or order statistics
+  above 2,000 jobs). They say how precisely the jobs pin the percentile down;
+  run-to-run drift shows in the throughput interval.
+- ``precise``: the throughput half-width is within ``precision`` of the mean (without
+  ``precision=``, within 5 %); ``repeats_taken``: how many repeats the point took.
+- ``outlier``: the repeat's throughput has a modified z-score above 3.5 among the
+  point's repeats (:func:`qlab.stats.outliers`; 5 repeats or more). Outliers are flagged
+  and *kept*: every interval includes them, so a reader sees them rather than losing
+  them silently.
+
+Example:
+    >>> cols = point_columns([100.0, 102.0, 98.0], [[0.1, 0.2], [0.1, 0.3], [0.2, 0.2]])
+    >>> round(cols["throughput_ci_low"], 1), cols["precise"]
+    (95.0, True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qlab import stats
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["CI_COLUMNS", "DEFAULT_PRECISION", "compare", "point_columns", "points"]
+
+QUANTILES = {"latency_p50_s": 0.5, "latency_p95_s": 0.95, "latency_p99_s": 0.99}
+#: The per-point columns that a sweep adds to each of the point's rows.
+CI_COLUMNS = (
+    "throughput_ci_low", "throughput_ci_high",
+    *(f"{name}_ci_{end}" for name in QUANTILES for end in ("low", "high")),
+    "repeats_taken", "precise", "outlier", "others_cpus", "load_avg", "busy",
+)  # fmt: skip
+#: The precision that ``precise`` is judged by when a sweep is given none.
+DEFAULT_PRECISION = 0.05
+
+
+def point_columns(
+    throughputs: Sequence[float],
+    latencies: Sequence[Any],
+    confidence: float = 0.95,
+    precision: float | None = None,
+    seed: int | None = 0,
+) -> dict[str, Any]:
+    """The point-level columns (all but ``outlier`` and the load, which are per repeat).
+
+    Args:
+        throughputs: one throughput per repeat. latencies: one array of job latencies
+            per repeat. confidence: the level. precision: relative half-width for
+            ``precise`` (None: ``DEFAULT_PRECISION``). seed: seeds the bootstrap.
+    """
+    ci = stats.mean_ci(throughputs, confidence)
+    out: dict[str, Any] = {"throughput_ci_low": ci.low, "throughput_ci_high": ci.high}
+    lat = stats.quantile_ci(list(latencies), list(QUANTILES.values()), confidence, seed=seed)
+    for name, interval in zip(QUANTILES, lat, strict=True):
+        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = interval.low, interval.high
+    rel = DEFAULT_PRECISION if precision is None else precision
+    out["repeats_taken"] = len(throughputs)
+    out["precise"] = stats.is_precise(throughputs, rel, confidence)
+    return out
+
+
+def points(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (backend, workers): mean throughput, its interval, the pooled latency
+    percentiles' intervals, repeats, precise, ``outliers`` and ``busy_runs`` (counts of
+    flagged repeats) and the most CPUs other processes used during a repeat.
+
+    Example:
+        >>> sweep.points[["throughput", "throughput_ci_low", "precise"]]  # doctest: +SKIP
+    """
+    keys = ["backend", "workers"]
+    firsts = [c for c in CI_COLUMNS if c in df.columns and c not in ("outlier", "busy")]
+    firsts = [c for c in firsts if c not in ("others_cpus", "load_avg")]
+    agg: dict[str, Any] = {"throughput": ("throughput", "mean"), "runs": ("throughput", "size")}
+    for col in ("speedup", "efficiency", "latency_p50_s", "latency_p95_s", "latency_p99_s"):
+        agg[col] = (col, "mean")
+    agg |= {c: (c, "first") for c in firsts}
+    for name, col, how in (("outliers", "outlier", "sum"), ("busy_runs", "busy", "sum"),
+                            ("others_cpus", "others_cpus", "max")):  # fmt: skip
+        if col in df.columns:
+            agg[name] = (col, how)
+    return df.groupby(keys, sort=False).agg(**agg).reset_index()
+
+
+def compare(
+    a: pd.DataFrame, b: pd.DataFrame, confidence: float = 0.95, labels: tuple = ("a", "b")
+) -> pd.DataFrame:
+    """Per (backend, workers) point measured by both ``a`` and ``b`` (sweep frames):
+    mean throughputs, their ratio a/b with its interval (:func:`qlab.stats.ratio_ci`),
+    and a verdict: ``"faster"`` / ``"slower"`` (the interval excludes 1), ``"same"``
+    (it includes 1) or ``"unknown"`` (fewer than 2 repeats on a side).
+
+    Example:
+        >>> this.compare(reference)[["ratio", "ratio_ci_low", "verdict"]]  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    stats.check_confidence(confidence)
+    rows = []
+    ga, gb = a.groupby(["backend", "workers"]), b.groupby(["backend", "workers"])
+    for key in sorted(set(ga.groups) & set(gb.groups), key=lambda k: (str(k[0]), k[1])):
+        xa, xb = ga.get_group(key)["throughput"], gb.get_group(key)["throughput"]
+        ratio, ci = stats.ratio_ci(xa, xb, confidence)
+        if math.isnan(ci.low):
+            verdict = "unknown"
+        elif ci.low > 1:
+            verdict = "faster"
+        elif ci.high < 1:
+            verdict = "slower"
+        else:
+            verdict = "same"
+        rows.append({
+            "backend": key[0], "workers": int(key[1]),
+            f"throughput_{labels[0]}": float(np.mean(xa)),
+            f"throughput_{labels[1]}": float(np.mean(xb)),
+            "ratio": ratio, "ratio_ci_low": ci.low, "ratio_ci_high": ci.high,
+            "verdict": verdict,
+        })  # fmt: skip
+    columns = ["backend", "workers", f"throughput_{labels[0]}", f"throughput_{labels[1]}",
+               "ratio", "ratio_ci_low", "ratio_ci_high", "verdict"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
