@@ -205,6 +205,17 @@ def test_numpy_products_equal_a_reference_and_blas_is_pinned():
     assert math.isclose(total, a.sum(), rel_tol=1e-12)
 
 
+def test_numpy_pins_blas_in_a_process_that_had_not_loaded_numpy_yet():
+    # threadpoolctl only sees the BLAS libraries already loaded: numpy must come first
+    code = (
+        "from qlab.workloads import numpy as N; N(n=8)(0); "
+        "from threadpoolctl import threadpool_info as info; "
+        "print(sorted({p['num_threads'] for p in info() if p['user_api'] == 'blas'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[1]"
+
+
 def test_compress_round_trips_its_buffer():
     run = qlab.run(workloads.compress(kb=32, level=1), range(6), workers=2, keep_results=True)
     data = text(32)

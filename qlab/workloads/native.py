@@ -87,6 +87,7 @@ class numpy(Opens):
 
 
 def _pin_blas() -> None:
+    import numpy  # noqa: F401  (BLAS must be loaded before threadpoolctl can see it)
     from threadpoolctl import threadpool_limits
 
     with _pin_lock:
