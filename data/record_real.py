@@ -40,11 +40,11 @@ TRIES, QUIET = 2, 0.15  # record a sweep again (once) if others used >= 0.15 CPU
 # name -> (workload, worker counts, jobs per run): one job
 # takes 0.5-3 ms, and the shortest run (most workers) still lasts a few tenths of a second
 SWEEPS = {
-    "numpy": (workloads.numpy(n=384), WORKERS, 600),
-    "compress": (workloads.compress(kb=64), WORKERS, 600),
-    "cpu": (workloads.cpu(ms=2), WORKERS, 600),
-    "sqlite_write": (workloads.sqlite_write(ms=1), WORKERS, 1000),
-    "http": (workloads.http(ms=2, pool=4), [*WORKERS, 10, 12], 1000),
+    "numpy": (workloads.numpy(n=384), WORKERS, 400),
+    "compress": (workloads.compress(kb=64), WORKERS, 400),
+    "cpu": (workloads.cpu(ms=2), WORKERS, 400),
+    "sqlite_write": (workloads.sqlite_write(ms=1), WORKERS, 600),
+    "http": (workloads.http(ms=2, pool=4), [*WORKERS, 10, 12], 600),
     "file_io": (workloads.file_io(kb=64, fsync=True), WORKERS, 1000),
 }
 
