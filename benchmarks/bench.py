@@ -357,7 +357,9 @@ def tracing_cost(settings: Settings) -> str:
     """
     try:
         qlab = import_qlab()
-        from qlab.backends.base import BatchResult, execute
+        from qlab import frames
+        from qlab.backends.base import BatchResult
+        from qlab.backends.loop import execute
         from qlab.batches import Batch
         from qlab.context import WorkerState
         from qlab.trace import Recorder, Trace
@@ -397,9 +399,9 @@ def tracing_cost(settings: Settings) -> str:
         return tr
 
     def frames_of(tr: Trace) -> None:
-        cols = tr._columns()
-        tr.attempts_frame(cols)
-        tr.jobs_frame(cols)
+        cols = frames.columns(tr)
+        frames.attempts_frame(tr, cols)
+        frames.jobs_frame(tr, cols)
 
     def best(parts: Callable[[], Callable[[], Any]]) -> float:
         """Best time of the callable that ``parts()`` makes afresh for each round."""
@@ -412,12 +414,12 @@ def tracing_cost(settings: Settings) -> str:
     results = looped()
     loop = (best(lambda: looped) - best(lambda: bare)) / n_jobs
     record = best(lambda: functools.partial(record_into, new_trace(), results)) / n_jobs
-    frames = best(lambda: functools.partial(frames_of, record_into(new_trace(), results)))
-    frames /= n_jobs
+    build = best(lambda: functools.partial(frames_of, record_into(new_trace(), results)))
+    build /= n_jobs
     ns = lambda x: f"{x * 1e9:.0f} ns"  # noqa: E731
     return (
         f"{ns(loop + record)} per attempt recorded (loop {ns(loop)} + recorder {ns(record)}),"
-        f" plus {ns(frames)} per attempt to build run.jobs and run.attempts on first access"
+        f" plus {ns(build)} per attempt to build run.jobs and run.attempts on first access"
         f" (noop, {n_jobs:,} attempts in batches of {size}, one thread; best of"
         f" {settings.rounds})"
     )

@@ -21,9 +21,10 @@ from typing import Any
 
 from qlab import workloads
 from qlab.context import Cancelled, CancelToken, JobContext, current
-from qlab.engine import JobFailed, Pool, run
+from qlab.engine import JobFailed, Pool
 from qlab.hooks import Hook
 from qlab.retry import Backoff, Constant, Exponential, Permanent, Retry, Uniform
+from qlab.runner import run
 
 __version__ = "0.1.0"
 

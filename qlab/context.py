@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["CancelToken", "Cancelled", "JobContext", "cancellable_sleep", "current"]
@@ -37,23 +38,30 @@ class CancelToken:
     """True once the attempt is cancelled: the pool stops, or its deadline passes.
 
     Attributes:
-        deadline: the attempt's deadline on ``time.perf_counter``'s clock, or None.
+        deadline: the attempt's deadline on the run's clock (``now``), or None.
+
+    Example:
+        >>> import threading
+        >>> token = CancelToken(threading.Event(), deadline=5.0, now=lambda: 4.0)
+        >>> bool(token), token.remaining()
+        (False, 1.0)
     """
 
-    __slots__ = ("_event", "deadline")
+    __slots__ = ("_event", "_now", "deadline")
 
-    def __init__(self, event: Any, deadline: float | None) -> None:
+    def __init__(
+        self, event: Any, deadline: float | None, now: Callable[[], float] = time.perf_counter
+    ) -> None:
         self._event = event
         self.deadline = deadline
+        self._now = now  # the run's clock: the one the deadline was taken on
 
     def __bool__(self) -> bool:
-        return self._event.is_set() or (
-            self.deadline is not None and time.perf_counter() >= self.deadline
-        )
+        return self._event.is_set() or (self.deadline is not None and self._now() >= self.deadline)
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline (None if there is none)."""
-        return None if self.deadline is None else self.deadline - time.perf_counter()
+        return None if self.deadline is None else self.deadline - self._now()
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``; return True early if the attempt is cancelled."""
@@ -76,7 +84,18 @@ class CancelToken:
 class WorkerState:
     """Per-worker mutable state that the batch loop updates and ``current()`` reads."""
 
-    __slots__ = ("box", "cancel_event", "cur", "fast", "now", "seed", "stop", "timeout", "worker")
+    __slots__ = (
+        "box",
+        "cancel_event",
+        "cur",
+        "fast",
+        "now",
+        "prev",
+        "seed",
+        "stop",
+        "timeout",
+        "worker",
+    )
 
     def __init__(
         self,
@@ -96,6 +115,7 @@ class WorkerState:
         self.box: list | None = None  # timed mode: the claim on the running attempt
         self.stop = False  # the pool is stopping: leave the batch
         self.cancel_event = event
+        self.prev: WorkerState | None = None  # the state bind() replaced (inline runs)
 
     def running(self) -> tuple[int, int, float] | None:
         """The running attempt as (job_id, attempt, start), or None between attempts.
@@ -114,7 +134,12 @@ class WorkerState:
 
     def bind(self) -> None:
         """Make this the state that ``current()`` sees in the calling thread."""
+        self.prev = getattr(_local, "state", None)
         _local.state = self
+
+    def unbind(self) -> None:
+        """Undo :meth:`bind` (the inline backend lends the caller's thread)."""
+        _local.state, self.prev = self.prev, None
 
 
 class JobContext:
@@ -168,9 +193,8 @@ def current_or_none() -> JobContext | None:
         return None
     job_id, attempt, start = cur
     deadline = None if state.timeout is None else start + state.timeout
-    return JobContext(
-        job_id, attempt, state.seed, state.worker, CancelToken(state.cancel_event, deadline)
-    )
+    token = CancelToken(state.cancel_event, deadline, state.now)
+    return JobContext(job_id, attempt, state.seed, state.worker, token)
 
 
 def cancellable_sleep(seconds: float) -> None:

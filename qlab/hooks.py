@@ -19,9 +19,11 @@ Example:
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Hook", "LogProgress"]
+__all__ = ["Hook", "HookSet", "LogProgress"]
 
 log = logging.getLogger("qlab")
 
@@ -61,3 +63,52 @@ class LogProgress(Hook):
             counts["retries"],
             counts["elapsed_s"],
         )
+
+
+class HookSet:
+    """The hooks of one pool. A hook that raises anything (SystemExit included) is
+    logged once and removed, as trio does with its instruments: observers never take
+    a run down, hang it, or leak its workers.
+
+    Example:
+        >>> class Bad(Hook):
+        ...     def on_progress(self, counts):
+        ...         raise SystemExit(1)
+        >>> hooks = HookSet([Bad()])
+        >>> hooks.call("on_progress", {})
+        >>> len(hooks)
+        0
+    """
+
+    def __init__(self, hooks: Iterable[Any] = ()) -> None:
+        if hooks is None or isinstance(hooks, Hook | str) or not isinstance(hooks, Iterable):
+            raise TypeError(f"hooks must be a list of qlab.Hook instances, got {hooks!r}")
+        self._hooks = list(hooks)
+        bad = [h for h in self._hooks if not isinstance(h, Hook)]
+        if bad:
+            raise TypeError(f"hooks must be qlab.Hook instances, got {bad[0]!r}")
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._hooks)
+
+    def add(self, hook: Hook) -> None:
+        self._hooks.append(hook)
+
+    def call(self, name: str, arg: Any) -> None:
+        """Call method ``name`` of every hook; remove a hook that raises."""
+        for hook in list(self._hooks):
+            try:
+                getattr(hook, name)(arg)
+            except KeyboardInterrupt:
+                if threading.current_thread() is threading.main_thread():
+                    raise  # a real Ctrl-C in the caller's thread is the caller's
+                self._drop(hook, name)
+            except BaseException:
+                self._drop(hook, name)
+
+    def _drop(self, hook: Hook, name: str) -> None:
+        log.exception("hook %r failed in %s; it is removed from this run", hook, name)
+        with self._lock:
+            if hook in self._hooks:
+                self._hooks.remove(hook)

@@ -17,6 +17,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qlab.codes import JOB_STATUSES, OUTCOMES
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -73,11 +75,13 @@ class Run:
     def _frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         trace = self._trace
         assert trace is not None
-        cols = trace._columns()
+        from qlab import frames
+
+        cols = frames.columns(trace)
         trace.recorders = []  # joined into cols: free the recorders' arrays early
-        attempts = trace.attempts_frame(cols)
+        attempts = frames.attempts_frame(trace, cols)
         cols.release()  # what the jobs frame does not need
-        jobs = trace.jobs_frame(cols)
+        jobs = frames.jobs_frame(trace, cols)
         self._trace = None
         return jobs, attempts
 
@@ -158,9 +162,11 @@ class Run:
             raise ValueError(f"format must be 'parquet' or 'csv', got {format!r}")
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        meta = json.dumps(self.meta, default=str)
+        meta = json.dumps(dict(self.meta, format=format), default=str)
+        other = "csv" if format == "parquet" else "parquet"
         for name, df in (("jobs", self.jobs), ("attempts", self.attempts)):
             write_frame(df, folder / f"{name}.{format}", meta)
+            (folder / f"{name}.{other}").unlink(missing_ok=True)  # an earlier save's
         (folder / "meta.json").write_text(meta)
         return folder
 
@@ -202,8 +208,6 @@ def write_frame(df: pd.DataFrame, path: Path, meta_json: str) -> None:
     pq.write_table(table.replace_schema_metadata(schema_meta), path)
 
 
-_OUTCOMES = ("ok", "retry", "failed", "timeout", "crashed", "cancelled")
-_STATUSES = ("ok", "failed", "cancelled", "pending")
 # dtypes that a CSV file does not keep, per table
 _CSV_DTYPES: dict[str, dict[str, Any]] = {
     "jobs": {
@@ -211,14 +215,14 @@ _CSV_DTYPES: dict[str, dict[str, Any]] = {
         "worker": "Int16",
         "error_type": "category",
         "error": "string",
-        "status": _STATUSES,
+        "status": JOB_STATUSES,
     },
     "attempts": {
         "attempt": "int16",
         "worker": "int16",
         "error_type": "category",
         "error": "string",
-        "outcome": _OUTCOMES,
+        "outcome": OUTCOMES,
     },
 }
 
@@ -246,7 +250,7 @@ def load_run(path: str | Path) -> Run:
     if not (folder / "meta.json").exists():
         raise FileNotFoundError(f"path {str(path)!r} holds no saved qlab run (no meta.json)")
     meta = json.loads((folder / "meta.json").read_text())
-    fmt = "parquet" if (folder / "jobs.parquet").exists() else "csv"
+    fmt = meta.get("format") or ("parquet" if (folder / "jobs.parquet").exists() else "csv")
     jobs = read_frame(folder / f"jobs.{fmt}")
     attempts = read_frame(folder / f"attempts.{fmt}")
     run = Run(None, {}, meta.get("wall_s", math.nan), frames=(jobs, attempts))

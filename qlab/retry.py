@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -186,7 +187,8 @@ class Retry:
             attempts, as in the Go original.
         backoff: delay before each retry; ``None`` retries at once. The engine schedules
             the delay: a waiting retry never holds a worker.
-        permanent: exception types that fail a job at once (as does ``qlab.Permanent``).
+        permanent: exception types that fail a job at once (as does ``qlab.Permanent``,
+            raised or raised from), or a predicate ``exc -> bool``.
 
     Example:
         >>> policy = Retry(max_retries=2, backoff=Exponential(base=0.1), permanent=(KeyError,))
@@ -196,7 +198,7 @@ class Retry:
 
     max_retries: int = 3
     backoff: Backoff | None = field(default_factory=lambda: Exponential(0.01, 2.0, 1.0, True))
-    permanent: tuple[type[BaseException], ...] = ()
+    permanent: tuple[type[BaseException], ...] | Callable[[BaseException], bool] = ()
 
     def __post_init__(self) -> None:
         mr = self.max_retries
@@ -208,8 +210,14 @@ class Retry:
         if isinstance(perm, type):
             perm = (perm,)
             object.__setattr__(self, "permanent", perm)
-        if not all(isinstance(t, type) and issubclass(t, BaseException) for t in perm):
-            raise TypeError(f"permanent must be a tuple of exception types, got {perm!r}")
+        if callable(perm) and not isinstance(perm, tuple):
+            return  # a predicate: exc -> bool
+        if not isinstance(perm, tuple) or not all(
+            isinstance(t, type) and issubclass(t, BaseException) for t in perm
+        ):
+            raise TypeError(
+                f"permanent must be a tuple of exception types or a predicate, got {perm!r}"
+            )
 
     @property
     def attempts_allowed(self) -> int:
@@ -217,10 +225,32 @@ class Retry:
         return self.max_retries + 1
 
     def is_permanent(self, exc: BaseException) -> bool:
-        """True if ``exc`` fails its job at once."""
-        return isinstance(exc, Permanent) or bool(
-            self.permanent and isinstance(exc, self.permanent)
-        )
+        """True if ``exc`` fails its job at once: it is, or was raised from (its
+        ``__cause__`` chain holds), a :class:`Permanent`; or ``permanent=`` says so.
+
+        Example:
+            >>> try:
+            ...     try:
+            ...         raise Permanent("bad input")
+            ...     except Permanent as cause:
+            ...         raise KeyError("k") from cause
+            ... except KeyError as exc:
+            ...     Retry().is_permanent(exc)
+            True
+            >>> Retry(permanent=lambda e: "quota" in str(e)).is_permanent(OSError("quota"))
+            True
+        """
+        seen = exc
+        for _ in range(32):  # a cause chain is short; a cycle must not hang
+            if seen is None:
+                break
+            if isinstance(seen, Permanent):
+                return True
+            seen = seen.__cause__
+        perm = self.permanent
+        if isinstance(perm, tuple):
+            return bool(perm) and isinstance(exc, perm)
+        return bool(perm(exc))
 
     def delay(self, seed: int | None, job_id: int, attempt: int) -> float:
         """Seconds to wait after ``attempt`` of ``job_id`` failed (seeded jitter)."""

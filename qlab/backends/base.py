@@ -1,33 +1,69 @@
-"""The one small contract between the engine and its backends, and the batch loop.
+"""The one contract between the engine and its backends.
 
-Both backends run jobs through :func:`execute`: a loop over a batch that times each
-attempt, catches its error, and appends to per-batch columns (lists, turned into
-compact arrays by the engine). The thread backend calls it in a worker thread; the
-process backend calls it inside a worker process and ships the columns back.
+The engine hands a backend a frozen :class:`JobSpec` at :meth:`Backend.start`, and
+then, from one driver thread per worker (or from the caller's thread, for a backend
+with ``in_caller``), batches to run with :meth:`Backend.run_batch`. A backend runs a
+batch with :func:`qlab.backends.loop.execute` (in a thread, a process, or anywhere
+else) and returns a :class:`BatchResult`: the attempts in columns. Nothing here knows
+the engine; the engine knows only this module.
 
-Outcome codes are small ints so that a column of them is a bytearray.
+Per worker, the engine keeps a :class:`Slot`: the worker's number, the state its
+handler sees through ``qlab.current()``, and whether the engine took its running
+attempt away (a thread that timed out).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from qlab.batches import Batch
-from qlab.context import Cancelled, WorkerState
+from qlab.clock import REAL_CLOCK, Clock
+from qlab.codes import CRASHED
+from qlab.context import WorkerState
 
-OUTCOMES = ("ok", "retry", "failed", "timeout", "crashed", "cancelled")
-OK, RETRY, FAILED, TIMEOUT, CRASHED, CANCELLED = range(6)
+__all__ = ["Backend", "BatchResult", "Failure", "JobSpec", "Slot", "crash_row"]
 
 Item = tuple  # (job_id, attempt, payload)
 
-# A batch whose attempts are this slow or slower has its CPU time measured per attempt;
-# faster batches measure it once per batch and apportion it by wall time, because one
-# thread-CPU clock read costs about 0.8 us (a system call, unlike perf_counter).
-PRECISE_CPU_BATCH = 64
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What every worker needs to run jobs, fixed for the life of a pool.
+
+    Attributes:
+        handler: the processing logic.
+        is_permanent: the retry classifier: does this error fail its job at once?
+        seed: the run's seed (``qlab.current().seed``).
+        timeout: seconds one attempt may take, or None.
+        want_results: send the handler's return values back.
+        clock: the run's one clock.
+    """
+
+    handler: Callable[[Any], Any]
+    is_permanent: Callable[[BaseException], bool]
+    seed: int | None = 0
+    timeout: float | None = None
+    want_results: bool = False
+    clock: Clock = REAL_CLOCK
+
+
+class Slot:
+    """One worker as the engine and its backend both see it."""
+
+    __slots__ = ("abandoned", "batch", "ema", "rec", "res", "state", "thread", "worker")
+
+    def __init__(self, worker: int, state: WorkerState, rec: Any = None) -> None:
+        self.worker = worker
+        self.state = state
+        self.rec = rec  # the engine's recorder of this worker's attempts
+        self.ema = 0.0  # mean seconds per attempt, smoothed (sizes the next batch)
+        self.thread: Any = None  # the driver thread
+        self.batch: Batch | None = None  # the batch running now, and its result so far
+        self.res: BatchResult | None = None
+        self.abandoned = False  # the engine took the running attempt away
 
 
 @dataclass
@@ -35,7 +71,7 @@ class Failure:
     """One failed attempt, as the batch loop saw it."""
 
     row: int
-    code: int  # RETRY (an ordinary error), TIMEOUT or CANCELLED
+    code: int  # RETRY (an ordinary error), TIMEOUT, CRASHED, CANCELLED, or FAILED
     error_type: str
     error: str
     permanent: bool
@@ -63,6 +99,8 @@ class BatchResult:
     # and the items that did not run and go back to the queue uncharged
     items: Batch | None = None
     rest: Batch | None = None
+    # a batch the backend already took from the queue (and sent ahead): run it next
+    ahead: Batch | None = None
 
     def __len__(self) -> int:
         if self.start is not None:  # a quick batch: a row is done when its end is noted
@@ -89,131 +127,82 @@ class BatchResult:
         return kept
 
 
-def _failure(row: int, exc: BaseException, state: WorkerState, t1: float, is_permanent) -> Failure:
-    """Classify an error: a Cancelled raised because the pool is stopping is CANCELLED,
-    one raised past the attempt's deadline is TIMEOUT, anything else is retryable."""
-    code = RETRY
-    if isinstance(exc, Cancelled):
-        cur = state.running()
-        if state.cancel_event.is_set():
-            code = CANCELLED
-        elif state.timeout is not None and cur and t1 >= cur[2] + state.timeout:
-            code = TIMEOUT
-    return Failure(row, code, type(exc).__name__, str(exc), is_permanent(exc), exc)
+def crash_row(
+    res: BatchResult,
+    exc: BaseException,
+    start: float | None,
+    now: float,
+    code: int = CRASHED,
+    error_type: str | None = None,
+) -> None:
+    """Record the attempt that ``exc`` stopped (a crash, a timeout, a stop) as row
+    ``len(res)``, from ``start`` (or ``now``) to ``now``: the one place such a row is
+    built, for every backend and the engine."""
+    n = len(res)
+    if res.cpu_share is not None:
+        res.cpu, res.cpu_share = res.cpu_list(), None
+    res.start = None
+    res.t0, res.t1 = list(res.t0[:n]), list(res.t1[:n])
+    del res.cpu[n:]
+    res.t0.append(now if start is None else start)
+    res.t1.append(now)
+    res.cpu.append(math.nan)
+    if res.results is not None:
+        del res.results[n:]
+        res.results.append(None)
+    etype = error_type or type(exc).__name__
+    res.failures.append(Failure(n, code, etype, str(exc), False, exc))
 
 
-def execute(
-    fn: Callable[[Any], Any],
-    batch: Batch,
-    state: WorkerState,
-    is_permanent: Callable[[BaseException], bool],
-    keep_results: bool = False,
-    publish: Callable[[int, float], None] | None = None,
-    res: BatchResult | None = None,
-) -> BatchResult:
-    """Run ``fn`` on each item of ``batch``; return the attempts in columns.
+@runtime_checkable
+class Backend(Protocol):
+    """Where batches run. ``qlab.backends`` holds the registry of named ones; any
+    object with these members can be passed as ``backend=``.
 
-    ``state.stop`` ends the batch early (the rows cover the items that ran). With
-    ``state.timeout`` set on the thread backend, each attempt is claimed through
-    ``state.box`` so that the engine's watchdog can take an overdue attempt away
-    (see ``engine._Slot.watch``). ``publish(index, start)`` tells a process backend's
-    parent which attempt is running.
+    Attributes:
+        name: the backend's name in ``run.meta["backend"]``.
+        can_kill: a timed-out attempt's worker is killed (else abandoned).
+        batch_target_s: seconds of work per batch (amortises per-batch costs).
+        in_caller: batches run in the caller's thread (no driver threads).
     """
-    if res is None:
-        res = BatchResult()
-    if keep_results and res.results is None:
-        res.results = []
-    if state.timeout is None and len(batch) >= PRECISE_CPU_BATCH:
-        _run_fast(fn, batch, state, is_permanent, res, publish)
-    else:
-        _run_careful(fn, batch, state, is_permanent, res, publish)
-    state.cur = state.fast = None
-    return res
 
+    name: str
+    can_kill: bool
+    batch_target_s: float
+    in_caller: bool
 
-def _run_fast(fn, batch: Batch, state, is_permanent, res: BatchResult, publish) -> None:
-    """Quick attempts: one clock read per attempt (an attempt starts where the one
-    before it ended), CPU time measured once, and no per-attempt bookkeeping:
-    ``current()`` finds the running attempt from the number of rows so far."""
-    perf, cpu_clock = state.now, time.thread_time
-    t1s, results, failures = res.t1, res.results, res.failures
-    append = t1s.append
-    c_start = cpu_clock()
-    start = perf()
-    state.fast = (batch, t1s, start)
-    res.start = start
-    try:
-        if publish is None and results is None:
-            for payload in batch.payloads:
-                if state.stop:
-                    break
-                try:
-                    fn(payload)
-                except Exception as exc:
-                    t1 = perf()
-                    failures.append(_failure(len(t1s), exc, state, t1, is_permanent))
-                    append(t1)
-                else:
-                    append(perf())
-        else:
-            for i, payload in enumerate(batch.payloads):
-                if state.stop:
-                    break
-                if publish is not None:
-                    publish(i, t1s[-1] if i else start)
-                try:
-                    r = fn(payload)
-                except Exception as exc:
-                    t1 = perf()
-                    failures.append(_failure(i, exc, state, t1, is_permanent))
-                    r = None
-                else:
-                    t1 = perf()
-                append(t1)
-                if results is not None:
-                    results.append(r)
-    finally:
-        n = len(t1s)
-        res.t0 = [start, *t1s[: n - 1]] if n else []
-        wall = t1s[-1] - start if n else 0.0
-        res.cpu_share = min((cpu_clock() - c_start) / wall, 1.0) if wall > 0 else 0.0
+    def start(
+        self, spec: JobSpec, workers: int, take_ahead: Callable[[Slot], Batch | None]
+    ) -> dict[str, Any]:
+        """Start ``workers`` workers; return provenance for ``run.meta``.
+        ``take_ahead(slot)`` gives the slot's next batch now, if one is ready."""
+        ...
 
+    def new_event(self, worker: int) -> Any:
+        """The cancel flag of a worker (``set``/``is_set``/``wait``)."""
+        ...
 
-def _run_careful(fn, batch: Batch, state, is_permanent, res: BatchResult, publish) -> None:
-    perf, cpu_clock = state.now, time.thread_time
-    t0s, t1s, cpus, results, failures = res.t0, res.t1, res.cpu, res.results, res.failures
-    timed = state.timeout is not None and publish is None
-    for i, (job_id, attempt, payload) in enumerate(batch):
-        if state.stop:
-            break
-        c0 = cpu_clock()
-        t0 = perf()
-        state.cur = (job_id, attempt, t0)
-        if timed:
-            box = [(i, t0)]
-            state.box = box
-        elif publish is not None:
-            publish(i, t0)
-        try:
-            r = fn(payload)
-        except Exception as exc:
-            t1 = perf()
-            fail = _failure(i, exc, state, t1, is_permanent)
-            r = None
-        else:
-            t1 = perf()
-            fail = None
-        c1 = cpu_clock()
-        if timed:
-            try:
-                box.pop()
-            except IndexError:  # the watchdog took this attempt: leave at once
-                res.abandoned = True
-                return
-        if fail is not None:
-            failures.append(fail)
-        t0s.append(t0)
-        t1s.append(t1)
-        cpus.append(c1 - c0)
-        if results is not None:
-            results.append(r)
+    def run_batch(self, slot: Slot, batch: Batch, res: BatchResult) -> BatchResult:
+        """Run ``batch`` on ``slot``'s worker, filling ``res``; return the result."""
+        ...
+
+    def overdue(self, slot: Slot, now: float) -> tuple[int, float] | None:
+        """Claim ``slot``'s running attempt if it is past its deadline: (row, start);
+        or act on it (kill the worker) and return None."""
+        ...
+
+    def stop_intake(self) -> None:
+        """Running attempts finish; no more attempts start."""
+        ...
+
+    def stop_worker(self, slot: Slot) -> None:
+        """Stop the worker whose attempt timed out (kill it, or nothing)."""
+        ...
+
+    def close(self, kill: bool = False) -> None:
+        """Release the workers (kill running attempts with ``kill``)."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """Provenance known at the end (pids, clock offsets...)."""
+        ...

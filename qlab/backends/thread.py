@@ -1,4 +1,4 @@
-"""The thread backend: each worker is a thread that runs the batch loop itself.
+"""The thread backend: each worker is a driver thread that runs the batch loop itself.
 
 Threads share the interpreter, so CPU-bound Python handlers contend for the GIL
 (visible in the trace as wall time well above CPU time), while I/O-bound handlers
@@ -9,37 +9,46 @@ abandons the attempt (its thread is replaced and ignored when it returns).
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from qlab.backends.base import BatchResult, execute
-
-if TYPE_CHECKING:
-    from qlab.engine import Pool, _Slot
+from qlab.backends.base import BatchResult, JobSpec, Slot
+from qlab.backends.loop import execute
+from qlab.batches import Batch
 
 __all__ = ["ThreadBackend"]
 
 
 class ThreadBackend:
-    """Runs batches in the calling worker thread."""
+    """Runs batches in the engine's driver threads.
+
+    Example:
+        >>> import qlab
+        >>> qlab.run(abs, range(5), workers=2, backend="thread").meta["backend"]
+        'thread'
+    """
 
     name = "thread"
     can_kill = False
+    in_caller = False
     batch_target_s = 0.02  # work per batch: amortises the per-batch bookkeeping
 
-    def start(self, pool: Pool, workers: int) -> dict[str, Any]:
-        self._pool = pool
+    def start(
+        self, spec: JobSpec, workers: int, take_ahead: Callable[[Slot], Batch | None]
+    ) -> dict[str, Any]:
+        self.spec = spec
         return {"startup_s": 0.0}
 
     def new_event(self, worker: int) -> threading.Event:
         return threading.Event()
 
-    def run_batch(self, slot: _Slot, batch: list, res: BatchResult) -> BatchResult:
-        pool = self._pool
+    def run_batch(self, slot: Slot, batch: Batch, res: BatchResult) -> BatchResult:
+        spec = self.spec
         return execute(
-            pool._fn, batch, slot.state, pool._retry.is_permanent, pool._want_results, res=res
+            spec.handler, batch, slot.state, spec.is_permanent, spec.want_results, res=res
         )
 
-    def overdue(self, slot: _Slot, now: float, timeout: float) -> tuple[int, float] | None:
+    def overdue(self, slot: Slot, now: float) -> tuple[int, float] | None:
         """Claim the slot's running attempt if it is past its deadline (see ``execute``)."""
         box = slot.state.box
         if not box or slot.abandoned:
@@ -48,7 +57,7 @@ class ThreadBackend:
             i, t0 = box[0]
         except IndexError:
             return None
-        if now - t0 < timeout:
+        if now - t0 < self.spec.timeout + _grace(self.spec.timeout):
             return None
         try:
             box.pop()  # atomic: either we take the attempt or its worker finished it
@@ -59,7 +68,7 @@ class ThreadBackend:
     def stop_intake(self) -> None:
         """Workers see ``state.stop`` themselves."""
 
-    def stop_worker(self, slot: _Slot) -> None:
+    def stop_worker(self, slot: Slot) -> None:
         """Nothing to kill: the attempt is abandoned and its thread ignored."""
 
     def close(self, kill: bool = False) -> None:
@@ -67,3 +76,18 @@ class ThreadBackend:
 
     def info(self) -> dict[str, Any]:
         return {}
+
+
+def _grace(timeout: float) -> float:
+    """How long past its deadline a thread's attempt may take to stop by itself.
+
+    At the deadline the attempt's cancel token turns true; a cooperative handler sees
+    it and raises ``Cancelled`` (recorded as ``timeout``). Only one that has not
+    returned after this grace is abandoned, so a handler that stops itself is never
+    reported as abandoned because the watchdog happened to look first.
+
+    Example:
+        >>> _grace(0.2), _grace(10)
+        (0.1, 1.0)
+    """
+    return min(max(timeout / 2, 0.1), 1.0)

@@ -1,0 +1,371 @@
+"""The drivers: one loop per worker that takes batches, runs them on the backend and
+settles them; and the paths that take a running batch away (timeout, abort).
+
+Each worker has a driver thread (``qlab-worker-N``) that loops: take a batch from the
+queue, hand it to the backend, settle what came back (:func:`qlab.settle.settle`,
+applied by the queue). A backend with ``in_caller`` (inline) has no driver thread:
+the caller's thread runs :meth:`Drivers.drive` whenever it would wait.
+
+The workload's own resources (a server, a temporary folder) follow the pool: the
+handler's ``__qlab_open__()`` runs in the parent before any worker starts, its
+``__qlab_close__()`` after every worker is gone, on every path out.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import InvalidStateError
+from typing import TYPE_CHECKING, Any
+
+from qlab.backends.base import BatchResult, Slot, crash_row
+from qlab.batches import EMPTY, Batch
+from qlab.codes import CANCELLED, ST_FAILED, TIMEOUT
+from qlab.context import Cancelled, WorkerState
+from qlab.coordinator import Coordinator
+from qlab.jobqueue import Phase
+from qlab.settle import Settlement, settle
+from qlab.trace import Recorder
+
+if TYPE_CHECKING:
+    from qlab.engine import Pool
+
+__all__ = ["Drivers"]
+
+log = logging.getLogger("qlab")
+
+
+class Drivers:
+    """The workers of one pool, as the engine drives them."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.q = pool._queue
+        self.backend = pool._backend
+        self.spec = pool._spec
+        self.slots: list[Slot] = []
+        self.abandoned = 0  # threads left running a timed-out attempt
+        self.results_dropped = 0  # results of jobs whose Future was cancelled meanwhile
+        self.joined = False
+        self.hard = False  # running attempts were stopped (workers are killed, not parked)
+        self.coordinator: Coordinator | None = None
+        self._opened: Any = None
+        self._closed = False
+        self.started = False
+
+    # -- start -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the workload, start the backend, the drivers and the coordinator."""
+        pool, spec = self.pool, self.spec
+        opener = getattr(spec.handler, "__qlab_open__", None)
+        if callable(opener):
+            opener()
+            self._opened = spec.handler
+        pool._meta.update(self.backend.start(spec, pool._workers, self.take_ahead))
+        self.started = True
+        for w in range(pool._workers):
+            rec = Recorder(w, pool._keep_results)
+            pool._trace.recorders.append(rec)
+            self._start_slot(w, rec)
+        pool._trace.origin = spec.clock.now()
+        progress = self.emit_progress if len(pool._hooks) else None
+        self.coordinator = Coordinator(self.q, spec.clock, spec.timeout, self.overdue, progress)
+        self.coordinator.start()
+
+    def _start_slot(self, worker: int, rec: Recorder) -> Slot:
+        state = WorkerState(
+            worker,
+            self.spec.seed,
+            self.spec.timeout,
+            self.backend.new_event(worker),
+            self.spec.clock.now,
+        )
+        slot = Slot(worker, state, rec)
+        if len(self.slots) > worker:
+            self.slots[worker] = slot
+        else:
+            self.slots.append(slot)
+        if not self.backend.in_caller:
+            slot.thread = threading.Thread(
+                target=self._loop, args=(slot,), name=f"qlab-worker-{worker}", daemon=True
+            )
+            slot.thread.start()
+        return slot
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _loop(self, slot: Slot) -> None:
+        slot.state.bind()
+        batch = self._next(slot)
+        while batch is not None:
+            res = self._run(slot, batch)
+            if res.abandoned or not self._settle(slot, batch, res):
+                return  # the watchdog took this batch over
+            batch = self._next(slot, res.ahead)
+
+    def drive(self) -> None:
+        """Run every ready batch in the calling thread (backends with ``in_caller``)."""
+        slot = self.slots[0] if self.slots else None
+        while slot is not None and (batch := self._next(slot, block=False)) is not None:
+            self._settle(slot, batch, self._run(slot, batch))
+
+    def _run(self, slot: Slot, batch: Batch) -> BatchResult:
+        res = BatchResult()
+        slot.batch, slot.res = batch, res
+        try:
+            return self.backend.run_batch(slot, batch, res)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # the backend itself failed (the loop catches handlers')
+            log.exception("worker %d: the backend failed running a batch", slot.worker)
+            cur = slot.state.running()
+            crash_row(res, exc, cur[2] if cur else None, self.spec.clock.now())
+            return res
+
+    def _next(self, slot: Slot, ahead: Batch | None = None, block: bool = True) -> Batch | None:
+        """The slot's next batch: the one its backend took ahead (admitted then), or
+        one from the queue, without the jobs whose Futures were cancelled."""
+        if ahead is not None:
+            return ahead
+        while True:
+            if block:
+                may = lambda: not (slot.abandoned or slot.state.stop)  # noqa: E731
+                batch = self.q.take(self._size(slot), may)
+            else:
+                batch = self.q.take_nowait(self._size(slot))
+            if batch is None:
+                return None
+            batch = self._admit(batch, start=True)
+            if len(batch):
+                return batch
+            self.q.untake()
+
+    def take_ahead(self, slot: Slot) -> Batch | None:
+        """For pipelining backends: the slot's next batch, if one is ready now."""
+        if slot.abandoned or slot.state.stop:
+            return None
+        batch = self.q.take_nowait(self._size(slot))
+        if batch is None:
+            return None
+        batch = self._admit(batch)
+        if not len(batch):
+            self.q.untake()
+            return None
+        return batch
+
+    def _size(self, slot: Slot) -> Any:
+        """How many jobs the slot takes: about ``batch_target_s`` of work, capped so
+        that every worker gets a share of what is ready."""
+        fixed = self.pool._batch_size
+        if fixed:
+            return lambda ready: fixed
+        per = int(self.backend.batch_target_s / slot.ema) if slot.ema > 0 else 1
+        workers = self.pool._workers
+        return lambda ready: max(1, min(per, 4096, -(-ready // workers)))
+
+    def _admit(self, batch: Batch, start: bool = False) -> Batch:
+        """Drop the jobs whose Future was cancelled before they started (they are
+        cancelled jobs); with ``start``, mark the others' Futures running. A batch
+        taken ahead (sent to a worker before its turn) is not marked: its Futures can
+        still be cancelled, and such a job then runs with its result dropped
+        (``run.meta["results_dropped"]``)."""
+        futures = self.pool._futures
+        if not futures:
+            return batch
+        keep, dropped = [], []
+        for item in batch:
+            fut = futures.get(item[0])
+            if fut is None or fut.running():
+                keep.append(item)
+            elif fut.set_running_or_notify_cancel() if start else not fut.cancelled():
+                keep.append(item)
+            else:
+                dropped.append(item[0])
+                futures.pop(item[0], None)
+        if not dropped:
+            return batch
+        self.q.cancel_jobs(dropped)
+        return Batch.of(keep)
+
+    # -- settling ----------------------------------------------------------------------
+
+    def _settle(self, slot: Slot, batch: Batch, res: BatchResult) -> bool:
+        """Settle what a driver's batch did (rows, and the jobs that did not run)."""
+        n = len(res)
+        whole = n == len(batch)
+        items = (batch if whole else batch[:n]) if res.items is None else res.items
+        rest = (EMPTY if whole else batch[n:]) if res.rest is None else res.rest
+        return self.commit(slot, items, res, rest, from_driver=True)
+
+    def commit(
+        self, slot: Slot, items: Batch, res: BatchResult, rest: Batch, from_driver: bool = False
+    ) -> bool:
+        """Settle rows ``res`` of ``items`` and the unrun ``rest``; record, requeue,
+        resolve futures. False if the slot was abandoned meanwhile (its rows were
+        settled by whoever took them)."""
+        pool, n = self.pool, len(items)
+        stopping = self.q.phase >= Phase.CANCELLING
+        s = settle(items, res, pool._retry, pool._seed, stopping, rest)
+        if n:
+            per = (res.t1[n - 1] - res.t0[0]) / n
+            slot.ema = 0.7 * slot.ema + 0.3 * per if slot.ema else per
+
+        def record(s: Settlement) -> bool:
+            if from_driver and slot.abandoned:
+                return False
+            results = res.results[:n] if pool._keep_results and res.results else None
+            slot.rec.add(s.items, res, n, s.out, s.errors, s.backoff, results)
+            return True
+
+        if not self.q.apply(s, record):
+            return False
+        for level, msg, args in s.logs:
+            log.log(level, msg, *args)
+        if pool._futures:
+            self._resolve(s)
+        return True
+
+    def _resolve(self, s: Settlement) -> None:
+        futures = self.pool._futures
+        failed_rows = {f.row for f in s.res.failures}
+        values = s.res.results or [None] * len(s.items)
+        done: list[tuple[Any, int, Any]] = [
+            (futures.pop(job_id, None), 0, values[row])
+            for row, job_id in enumerate(s.items.ids)
+            if row not in failed_rows
+        ]
+        done += [(futures.pop(job_id, None), code, exc) for job_id, code, exc in s.finals]
+        for fut, code, value in done:
+            if fut is None:
+                continue
+            try:
+                if code == 0:
+                    fut.set_result(value)
+                elif code == ST_FAILED:
+                    fut.set_exception(value)
+                elif not fut.cancel():  # a running job that the pool stopped
+                    fut.set_exception(Cancelled("the job was cancelled"))
+            except InvalidStateError:  # cancelled by its owner after it was sent ahead
+                self.results_dropped += 1
+
+    # -- timeouts and stops ------------------------------------------------------------
+
+    def overdue(self, now: float) -> None:
+        """The coordinator's deadline check: take attempts past their deadline."""
+        for slot in list(self.slots):
+            claim = self.backend.overdue(slot, now)
+            if claim is not None:
+                self._time_out(slot, *claim)
+
+    def _time_out(self, slot: Slot, i: int, t0: float) -> None:
+        """Fail attempt ``i`` of ``slot``'s batch as timed out, keep the rows before it,
+        requeue the rest, and replace the worker."""
+        now = self.spec.clock.now()
+        batch, res = slot.batch or EMPTY, slot.res or BatchResult()
+        with self.q.lock:
+            slot.abandoned = True
+        slot.state.cancel_event.set()  # a cooperative handler may still stop
+        self.backend.stop_worker(slot)
+        how = (
+            "the worker process was killed" if self.backend.can_kill else "the thread was abandoned"
+        )
+        kept = res.prefix(i)
+        crash_row(kept, TimeoutError(f"attempt exceeded timeout={self.spec.timeout}s; {how}"),
+                  t0, now, TIMEOUT)  # fmt: skip
+        self._abandon(slot)
+        if self.q.phase < Phase.STOPPING:
+            self._start_slot(slot.worker, slot.rec)
+        self.commit(slot, batch[: i + 1], kept, batch[i + 1 :])
+
+    def _abandon(self, slot: Slot) -> None:
+        if slot.thread is not None and slot.thread.is_alive():
+            slot.thread.name = f"qlab-abandoned-{slot.worker}"
+            self.abandoned += 1
+
+    def cancel_pending(self) -> None:
+        """Cancel the jobs that wait; running attempts finish, and nothing more starts."""
+        if self.q.advance_phase(Phase.CANCELLING) >= Phase.CANCELLING:
+            return
+        for slot in self.slots:
+            slot.state.stop = True  # leave the batch after the running attempt
+        if self.started:
+            self.backend.stop_intake()
+        ids = self.q.cancel_waiting()
+        futures = self.pool._futures
+        if futures:
+            for job_id in ids:
+                fut = futures.pop(job_id, None)
+                if fut is not None:
+                    fut.cancel()
+
+    def abort(self) -> None:
+        """Stop running attempts too: cancel them cooperatively, and after a short wait
+        take their batches over (the process backend kills its workers)."""
+        self.hard = True
+        self.cancel_pending()
+        self.q.advance_phase(Phase.STOPPING)
+        for slot in self.slots:
+            slot.state.stop = True
+            slot.state.cancel_event.set()
+        if self.started:
+            self.backend.close(kill=True)
+        me = threading.current_thread()
+        deadline = time.monotonic() + 1.0  # one second for all of them together
+        for slot in list(self.slots):
+            if slot.thread is not None and slot.thread is not me:
+                slot.thread.join(max(deadline - time.monotonic(), 0))
+        now = self.spec.clock.now()
+        for slot in list(self.slots):
+            if slot.thread is None or not slot.thread.is_alive():
+                continue
+            with self.q.lock:
+                if slot.abandoned:
+                    continue
+                slot.abandoned = True
+            batch, res = slot.batch or EMPTY, slot.res or BatchResult()
+            log.warning("worker %d did not stop; its attempt is abandoned", slot.worker)
+            n = len(res)
+            kept = res.prefix(n)
+            if n < len(batch):
+                cur = slot.state.running()
+                stopped = Cancelled("stopped by a second interrupt")
+                crash_row(kept, stopped, cur[2] if cur else None, now, CANCELLED)
+                n += 1
+            self._abandon(slot)
+            self.commit(slot, batch[:n], kept, batch[n:])
+
+    def join(self) -> None:
+        """Wait for every driver thread (not the abandoned ones) and the coordinator."""
+        me = threading.current_thread()
+        for slot in list(self.slots):
+            if slot.thread is not None and slot.thread is not me and not slot.abandoned:
+                slot.thread.join()
+        if self.coordinator is not None:
+            self.coordinator.join()
+        self.joined = True
+
+    def close(self) -> None:
+        """Release the backend's workers and the workload's resources (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.started:
+                self.backend.close(kill=self.hard)
+        finally:
+            closer = getattr(self._opened, "__qlab_close__", None)
+            if callable(closer):
+                try:
+                    closer()
+                except Exception:
+                    log.exception("the workload's __qlab_close__ failed")
+
+    def emit_progress(self) -> None:
+        counts = self.q.counts()
+        counts["elapsed_s"] = self.spec.clock.now() - self.pool._trace.origin
+        total = self.pool._meta.get("jobs_total")
+        if total is not None:
+            counts["total"] = total
+        self.pool._hooks.call("on_progress", counts)

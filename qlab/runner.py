@@ -1,0 +1,80 @@
+"""``qlab.run``: a fresh pool over an iterable of payloads, returned as a traced Run.
+
+It feeds the payloads with backpressure, waits for every job, and joins the pool.
+Ctrl-C, SIGTERM or ``stop=`` (see :mod:`qlab.signals`) cancel the pending jobs, give
+running attempts the pool's ``grace`` and still return the Run.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from qlab.engine import Pool
+from qlab.signals import Interrupts, noting_signals, why
+
+__all__ = ["run"]
+
+
+def run(
+    handler: Callable[[Any], Any],
+    payloads: Iterable[Any],
+    workers: int = 4,
+    *,
+    stop: threading.Event | None = None,
+    **options: Any,
+) -> Any:
+    """Run ``handler`` over ``payloads`` on a fresh pool and return the traced Run.
+
+    Takes the options of :class:`qlab.Pool`. Payloads are fed with backpressure, so a
+    generator of a million payloads runs in bounded memory (only the trace grows).
+    Ctrl-C or SIGTERM cancels the pending jobs, gives running attempts ``grace``
+    seconds (a second Ctrl-C stops them at once) and still returns the Run, in which
+    every job has one final status; ``run.meta["interrupted"]`` says why. Setting
+    ``stop`` (a ``threading.Event``, from another thread) does the same as Ctrl-C.
+
+    If iterating ``payloads`` raises, the pool is stopped as by Ctrl-C and the error
+    propagates; the Run of what did run is attached to it as ``exc.qlab_run``.
+
+    Returns:
+        A :class:`qlab.Run`.
+
+    Example:
+        >>> import qlab
+        >>> run = qlab.run(qlab.workloads.seed(), range(100), workers=4)
+        >>> run.summary()[["ok", "failed"]].tolist()
+        [10, 90]
+    """
+    if isinstance(payloads, str | bytes) or not isinstance(payloads, Iterable):
+        raise TypeError(f"payloads must be an iterable of payloads, got {payloads!r}")
+    total = len(payloads) if hasattr(payloads, "__len__") else None
+    interrupts = Interrupts(stop=stop)
+    # In the main thread, Ctrl-C and SIGTERM are only noted, and raised by the engine
+    # where it waits, so an interrupt never lands halfway through an update of the
+    # queue's books (nor between the pool's start and this try).
+    with noting_signals() as noted:
+        interrupts.noted = noted
+        pool = Pool(handler, workers, _futures=False, _interrupts=interrupts, _total=total,
+                    **options)  # fmt: skip
+        try:
+            pool._feed(payloads)
+            pool.shutdown(wait=False)
+            pool._wait_idle(None)
+            pool._join()
+        except KeyboardInterrupt as exc:
+            if total is not None:
+                pool._queue.cancel_unsubmitted(total)
+            pool._interrupted(why(exc))
+        except BaseException as exc:
+            pool._interrupted("error")
+            if isinstance(exc, Exception):
+                exc.qlab_run = pool.trace()  # type: ignore[attr-defined]
+                exc.add_note("the Run of the jobs that ran is attached as exc.qlab_run")
+            raise
+    result = pool.trace()
+    late = interrupts.unseen()
+    if late and "interrupted" not in result.meta:
+        # a Ctrl-C after the last job, while the pool was being joined: still say so
+        result.meta["interrupted"] = late
+    return result
