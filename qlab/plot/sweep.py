@@ -22,6 +22,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
 from qlab.plot._style import (
     _PCT_STYLES,
@@ -32,7 +33,6 @@ from qlab.plot._style import (
     _worker_axis,
 )
 from qlab.plot.contention import _with_meta, contention
-from qlab.usl import usl
 
 __all__ = [
     "SweepPlots",
@@ -73,34 +73,41 @@ def _per_backend(
     return stats
 
 
-def _fit_params(fits: Mapping[str, Any] | pd.DataFrame) -> dict[str, tuple[float, ...]]:
-    """{backend: (lam, sigma, kappa, peak_workers)} from a dict of fit objects or a DataFrame."""
+def _fit_rows(fits: Mapping[str, Any] | pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """{backend: {lam, sigma, kappa, peak_workers, ...}} from fit objects or a DataFrame."""
     rows = fits.to_dict("index") if isinstance(fits, pd.DataFrame) else fits
     out = {}
     for backend, f in rows.items():
-        get = f.get if isinstance(f, Mapping) else lambda k, d=None, f=f: getattr(f, k, d)
-        lam, sigma, kappa = (float(get(k)) for k in ("lam", "sigma", "kappa"))
-        if not all(map(math.isfinite, (lam, sigma, kappa))):
+        d = dict(f) if isinstance(f, Mapping) else getattr(f, "to_dict", lambda f=f: vars(f))()
+        if not all(math.isfinite(float(d.get(k, math.nan))) for k in ("lam", "sigma", "kappa")):
             continue
-        peak = float(get("peak_workers", math.nan))
-        if math.isnan(peak):
-            peak = math.sqrt((1 - sigma) / kappa) if kappa > 0 else math.inf
-        out[str(backend)] = (lam, sigma, kappa, peak)
+        if math.isnan(float(d.get("peak_workers", math.nan))):
+            kappa = float(d["kappa"])
+            d["peak_workers"] = math.sqrt((1 - d["sigma"]) / kappa) if kappa > 0 else math.inf
+        out[str(backend)] = d
     return out
 
 
 def scaling(
-    df: pd.DataFrame, fits: Mapping[str, Any] | pd.DataFrame | None = None, ax: Axes | None = None
+    df: pd.DataFrame,
+    fits: Mapping[str, Any] | pd.DataFrame | None = None,
+    ax: Axes | None = None,
+    *,
+    bands: bool = True,
 ) -> Axes:
     """Throughput vs workers per backend, with ideal linear scaling and optional USL fits.
 
     Ideal (dashed) = mean throughput at the lowest worker count x N / N_lowest.
-    USL (dotted): X(N) = lam N / (1 + sigma (N-1) + kappa N (N-1)).
+    USL (dotted): X(N) = lam N / (1 + sigma (N-1) + kappa N (N-1)). With ``bands``: the
+    shaded band is each point's confidence interval of the mean throughput (from
+    ``throughput_ci_low/high``; min to max of the repeats for frames without them), and
+    the hatched band the fit's prediction band (where a new run would fall).
 
     Args:
-        df: sweep frame (backend, workers, repeat, throughput).
+        df: sweep frame (backend, workers, repeat, throughput[, throughput_ci_*]).
         fits: {backend: fit with lam/sigma/kappa[/peak_workers]} or a DataFrame indexed by backend.
         ax: Axes to draw on; a new figure when None.
+        bands: draw the bands (and say what they are in the legend).
 
     Returns:
         The Axes. Ideal lines have gid "ideal:<backend>", fit curves "usl:<backend>".
@@ -108,26 +115,47 @@ def scaling(
     Example:
         >>> scaling(sweep.df, fits=sweep.fit())  # doctest: +SKIP
     """
+    from qlab.plot import uncertainty as unc
+
     ax = _get_ax(ax)
-    stats = _per_backend(ax, df, "throughput")
     colors = _backend_colors(df["backend"])
-    params = _fit_params(fits) if fits is not None else {}
+    has_ci = bands and {"throughput_ci_low", "throughput_ci_high"} <= set(df.columns)
+    stats = _per_backend(ax, df, "throughput", band=bands and not has_ci)
+    ci_text = unc.draw_ci(ax, df, colors) if has_ci else None
+    rows = _fit_rows(fits) if fits is not None else {}
+    top = float(df["workers"].max())
+    pred = False
     for backend, s in stats.items():
         n = s.index.to_numpy(dtype=float)
         ideal = s["mean"].iloc[0] * n / n[0]
         ax.plot(n, ideal, "--", color=colors[backend], lw=1, alpha=0.8, gid=f"ideal:{backend}")
-        if backend in params:
-            lam, sigma, kappa, peak = params[backend]
-            grid = np.linspace(n.min(), n.max(), 200)
-            curve = usl(grid, lam, sigma, kappa)
-            peak_s = "∞" if math.isinf(peak) else f"{peak:.3g}"
-            label = rf"{backend} USL: $\sigma$={sigma:.3g}, $\kappa$={kappa:.2g}, peak N≈{peak_s}"
-            ax.plot(
-                grid, curve, ":", color=colors[backend], lw=2, label=label, gid="usl:" + backend
+        if backend in rows:
+            r = rows[backend]
+            ns = {
+                k: "" if r.get(f"{k}_significant", True) else " (n.s.)" for k in ("sigma", "kappa")
+            }
+            label = (
+                rf"{backend} USL: $\sigma$={unc.small(r['sigma'])}{ns['sigma']}, "
+                rf"$\kappa$={unc.small(r['kappa'])}{ns['kappa']}, "
+                f"peak {unc.peak_text(r['peak_workers'], top)}"
             )
+            g = df[df["backend"].astype(str) == backend]
+            g.name = backend
+            pred |= unc.draw_fit(ax, g, r, colors[backend], label, bands)
     ax.plot([], [], "--", color="grey", lw=1, label="ideal linear scaling")
-    ax.set_ylim(bottom=0, top=max(s["max"].max() for s in stats.values()) * 1.5 if stats else None)
-    return _finish(ax, "Throughput vs workers", "throughput (jobs/s)", df)
+    highs = [s["max"].max() for s in stats.values()]
+    if has_ci:
+        highs.append(float(np.nanmax(df["throughput_ci_high"].to_numpy(dtype=float))))
+    ax.set_ylim(bottom=0, top=max(highs) * 1.15 if highs else None)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    handles, _ = ax.get_legend_handles_labels()
+    level = float(next(iter(rows.values())).get("confidence", 0.95)) if rows else 0.95
+    handles += unc.legend_patches(ci_text, pred, level)
+    reps = df["repeat"].nunique() if "repeat" in df.columns else 1
+    title = f"mean of {reps} repeats" + ("" if has_ci or reps < 2 else ", band = min to max")
+    _finish(ax, "Throughput vs workers", "throughput (jobs/s)", handles=handles)
+    ax.get_legend().set_title(title, prop={"size": "small"})
+    return ax
 
 
 def speedup(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -256,9 +284,10 @@ class SweepPlots:
             warnings.warn(f"USL fit failed, plotting without it: {exc}", stacklevel=3)
             return None
 
-    def scaling(self, *, fit: bool = True, ax: Axes | None = None) -> Axes:
+    def scaling(self, *, fit: bool = True, ax: Axes | None = None, bands: bool = True) -> Axes:
         """See :func:`scaling`; with ``fit`` the curve comes from ``sweep.fit()``."""
-        return scaling(self._sweep.df, fits=self._fits() if fit else None, ax=ax)
+        fits = self._fits() if fit else None
+        return scaling(self._sweep.df, fits=fits, ax=ax, bands=bands)
 
     def speedup(self, ax: Axes | None = None) -> Axes:
         """See :func:`speedup`."""

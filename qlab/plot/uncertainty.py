@@ -1,0 +1,98 @@
+"""Uncertainty on sweep charts: confidence bands of measured points, the fitted USL
+curve with its prediction band, and numbers written for people (1,234 jobs/s; 0.0001,
+not 1e-04; a peak beyond the measured range said so).
+
+Example:
+    >>> count(12345.6), small(0.000104), peak_text(96.5, 16), peak_text(8.2, 16)
+    ('12,346', '0.0001', 'beyond the measured range (max 16)', '≈8.2 workers')
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.patches import Patch
+
+__all__ = ["count", "draw_ci", "draw_fit", "peak_text", "small"]
+
+
+def count(value: float) -> str:
+    """A count or rate with thousands separators and no decimals: ``12,346``."""
+    return "n/a" if not math.isfinite(value) else f"{value:,.0f}"
+
+
+def small(value: float, digits: int = 2) -> str:
+    """A small coefficient in positional notation with ``digits`` significant digits."""
+    if not math.isfinite(value):
+        return "n/a"
+    if value == 0:
+        return "0"
+    return np.format_float_positional(value, precision=digits, fractional=False, trim="-")
+
+
+def peak_text(peak: float, max_workers: float) -> str:
+    """Where the fitted peak is, in words that do not claim more than was measured."""
+    if math.isinf(peak):
+        return "none (κ = 0)"
+    if peak > max_workers:
+        return f"beyond the measured range (max {max_workers:g})"
+    return f"≈{peak:.1f} workers"
+
+
+def draw_ci(ax: Axes, df: pd.DataFrame, colors: dict[str, Any]) -> str | None:
+    """Shade each backend's throughput interval (``throughput_ci_low/high``) between the
+    points; returns the legend text of the band, or None when the frame has none."""
+    cols = ["throughput_ci_low", "throughput_ci_high"]
+    if not set(cols) <= set(df.columns) or not df[cols].notna().any().any():
+        return None
+    for backend, g in df.groupby(df["backend"].astype(str), sort=True):
+        s = g.groupby("workers")[cols].first().sort_index()
+        ax.fill_between(s.index.to_numpy(dtype=float), s[cols[0]], s[cols[1]],
+                        color=colors[backend], alpha=0.25, linewidth=0)  # fmt: skip
+    return "band: confidence interval of the mean"
+
+
+def draw_fit(
+    ax: Axes, g: pd.DataFrame, row: dict[str, Any], color: Any, label: str, band: bool
+) -> bool:
+    """Draw the USL curve of ``row`` (lam, sigma, kappa[, model, noise, confidence]) over
+    the measured workers of ``g`` and, with ``band``, its prediction band, from a refit of
+    ``g`` with the same options. Returns whether a band was drawn."""
+    from qlab import usl
+
+    n = g["workers"].to_numpy(dtype=float)
+    grid = np.linspace(n.min(), n.max(), 200)
+    curve = usl.usl(grid, row["lam"], row["sigma"], row["kappa"])
+    ax.plot(grid, curve, ":", color=color, lw=2, label=label, gid="usl:" + str(g.name))
+    if not band:
+        return False
+    opts = {k: row[k] for k in ("model", "noise", "confidence") if k in row}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = usl.fit(g["workers"], g["throughput"], **opts)
+    except ValueError:
+        return False
+    low, high = fit.band(grid, "prediction")
+    if not np.isfinite(low).all():
+        return False
+    ax.fill_between(grid, np.maximum(low, 0), high, facecolor="none", edgecolor=color,
+                    hatch="////", linewidth=0, alpha=0.45)  # fmt: skip
+    return True
+
+
+def legend_patches(ci_text: str | None, pred: bool, confidence: float) -> list[Patch]:
+    """Proxy legend entries for the two kinds of band."""
+    level = f"{confidence:.0%}"
+    out = []
+    if ci_text:
+        out.append(Patch(color="grey", alpha=0.3, label=f"{ci_text} ({level}, t)"))
+    if pred:
+        out.append(Patch(facecolor="none", edgecolor="grey", hatch="////",
+                         label=f"hatched: fit's {level} prediction band (a new run)"))  # fmt: skip
+    return out
