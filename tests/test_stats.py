@@ -118,3 +118,15 @@ def test_ratio_ci():
 def test_check_confidence_names_the_parameter(bad):
     with pytest.raises(ValueError, match="confidence"):
         stats.check_confidence(bad)
+
+
+def test_latency_cis_for_run_summary():
+    lat = np.random.default_rng(9).exponential(size=5000)
+    cis = stats.latency_cis(lat)
+    assert list(cis) == [
+        f"latency_{p}_s_ci_{end}" for p in ("p50", "p95", "p99") for end in ("low", "high")
+    ]
+    for p, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        point = float(np.quantile(lat, q))
+        assert cis[f"latency_{p}_s_ci_low"] <= point <= cis[f"latency_{p}_s_ci_high"]
+    assert math.isnan(stats.latency_cis([])["latency_p95_s_ci_low"])
