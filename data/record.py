@@ -32,6 +32,11 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "reference"
 THREAD, PROCESS = range(1, 17), range(1, 9)
 REPEATS = 3
+FIT_COLUMNS = [
+    "lam", "lam_ci_low", "lam_ci_high", "sigma", "sigma_ci_low", "sigma_ci_high", "kappa",
+    "kappa_ci_low", "kappa_ci_high", "sigma_significant", "kappa_significant", "peak_workers",
+    "peak_workers_ci_low", "peak_workers_ci_high", "r2",
+]  # fmt: skip
 TRIES, QUIET = 2, 0.15  # record a sweep again (once) if others used >= 0.15 CPUs meanwhile
 
 # name -> (workload, backend, worker counts, jobs per run); jobs are chosen so that the
@@ -96,7 +101,7 @@ def fits() -> pd.DataFrame:
             "x1": mean.iloc[0],
             "x_max": mean.max(),
             "at_workers": mean.idxmax(),
-            **fit[["lam", "sigma", "kappa", "peak_workers", "r2"]].to_dict(),
+            **fit[FIT_COLUMNS].to_dict(),
         }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("sweep")
 
