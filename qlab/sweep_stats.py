@@ -3,7 +3,7 @@
 A *point* is one (backend, workers) pair of a sweep, measured by one or more repeats.
 
 - ``throughput_ci_low`` / ``_high``: Student's t interval of the mean throughput of the
-  repeats (:func:`qlab.stats.mean_ci`); NaN with one repeat.
+  repeats (:func:`qlab.stats.mean_ci`), its low end at least 0; NaN with one repeat.
 - ``latency_p50_s_ci_low`` ... ``latency_p99_s_ci_high``: intervals of the percentiles of
   the latencies of every job of the point's repeats, pooled
   (:func:`qlab.stats.quantile_ci`: scipy's BCa bootstrap, seeded, or order statistics
@@ -63,7 +63,8 @@ def point_columns(
             ``precise`` (None: ``DEFAULT_PRECISION``). seed: seeds the bootstrap.
     """
     ci = stats.mean_ci(throughputs, confidence)
-    out: dict[str, Any] = {"throughput_ci_low": ci.low, "throughput_ci_high": ci.high}
+    # throughput is never negative: a t interval of 2 scattered repeats can reach below 0
+    out: dict[str, Any] = {"throughput_ci_low": max(ci.low, 0.0), "throughput_ci_high": ci.high}
     lat = stats.quantile_ci(list(latencies), list(QUANTILES.values()), confidence, seed=seed)
     for name, interval in zip(QUANTILES, lat, strict=True):
         out[f"{name}_ci_low"], out[f"{name}_ci_high"] = interval.low, interval.high
