@@ -149,6 +149,7 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False  # stop() joins the connection threads itself
+    request_queue_size = 128  # the default 5 drops SYNs of many workers connecting at once
 
     def __init__(self, pool: int, service_s: float) -> None:
         self.slots = threading.BoundedSemaphore(pool)
