@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["check_int", "check_seconds", "describe"]
+from qlab.retry import NO_RETRY, Retry
+
+__all__ = ["check_int", "check_retry", "check_seconds", "describe", "progress_hook"]
 
 
 def check_int(name: str, value: Any, low: int) -> int:
@@ -49,3 +51,31 @@ def describe(handler: Any) -> str:
         return f"{getattr(handler, '__module__', '?')}.{handler.__qualname__}"
     text = repr(handler)
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def progress_hook() -> Any:
+    """``progress=True``: a tqdm bar (a widget in Jupyter), else a log line."""
+    try:
+        from qlab.progress import TqdmProgress
+
+        return TqdmProgress()
+    except ImportError:
+        from qlab.hooks import LogProgress
+
+        return LogProgress()
+
+
+def check_retry(retry: Any) -> Retry:
+    """A retry policy from what ``retry=`` takes: a Retry, an int (max retries), None.
+
+    Example:
+        >>> check_retry(2).max_retries, check_retry(None).max_retries
+        (2, 0)
+    """
+    if retry is None:
+        return NO_RETRY
+    if isinstance(retry, int) and not isinstance(retry, bool):
+        return Retry(max_retries=check_int("retry", retry, 0))
+    if not isinstance(retry, Retry):
+        raise TypeError(f"retry must be a qlab.Retry, an int or None, got {retry!r}")
+    return retry

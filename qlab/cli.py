@@ -16,8 +16,12 @@ import logging
 import math
 import signal
 import sys
+import tempfile
 import warnings
+from pathlib import Path
 from typing import Any
+
+from qlab.backends import BACKENDS
 
 __all__ = ["main"]
 
@@ -55,6 +59,43 @@ def _positive(kind: type, low: float) -> Any:
     return parse
 
 
+def _writable(path: Path) -> None:
+    """Fail now, not after the work, if nothing can be written at ``path``: try a
+    scratch file in its nearest existing folder."""
+    folder = path if path.is_dir() else path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write to {str(path)!r}: {exc}") from None
+
+
+def _out_folder(text: str) -> Path:
+    """A folder to save a trace in (created later): not a file, and writable."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder")
+    _writable(path)
+    return path
+
+
+def _out_file(*suffixes: str) -> Any:
+    def parse(text: str) -> Path:
+        path = Path(text)
+        if path.suffix.lower() not in suffixes:
+            raise argparse.ArgumentTypeError(
+                f"expected a file name ending in {' or '.join(suffixes)}, got {text!r}"
+            )
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file")
+        _writable(path)
+        return path
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qlab", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -68,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
         help="noop, sleep, cpu, sha256, contended, flaky, seed (default); "
         "parameters as NAME:key=value,... e.g. sleep:ms=2",
     )
-    r.add_argument("--backend", choices=("thread", "process"), default="thread")
+    r.add_argument("--backend", choices=BACKENDS, default="thread")
     r.add_argument("--retries", type=_positive(int, 0), default=3, help="max retries (3)")
     r.add_argument(
         "--backoff",
@@ -81,7 +122,9 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=_positive(float, 1e-9), default=None, help="seconds one attempt may take"
     )
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--out", default=None, help="save the run's trace to this folder")
+    r.add_argument(
+        "--out", type=_out_folder, default=None, help="save the run's trace to this folder"
+    )
     r.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     r.add_argument(
         "--progress",
@@ -214,8 +257,12 @@ def _add_sweep(sub: Any) -> None:
     s.add_argument("--jobs", type=_positive(int, 1), help=f"jobs per run ({DEFAULT_JOBS})")
     s.add_argument("--repeats", type=_positive(int, 1), default=3, help="runs per point (3)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", default=None, help="save the sweep (.parquet, or .csv)")
-    s.add_argument("--plot", default=None, help="save the sweep's charts to this image")
+    s.add_argument(
+        "--out", type=_out_file(".parquet", ".csv"), help="save the sweep (.parquet, or .csv)"
+    )
+    s.add_argument(
+        "--plot", type=_out_file(".png", ".svg", ".pdf"), help="save the sweep's charts (.png...)"
+    )
     s.add_argument("--json", action="store_true", help="print points and fits as JSON")
     s.add_argument("--progress", action="store_true", help="log a line per run")
     s.add_argument("-v", "--verbose", action="store_true", help="log every retry")

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from concurrent.futures import InvalidStateError
 from typing import TYPE_CHECKING, Any
 
+from qlab import takeover
 from qlab.backends.base import BatchResult, Slot, crash_row
 from qlab.batches import EMPTY, Batch
-from qlab.codes import CANCELLED, ST_FAILED, TIMEOUT
+from qlab.codes import ST_FAILED
 from qlab.context import Cancelled, WorkerState
 from qlab.coordinator import Coordinator
 from qlab.jobqueue import Phase
@@ -48,6 +48,7 @@ class Drivers:
         self.abandoned = 0  # threads left running a timed-out attempt
         self.results_dropped = 0  # results of jobs whose Future was cancelled meanwhile
         self.joined = False
+        self._turn = 0  # the inline backend's next lane
         self.hard = False  # running attempts were stopped (workers are killed, not parked)
         self.coordinator: Coordinator | None = None
         self._opened: Any = None
@@ -68,13 +69,13 @@ class Drivers:
         for w in range(pool._workers):
             rec = Recorder(w, pool._keep_results)
             pool._trace.recorders.append(rec)
-            self._start_slot(w, rec)
+            self.start_slot(w, rec)
         pool._trace.origin = spec.clock.now()
         progress = self.emit_progress if len(pool._hooks) else None
         self.coordinator = Coordinator(self.q, spec.clock, spec.timeout, self.overdue, progress)
         self.coordinator.start()
 
-    def _start_slot(self, worker: int, rec: Recorder) -> Slot:
+    def start_slot(self, worker: int, rec: Recorder) -> Slot:
         state = WorkerState(
             worker,
             self.spec.seed,
@@ -106,9 +107,16 @@ class Drivers:
             batch = self._next(slot, res.ahead)
 
     def drive(self) -> None:
-        """Run every ready batch in the calling thread (backends with ``in_caller``)."""
-        slot = self.slots[0] if self.slots else None
-        while slot is not None and (batch := self._next(slot, block=False)) is not None:
+        """Run every ready batch in the calling thread (backends with ``in_caller``),
+        handing batches to the workers in turn: one thread, ``workers`` lanes."""
+        if not self.slots:
+            return
+        while True:
+            slot = self.slots[self._turn % len(self.slots)]
+            batch = self._next(slot, block=False)
+            if batch is None:
+                return
+            self._turn += 1
             self._settle(slot, batch, self._run(slot, batch))
 
     def _run(self, slot: Slot, batch: Batch) -> BatchResult:
@@ -177,9 +185,11 @@ class Drivers:
         keep, dropped = [], []
         for item in batch:
             fut = futures.get(item[0])
-            if fut is None or fut.running():
-                keep.append(item)
-            elif fut.set_running_or_notify_cancel() if start else not fut.cancelled():
+            if (
+                fut is None
+                or fut.running()
+                or (fut.set_running_or_notify_cancel() if start else not fut.cancelled())
+            ):
                 keep.append(item)
             else:
                 dropped.append(item[0])
@@ -257,32 +267,7 @@ class Drivers:
         for slot in list(self.slots):
             claim = self.backend.overdue(slot, now)
             if claim is not None:
-                self._time_out(slot, *claim)
-
-    def _time_out(self, slot: Slot, i: int, t0: float) -> None:
-        """Fail attempt ``i`` of ``slot``'s batch as timed out, keep the rows before it,
-        requeue the rest, and replace the worker."""
-        now = self.spec.clock.now()
-        batch, res = slot.batch or EMPTY, slot.res or BatchResult()
-        with self.q.lock:
-            slot.abandoned = True
-        slot.state.cancel_event.set()  # a cooperative handler may still stop
-        self.backend.stop_worker(slot)
-        how = (
-            "the worker process was killed" if self.backend.can_kill else "the thread was abandoned"
-        )
-        kept = res.prefix(i)
-        crash_row(kept, TimeoutError(f"attempt exceeded timeout={self.spec.timeout}s; {how}"),
-                  t0, now, TIMEOUT)  # fmt: skip
-        self._abandon(slot)
-        if self.q.phase < Phase.STOPPING:
-            self._start_slot(slot.worker, slot.rec)
-        self.commit(slot, batch[: i + 1], kept, batch[i + 1 :])
-
-    def _abandon(self, slot: Slot) -> None:
-        if slot.thread is not None and slot.thread.is_alive():
-            slot.thread.name = f"qlab-abandoned-{slot.worker}"
-            self.abandoned += 1
+                takeover.time_out(self, slot, *claim)
 
     def cancel_pending(self) -> None:
         """Cancel the jobs that wait; running attempts finish, and nothing more starts."""
@@ -301,40 +286,8 @@ class Drivers:
                     fut.cancel()
 
     def abort(self) -> None:
-        """Stop running attempts too: cancel them cooperatively, and after a short wait
-        take their batches over (the process backend kills its workers)."""
-        self.hard = True
-        self.cancel_pending()
-        self.q.advance_phase(Phase.STOPPING)
-        for slot in self.slots:
-            slot.state.stop = True
-            slot.state.cancel_event.set()
-        if self.started:
-            self.backend.close(kill=True)
-        me = threading.current_thread()
-        deadline = time.monotonic() + 1.0  # one second for all of them together
-        for slot in list(self.slots):
-            if slot.thread is not None and slot.thread is not me:
-                slot.thread.join(max(deadline - time.monotonic(), 0))
-        now = self.spec.clock.now()
-        for slot in list(self.slots):
-            if slot.thread is None or not slot.thread.is_alive():
-                continue
-            with self.q.lock:
-                if slot.abandoned:
-                    continue
-                slot.abandoned = True
-            batch, res = slot.batch or EMPTY, slot.res or BatchResult()
-            log.warning("worker %d did not stop; its attempt is abandoned", slot.worker)
-            n = len(res)
-            kept = res.prefix(n)
-            if n < len(batch):
-                cur = slot.state.running()
-                stopped = Cancelled("stopped by a second interrupt")
-                crash_row(kept, stopped, cur[2] if cur else None, now, CANCELLED)
-                n += 1
-            self._abandon(slot)
-            self.commit(slot, batch[:n], kept, batch[n:])
+        """Stop running attempts too (see :func:`qlab.takeover.abort`)."""
+        takeover.abort(self)
 
     def join(self) -> None:
         """Wait for every driver thread (not the abandoned ones) and the coordinator."""

@@ -16,7 +16,6 @@ The driver loops, timeouts and the stop paths live in :mod:`qlab.drivers`.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from collections import deque
@@ -26,12 +25,12 @@ from typing import Any
 
 from qlab import backends
 from qlab.backends.base import JobSpec
-from qlab.checks import check_int, check_seconds, describe
+from qlab.checks import check_int, check_retry, check_seconds, describe, progress_hook
 from qlab.clock import REAL_CLOCK
 from qlab.drivers import Drivers
-from qlab.hooks import HookSet, LogProgress
+from qlab.hooks import HookSet
 from qlab.jobqueue import MemoryQueue, Phase
-from qlab.retry import NO_RETRY, Retry
+from qlab.retry import Retry
 from qlab.settle import JobFailed
 from qlab.signals import Interrupts
 from qlab.trace import Trace
@@ -45,26 +44,6 @@ DEFAULT_QUEUE_SIZE = 10_000
 _POLL_S = 0.05  # how often a waiting caller looks for a noted Ctrl-C / SIGTERM / stop
 # kept importable for older code
 _check_int, _describe = check_int, describe
-
-
-def _progress_hook() -> Any:
-    """``progress=True``: a tqdm bar (a widget in Jupyter), else a log line."""
-    try:
-        from qlab.progress import TqdmProgress
-
-        return TqdmProgress()
-    except ImportError:
-        return LogProgress()
-
-
-def _check_retry(retry: Any) -> Retry:
-    if retry is None:
-        return NO_RETRY
-    if isinstance(retry, int) and not isinstance(retry, bool):
-        return Retry(max_retries=check_int("retry", retry, 0))
-    if not isinstance(retry, Retry):
-        raise TypeError(f"retry must be a qlab.Retry, an int or None, got {retry!r}")
-    return retry
 
 
 class Pool:
@@ -123,7 +102,7 @@ class Pool:
         if not callable(handler):
             raise TypeError(f"handler must be callable, got {handler!r}")
         self._workers = check_int("workers", workers, 1)
-        self._retry = retry = _check_retry(retry)
+        self._retry = retry = check_retry(retry)
         timeout = check_seconds("timeout", timeout)
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
             raise ValueError(f"seed must be an int or None, got {seed!r}")
@@ -135,7 +114,7 @@ class Pool:
         self._grace = check_seconds("grace", grace, allow_zero=True)
         self._hooks = HookSet(hooks)
         if progress:
-            self._hooks.add(_progress_hook())
+            self._hooks.add(progress_hook())
         clock = REAL_CLOCK if clock is None else clock
         if not callable(getattr(clock, "now", None)):
             raise TypeError(f"clock must have a now() method, got {clock!r}")
@@ -184,6 +163,7 @@ class Pool:
             A ``concurrent.futures.Future`` of the handler's result; a job that failed
             raises its last error; a cancelled job's Future is cancelled. Cancelling
             the Future before the job starts cancels the job (status ``cancelled``).
+            On the inline backend the job (and its retries) runs before this returns.
 
         Raises:
             RuntimeError: after shutdown.
@@ -198,8 +178,10 @@ class Pool:
 
         while self._queue.put([payload], self._clock.now(), on_ids=file, timeout=_POLL_S) is None:
             self._idle_turn()
-        if self._inline:
+        while self._inline and not fut.done():  # inline: the job runs now, retries too
             self._drivers.drive()
+            self._queue.wait_ready(_POLL_S)
+            self._interrupts.check()
         return fut
 
     def map(self, payloads: Iterable[Any]) -> Iterator[Any]:
@@ -222,36 +204,6 @@ class Pool:
             self._drivers.drive()
         self._interrupts.check()
 
-    def _feed(self, payloads: Iterable[Any]) -> None:
-        """Submit every payload (no futures), in chunks that fit the free capacity.
-
-        A list, tuple or range is sliced; any other iterable is read in chunks that
-        grow while it is quick and shrink for a slow generator.
-        """
-        q = self._queue
-        sliceable = isinstance(payloads, list | tuple | range)
-        it = iter(payloads)
-        pos = 0
-        chunk_cap = 64
-        while True:
-            while not q.wait_space(q.refill, _POLL_S):
-                self._idle_turn()
-            room = q.space()
-            if sliceable:
-                chunk = payloads[pos : pos + room]  # type: ignore[index]
-                pos += len(chunk)
-            else:
-                t = time.perf_counter()
-                chunk = list(itertools.islice(it, min(room, chunk_cap)))
-                if time.perf_counter() - t < 0.002:
-                    chunk_cap = min(chunk_cap * 2, 4096)
-                else:
-                    chunk_cap = max(chunk_cap // 2, 1)
-            if not chunk:
-                return
-            q.put(chunk, self._clock.now())
-            self._idle_turn()
-
     # -- shutdown ----------------------------------------------------------------------
 
     def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
@@ -272,14 +224,19 @@ class Pool:
     def _wait_idle(self, timeout: float | None) -> bool:
         """Wait until every job is finished; False if ``timeout`` passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        q = self._queue
         while True:
-            if self._inline:
-                self._drivers.drive()
             rem = None if deadline is None else deadline - time.monotonic()
-            if rem is not None and rem <= 0:
-                return self._queue.wait_idle(0)
-            if self._queue.wait_idle(_POLL_S if rem is None else min(rem, _POLL_S)):
+            wait = _POLL_S if rem is None else max(min(rem, _POLL_S), 0)
+            if self._inline:  # run what is ready; then wait for a retry to come due
+                self._drivers.drive()
+                q.wait_ready(wait)
+                if q.wait_idle(0):
+                    return True
+            elif q.wait_idle(wait):
                 return True
+            if rem is not None and rem <= 0:
+                return False
             self._interrupts.check()
 
     def _join(self) -> None:

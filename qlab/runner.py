@@ -7,11 +7,13 @@ running attempts the pool's ``grace`` and still return the Run.
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from qlab.engine import Pool
+from qlab.engine import _POLL_S, Pool
 from qlab.signals import Interrupts, noting_signals, why
 
 __all__ = ["run"]
@@ -58,7 +60,7 @@ def run(
         pool = Pool(handler, workers, _futures=False, _interrupts=interrupts, _total=total,
                     **options)  # fmt: skip
         try:
-            pool._feed(payloads)
+            _feed(pool, payloads)
             pool.shutdown(wait=False)
             pool._wait_idle(None)
             pool._join()
@@ -78,3 +80,40 @@ def run(
         # a Ctrl-C after the last job, while the pool was being joined: still say so
         result.meta["interrupted"] = late
     return result
+
+
+def _feed(pool: Pool, payloads: Iterable[Any]) -> None:
+    """Submit every payload (no futures), in chunks that fit the free capacity.
+
+    A list, tuple or range is sliced; any other iterable is read in chunks that
+    grow while it is quick and shrink for a slow generator.
+    """
+    q = pool._queue
+    sliceable = isinstance(payloads, list | tuple | range)
+    it = iter(payloads)
+    pos = 0
+    chunk_cap = 64
+    while True:
+        while not q.wait_space(q.refill, _POLL_S):
+            pool._idle_turn()
+        room = q.space()
+        if sliceable:
+            chunk = payloads[pos : pos + room]  # type: ignore[index]
+            pos += len(chunk)
+        else:
+            t = time.perf_counter()
+            chunk = []
+            try:
+                chunk.extend(itertools.islice(it, min(room, chunk_cap)))
+            except BaseException:
+                if chunk:  # what the iterable gave before it raised still runs
+                    q.put(chunk, pool._clock.now())
+                raise
+            if time.perf_counter() - t < 0.002:
+                chunk_cap = min(chunk_cap * 2, 4096)
+            else:
+                chunk_cap = max(chunk_cap // 2, 1)
+        if not chunk:
+            return
+        q.put(chunk, pool._clock.now())
+        pool._idle_turn()

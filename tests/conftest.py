@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-BACKENDS = ["thread", "process"]
+BACKENDS = ["thread", "process", "inline"]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -54,3 +54,21 @@ def test_bad_arguments_exit_nonzero_naming_the_argument(args, name):
     )
     assert proc.returncode == 2
     assert name in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "name"),
+    [
+        (["run", "--out", "/proc/qlab-cannot-write-here"], "--out"),
+        (["sweep", "--out", "/proc/x/sweep.parquet"], "--out"),
+        (["sweep", "--out", "sweep.txt"], "--out"),
+        (["sweep", "--plot", "/proc/x/scaling.png"], "--plot"),
+        (["sweep", "--plot", "scaling.docx"], "--plot"),
+    ],
+)
+def test_outputs_are_checked_before_any_job_runs(args, name, capsys):
+    """Regression: --out and --plot were checked only after the work was done."""
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--workers", "1", "--jobs", "100000", "--workload", "sleep:ms=100"])
+    assert info.value.code == 2
+    assert name in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The engine's contract (DESIGN.md), run against every backend."""
+"""The engine's contract (docs/design.md), run against every backend."""
 
 from __future__ import annotations
 
@@ -167,7 +167,9 @@ def test_seed_workload_matches_the_go_original():
 
 
 @pytest.fixture
-def gate():
+def gate(backend):
+    if backend == "inline":
+        pytest.skip("inline runs jobs in the test's own thread: a job blocking on it blocks it")
     g = SocketGate()
     yield g
     g.close()
@@ -301,15 +303,16 @@ def test_a_cooperative_handler_sees_its_deadline(backend):
         range(8),
         workers=2,
         backend=backend,
-        timeout=0.2,
-        retry=qlab.Retry(2, backoff=None),
+        timeout=1.0,
+        retry=qlab.Retry(3, backoff=None),
         keep_results=True,
     )
     jobs = run.jobs.set_index("job_id")
     assert jobs.status.eq("ok").all() and jobs.result.tolist() == list(range(8))
-    assert jobs.attempts.tolist() == [1, 1, 1, 2, 1, 1, 1, 1]
+    assert jobs.attempts[3] >= 2  # (a stall of a second on a busy machine may add one)
     first = run.attempts.query("job_id == 3").iloc[0]
-    assert first.outcome == "timeout" and first.duration_s >= 0.2
+    assert first.outcome == "timeout" and first.error_type == "Cancelled"
+    assert "abandoned" not in first.error  # it stopped itself: nothing was taken away
 
 
 class HangsOnce:
@@ -325,16 +328,18 @@ class HangsOnce:
 
 
 def test_timeout_takes_a_stuck_attempt_away_and_retries(backend, gate):
-    run = qlab.run(HangsOnce(gate), range(8), workers=2, backend=backend, timeout=0.3,
-                   retry=qlab.Retry(2, backoff=None), keep_results=True)  # fmt: skip
+    run = qlab.run(HangsOnce(gate), range(8), workers=2, backend=backend, timeout=0.5,
+                   retry=qlab.Retry(3, backoff=None), keep_results=True)  # fmt: skip
     gate.release()  # the abandoned thread (thread backend) can now finish
     jobs = run.jobs.set_index("job_id")
     assert jobs.status.eq("ok").all() and jobs.result.tolist() == list(range(8))
-    assert jobs.attempts.tolist() == [1, 1, 1, 2, 1, 1, 1, 1]
+    assert jobs.attempts[3] >= 2  # (a stall on a busy machine may add one)
     first = run.attempts.query("job_id == 3").iloc[0]
     assert first.outcome == "timeout" and first.error_type == "TimeoutError"
-    assert "timeout=0.3" in first.error and first.duration_s >= 0.3
+    assert "timeout=0.5" in first.error and first.duration_s >= 0.5
     assert ("thread was abandoned" if backend == "thread" else "process was killed") in first.error
+    if backend == "thread":
+        assert run.meta["abandoned_threads"] >= 1
 
 
 def test_generator_runs_in_bounded_memory(backend):

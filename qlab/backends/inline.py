@@ -2,10 +2,11 @@
 
 Like Dask's synchronous scheduler, it is for debugging: a breakpoint in a handler
 stops in the thread that called ``qlab.run`` (or ``submit``), with no worker thread
-or process in between, and a traceback reads straight down. It has one worker. It
-cannot take a running attempt away: ``timeout=`` is cooperative here (the attempt's
-cancel token turns true at its deadline; a handler that raises ``Cancelled`` then is
-recorded as ``timeout``).
+or process in between, and a traceback reads straight down. ``workers=N`` gives N
+lanes that take batches in turn, one at a time, so the trace has the same shape as
+on the other backends. It cannot take a running attempt away: ``timeout=`` is
+cooperative here (the attempt's cancel token turns true at its deadline; a handler
+that raises ``Cancelled`` then is recorded as ``timeout``).
 """
 
 from __future__ import annotations
@@ -40,8 +41,6 @@ class InlineBackend:
     def start(
         self, spec: JobSpec, workers: int, take_ahead: Callable[[Slot], Batch | None]
     ) -> dict[str, Any]:
-        if workers != 1:
-            raise ValueError(f"workers must be 1 with backend='inline', got {workers!r}")
         self.spec = spec
         return {"startup_s": 0.0}
 

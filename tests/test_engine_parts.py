@@ -1,0 +1,210 @@
+"""The engine's parts on their own (no threads where none is needed), and the seams
+between them: settlement, the queue, recording and frames, hooks, the clock, the
+backend registry."""
+
+from __future__ import annotations
+
+import ast
+import logging
+from pathlib import Path
+
+import pytest
+
+import qlab
+from qlab import frames
+from qlab.backends.base import BatchResult, Failure
+from qlab.batches import EMPTY, Batch, ReadyQueue
+from qlab.codes import CANCELLED, FAILED, OK, RETRY, ST_CANCELLED, ST_FAILED, TIMEOUT
+from qlab.jobqueue import MemoryQueue, Phase
+from qlab.retry import Constant, Retry
+from qlab.settle import JobFailed, settle
+from qlab.trace import Recorder, Trace
+
+QLAB = Path(qlab.__file__).parent
+
+
+def rows(n: int, failures: list[Failure] = ()) -> BatchResult:
+    """A batch result of ``n`` one-second rows."""
+    return BatchResult(
+        [float(i) for i in range(n)], [float(i + 1) for i in range(n)], [0.5] * n, list(failures)
+    )
+
+
+# -- settlement: a pure function ------------------------------------------------------
+
+
+def test_settle_all_ok_ends_every_job():
+    s = settle(Batch(range(3), 1, "abc"), rows(3), Retry(), seed=0)
+    assert bytes(s.out) == bytes(3) and s.ok == 3 and s.done == 3
+    assert not (s.finals or s.retry_now or s.retry_later) and s.rest is EMPTY
+
+
+def test_settle_decides_retry_failure_and_cancel():
+    fails = [
+        Failure(0, RETRY, "OSError", "flaky", False),  # attempt 1 of 3: retry later
+        Failure(1, RETRY, "OSError", "flaky", False),  # attempt 3 of 3: failed
+        Failure(2, RETRY, "KeyError", "k", True),  # permanent: failed at once
+        Failure(3, CANCELLED, "Cancelled", "stop", False),
+        Failure(4, TIMEOUT, "TimeoutError", "slow", False),  # retryable, outcome timeout
+    ]
+    items = Batch([10, 11, 12, 13, 14], [1, 3, 1, 1, 2], "vwxyz")
+    s = settle(items, rows(6, fails), Retry(2, Constant(0.5)), seed=0, rest=Batch([15], [1], "!"))
+    assert list(s.out) == [RETRY, FAILED, FAILED, CANCELLED, TIMEOUT]
+    assert s.ok == 0 and [f[:2] for f in s.finals] == [
+        (11, ST_FAILED),
+        (12, ST_FAILED),
+        (13, ST_CANCELLED),
+    ]
+    assert isinstance(s.finals[0][2], JobFailed)  # no exception kept: one is made
+    assert s.retry_later == [(1.5, (10, 2, "v")), (5.5, (14, 3, "z"))]
+    assert s.backoff == {0: 0.5, 4: 0.5} and list(s.rest) == [(15, 1, "!")]
+    assert [lvl for lvl, *_ in s.logs].count(logging.ERROR) == 2
+
+
+def test_settle_while_stopping_cancels_what_would_run_again():
+    fails = [Failure(0, RETRY, "OSError", "flaky", False)]
+    s = settle(Batch(range(2), 1, "ab"), rows(1, fails), Retry(), seed=0, stopping=True,
+               rest=Batch([1], [1], "b"))  # fmt: skip
+    assert sorted(f[:2] for f in s.finals) == [(0, ST_CANCELLED), (1, ST_CANCELLED)]
+    assert not s.retry_later and not s.retry_now and s.rest is EMPTY and not s.backoff
+
+
+def test_settle_marks_a_failed_code_failed_even_with_retries_left():
+    """Regression (defect 4): a row failed because its result could not be sent back
+    is a failed attempt, never an ok one."""
+    fails = [Failure(0, FAILED, "PicklingError", "result cannot be pickled", True)]
+    s = settle(Batch(range(1), 1, "a"), rows(1, fails), Retry(3), seed=0)
+    assert list(s.out) == [FAILED] and s.finals[0][:2] == (0, ST_FAILED)
+
+
+# -- the queue ------------------------------------------------------------------------
+
+
+def test_queue_put_take_apply_and_counts():
+    q = MemoryQueue(capacity=4)
+    assert q.put(["a", "b", "c"], now=1.0) == range(3)
+    assert q.put(["d", "e"], now=1.0, timeout=0) is None  # no room: 3 + 2 > 4
+    batch = q.take_nowait(k=2)
+    assert list(batch) == [(0, 1, "a"), (1, 1, "b")] and q.busy == 1
+    fails = [Failure(1, RETRY, "OSError", "x", False)]
+    s = settle(batch, rows(2, fails), Retry(1, Constant(5)), seed=0)
+    assert q.apply(s, lambda s: True)
+    c = q.counts()
+    assert (c["ok"], c["retries"], c["attempts"], c["unfinished"]) == (1, 1, 2, 2)
+    assert q.promote(now=2.0) == 7.0  # job 1 waits until t1 (2.0) + 5
+    assert q.promote(now=7.0) is None and len(q.ready) == 2
+
+
+def test_queue_refuses_a_record_of_an_abandoned_worker():
+    q = MemoryQueue(capacity=4)
+    q.put(["a"], now=0.0)
+    s = settle(q.take_nowait(), rows(1), Retry(), seed=0)
+    assert not q.apply(s, lambda s: False)
+    assert q.counts()["ok"] == 0 and q.busy == 1  # whoever took the batch over settles it
+
+
+def test_queue_phases_only_move_forward_and_cancel_what_waits():
+    q = MemoryQueue(capacity=10)
+    q.put(list("abcd"), now=0.0)
+    assert q.advance_phase(Phase.CANCELLING) == Phase.OPEN
+    assert q.advance_phase(Phase.DRAINING) == Phase.CANCELLING  # never back
+    assert q.take_nowait() is None  # nothing starts once cancelling
+    assert q.cancel_waiting() == [0, 1, 2, 3]
+    assert bytes(q.status) == bytes([ST_CANCELLED]) * 4 and q.wait_idle(0)
+    with pytest.raises(RuntimeError, match="shut down"):
+        q.put(["e"], now=0.0)
+
+
+def test_queue_applies_a_settlement_as_stopped_once_cancelling():
+    q = MemoryQueue(capacity=10)
+    q.put(list("ab"), now=0.0)
+    batch = q.take_nowait(k=2)
+    q.advance_phase(Phase.CANCELLING)
+    s = settle(batch[:1], rows(1), Retry(), seed=0, rest=batch[1:])  # decided before
+    assert q.apply(s, lambda s: None)
+    assert q.counts()["cancelled"] == 1 and q.counts()["unfinished"] == 0 and not len(q.ready)
+
+
+def test_ready_queue_takes_by_offset_and_requeues_at_the_front():
+    r = ReadyQueue()
+    r.put(Batch(range(5), 1, "abcde"))
+    assert r.take(2).ids == range(2)
+    r.put(Batch([9], [2], "z"), front=True)
+    assert [it[0] for it in r.take(10)] == [9, 2, 3, 4] and len(r) == 0
+
+
+# -- recording and frames -------------------------------------------------------------
+
+
+def test_recorder_rows_become_frames():
+    tr = Trace(0.0, submitted=None, status=None)
+    tr.submitted.extend([0.0, 0.0])
+    tr.status.extend(bytes([0, ST_FAILED]))
+    rec = Recorder(0)
+    tr.recorders.append(rec)
+    fails = [Failure(1, RETRY, "OSError", "boom", False)]
+    s = settle(Batch(range(2), 1, "ab"), rows(2, fails), Retry(0), seed=0)
+    rec.add(s.items, s.res, 2, s.out, s.errors, s.backoff)
+    cols = frames.columns(tr)
+    att = frames.attempts_frame(tr, cols)
+    jobs = frames.jobs_frame(tr, cols)
+    assert att.outcome.tolist() == ["ok", "failed"] and att.duration_s.tolist() == [1.0, 1.0]
+    assert jobs.status.tolist() == ["ok", "failed"] and jobs.error.tolist()[1] == "boom"
+    assert jobs.latency_s.tolist() == [1.0, 2.0]
+
+
+# -- seams ----------------------------------------------------------------------------
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return names
+
+
+def test_nothing_under_backends_imports_the_engine():
+    engine_side = {"qlab.engine", "qlab.drivers", "qlab.runner", "qlab.jobqueue", "qlab.settle"}
+    for path in (QLAB / "backends").glob("*.py"):
+        assert not (_imports(path) & engine_side), path.name
+
+
+def test_no_module_is_much_over_300_lines():
+    long = {p.relative_to(QLAB): n for p in QLAB.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 360}  # fmt: skip
+    assert not long
+
+
+def test_the_backend_registry_names_each_backend_once():
+    from qlab import backends
+
+    assert backends.BACKENDS == ("thread", "process", "inline")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        backends.resolve("fork")
+    with pytest.raises(TypeError, match="backend"):
+        backends.resolve(42)
+    inline = backends.resolve("inline")
+    assert backends.resolve(inline) is inline  # an object passes through
+
+
+def test_a_backend_object_can_be_passed():
+    from qlab.backends.thread import ThreadBackend
+
+    class Named(ThreadBackend):
+        name = "my-threads"
+
+    run = qlab.run(abs, range(5), workers=2, backend=Named())
+    assert run.meta["backend"] == "my-threads" and run.summary()["ok"] == 5
+
+
+def test_outcome_and_status_names_are_defined_once():
+    from qlab.codes import JOB_STATUSES, OUTCOMES
+
+    run = qlab.run(abs, range(3))
+    assert list(run.attempts.outcome.cat.categories) == list(OUTCOMES)
+    assert list(run.jobs.status.cat.categories) == list(JOB_STATUSES)
+    assert OUTCOMES[OK] == "ok"
