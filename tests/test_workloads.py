@@ -8,7 +8,9 @@ the pool closes them, on the thread and the process backend.
 from __future__ import annotations
 
 import copy
+import doctest
 import gc
+import importlib
 import math
 import os
 import pickle
@@ -126,6 +128,17 @@ def test_import_qlab_loads_no_server_database_or_numpy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+MODULES = ["__init__", "synthetic", "checks", "owned", "web", "database", "disk", "native"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name):
+    module = importlib.import_module(f"qlab.workloads.{name}".removesuffix(".__init__"))
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+    assert result.attempted > 0
 
 
 # -- results ----------------------------------------------------------------------------
