@@ -163,7 +163,7 @@ class USLFit:
             >>> from qlab import usl as u
             >>> f = u.fit([1, 2, 4, 6, 8, 12], [10.0, 19.0, 35.0, 48.0, 60.0, 77.0])
             >>> lo, hi = f.band([3], "prediction")
-            >>> bool(lo[0] < f.predict(3)[0] < hi[0])
+            >>> bool(lo[0] < f.predict(3) < hi[0])
             True
         """
         if kind not in ("confidence", "prediction"):

@@ -130,3 +130,16 @@ def test_latency_cis_for_run_summary():
         point = float(np.quantile(lat, q))
         assert cis[f"latency_{p}_s_ci_low"] <= point <= cis[f"latency_{p}_s_ci_high"]
     assert math.isnan(stats.latency_cis([])["latency_p95_s_ci_low"])
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["qlab.stats", "qlab.usl", "qlab.uslfit", "qlab.sweep_stats", "qlab.machine",
+     "qlab.plot.uncertainty"],
+)  # fmt: skip
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0
