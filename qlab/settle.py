@@ -14,7 +14,7 @@ Example:
     ...                   [Failure(1, RETRY, "OSError", "flaky", False)])
     >>> s = settle(Batch(range(2), 1, "ab"), res, Retry(2, Constant(0.5)), seed=0)
     >>> list(s.out), s.ok, s.retry_later
-    [0, 1], 1, [(2.5, (1, 2, 'b'))]
+    ([0, 1], 1, [(2.5, (1, 2, 'b'))])
 """
 
 from __future__ import annotations
