@@ -23,13 +23,13 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
-from qlab import backends
+from qlab import backends, queues
 from qlab.backends.base import JobSpec
 from qlab.checks import check_int, check_retry, check_seconds, describe, progress_hook
 from qlab.clock import REAL_CLOCK
 from qlab.drivers import Drivers
 from qlab.hooks import HookSet
-from qlab.jobqueue import MemoryQueue, Phase
+from qlab.jobqueue import Phase
 from qlab.retry import Retry
 from qlab.settle import JobFailed
 from qlab.signals import Interrupts
@@ -66,6 +66,8 @@ class Pool:
         grace: seconds running attempts get to finish after Ctrl-C or SIGTERM.
         batch_size: jobs handed to a worker at once; None sizes batches to job speed.
         clock: the run's one clock (``qlab.testing.FakeClock`` in tests).
+        queue: where jobs wait: ``"memory"`` (default), a queue URL, or a JobQueue
+            (see :mod:`qlab.queues`).
 
     Raises:
         ValueError / TypeError: bad input, naming the parameter, before any job runs.
@@ -95,6 +97,7 @@ class Pool:
         grace: float = 5.0,
         batch_size: int | None = None,
         clock: Any = None,
+        queue: Any = None,
         _futures: bool = True,
         _interrupts: Interrupts | None = None,
         _total: int | None = None,
@@ -127,7 +130,7 @@ class Pool:
             handler, retry.is_permanent, seed, timeout, self._keep_results or _futures, clock
         )
         self._futures: dict[int, Future] | None = {} if _futures else None
-        self._queue = MemoryQueue(capacity, now=clock.now)
+        self._queue = queues.resolve(queue, capacity, now=clock.now)
         self._queue.workers = self._workers
         self._trace = Trace(0.0, self._keep_results, self._queue.submitted, self._queue.status)
         self._final: Any = None  # the Run, once the pool is joined
@@ -141,6 +144,7 @@ class Pool:
             "queue_size": capacity,
             "batch_size": batch_size,
             "workload": describe(handler),
+            "queue": type(self._queue).__name__,
         }
         if _total is not None:
             self._meta["jobs_total"] = _total
