@@ -108,9 +108,13 @@ class Run:
         """Counts, wall time, throughput and latency percentiles, as a Series.
 
         ``throughput`` is finished (ok + failed) jobs per second of wall time, from the
-        first submission to the last job's end (worker start-up excluded).
+        first submission to the last job's end (worker start-up excluded). Each latency
+        percentile comes with its confidence interval (``latency_p95_s_ci_low`` and
+        ``_ci_high``, 95 %, from order statistics: see :func:`qlab.stats.latency_cis`).
         """
         import pandas as pd
+
+        from qlab.stats import latency_cis
 
         jobs, att = self.jobs, self.attempts
         status = jobs["status"].value_counts()
@@ -136,6 +140,7 @@ class Run:
             "latency_p50_s": q[0],
             "latency_p95_s": q[1],
             "latency_p99_s": q[2],
+            **latency_cis(lat.to_numpy()),
             "queue_wait_mean_s": float(jobs["queue_wait_s"].mean()) if len(jobs) else math.nan,
             "service_mean_s": float(jobs["service_s"].mean()) if len(jobs) else math.nan,
             "cpu_s": cpu,
