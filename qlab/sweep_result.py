@@ -132,8 +132,34 @@ def load_sweep(path: str | Path) -> Sweep:
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"path {str(path)!r} holds no qlab sweep: columns {missing} missing")
-    extra = [c for c in CI_COLUMNS if c in df.columns]  # sweeps saved before the intervals
-    return Sweep(_typed(df[[*COLUMNS, *extra]]), meta)
+    if "throughput_ci_low" not in df.columns:
+        df = _with_intervals(df, meta)
+    return Sweep(_typed(df[[*COLUMNS, *CI_COLUMNS]]), meta)
+
+
+def _with_intervals(df: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
+    """A sweep saved before the intervals: the throughput interval, ``precise`` and the
+    outlier flags from its repeats; the latency intervals and the machine load per repeat
+    were not recorded (NaN), and ``busy`` comes from the sweep's ``meta["others_cpus"]``."""
+    import pandas as pd
+
+    from qlab.machine import BUSY_CPUS
+    from qlab.stats import outliers
+    from qlab.sweep_stats import point_columns
+
+    df = df.copy()
+    level = meta.get("confidence", 0.95)
+    others = meta.get("others_cpus")
+    for col in CI_COLUMNS:  # object columns take floats, ints and bools alike
+        df[col] = pd.Series([float("nan")] * len(df), index=df.index, dtype=object)
+    for _, g in df.groupby(["backend", "workers"], sort=False):
+        cols = point_columns(g["throughput"].tolist(), [], level, meta.get("precision"))
+        for col, value in cols.items():
+            df.loc[g.index, col] = value
+        df.loc[g.index, "outlier"] = list(outliers(g["throughput"].to_numpy()))
+    df["busy"] = bool(others is not None and others >= BUSY_CPUS)
+    df["others_cpus"] = float("nan") if others is None else others
+    return df
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:

@@ -440,3 +440,8 @@ def test_reference_sweeps_load_with_or_without_intervals():
         sw = load_sweep(path)
         assert list(sw.df.columns[: len(COLUMNS)]) == list(COLUMNS)
         assert len(sw.points) == sw.df.groupby(["backend", "workers"]).ngroups
+        # recorded before the intervals: the throughput interval comes from the repeats
+        pts = sw.points
+        assert (pts["throughput_ci_low"] <= pts["throughput"]).all()
+        assert (pts["throughput"] <= pts["throughput_ci_high"]).all()
+        assert (pts["repeats_taken"] == sw.meta["repeats"]).all()
