@@ -25,6 +25,7 @@ from qlab.codes import ST_FAILED
 from qlab.context import Cancelled, WorkerState
 from qlab.coordinator import Coordinator
 from qlab.jobqueue import Phase
+from qlab.ratelimit import PacedBatch
 from qlab.settle import Settlement, settle
 from qlab.trace import Recorder
 
@@ -147,7 +148,7 @@ class Drivers:
                 return None
             batch = self._admit(batch, start=True)
             if len(batch):
-                return batch
+                return self._pace(batch)
             self.q.untake()
 
     def take_ahead(self, slot: Slot) -> Batch | None:
@@ -161,15 +162,28 @@ class Drivers:
         if not len(batch):
             self.q.untake()
             return None
-        return batch
+        return self._pace(batch)
+
+    def _pace(self, batch: Batch) -> Batch:
+        """With ``rate_limit=``: reserve a token per job; the batch carries their
+        not-before times to its worker (see :mod:`qlab.ratelimit`)."""
+        limiter = self.pool._limiter
+        if limiter is None:
+            return batch
+        return PacedBatch.pace(batch, limiter, self.spec.clock)
 
     def _size(self, slot: Slot) -> Any:
         """How many jobs the slot takes: about ``batch_target_s`` of work, capped so
         that every worker gets a share of what is ready."""
         fixed = self.pool._batch_size
+        limiter = self.pool._limiter
         if fixed:
+            if limiter is not None:
+                fixed = min(fixed, limiter.limit.batch_cap)
             return lambda ready: fixed
         per = int(self.backend.batch_target_s / slot.ema) if slot.ema > 0 else 1
+        if limiter is not None:  # a batch holds no tokens far into the future
+            per = min(per, limiter.limit.batch_cap)
         workers = self.pool._workers
         return lambda ready: max(1, min(per, 4096, -(-ready // workers)))
 

@@ -30,6 +30,7 @@ from qlab.clock import REAL_CLOCK
 from qlab.drivers import Drivers
 from qlab.hooks import HookSet
 from qlab.jobqueue import Phase
+from qlab.ratelimit import Limiter, check_rate_limit
 from qlab.retry import Retry
 from qlab.settle import JobFailed
 from qlab.signals import Interrupts
@@ -68,6 +69,9 @@ class Pool:
         clock: the run's one clock (``qlab.testing.FakeClock`` in tests).
         queue: where jobs wait: ``"memory"`` (default), a queue URL, or a JobQueue
             (see :mod:`qlab.queues`).
+        rate_limit: attempts per second across all workers (a number, or
+            ``qlab.RateLimit(rate, burst=)``); the wait for a token is ``throttle_s``
+            in ``run.attempts`` (see :mod:`qlab.ratelimit`). None: no limit.
 
     Raises:
         ValueError / TypeError: bad input, naming the parameter, before any job runs.
@@ -98,6 +102,7 @@ class Pool:
         batch_size: int | None = None,
         clock: Any = None,
         queue: Any = None,
+        rate_limit: Any = None,
         _futures: bool = True,
         _interrupts: Interrupts | None = None,
         _total: int | None = None,
@@ -122,6 +127,8 @@ class Pool:
         if not callable(getattr(clock, "now", None)):
             raise TypeError(f"clock must have a now() method, got {clock!r}")
         self._clock = clock
+        limit = check_rate_limit(rate_limit)
+        self._limiter = None if limit is None else Limiter(limit, clock.now)
         self._backend = backend_ = backends.resolve(backend)
         self._inline = bool(getattr(backend_, "in_caller", False))
         self._interrupts = _interrupts or Interrupts()
@@ -146,6 +153,8 @@ class Pool:
             "workload": describe(handler),
             "queue": type(self._queue).__name__,
         }
+        if limit is not None:
+            self._meta["rate_limit"] = {"rate": limit.rate, "burst": limit.burst}
         if _total is not None:
             self._meta["jobs_total"] = _total
         self._drivers = Drivers(self)

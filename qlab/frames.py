@@ -45,6 +45,7 @@ def attempts_frame(trace: Trace, cols: _Columns | None = None) -> pd.DataFrame:
             "error_type": c.error_types(c.rank[c.err_rows]),
             "error": c.errors(c.rank[c.err_rows]),
             "backoff_s": c.backoff[o],
+            "throttle_s": c.throttle[o],
         },
         copy=False,
     )
@@ -167,6 +168,7 @@ class _Columns:
         # sparse columns: rows with an error, with a backoff delay
         err_rows, err_types, err_msgs, results = [], [], [], []
         self.backoff = np.full(m, np.nan)
+        self.throttle = np.zeros(m)  # seconds waited for a rate-limit token
         base = 0
         for r in recs:
             for row, (etype, msg) in r.errors.items():
@@ -176,6 +178,9 @@ class _Columns:
             if r.backoff:
                 rows = np.fromiter(r.backoff.keys(), np.int64, len(r.backoff))
                 self.backoff[base + rows] = np.fromiter(r.backoff.values(), float, len(rows))
+            if r.throttle:
+                rows = np.fromiter(r.throttle.keys(), np.int64, len(r.throttle))
+                self.throttle[base + rows] = np.fromiter(r.throttle.values(), float, len(rows))
             if r.results is not None:
                 results.extend(r.results)
             base += len(r)
@@ -220,7 +225,7 @@ class _Columns:
 
     def release(self) -> None:
         """Drop the columns in recorder order that only the attempts frame needs."""
-        self.t0 = self.t1 = self.cpu = self.backoff = self.attempt = None
+        self.t0 = self.t1 = self.cpu = self.backoff = self.attempt = self.throttle = None
         self.job_id = self.worker = self.out = None
 
     def error_types(self, positions: Any, n: int | None = None, keep: Any = None) -> Any:

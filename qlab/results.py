@@ -95,7 +95,8 @@ class Run:
     @cached_property
     def attempts(self) -> pd.DataFrame:
         """One row per attempt: job_id, attempt, worker, start_s, end_s, duration_s,
-        cpu_s, outcome, error_type, error, backoff_s (delay before the next attempt)."""
+        cpu_s, outcome, error_type, error, backoff_s (delay before the next attempt),
+        throttle_s (time waited for a rate-limit token before the start; 0 if none)."""
         return self._frames[1]
 
     @property

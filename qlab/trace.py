@@ -75,6 +75,7 @@ class Recorder:
         "results",
         "t0",
         "t1",
+        "throttle",
         "worker",
     )
 
@@ -88,6 +89,7 @@ class Recorder:
         self.out = bytearray()
         self.errors: dict[int, tuple[str, str]] = {}
         self.backoff: dict[int, float] = {}
+        self.throttle: dict[int, float] = {}  # row -> seconds waited for a rate-limit token
         self.results: list[Any] | None = [] if keep_results else None
 
     def __len__(self) -> int:
@@ -130,6 +132,10 @@ class Recorder:
         if backoff:
             for row, delay in backoff.items():
                 self.backoff[base + row] = delay
+        if res.throttle is not None:
+            for row, waited in enumerate(res.throttle[:n]):
+                if waited:
+                    self.throttle[base + row] = waited
         if self.results is not None:
             self.results.extend(results if results is not None else [None] * n)
 
@@ -141,6 +147,7 @@ class Recorder:
         rec.t0, rec.t1, rec.out = self.t0[:n], self.t1[:n], self.out[:n]
         rec.cpu = _copy_chunks(self.cpu)
         rec.errors, rec.backoff = dict(self.errors), dict(self.backoff)
+        rec.throttle = dict(self.throttle)
         rec.results = None if self.results is None else self.results[:n]
         return rec
 

@@ -26,6 +26,7 @@ ATTEMPT_COLUMNS = [
     "error_type",
     "error",
     "backoff_s",
+    "throttle_s",
 ]
 JOB_COLUMNS = [
     "job_id",

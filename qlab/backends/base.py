@@ -101,6 +101,8 @@ class BatchResult:
     rest: Batch | None = None
     # a batch the backend already took from the queue (and sent ahead): run it next
     ahead: Batch | None = None
+    # seconds each row waited for its rate-limit token (a paced batch), else None
+    throttle: list[float] | None = None
 
     def __len__(self) -> int:
         if self.start is not None:  # a quick batch: a row is done when its end is noted
@@ -124,6 +126,7 @@ class BatchResult:
         kept = BatchResult(t0, t1, cpu + [math.nan] * (n - len(cpu)))
         kept.failures = [f for f in self.failures if f.row < n]
         kept.results = None if self.results is None else self.results[:n]
+        kept.throttle = None if self.throttle is None else self.throttle[:n]
         return kept
 
 

@@ -62,6 +62,8 @@ def execute(
     ``state.timeout`` set on the thread backend, each attempt is claimed through
     ``state.box`` so that the engine's watchdog can take an overdue attempt away.
     ``publish(index, start)`` tells a process backend's parent which attempt runs.
+    A batch with ``wait_turn`` (a :class:`qlab.ratelimit.PacedBatch`) waits for each
+    attempt's rate-limit token before starting it and notes the wait in ``res.throttle``.
 
     Example:
         >>> from qlab.context import WorkerState
@@ -75,10 +77,11 @@ def execute(
         res = BatchResult()
     if keep_results and res.results is None:
         res.results = []
-    if state.timeout is None and len(batch) >= PRECISE_CPU_BATCH:
+    pace = getattr(batch, "wait_turn", None)  # once per batch: the hot loop is untouched
+    if state.timeout is None and pace is None and len(batch) >= PRECISE_CPU_BATCH:
         _run_fast(fn, batch, state, is_permanent, res, publish)
     else:
-        _run_careful(fn, batch, state, is_permanent, res, publish)
+        _run_careful(fn, batch, state, is_permanent, res, publish, pace)
     state.cur = state.fast = None
     return res
 
@@ -140,13 +143,22 @@ def _run_fast(fn, batch: Batch, state, is_permanent, res: BatchResult, publish) 
         res.cpu_share = min((cpu_clock() - c_start) / wall, 1.0) if wall > 0 else 0.0
 
 
-def _run_careful(fn, batch: Batch, state, is_permanent, res: BatchResult, publish) -> None:
+def _run_careful(
+    fn, batch: Batch, state, is_permanent, res: BatchResult, publish, pace=None
+) -> None:
     perf, cpu_clock = state.now, time.thread_time
     t0s, t1s, cpus, results, failures = res.t0, res.t1, res.cpu, res.results, res.failures
     timed = state.timeout is not None and publish is None
+    if pace is not None and res.throttle is None:
+        res.throttle = []
     for i, (job_id, attempt, payload) in enumerate(batch):
         if state.stop:
             break
+        if pace is not None:  # rate limit: wait for this attempt's token
+            waited = pace(i, state)
+            if state.stop:
+                break
+            res.throttle.append(waited)  # before the attempt: a crash row has it too
         c0 = cpu_clock()
         t0 = perf()
         state.cur = (job_id, attempt, t0)
