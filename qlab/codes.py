@@ -16,6 +16,7 @@ __all__ = [
     "CRASHED",
     "FAILED",
     "JOB_STATUSES",
+    "LOST",
     "OK",
     "OUTCOMES",
     "RETRY",
@@ -27,8 +28,9 @@ __all__ = [
 ]
 
 # what became of one attempt (run.attempts.outcome)
-OUTCOMES = ("ok", "retry", "failed", "timeout", "crashed", "cancelled")
-OK, RETRY, FAILED, TIMEOUT, CRASHED, CANCELLED = range(len(OUTCOMES))
+# (lost: the attempt was running when its owner died; a durable queue records it on resume)
+OUTCOMES = ("ok", "retry", "failed", "timeout", "crashed", "cancelled", "lost")
+OK, RETRY, FAILED, TIMEOUT, CRASHED, CANCELLED, LOST = range(len(OUTCOMES))
 
 # what became of one job (run.jobs.status)
 JOB_STATUSES = ("ok", "failed", "cancelled", "pending")

@@ -22,7 +22,7 @@ from typing import Any
 
 from qlab.jobqueue import JobQueue, MemoryQueue
 
-__all__ = ["KINDS", "register", "resolve"]
+__all__ = ["KINDS", "queue_class", "redact", "register", "resolve"]
 
 # URL scheme -> "module:class"; the class has from_url(url, capacity=, now=)
 _REGISTRY: dict[str, str] = {}
@@ -36,6 +36,36 @@ def register(scheme: str, target: str) -> None:
     KINDS = ("memory", *sorted(_REGISTRY))
 
 
+def queue_class(url: str) -> Any:
+    """The class registered for ``url``'s scheme.
+
+    Raises:
+        ValueError: not a URL of a registered kind (the message lists them).
+    """
+    scheme = url.partition("://")[0] if isinstance(url, str) and "://" in url else ""
+    if scheme not in _REGISTRY:
+        raise ValueError(
+            f"queue must be 'memory' or a URL of {sorted(_REGISTRY) or 'a registered kind'}"
+            f", got {url!r}"
+        )
+    module, cls = _REGISTRY[scheme].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def redact(url: str) -> str:
+    """``url`` without its password (for meta and messages).
+
+    Example:
+        >>> redact("redis://:secret@host:6379/0?name=q")
+        'redis://:***@host:6379/0?name=q'
+    """
+    head, sep, tail = url.partition("://")
+    auth, at, rest = tail.rpartition("@")
+    if not at or ":" not in auth:
+        return url
+    return f"{head}{sep}{auth.split(':', 1)[0]}:***@{rest}"
+
+
 def resolve(queue: Any, capacity: int, now: Callable[[], float] | None = None) -> JobQueue:
     """The queue for ``queue=``: a new one for a name or URL, or the object itself.
 
@@ -47,18 +77,14 @@ def resolve(queue: Any, capacity: int, now: Callable[[], float] | None = None) -
     if queue is None or queue == "memory":
         return MemoryQueue(capacity, **kwargs)
     if isinstance(queue, str):
-        scheme = queue.partition("://")[0] if "://" in queue else ""
-        if scheme not in _REGISTRY:
-            raise ValueError(
-                f"queue must be 'memory' or a URL of {sorted(_REGISTRY) or 'a registered kind'}"
-                f", got {queue!r}"
-            )
-        module, cls = _REGISTRY[scheme].split(":")
-        return getattr(importlib.import_module(module), cls).from_url(
-            queue, capacity=capacity, **kwargs
-        )
+        return queue_class(queue).from_url(queue, capacity=capacity, **kwargs)
     if isinstance(queue, MemoryQueue) or all(
         hasattr(queue, m) for m in ("put", "take", "apply", "promote", "advance_phase")
     ):
         return queue
     raise TypeError(f"queue must be 'memory', a queue URL or a JobQueue, got {queue!r}")
+
+
+register("sqlite", "qlab.queues.sqlite:SQLiteQueue")
+register("redis", "qlab.queues.redis:RedisQueue")
+register("rediss", "qlab.queues.redis:RedisQueue")

@@ -1,0 +1,375 @@
+"""Durable queues: the live run's books in memory, written through to a store.
+
+A :class:`DurableQueue` is a :class:`qlab.jobqueue.MemoryQueue` (which keeps the live
+run's ready queue, delay heap and counts, under its one lock) that writes each change
+of a job's fate to a :class:`Store` (SQLite, Redis) in the same critical section, one
+transaction per call:
+
+- ``put``: the jobs, payloads pickled, before any of them can be taken;
+- a batch taken: its jobs marked running, under this owner's lease;
+- a settlement applied: its attempt rows, the jobs that ended, the retries (with their
+  due time), the jobs that go back uncharged;
+- the coordinator's ticks (``promote``) renew the owner's lease; a pool that is done
+  releases it.
+
+Times in a store are epoch seconds (the run's clock plus an offset taken at start), so
+that rows from runs before and after a crash share one time line. Jobs that a
+stopping pool cancels (Ctrl-C, ``stop=``) stay open in the store: :func:`qlab.resume`
+runs them. Jobs whose futures were cancelled are cancelled for good.
+
+Example:
+    >>> import os, tempfile, qlab
+    >>> url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "q.db")
+    >>> qlab.run(abs, [-1, -2], workers=1, queue=url).summary()["ok"]
+    2
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pickle
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from qlab.backends.base import Slot
+from qlab.batches import Batch
+from qlab.codes import OK, ST_CANCELLED, ST_FAILED
+from qlab.jobqueue import MemoryQueue, Phase
+from qlab.settle import Settlement
+
+__all__ = [
+    "S_OK",
+    "S_OPEN",
+    "Claimed",
+    "DurableQueue",
+    "Store",
+    "calling_handler",
+    "fingerprint",
+    "owner_dead",
+    "owner_id",
+]
+
+log = logging.getLogger("qlab")
+
+S_OPEN, S_OK = 0, 1  # a job's status in a store; failed and cancelled are ST_FAILED/CANCELLED
+# an attempt row: (job_id, attempt, worker, start, end, cpu, outcome, error_type, error, backoff)
+Row = tuple
+
+
+@dataclass
+class Claimed:
+    """Open jobs that a resuming owner took over, in columns."""
+
+    ids: list[int] = field(default_factory=list)
+    attempts: list[int] = field(default_factory=list)  # the next attempt (charged ones + 1)
+    extra: list[int] = field(default_factory=list)  # uncharged rows before (lost, stopped)
+    due: list[float | None] = field(default_factory=list)  # epoch seconds, or None: now
+    submitted: list[float] = field(default_factory=list)
+    payloads: list[Any] = field(default_factory=list)
+    lost: int = 0  # attempts recorded lost while claiming
+    held: int = 0  # open jobs left to owners whose lease is live
+
+
+class Store(Protocol):
+    """What a durable queue writes through to (``qlab.queues.sqlite``, ``.redis``)."""
+
+    url: str
+    owner: str
+    lease: float
+
+    def count(self) -> int: ...
+    def init(self, meta: dict[str, str]) -> None: ...
+    def meta(self) -> dict[str, str]: ...
+    def add(self, first: int, blobs: list[bytes], submitted: float) -> None: ...
+    def taken(self, batch: Batch, t: float) -> None: ...
+    def settled(
+        self,
+        rows: list[Row],
+        ok: range | list[int],
+        ended: list[tuple[int, int, str, str]],
+        again: list[tuple[int, int, int, float | None]],
+        back: list[int],
+    ) -> None: ...
+    def renew(self, until: float) -> None: ...
+    def release(self) -> None: ...
+    def claim(self) -> Claimed: ...
+    def unfinished(self) -> int: ...
+    def load(self) -> tuple[list[tuple[int, float, int]], list[Row]]: ...
+    def close(self) -> None: ...
+
+
+def owner_id() -> str:
+    """This process as a lease owner: ``host:pid:start-ms:random``."""
+    import psutil
+
+    started = int(psutil.Process().create_time() * 1000)
+    return f"{socket.gethostname()}:{os.getpid()}:{started}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_dead(owner: str) -> bool:
+    """True if ``owner`` was a process of this host that is gone (its lease need not
+    expire first); False if it lives or runs elsewhere."""
+    import psutil
+
+    try:
+        host, pid, started, _ = owner.rsplit(":", 3)
+        if host != socket.gethostname():
+            return False
+        proc = psutil.Process(int(pid))
+        return proc.status() == psutil.STATUS_ZOMBIE or int(proc.create_time() * 1000) != int(
+            started
+        )
+    except (ValueError, psutil.NoSuchProcess):
+        return True
+    except psutil.Error:
+        return False
+
+
+def fingerprint(handler: Any) -> str:
+    """What names a handler across processes: ``module:qualname`` of it or its type.
+
+    Example:
+        >>> fingerprint(abs)
+        'builtins:abs'
+    """
+    obj = handler if hasattr(handler, "__qualname__") else type(handler)
+    return f"{getattr(obj, '__module__', '?')}:{obj.__qualname__}"
+
+
+def calling_handler() -> Any:
+    """The handler of the Pool that is resolving its ``queue=`` now, found on the
+    call stack (``from_url`` is not given it; None if there is none)."""
+    import sys
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        spec = getattr(frame.f_locals.get("self"), "_spec", None)
+        if spec is not None and hasattr(spec, "handler"):
+            return spec.handler
+        frame = frame.f_back
+    return None
+
+
+def _worker_of(record: Callable[..., Any]) -> int:
+    """The worker whose settlement ``record`` writes: the Slot its closure holds
+    (the engine does not pass it to ``apply``; -1 if not found)."""
+    for cell in getattr(record, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:
+            continue
+        if isinstance(value, Slot):
+            return value.worker
+    return -1
+
+
+class DurableQueue(MemoryQueue):
+    """A MemoryQueue that writes every change of a job's fate through to ``store``.
+
+    Args:
+        store: where jobs, leases and attempt rows are kept.
+        capacity, now: as for :class:`~qlab.jobqueue.MemoryQueue`.
+    """
+
+    def __init__(
+        self, store: Store, capacity: int, now: Callable[[], float] = time.perf_counter
+    ) -> None:
+        super().__init__(capacity, now=now)
+        self.store = store
+        self.offset = time.time() - now()  # clock reading + offset = epoch seconds
+        self.extra: dict[int, int] = {}  # job -> uncharged rows before (lost, stopped)
+        self._renew_at = 0.0
+        self._released = False
+        self._failed = False
+
+    def _guard(self, write: Callable[..., Any], *args: Any) -> None:
+        """Run a store write; a failing store is logged once and the run goes on in
+        memory (the store is then behind; resume runs what it lacks again)."""
+        try:
+            write(*args)
+        except Exception:
+            if not self._failed:
+                log.exception("durable queue %s: a write failed; continuing in memory", self)
+            self._failed = True
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.store.url!r})"
+
+    # -- intake --------------------------------------------------------------------
+
+    def put(
+        self,
+        payloads: Sequence[Any],
+        now: float,
+        *,
+        on_ids: Callable[[range], None] | None = None,
+        timeout: float | None = None,
+    ) -> range | None:
+        """Pickle the payloads (an unpicklable one raises TypeError here, before any
+        job is queued), then queue them as MemoryQueue does, writing them to the store
+        before any of them can be taken."""
+        blobs = []
+        for i, payload in enumerate(payloads):
+            try:
+                blobs.append(pickle.dumps(payload, pickle.HIGHEST_PROTOCOL))
+            except Exception as exc:
+                raise TypeError(
+                    f"payload {i} of this put cannot be pickled for queue {self.store.url!r}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+
+        def write(ids: range) -> None:  # under the lock, before the jobs are queued
+            try:
+                self.store.add(ids.start, blobs, now + self.offset)
+            except BaseException:
+                n = len(ids)  # undo the books, so that no waiter counts these jobs
+                del self.submitted[-n:]
+                del self.status[-n:]
+                self.unfinished -= n
+                raise
+            if on_ids is not None:
+                on_ids(ids)
+
+        return super().put(payloads, now, on_ids=write, timeout=timeout)
+
+    def load(self, claimed: Claimed) -> None:
+        """Queue jobs taken over from a dead owner (before the pool starts)."""
+        n = len(claimed.ids)
+        if not n:
+            return
+        off = self.offset
+        with self.lock:
+            top = max(claimed.ids) + 1
+            grow = top - len(self.submitted)
+            if grow > 0:
+                self.submitted.extend([math.nan] * grow)
+                self.status.extend(bytes(grow))
+            now_items, later = [], []
+            for job, att, extra, due, sub, payload in zip(
+                claimed.ids,
+                claimed.attempts,
+                claimed.extra,
+                claimed.due,
+                claimed.submitted,
+                claimed.payloads,
+                strict=True,
+            ):
+                self.submitted[job] = sub - off
+                if extra:
+                    self.extra[job] = extra
+                if due is None:
+                    now_items.append((job, att, payload))
+                else:
+                    later.append((due - off, (job, att, payload)))
+            self.unfinished += n
+            self._put(Batch.of(now_items))
+            for due, item in later:
+                self.delayed.append((due, next(self._seq), item))
+            self.delayed.sort()
+
+    # -- workers -------------------------------------------------------------------
+
+    def _take(self, k: Callable[[int], int]) -> Batch:
+        batch = super()._take(k)
+        self._guard(self.store.taken, batch, time.time())
+        return batch
+
+    def apply(self, s: Settlement, record: Callable[[Settlement], Any]) -> bool:
+        """Apply as MemoryQueue does; the rows and the jobs' new states go to the
+        store in the same critical section, one transaction."""
+        worker = _worker_of(record)
+
+        def write(applied: Settlement) -> Any:
+            if record(applied) is False:
+                return False
+            self._guard(self._write, s, applied, worker)
+            return True
+
+        done = super().apply(s, write)
+        if self.phase >= Phase.JOINED:
+            self._release()
+        return done
+
+    def _write(self, orig: Settlement, s: Settlement, worker: int) -> None:
+        """Turn a settlement into store writes (under the lock)."""
+        items, res, off, extra = s.items, s.res, self.offset, self.extra
+        cpu = res.cpu_list() if res.cpu_share is not None else res.cpu
+        errors, backoff, out = s.errors or {}, s.backoff or {}, s.out
+        rows: list[Row] = []
+        ok: list[int] = []
+        for i, (job, att, _) in enumerate(items):
+            err = errors.get(i)
+            code = out[i]
+            rows.append(
+                (job, att + extra.get(job, 0), worker, res.t0[i] + off, res.t1[i] + off,
+                 cpu[i], code, err and err[0], err and err[1], backoff.get(i))
+            )  # fmt: skip
+            if code == OK:
+                ok.append(job)
+        oks: range | list[int] = ok
+        if len(ok) == len(items) and isinstance(items.ids, range):
+            oks = items.ids
+        ended: list[tuple[int, int, str, str]] = []
+        again = [(it[0], it[1], extra.get(it[0], 0), None) for it in s.retry_now]
+        again += [(it[0], it[1], extra.get(it[0], 0), due + off) for due, it in s.retry_later]
+        if s.finals:
+            stopping = self.phase >= Phase.CANCELLING
+            reopen = {it[0]: it[1] for it in orig.rest}
+            reopen.update((it[0], it[1]) for it in orig.retry_now)
+            reopen.update((it[0], it[1]) for _, it in orig.retry_later)
+            row_of = {job: i for i, job in enumerate(items.ids)}
+            for job, code, _ in s.finals:
+                i = row_of.get(job)
+                if code == ST_FAILED:
+                    etype, msg = errors.get(i, ("", "")) if i is not None else ("", "")
+                    ended.append((job, ST_FAILED, etype, msg))
+                elif not stopping:
+                    ended.append((job, ST_CANCELLED, "", ""))
+                elif job in reopen:  # a stopping pool dropped it: open for resume
+                    again.append((job, reopen[job], extra.get(job, 0), None))
+                elif i is not None:  # its attempt was stopped: open again, uncharged
+                    extra[job] = extra.get(job, 0) + 1
+                    again.append((job, items.attempt(i), extra[job], None))
+        self.store.settled(rows, oks, ended, again, list(s.rest.ids))
+
+    def cancel_jobs(self, ids: Sequence[int]) -> None:
+        """Cancel jobs whose futures were cancelled: for good, in the store too."""
+        super().cancel_jobs(ids)
+        with self.lock:
+            ended = [(job, ST_CANCELLED, "", "") for job in ids]
+            self._guard(self.store.settled, [], [], ended, [], [])
+
+    # -- the coordinator and the lifecycle -------------------------------------------
+
+    def promote(self, now: float) -> float | None:
+        """Move due retries (MemoryQueue); renew the lease every third of it."""
+        due = super().promote(now)
+        wall = time.time()
+        if wall >= self._renew_at:
+            self._renew_at = wall + self.store.lease / 3
+            with self.lock:
+                if not self._released:
+                    self._guard(self.store.renew, wall + self.store.lease)
+        return due
+
+    def advance_phase(self, phase: Phase) -> Phase:
+        before = super().advance_phase(phase)
+        if phase >= Phase.JOINED:
+            self._release()
+        return before
+
+    def _release(self) -> None:
+        """Once joined with no batch in flight: give up the lease (what is still open
+        can be resumed at once) and close the store."""
+        with self.lock:
+            if self._released or self.phase < Phase.JOINED or self.busy:
+                return
+            self._released = True
+            self._guard(self.store.release)
+            self._guard(self.store.close)

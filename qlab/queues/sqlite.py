@@ -1,0 +1,324 @@
+"""The SQLite queue: ``queue="sqlite:///runs/q.db"``, a durable queue in one file.
+
+Jobs (payloads pickled), leases, and every attempt's row live in one SQLite file, in
+WAL mode; each write is one ``BEGIN IMMEDIATE`` transaction per put, per batch taken
+and per settlement (never one per job), so the queue is not bound by one fsync per
+job. URL parameters:
+
+- ``synchronous=normal`` (default) or ``full``: with ``normal`` (WAL) a committed
+  settlement survives the process being killed, but the last transactions before a
+  power loss or an OS crash may be lost (they run again on resume); ``full`` syncs
+  the WAL at every commit and survives those too, at the cost of an fsync per
+  transaction.
+- ``lease=10``: seconds an owner's lease lasts without renewal (>= 1; renewed every
+  third of it while the pool lives). A resumer takes over jobs whose owner's lease
+  expired, or at once if the owner was a process of this host that is gone.
+- ``timeout=30``: seconds to wait for another process's write lock.
+
+``sqlite:///runs/q.db`` is the relative path ``runs/q.db``; ``sqlite:////tmp/q.db``
+is absolute. A queue file is a code-execution boundary: payloads are pickled, so open
+only files you trust.
+
+Example:
+    >>> import os, tempfile, qlab
+    >>> url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "q.db")
+    >>> run = qlab.run(abs, range(-3, 0), workers=2, queue=url)
+    >>> qlab.resume(url, abs).summary()[["jobs", "ok"]].tolist()
+    [3, 3]
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from qlab.batches import Batch
+from qlab.codes import LOST
+from qlab.queues.durable import (
+    S_OK,
+    Claimed,
+    DurableQueue,
+    Row,
+    calling_handler,
+    fingerprint,
+    owner_dead,
+    owner_id,
+)
+
+__all__ = ["SQLiteQueue", "SQLiteStore"]
+
+SCHEMA_VERSION = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS qlab_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS qlab_jobs(
+    id INTEGER PRIMARY KEY, payload BLOB NOT NULL, submitted REAL NOT NULL,
+    status INTEGER NOT NULL DEFAULT 0, attempt INTEGER NOT NULL DEFAULT 1,
+    extra INTEGER NOT NULL DEFAULT 0, due REAL, owner TEXT, taken REAL);
+CREATE INDEX IF NOT EXISTS qlab_jobs_open ON qlab_jobs(id) WHERE status = 0;
+CREATE TABLE IF NOT EXISTS qlab_attempts(
+    job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, worker INTEGER, start REAL,
+    end REAL, cpu REAL, outcome INTEGER NOT NULL, error_type TEXT, error TEXT, backoff REAL);
+CREATE TABLE IF NOT EXISTS qlab_owners(owner TEXT PRIMARY KEY, until REAL NOT NULL);
+"""
+_SYNC = {"normal": "NORMAL", "full": "FULL"}
+
+
+def parse(url: str) -> tuple[Path, dict[str, Any]]:
+    """The file and options of a ``sqlite://`` URL; ValueError naming what is wrong.
+
+    Example:
+        >>> parse("sqlite:///runs/q.db?synchronous=full")
+        (PosixPath('runs/q.db'), {'synchronous': 'FULL', 'lease': 10.0, 'timeout': 30.0})
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or parts.netloc or len(parts.path) < 2:
+        raise ValueError(f"queue must be sqlite:///path/to/file.db, got {url!r}")
+    opts: dict[str, Any] = {"synchronous": "NORMAL", "lease": 10.0, "timeout": 30.0}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key == "synchronous":
+            if value.lower() not in _SYNC:
+                raise ValueError(f"queue {url!r}: synchronous must be normal or full")
+            opts[key] = _SYNC[value.lower()]
+        elif key in ("lease", "timeout"):
+            try:
+                opts[key] = float(value)
+            except ValueError:
+                opts[key] = math.nan
+            if not opts[key] >= (1 if key == "lease" else 0) or math.isinf(opts[key]):
+                raise ValueError(f"queue {url!r}: {key} must be a number of seconds >= "
+                                 f"{1 if key == 'lease' else 0}, got {value!r}")  # fmt: skip
+        else:
+            raise ValueError(
+                f"queue {url!r}: unknown parameter {key!r} (known: synchronous, lease, timeout)"
+            )
+    return Path(parts.path[1:]), opts
+
+
+class SQLiteStore:
+    """A queue's jobs, leases and attempt rows in one SQLite file (WAL).
+
+    One connection, used under the queue's lock (or by one thread); every write is
+    one ``BEGIN IMMEDIATE`` transaction.
+
+    Raises:
+        ValueError: a bad URL, a missing file (``create=False``), or a file that is not
+            a qlab queue (corrupt, or another program's database).
+    """
+
+    def __init__(self, url: str, create: bool = False) -> None:
+        path, opts = parse(url)
+        self.url, self.path = url, path
+        self.lease = opts["lease"]
+        self.owner = owner_id()
+        if not create and not path.exists():
+            raise ValueError(f"queue {url!r}: no queue file at {str(path)!r}")
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(
+            path, timeout=opts["timeout"], isolation_level=None, check_same_thread=False
+        )
+        try:
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master")}
+            if tables and "qlab_meta" not in tables:
+                raise ValueError(f"queue {url!r}: {str(path)!r} is a database, not a qlab queue")
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA synchronous={opts['synchronous']}")
+            if not tables:
+                self.db.executescript(_SCHEMA)
+            elif (schema := self.meta().get("schema")) not in (None, SCHEMA_VERSION):
+                raise ValueError(
+                    f"queue {url!r}: made by another qlab version (schema {schema}, "
+                    f"expected {SCHEMA_VERSION})"
+                )
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise ValueError(f"queue {url!r}: {str(path)!r} is not a qlab queue ({exc})") from exc
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _tx(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``work`` in one BEGIN IMMEDIATE transaction."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return result
+
+    # -- the queue's writes ------------------------------------------------------------
+
+    def count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM qlab_jobs").fetchone()[0]
+
+    def init(self, meta: dict[str, str]) -> None:
+        meta = {**meta, "schema": SCHEMA_VERSION}
+        self._tx(lambda db: (
+            db.executemany("INSERT OR REPLACE INTO qlab_meta VALUES (?, ?)", meta.items()),
+            db.execute("INSERT OR REPLACE INTO qlab_owners VALUES (?, ?)",
+                       (self.owner, time.time() + self.lease)),
+        ))  # fmt: skip
+
+    def meta(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT key, value FROM qlab_meta"))
+
+    def add(self, first: int, blobs: list[bytes], submitted: float) -> None:
+        rows = ((first + i, blob, submitted, self.owner) for i, blob in enumerate(blobs))
+        sql = "INSERT INTO qlab_jobs(id, payload, submitted, owner) VALUES (?, ?, ?, ?)"
+        self._tx(lambda db: db.executemany(sql, rows))
+
+    def taken(self, batch: Batch, t: float) -> None:
+        ids = batch.ids
+        if isinstance(ids, range) and ids.step == 1:
+            sql = "UPDATE qlab_jobs SET taken = ? WHERE id BETWEEN ? AND ?"
+            self._tx(lambda db: db.execute(sql, (t, ids.start, ids.stop - 1)))
+        else:
+            sql = "UPDATE qlab_jobs SET taken = ? WHERE id = ?"
+            self._tx(lambda db: db.executemany(sql, ((t, job) for job in ids)))
+
+    def settled(
+        self,
+        rows: list[Row],
+        ok: range | list[int],
+        ended: list[tuple[int, int, str, str]],
+        again: list[tuple[int, int, int, float | None]],
+        back: list[int],
+    ) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            if rows:
+                db.executemany("INSERT INTO qlab_attempts VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+            if isinstance(ok, range) and len(ok):
+                db.execute(
+                    "UPDATE qlab_jobs SET status = ?, taken = NULL WHERE id BETWEEN ? AND ?",
+                    (S_OK, ok.start, ok.stop - 1),
+                )
+            elif ok:
+                db.executemany(
+                    "UPDATE qlab_jobs SET status = ?, taken = NULL WHERE id = ?",
+                    ((S_OK, job) for job in ok),
+                )
+            if ended:
+                db.executemany(
+                    "UPDATE qlab_jobs SET status = ?, taken = NULL WHERE id = ?",
+                    ((code, job) for job, code, _, _ in ended),
+                )
+            if again:
+                db.executemany(
+                    "UPDATE qlab_jobs SET attempt = ?, extra = ?, due = ?, taken = NULL "
+                    "WHERE id = ?",
+                    ((att, extra, due, job) for job, att, extra, due in again),
+                )
+            if back:
+                db.executemany(
+                    "UPDATE qlab_jobs SET taken = NULL WHERE id = ?", ((j,) for j in back)
+                )
+
+        self._tx(work)
+
+    def renew(self, until: float) -> None:
+        sql = "INSERT OR REPLACE INTO qlab_owners VALUES (?, ?)"
+        self._tx(lambda db: db.execute(sql, (self.owner, until)))
+
+    def release(self) -> None:
+        sql = "DELETE FROM qlab_owners WHERE owner = ?"
+        self._tx(lambda db: db.execute(sql, (self.owner,)))
+
+    # -- resume --------------------------------------------------------------------------
+
+    def claim(self) -> Claimed:
+        """Take over the open jobs whose owner's lease is over (or whose owner died on
+        this host): their running attempts are recorded ``lost``, uncharged."""
+        return self._tx(self._claim)
+
+    def _claim(self, db: sqlite3.Connection) -> Claimed:
+        now = time.time()
+        owners = dict(db.execute("SELECT owner, until FROM qlab_owners"))
+        live = {o for o, until in owners.items() if until > now and not owner_dead(o)}
+        live.discard(self.owner)
+        c = Claimed()
+        lost: list[Row] = []
+        moved: list[tuple[str, int, int]] = []
+        sql = (
+            "SELECT id, attempt, extra, due, submitted, owner, taken, payload "
+            "FROM qlab_jobs WHERE status = 0 ORDER BY id"
+        )
+        for job, att, extra, due, sub, owner, taken, blob in db.execute(sql):
+            if owner in live:
+                c.held += 1
+                continue
+            if taken is not None:  # it ran when its owner stopped: lost, uncharged
+                seen = owners.get(owner, taken) - self.lease
+                lost.append((job, att + extra, -1, taken, max(seen, taken), math.nan, LOST,
+                             "Lost", f"its owner {owner} stopped while it ran", None))  # fmt: skip
+                extra += 1
+            moved.append((self.owner, extra, job))
+            c.ids.append(job)
+            c.attempts.append(att)
+            c.extra.append(extra)
+            c.due.append(due)
+            c.submitted.append(sub)
+            c.payloads.append(pickle.loads(blob))
+        c.lost = len(lost)
+        db.executemany("INSERT INTO qlab_attempts VALUES (?,?,?,?,?,?,?,?,?,?)", lost)
+        db.executemany(
+            "UPDATE qlab_jobs SET owner = ?, extra = ?, taken = NULL WHERE id = ?", moved
+        )
+        gone = [(o,) for o in owners if o not in live and o != self.owner]
+        db.executemany("DELETE FROM qlab_owners WHERE owner = ?", gone)
+        db.execute(
+            "INSERT OR REPLACE INTO qlab_owners VALUES (?, ?)", (self.owner, now + self.lease)
+        )
+        return c
+
+    def unfinished(self) -> int:
+        return self.db.execute("SELECT count(*) FROM qlab_jobs WHERE status = 0").fetchone()[0]
+
+    def load(self) -> tuple[list[tuple[int, float, int]], list[Row]]:
+        """Every job (id, submitted, status) and every attempt row."""
+        jobs = self.db.execute("SELECT id, submitted, status FROM qlab_jobs ORDER BY id").fetchall()
+        rows = self.db.execute("SELECT * FROM qlab_attempts").fetchall()
+        return jobs, rows
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class SQLiteQueue(DurableQueue):
+    """A :class:`~qlab.queues.durable.DurableQueue` in a SQLite file (see the module)."""
+
+    @classmethod
+    def open(cls, url: str) -> SQLiteStore:
+        """The store of an existing queue (for :func:`qlab.resume`)."""
+        return SQLiteStore(url)
+
+    @classmethod
+    def from_url(
+        cls, url: str, capacity: int, now: Callable[[], float] = time.perf_counter
+    ) -> SQLiteQueue:
+        """A fresh queue for a run; a file that holds jobs already is refused."""
+        store = SQLiteStore(url, create=True)
+        try:
+            held = store.count()
+            if held:
+                raise ValueError(
+                    f"queue {url!r} already holds {held} jobs: finish them with "
+                    f"qlab.resume({url!r}, handler), or use a new file"
+                )
+            handler = calling_handler()
+            store.init({
+                "fingerprint": fingerprint(handler) if handler is not None else "",
+                "created": repr(time.time()),
+            })  # fmt: skip
+        except BaseException:
+            store.close()
+            raise
+        return cls(store, capacity, now)
