@@ -1,8 +1,8 @@
-"""The process backend: each worker is a process started by joblib's loky.
+"""The process backend: each worker is a process forked by qlab's fork server.
 
 Data flow (parent on the left, one worker process on the right)::
 
-    driver thread (one per worker)        worker process (loky: fork + exec)
+    driver thread (one per worker)        worker process (forked by the fork server)
     --------------------------------      -----------------------------------
     config: cloudpickled JobSpec  ----->  spec = pickle.loads(...)
     batch: ids, attempts, payloads ---->  execute(spec.handler, batch): columns
@@ -16,7 +16,8 @@ run. A worker that dies mid-batch (os._exit, a signal, a segfault) costs the
 running job one attempt (``crashed``); the other jobs of the batch run again,
 uncharged, on a fresh worker. A timed-out attempt gets its worker killed and
 replaced. Workers ignore SIGINT: the parent decides what Ctrl-C means. Worker
-processes themselves are managed in :mod:`qlab.backends.procs`.
+processes are started by :mod:`qlab.backends.forkserver` (a few ms each), handled
+in :mod:`qlab.backends.procs`, and run :mod:`qlab.backends.worker`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from qlab.backends import forkserver
 from qlab.backends.base import BatchResult, JobSpec, Slot, crash_row
 from qlab.backends.procs import (
     Proc,
@@ -37,13 +39,14 @@ from qlab.backends.procs import (
     kill_process,
     park,
     stop_all,
+    unpack,
     warm_workers,
 )
 from qlab.batches import EMPTY, Batch
 from qlab.clock import RealClock
 from qlab.codes import CANCELLED, CRASHED, FAILED, TIMEOUT
 
-__all__ = ["ProcessBackend", "check_picklable", "warm_workers"]
+__all__ = ["ProcessBackend", "RemoteTraceback", "check_picklable", "warm_workers"]
 
 
 def check_picklable(name: str, obj: Any) -> bytes:
@@ -53,7 +56,7 @@ def check_picklable(name: str, obj: Any) -> bytes:
         >>> len(check_picklable("handler", abs)) > 0
         True
     """
-    import cloudpickle  # what loky uses for callables
+    import cloudpickle  # pickles lambdas and notebook functions by value
 
     try:
         return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
@@ -87,19 +90,26 @@ class ProcessBackend:
                 "clock: worker processes time attempts on the real clock; use a fake "
                 "clock with backend='thread' or 'inline'"
             )
-        check_picklable("handler", spec.handler)
-        self._config = check_picklable("the retry policy's permanent=", spec)
+        t = time.perf_counter()
         self.spec = spec
         self._take_ahead = take_ahead
         self._lock = threading.Lock()
         self._stopping = False
         self._sent: dict[int, Batch] = {}  # worker -> the batch sent ahead to it
-        t = time.perf_counter()
-        reuse = acquire(workers)
-        self.procs: list[Proc] = list(reuse)
+        self.procs: list[Proc] = []
         self.pids: dict[int, list[int]] = {}
+        self.replaced: list[tuple[int, float, float]] = []  # (worker, death seen, ready)
+        forkserver.hold()  # released by close(), or below if the start fails
         try:
-            fresh = [Proc(w) for w in range(len(reuse), workers)]
+            self.procs = acquire(workers)
+            warm = len(self.procs)
+            if warm < workers:
+                forkserver.preload([])  # the server boots while the parent pickles
+            check_picklable("handler", spec.handler)
+            self._config = check_picklable("the retry policy's permanent=", spec)
+            if warm < workers:
+                forkserver.preload(forkserver.module_hints(self._config))
+            fresh = [Proc(w) for w in range(warm, workers)]
             self.procs += fresh
             for w, proc in enumerate(self.procs):
                 if proc in fresh:
@@ -107,9 +117,12 @@ class ProcessBackend:
                 proc.configure(self._config_for(w))
                 self.pids[w] = [proc.process.pid]
         except BaseException:
-            stop_all(self.procs, kill=True)
+            try:
+                stop_all(self.procs, kill=True)
+            finally:
+                forkserver.release()
             raise
-        return {"startup_s": time.perf_counter() - t, "warm_workers": len(reuse)}
+        return {"startup_s": time.perf_counter() - t, "warm_workers": warm}
 
     def _config_for(self, worker: int) -> bytes:
         return pickle.dumps(("config", self._config, worker), protocol=pickle.HIGHEST_PROTOCOL)
@@ -130,7 +143,7 @@ class ProcessBackend:
                 proc.conn.send_bytes(data)
         ahead = self._send_ahead(slot, proc)
         try:
-            _, out = pickle.loads(proc.conn.recv_bytes())
+            data = proc.conn.recv_bytes()
         except (EOFError, OSError):
             out = self._lost(slot, proc, batch)
             if self._sent.pop(slot.worker, None) is not None:
@@ -138,11 +151,7 @@ class ProcessBackend:
             elif ahead is not None:
                 out.ahead = ahead  # never sent: the engine runs it next
             return out
-        for f in out.failures:
-            if f.tb:
-                if f.exc is None:
-                    f.exc = RemoteTraceback(f.tb)
-                f.exc.__cause__ = RemoteTraceback(f.tb)
+        out = unpack(data, len(batch))
         out.ahead = ahead
         return out
 
@@ -183,11 +192,12 @@ class ProcessBackend:
     def _lost(self, slot: Slot, proc: Proc, batch: Batch) -> BatchResult:
         """The worker died: charge the running job an attempt, rerun the rest."""
         i, t0 = int(proc.view[0]), proc.view[1]
+        seen = time.perf_counter()
         proc.process.join(1)
         now = time.perf_counter()
         stopping = self._stopping or slot.state.stop
-        if not stopping:
-            self._replace(slot.worker)
+        if not stopping and self._replace(slot.worker):
+            self.replaced.append((slot.worker, seen, time.perf_counter()))
         res = BatchResult(results=[] if self.spec.want_results else None)
         if i < 0:  # died between jobs: nobody to charge
             res.items, res.rest = EMPTY, batch
@@ -204,18 +214,19 @@ class ProcessBackend:
         crash_row(res, RuntimeError(msg), t0, now, code, etype)
         return res
 
-    def _replace(self, worker: int) -> None:
+    def _replace(self, worker: int) -> bool:
         """Start a new worker in place of a dead one (under the lock, so that a
-        concurrent close() either stops it or prevents it)."""
+        concurrent close() either stops it or prevents it); False if closing."""
         with self._lock:
             if self._stopping:
-                return
+                return False
             self.procs[worker].stop(kill=True)
             proc = Proc(worker)
             self.procs[worker] = proc
             proc.wait_ready()
             proc.configure(self._config_for(worker))
             self.pids.setdefault(worker, []).append(proc.process.pid)
+            return True
 
     def overdue(self, slot: Slot, now: float) -> None:
         """Kill the worker whose running attempt is past its deadline; its driver
@@ -243,12 +254,19 @@ class ProcessBackend:
             if self._stopping:
                 return
             self._stopping = True
-        if not kill and park(self.procs):
-            return
-        stop_all(self.procs, kill)
+        try:
+            if kill or not park(self.procs):
+                stop_all(self.procs, kill)
+        finally:
+            forkserver.release()
 
     def info(self) -> dict[str, Any]:
-        return {"pids": {w: list(p) for w, p in self.pids.items()}}
+        """Each worker's pids (a replaced worker has several), and each replacement as
+        (worker, perf_counter when its death was seen, when the new one was ready)."""
+        return {
+            "pids": {w: list(p) for w, p in self.pids.items()},
+            "replacements": list(self.replaced),
+        }
 
 
 class _SlotFlag:
