@@ -7,7 +7,7 @@ package imports the engine.
 Example:
     >>> from qlab import backends
     >>> backends.BACKENDS
-    ('thread', 'process', 'inline')
+    ('thread', 'process', 'inline', 'dask')
     >>> backends.resolve("inline").name
     'inline'
 """
@@ -19,13 +19,14 @@ from typing import Any
 
 from qlab.backends.base import Backend
 
-__all__ = ["BACKENDS", "Backend", "resolve"]
+__all__ = ["BACKENDS", "Backend", "Dask", "resolve"]
 
 # name -> "module:class", imported on first use (the process backend loads joblib)
 _REGISTRY = {
     "thread": "qlab.backends.thread:ThreadBackend",
     "process": "qlab.backends.process:ProcessBackend",
     "inline": "qlab.backends.inline:InlineBackend",
+    "dask": "qlab.backends.dask:DaskBackend",
 }
 BACKENDS = tuple(_REGISTRY)
 
@@ -59,3 +60,13 @@ def check_names(backend: Any) -> list[str]:
     if not names or bad:
         raise ValueError(f"backend must be one of {BACKENDS} (or a list of them), got {backend!r}")
     return names
+
+
+def __getattr__(name: str) -> Any:
+    """``qlab.backends.Dask`` loads the Dask backend on first use (``import qlab``
+    does not import dask)."""
+    if name == "Dask":
+        from qlab.backends.dask import DaskBackend
+
+        return DaskBackend
+    raise AttributeError(f"module 'qlab.backends' has no attribute {name!r}")

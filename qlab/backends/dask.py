@@ -1,0 +1,346 @@
+"""The Dask backend: each worker is a slot on a Dask worker (one thread of it).
+
+Data flow (parent on the left, the slot's Dask worker on the right)::
+
+    driver thread (one per slot)              Dask worker (process, maybe another host)
+    -------------------------------------     ------------------------------------------
+    client.submit(run_batch_remote, token,    spec = cloudpickled JobSpec (loaded once)
+        spec, slot, path, n, batch bytes, --> execute(spec.handler, batch): columns
+        workers=[its address])            <-- packed columns, failures, results
+    the next batch is submitted ahead, so the worker never waits for the parent
+                                              progress file (mmap on the worker's host):
+    watchdog / crash handling reads  <------  [running index, start, cancel, stop, n]
+
+``backend="dask"`` starts a ``distributed.LocalCluster`` (``workers`` processes on
+127.0.0.1, one thread each, the dashboard on loopback at a free port) and closes it
+with the pool; ``Dask(address=...)`` and ``Dask(client=...)`` use a cluster that is
+already running and never shut it down. Per-attempt times are put on the parent's
+timeline by each worker's clock offset (:mod:`qlab.backends.dask_cluster`).
+
+A worker that dies mid-batch costs the running job one attempt (``crashed``); the
+rest of the batch runs again, uncharged, on another worker (the dead one's nanny
+restarts it; without a nanny the slot takes a free worker, or shares one). A timed
+out attempt gets its worker process killed (a nanny restarts it). Dask cannot stop
+a running task otherwise: at a stop the tasks' futures are cancelled and the
+running attempts see their cancel token; on a user's cluster an attempt that does
+not stop by itself runs on in its worker after the pool has returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import pickle
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from qlab.backends import dask_recovery as recovery
+from qlab.backends import dask_remote
+from qlab.backends.base import BatchResult, JobSpec, Slot
+from qlab.backends.dask_cluster import Cluster, WorkerInfo
+from qlab.backends.dask_progress import Progress
+from qlab.backends.worker import dumps, unpack
+from qlab.batches import Batch
+from qlab.clock import RealClock
+
+__all__ = ["Dask", "DaskBackend"]
+
+_POLL_S = 0.1  # how often a waiting driver looks whether its worker is still alive
+
+
+class DaskBackend:
+    """Runs batches on Dask workers; the engine's driver threads submit them.
+
+    Args:
+        address: a running scheduler (``"tcp://host:8786"``); None (with no client):
+            start a LocalCluster of ``workers`` processes, owned by the pool.
+        client: an existing ``distributed.Client`` to use instead.
+        clocks: ``"auto"`` (workers on this machine share its clock; others are
+            corrected by Dask's measured delays) or ``"dask"`` (correct every worker).
+        replace_timeout: seconds to wait for a dead worker's replacement before the
+            slot shares a live worker.
+
+    Raises:
+        ValueError / TypeError: bad arguments, naming the parameter.
+
+    Example:
+        >>> Dask(address="tcp://127.0.0.1:8786").name
+        'dask'
+        >>> Dask(clocks="exact")
+        Traceback (most recent call last):
+        ...
+        ValueError: clocks must be 'auto' or 'dask', got 'exact'
+        >>> import qlab
+        >>> qlab.run(abs, range(5), workers=2, backend="dask")  # doctest: +SKIP
+    """
+
+    name = "dask"
+    can_kill = True
+    in_caller = False
+    batch_target_s = 0.05  # work per batch: one Dask task costs about a millisecond
+
+    def __init__(
+        self,
+        address: str | None = None,
+        client: Any = None,
+        *,
+        clocks: str = "auto",
+        replace_timeout: float = 60.0,
+    ) -> None:
+        if address is not None and client is not None:
+            raise ValueError("address and client: give one of them, not both")
+        if address is not None and not isinstance(address, str):
+            raise TypeError(f"address must be a scheduler address string, got {address!r}")
+        if client is not None and not hasattr(client, "submit"):
+            raise TypeError(f"client must be a distributed.Client, got {client!r}")
+        if clocks not in ("auto", "dask"):
+            raise ValueError(f"clocks must be 'auto' or 'dask', got {clocks!r}")
+        if not isinstance(replace_timeout, int | float) or replace_timeout < 0:
+            raise ValueError(f"replace_timeout must be seconds >= 0, got {replace_timeout!r}")
+        self.address, self.client, self.clocks = address, client, clocks
+        self.replace_timeout = float(replace_timeout)
+
+    # -- start -------------------------------------------------------------------------
+
+    def start(
+        self, spec: JobSpec, workers: int, take_ahead: Callable[[Slot], Batch | None]
+    ) -> dict[str, Any]:
+        if not isinstance(spec.clock, RealClock):
+            raise ValueError(
+                "clock: Dask workers time attempts on the real clock; use a fake "
+                "clock with backend='thread' or 'inline'"
+            )
+        t = time.perf_counter()
+        self.spec, self._take_ahead, self._n = spec, take_ahead, workers
+        self._spec_bytes = _pickle_spec(spec)
+        self._token = uuid.uuid4().hex[:12]
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._stopped = threading.Event()
+        self._numbers = itertools.count(1)
+        self._sent: dict[int, tuple[Batch, Any, int]] = {}  # slot -> batch sent ahead
+        self._killed: set[str] = set()  # addresses killed for a timeout
+        self.replaced: list[tuple[int, float, float]] = []
+        self.cluster = Cluster(self.address, self.client, self.clocks)
+        self.info_: list[WorkerInfo] = []
+        self.history: dict[int, list[WorkerInfo]] = {}
+        try:
+            addresses = self.cluster.connect(workers)
+            probes: dict[str, WorkerInfo] = {}
+            for a in addresses:
+                if a not in probes:
+                    probes[a] = self._probe(a)
+            self.info_ = [probes[a] for a in addresses]
+            self.progress = [self._progress(w, i) for w, i in enumerate(self.info_)]
+        except BaseException:
+            self.cluster.close()
+            raise
+        for w, i in enumerate(self.info_):
+            self.history[w] = [i]
+        return {
+            "startup_s": time.perf_counter() - t,
+            "dask_scheduler": self.cluster.scheduler_address(),
+            "dask_dashboard": self.cluster.dashboard(),
+            "dask_owned": self.cluster.owned,
+            "clocks": self.clocks,
+        }
+
+    def _probe(self, address: str) -> WorkerInfo:
+        try:
+            return self.cluster.probe(address, self._token, self._spec_bytes)
+        except Exception as exc:
+            raise RuntimeError(
+                f"handler: Dask worker {address} cannot load it "
+                f"({type(exc).__name__}: {exc}); is qlab (and the handler's module) "
+                "installed on the workers?"
+            ) from exc
+
+    def _progress(self, w: int, info: WorkerInfo) -> Progress:
+        path = dask_remote.progress_path(self._token, w)
+        return Progress(path, info, self.cluster.client)
+
+    def new_event(self, worker: int) -> Any:
+        return _SlotFlag(self, worker)
+
+    # -- running batches ---------------------------------------------------------------
+
+    def run_batch(self, slot: Slot, batch: Batch, res: BatchResult) -> BatchResult:
+        """Submit ``batch`` (unless it went ahead), submit the next one ahead, then
+        wait for ``batch``'s columns or its worker's death."""
+        w = slot.worker
+        sent = self._sent.pop(w, None)
+        if sent is not None and sent[0] is batch:
+            fut, number = sent[1], sent[2]
+        else:
+            try:
+                data = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:
+                try:
+                    data = dumps(batch)
+                except Exception as exc:
+                    return recovery.unpicklable(self, batch, exc)
+            fut, number = self._submit(w, data)
+        ahead = self._send_ahead(slot)
+        try:
+            data = self._wait(w, fut)
+        except Exception as exc:  # the task itself failed (a payload the worker
+            return recovery.task_failed(self, slot, batch, exc, ahead)  # cannot unpickle, say)
+        if data is None:
+            return recovery.lost(self, slot, batch, number, ahead)
+        out = unpack(data, len(batch))
+        _shift(out, self.info_[w].offset)
+        out.ahead = ahead
+        return out
+
+    def _submit(self, w: int, data: bytes) -> tuple[Any, int]:
+        number = next(self._numbers)
+        address = self.info_[w].address
+        fut = self.cluster.client.submit(
+            dask_remote.run_batch_remote,
+            self._token,
+            self._spec_bytes,
+            w,
+            self.progress[w].path,
+            number,
+            data,
+            key=f"qlab-batch-{self._token}-{number}",
+            workers=[address],
+            allow_other_workers=False,
+        )
+        return fut, number
+
+    def _send_ahead(self, slot: Slot) -> Batch | None:
+        """Pipelining: queue the slot's next batch on its worker while this one runs."""
+        following = self._take_ahead(slot)
+        if following is None:
+            return None
+        try:
+            data = dumps(following)
+        except Exception:  # a payload that does not pickle: returned unsent
+            return following
+        fut, number = self._submit(slot.worker, data)
+        self._sent[slot.worker] = (following, fut, number)
+        return following
+
+    def _wait(self, w: int, fut: Any) -> Any:
+        """The task's bytes, or None if its worker died or the pool is stopping."""
+        while True:
+            try:
+                return fut.result(timeout=_POLL_S)
+            except Exception:
+                if fut.done():
+                    if self._stopping or fut.status == "cancelled":
+                        return None
+                    if self.cluster.alive(self.info_[w]):
+                        raise  # not the worker's death: the task itself failed
+                    return None
+            if self._stopping or not self.cluster.alive(self.info_[w]):
+                with contextlib.suppress(Exception):
+                    fut.cancel()
+                return None
+
+    def overdue(self, slot: Slot, now: float) -> None:
+        """Kill the worker whose running attempt is past its deadline; its driver then
+        sees the worker die and records the timeout (see ``_lost``)."""
+        w, timeout = slot.worker, self.spec.timeout
+        info = self.info_[w]
+        if timeout is None or info.address in self._killed or self._stopping:
+            return None
+        i, t0 = self.progress[w].running()
+        if i >= 0 and now - (t0 + info.offset) >= timeout:
+            self._killed.add(info.address)
+            self._kill(info)
+        return None
+
+    def _kill(self, info: WorkerInfo) -> None:
+        if info.local:
+            with contextlib.suppress(OSError):
+                os.kill(info.pid, signal.SIGKILL)
+        else:
+            with contextlib.suppress(Exception):
+                self.cluster.client.run(dask_remote.hard_exit, workers=[info.address], wait=False)
+
+    def stop_intake(self) -> None:
+        """Running attempts finish; batches sent ahead do not start."""
+        for progress in self.progress:
+            progress.set(3, 1.0)
+
+    def stop_worker(self, slot: Slot) -> None:
+        self._kill(self.info_[slot.worker])
+
+    def close(self, kill: bool = False) -> None:
+        """Cancel what is still submitted, remove the progress files, and close the
+        cluster if qlab started it (with ``kill``, running attempts are cancelled
+        first: their drivers stop waiting)."""
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
+        self._stopped.set()
+        for progress in self.progress:
+            with contextlib.suppress(Exception):
+                progress.set(3, 1.0)
+                if kill:
+                    progress.set(2, 1.0)
+        for _, fut, _ in list(self._sent.values()):
+            with contextlib.suppress(Exception):
+                fut.cancel()
+        for progress in self.progress:
+            progress.unlink()
+        self.cluster.close()
+
+    def info(self) -> dict[str, Any]:
+        """Provenance: each slot's Dask worker addresses (a replaced one has several),
+        hosts, pids, clock offsets applied, and Dask's measured delays."""
+        everyone = [i for infos in self.history.values() for i in infos]
+        return {
+            "dask_workers": {w: [i.address for i in v] for w, v in self.history.items()},
+            "hosts": {w: v[-1].host.split("/")[0] for w, v in self.history.items()},
+            "pids": {w: [i.pid for i in v] for w, v in self.history.items()},
+            "clock_offsets": {i.address: i.offset for i in everyone},
+            "dask_time_delays": {i.address: i.delay for i in everyone},
+            "replacements": list(self.replaced),
+        }
+
+
+Dask = DaskBackend
+
+
+def _pickle_spec(spec: JobSpec) -> bytes:
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise TypeError(
+            f"handler (or the retry policy's permanent=) cannot be pickled for the dask "
+            f"backend ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _shift(res: BatchResult, offset: float) -> None:
+    """Put a batch's times on the parent's clock."""
+    if offset:
+        res.t0 = [t + offset for t in res.t0]
+        res.t1 = [t + offset for t in res.t1]
+
+
+class _SlotFlag:
+    """The parent's handle on a slot's cancel flag (the engine calls ``set()``)."""
+
+    def __init__(self, backend: DaskBackend, worker: int) -> None:
+        self.backend, self.worker = backend, worker
+
+    def set(self) -> None:
+        self.backend.progress[self.worker].set(2, 1.0)
+
+    def is_set(self) -> bool:
+        return self.backend.progress[self.worker].cancelled()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.backend._stopped.wait(timeout) or self.is_set()

@@ -1,0 +1,187 @@
+"""The Dask cluster a pool runs on: one qlab starts, or one the user already has.
+
+:class:`Cluster` owns the Dask ``Client`` side of a pool: it starts a
+``LocalCluster`` (worker processes on 127.0.0.1, one thread each, the dashboard on
+loopback at a free port) or connects to a scheduler address or a user's Client; it
+knows each worker it uses (address, host, pid, nanny) and each worker's clock
+offset; it finds a replacement when a worker dies; and it closes only what it
+started. A cluster that qlab did not start is never shut down by qlab.
+
+Clock offsets. Attempts are timed in the worker on ``time.perf_counter``. A worker on
+the parent's own machine (same host name and boot id) reads the same
+``CLOCK_MONOTONIC``: its offset is exactly 0. For a worker on another machine, the
+offset takes its perf_counter to the parent's through the wall clocks and the
+delays Dask measures (``Worker.scheduler_delay``: scheduler wall minus worker wall;
+and the parent's own delay to the scheduler, measured the same way)::
+
+    parent_perf = worker_perf + (worker_wall - worker_perf) + worker_scheduler_delay
+                  - client_scheduler_delay - (client_wall - client_perf)
+
+``clocks="dask"`` applies that correction to every worker, local ones included
+(Dask's delays are round-trip estimates: on a busy machine they are off by
+milliseconds, which is why the same machine's exact clock is preferred).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any
+
+from qlab.backends import dask_remote
+
+__all__ = ["Cluster", "WorkerInfo"]
+
+
+class WorkerInfo:
+    """One Dask worker as the pool sees it."""
+
+    __slots__ = ("address", "delay", "host", "local", "nanny", "offset", "pid")
+
+    def __init__(self, address: str, probe: tuple, nanny: str | None, offset: float, local: bool):
+        self.address = address
+        self.host, self.pid, _, self.delay = probe
+        self.nanny = nanny
+        self.offset = offset
+        self.local = local  # on the parent's machine: its files and pid are reachable
+
+
+class Cluster:
+    """A Dask client and the workers a pool uses (see the module docs)."""
+
+    def __init__(self, address: str | None, client: Any, clocks: str) -> None:
+        self.address, self.user_client, self.clocks = address, client, clocks
+        self.client: Any = None
+        self.local_cluster: Any = None
+        self.owned = address is None and client is None
+        self._tracker_was_running = True
+        self.here = dask_remote.host_id()
+        self.client_delay = 0.0  # scheduler wall minus this process's wall
+        self.dead: set[str] = set()
+        self._workers_cache: tuple[float, dict[str, Any]] = (0.0, {})
+
+    # -- start and stop ----------------------------------------------------------------
+
+    def connect(self, workers: int) -> list[str]:
+        """Start or connect; return one worker address per slot (a worker with n
+        threads can serve n slots)."""
+        try:
+            import distributed
+        except ImportError as exc:  # pragma: no cover - dask is in the test extras
+            raise ImportError(
+                "backend='dask' needs dask.distributed: pip install 'qlab[dask]'"
+            ) from exc
+        if self.owned:
+            from multiprocessing import resource_tracker
+
+            self._tracker_was_running = resource_tracker._resource_tracker._pid is not None
+            self.local_cluster = distributed.LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                scheduler_port=0,
+                dashboard_address="127.0.0.1:0",
+                silence_logs=logging.ERROR,
+            )
+            self.client = distributed.Client(self.local_cluster, set_as_default=False)
+        elif self.user_client is not None:
+            self.client = self.user_client
+        else:
+            self.client = distributed.Client(self.address, set_as_default=False, timeout=30)
+        self._measure_client_delay()
+        info = self.scheduler_workers(fresh=True)
+        slots = [a for a, w in sorted(info.items()) for _ in range(max(int(w["nthreads"]), 1))]
+        if len(slots) < workers:
+            raise ValueError(
+                f"workers: the Dask cluster at {self.scheduler_address()} has "
+                f"{len(slots)} worker threads, asked for {workers}"
+            )
+        return slots[:workers]
+
+    def close(self) -> None:
+        """Close what qlab started: the LocalCluster and its client, or the client
+        made for ``address=``; a user's Client and every user cluster stay up."""
+        if self.client is not None and self.user_client is None:
+            with contextlib.suppress(Exception):
+                self.client.close(timeout=10)
+        if self.local_cluster is not None:
+            with contextlib.suppress(Exception):
+                self.local_cluster.close(timeout=10)
+            if not self._tracker_was_running:
+                # the nannies' multiprocessing queues started it; nothing else uses it
+                from multiprocessing import resource_tracker
+
+                with contextlib.suppress(Exception):
+                    resource_tracker._resource_tracker._stop()
+
+    def scheduler_address(self) -> str:
+        with contextlib.suppress(Exception):
+            return str(self.client.scheduler.address)
+        return str(self.address)
+
+    def dashboard(self) -> str | None:
+        with contextlib.suppress(Exception):
+            return (
+                self.client.dashboard_link
+                if self.local_cluster is None
+                else (self.local_cluster.dashboard_link)
+            )
+        return None
+
+    # -- workers -----------------------------------------------------------------------
+
+    def scheduler_workers(self, fresh: bool = False) -> dict[str, Any]:
+        """The scheduler's workers (address -> info), refreshed at most every 0.1 s
+        unless ``fresh``."""
+        at, cached = self._workers_cache
+        now = time.monotonic()
+        if fresh or now - at > 0.1:
+            cached = dict(self.client.scheduler_info(n_workers=-1)["workers"])
+            self._workers_cache = (now, cached)
+        return cached
+
+    def probe(self, address: str, token: str, spec: bytes) -> WorkerInfo:
+        """Load the spec on a worker and measure its clock (see the module docs)."""
+        probe = self.client.run(dask_remote.configure, token, spec, workers=[address])[address]
+        nanny = self.scheduler_workers().get(address, {}).get("nanny")
+        local = probe[0] == self.here
+        offset = 0.0
+        if self.clocks == "dask" or not local:
+            _, _, wall_minus_perf, delay = probe
+            here = time.time() - time.perf_counter()
+            offset = wall_minus_perf + delay - self.client_delay - here
+        return WorkerInfo(address, probe, nanny, offset, local)
+
+    def alive(self, info: WorkerInfo) -> bool:
+        """Is the worker still there? (its pid on this machine, else the scheduler)"""
+        if info.address in self.dead:
+            return False
+        if info.local:
+            import psutil
+
+            try:
+                ok = psutil.Process(info.pid).status() != psutil.STATUS_ZOMBIE
+            except psutil.Error:
+                ok = False
+        else:
+            try:
+                ok = info.address in self.scheduler_workers()
+            except Exception:
+                ok = False
+        if not ok:
+            self.dead.add(info.address)
+        return ok
+
+    def _measure_client_delay(self) -> None:
+        """The scheduler's wall clock minus ours (0 on the same machine)."""
+        try:
+            host = self.client.run_on_scheduler(dask_remote.host_id)
+            if host == self.here:
+                return
+            t0 = time.time()
+            remote = self.client.run_on_scheduler(time.time)
+            self.client_delay = remote - (t0 + time.time()) / 2
+        except Exception:
+            self.client_delay = 0.0

@@ -1,0 +1,148 @@
+"""When a Dask batch does not come back: its worker died, the pool stopped, or the
+task itself failed. Each path says which job is charged an attempt and which jobs go
+back to the queue uncharged (:class:`~qlab.backends.base.BatchResult` ``items`` and
+``rest``), and gives the slot a live worker again.
+
+A dead worker's progress file (:mod:`qlab.backends.dask_remote`) says which attempt
+was running, in which batch (the slot's batch, or the one sent ahead of it). Nobody
+can read it when the worker was on another machine and no process is left there:
+then the batch's first job is charged, the others run again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import TYPE_CHECKING
+
+from qlab.backends.base import BatchResult, Slot, crash_row
+from qlab.backends.worker import dumps
+from qlab.batches import EMPTY, Batch
+from qlab.codes import CANCELLED, CRASHED, FAILED, TIMEOUT
+
+if TYPE_CHECKING:
+    from qlab.backends.dask import DaskBackend
+
+__all__ = ["lost", "replace", "task_failed", "unpicklable"]
+
+_POLL_S = 0.1
+
+
+def lost(
+    self: DaskBackend, slot: Slot, batch: Batch, number: int, ahead: Batch | None
+) -> BatchResult:
+    """The worker died (or the pool stops): charge the running job an attempt,
+    send the rest of the batch back uncharged."""
+    w, info = slot.worker, self.info_[slot.worker]
+    sent = self._sent.pop(w, None)
+    if sent is not None:
+        with contextlib.suppress(Exception):
+            sent[1].cancel()
+    seen = time.perf_counter()
+    stopping = self._stopping or slot.state.stop
+    old = self.progress[w]
+    if not stopping and replace(self, w):
+        self.replaced.append((w, seen, time.perf_counter()))
+    i, t0, running = old.after_death(self.progress[w])
+    self.progress[w].reset()
+    now = time.perf_counter()
+    res = BatchResult(results=[] if self.spec.want_results else None)
+    queued = ahead if sent is not None else None  # the ahead batch never came back
+    if sent is None and ahead is not None:
+        res.ahead = ahead  # never submitted: the engine runs it next
+    items, rest = batch, EMPTY
+    if queued is not None and running == sent[2]:  # died in the batch sent ahead
+        items, rest = queued, batch
+    elif queued is not None:
+        rest = queued
+    if i is None:  # nobody on the dead worker's host can read its progress
+        i, t0 = 0, None
+    elif running not in (number, sent[2] if sent else -1) or i < 0 or i >= len(items):
+        res.items, res.rest = EMPTY, items + rest  # died between jobs: nobody to charge
+        return res
+    if stopping:
+        code, etype, msg = CANCELLED, "Cancelled", "the pool stopped the Dask task"
+    elif info.address in self._killed:
+        code, etype = TIMEOUT, "TimeoutError"
+        msg = f"attempt exceeded timeout={self.spec.timeout}s; the Dask worker process was killed"
+    else:
+        code, etype = CRASHED, "WorkerCrashed"
+        msg = f"Dask worker {info.address} (pid {info.pid}) died"
+    res.items, res.rest = items[i : i + 1], items[:i] + items[i + 1 :] + rest
+    start = None if t0 is None else t0 + info.offset
+    crash_row(res, RuntimeError(msg), start, now, code, etype)
+    return res
+
+
+def replace(self: DaskBackend, w: int) -> bool:
+    """Give slot ``w`` a live worker: the dead one's replacement (its nanny's), a
+    free one, or after ``replace_timeout`` one shared with another slot."""
+    deadline = time.monotonic() + self.replace_timeout
+    cluster = self.cluster
+    while not (self._stopping or self.progress[w].stopped()):
+        try:
+            live = [a for a in cluster.scheduler_workers(fresh=True) if a not in cluster.dead]
+        except Exception:
+            return False
+        used = {self.info_[k].address for k in range(self._n) if k != w}
+        free = [a for a in sorted(live) if a not in used]
+        late = time.monotonic() > deadline
+        pick = free[0] if free else (sorted(live)[w % len(live)] if late and live else None)
+        if pick is not None:
+            try:
+                info = self._probe(pick)
+            except Exception:
+                cluster.dead.add(pick)
+                continue
+            with self._lock:
+                if self._stopping:
+                    return False
+                self.info_[w] = info
+                self.history[w].append(info)
+                self.progress[w] = self.progress[w].moved(info)
+            return True
+        if late:
+            return False
+        self._stopped.wait(_POLL_S)
+    return False
+
+
+def task_failed(
+    self: DaskBackend, slot: Slot, batch: Batch, exc: Exception, ahead: Batch | None
+) -> BatchResult:
+    """The Dask task raised (the handler's own errors never get here): charge the
+    batch's first job an attempt with that error, send the rest back uncharged."""
+    sent = self._sent.pop(slot.worker, None)
+    res = BatchResult(results=[] if self.spec.want_results else None)
+    res.items, res.rest = batch[:1], batch[1:]
+    if sent is not None:
+        res.ahead = sent[0]  # still queued on the worker: run it next
+        self._sent[slot.worker] = sent
+    elif ahead is not None:
+        res.ahead = ahead
+    now = time.perf_counter()
+    crash_row(res, exc, now, now, CRASHED)
+    res.failures[-1].error = f"the Dask task failed: {type(exc).__name__}: {exc}"
+    return res
+
+
+def unpicklable(self: DaskBackend, batch: Batch, exc: Exception) -> BatchResult:
+    """Fail (for good) the jobs whose payload cannot be pickled; rerun the others."""
+    bad, good = [], []
+    for item in batch:
+        try:
+            dumps(item)
+            good.append(item)
+        except Exception:
+            bad.append(item)
+    now = time.perf_counter()
+    res = BatchResult(results=[] if self.spec.want_results else None)
+    res.items, res.rest = Batch.of(bad), Batch.of(good)
+    for item in bad:
+        msg = f"payload of job {item[0]} cannot be pickled for the dask backend: {exc}"
+        crash_row(res, TypeError(msg), now, now, FAILED)
+        res.failures[-1].permanent = True
+    return res
+
+
+# -- timeouts and stops ------------------------------------------------------------
