@@ -58,7 +58,8 @@ __all__ = [
 log = logging.getLogger("qlab")
 
 S_OPEN, S_OK = 0, 1  # a job's status in a store; failed and cancelled are ST_FAILED/CANCELLED
-# an attempt row: (job_id, attempt, worker, start, end, cpu, outcome, error_type, error, backoff)
+# an attempt row: (job_id, attempt, worker, start, end, cpu, outcome, error_type, error,
+# backoff, throttle)
 Row = tuple
 
 
@@ -301,6 +302,7 @@ class DurableQueue(MemoryQueue):
         items, res, off, extra = s.items, s.res, self.offset, self.extra
         cpu = res.cpu_list() if res.cpu_share is not None else res.cpu
         errors, backoff, out = s.errors or {}, s.backoff or {}, s.out
+        throttle = getattr(res, "throttle", None)
         rows: list[Row] = []
         ok: list[int] = []
         for i, (job, att, _) in enumerate(items):
@@ -308,7 +310,8 @@ class DurableQueue(MemoryQueue):
             code = out[i]
             rows.append(
                 (job, att + extra.get(job, 0), worker, res.t0[i] + off, res.t1[i] + off,
-                 cpu[i], code, err and err[0], err and err[1], backoff.get(i))
+                 cpu[i], code, err and err[0], err and err[1], backoff.get(i),
+                 throttle[i] if throttle else 0.0)
             )  # fmt: skip
             if code == OK:
                 ok.append(job)

@@ -7,7 +7,7 @@ An attempt's ``attempt`` number counts every row of its job, lost ones included.
 
 Example:
     >>> jobs = [(0, 100.0, 1), (1, 100.0, 0)]
-    >>> rows = [(0, 1, 0, 100.5, 101.0, 0.1, 0, None, None, None)]
+    >>> rows = [(0, 1, 0, 100.5, 101.0, 0.1, 0, None, None, None, 0.0)]
     >>> run = build_run(jobs, rows, {"created": "100.0"})
     >>> run.jobs.status.tolist(), run.attempts.start_s.tolist()
     (['ok', 'pending'], [0.5])
@@ -23,7 +23,7 @@ from qlab.queues.durable import S_OK, Row
 __all__ = ["build_run"]
 
 _COLS = ["job_id", "attempt", "worker", "start", "end", "cpu_s", "outcome", "error_type",
-         "error", "backoff_s"]  # fmt: skip
+         "error", "backoff_s", "throttle_s"]  # fmt: skip
 
 
 def build_run(jobs: list[tuple[int, float, int]], rows: list[Row], meta: dict[str, Any]) -> Any:
@@ -52,6 +52,7 @@ def build_run(jobs: list[tuple[int, float, int]], rows: list[Row], meta: dict[st
             "error_type": pd.Categorical(a["error_type"]),
             "error": pd.array(a["error"], dtype=pd.StringDtype("pyarrow")),
             "backoff_s": a["backoff_s"].astype(float),
+            "throttle_s": a["throttle_s"].astype(float),
         }
     )
     j = pd.DataFrame.from_records(jobs, columns=["job_id", "submitted", "status"])

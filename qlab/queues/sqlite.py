@@ -63,7 +63,8 @@ CREATE TABLE IF NOT EXISTS qlab_jobs(
 CREATE INDEX IF NOT EXISTS qlab_jobs_open ON qlab_jobs(id) WHERE status = 0;
 CREATE TABLE IF NOT EXISTS qlab_attempts(
     job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, worker INTEGER, start REAL,
-    end REAL, cpu REAL, outcome INTEGER NOT NULL, error_type TEXT, error TEXT, backoff REAL);
+    end REAL, cpu REAL, outcome INTEGER NOT NULL, error_type TEXT, error TEXT, backoff REAL,
+    throttle REAL);
 CREATE TABLE IF NOT EXISTS qlab_owners(owner TEXT PRIMARY KEY, until REAL NOT NULL);
 """
 _SYNC = {"normal": "NORMAL", "full": "FULL"}
@@ -195,7 +196,7 @@ class SQLiteStore:
     ) -> None:
         def work(db: sqlite3.Connection) -> None:
             if rows:
-                db.executemany("INSERT INTO qlab_attempts VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+                db.executemany("INSERT INTO qlab_attempts VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
             if isinstance(ok, range) and len(ok):
                 db.execute(
                     "UPDATE qlab_jobs SET status = ?, taken = NULL WHERE id BETWEEN ? AND ?",
@@ -257,8 +258,11 @@ class SQLiteStore:
                 continue
             if taken is not None:  # it ran when its owner stopped: lost, uncharged
                 seen = owners.get(owner, taken) - self.lease
-                lost.append((job, att + extra, -1, taken, max(seen, taken), math.nan, LOST,
-                             "Lost", f"its owner {owner} stopped while it ran", None))  # fmt: skip
+                why = f"its owner {owner} stopped while it ran"
+                end = max(seen, taken)
+                lost.append(
+                    (job, att + extra, -1, taken, end, math.nan, LOST, "Lost", why, None, 0.0)
+                )
                 extra += 1
             moved.append((self.owner, extra, job))
             c.ids.append(job)
@@ -268,7 +272,7 @@ class SQLiteStore:
             c.submitted.append(sub)
             c.payloads.append(pickle.loads(blob))
         c.lost = len(lost)
-        db.executemany("INSERT INTO qlab_attempts VALUES (?,?,?,?,?,?,?,?,?,?)", lost)
+        db.executemany("INSERT INTO qlab_attempts VALUES (?,?,?,?,?,?,?,?,?,?,?)", lost)
         db.executemany(
             "UPDATE qlab_jobs SET owner = ?, extra = ?, taken = NULL WHERE id = ?", moved
         )
