@@ -26,13 +26,29 @@ __all__ = ["INT", "LazyPackage", "serve"]
 INT = struct.Struct("i")  # pids and exit codes on a status pipe
 
 
+# what handlers use of ``qlab.*`` in a worker, and the light modules that define it
+_LIGHT = {
+    "current": "qlab.context",
+    "Cancelled": "qlab.context",
+    "CancelToken": "qlab.context",
+    "JobContext": "qlab.context",
+    "Permanent": "qlab.retry",
+}
+
+
 class LazyPackage(types.ModuleType):
     """The ``qlab`` package in the server and its workers: its submodules import
-    without running ``qlab/__init__.py`` (engine, workloads, pandas...); the first
-    attribute it lacks (``qlab.current`` in a handler) runs it."""
+    without running ``qlab/__init__.py`` (the engine, the workloads, logging...);
+    ``qlab.current`` and the few names a handler uses come from their own modules,
+    and the first other attribute it lacks runs ``__init__.py``."""
 
     def __getattr__(self, name: str) -> Any:
         import importlib.util
+
+        if name in _LIGHT:
+            value = getattr(importlib.import_module(_LIGHT[name]), name)
+            setattr(self, name, value)
+            return value
 
         init = os.path.join(self.__path__[0], "__init__.py")
         spec = importlib.util.spec_from_file_location("qlab", init)
