@@ -6,6 +6,8 @@ redis-server (started here on a free loopback port, stopped by PID)."""
 from __future__ import annotations
 
 import random
+import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +21,7 @@ import qlab
 
 pytestmark = pytest.mark.timeout(60)
 
-JOBS = 2000
+JOBS = 1000
 HANDLER = qlab.workloads.sleep(ms=1)
 CHILD = """
 import sys, qlab
@@ -62,10 +64,19 @@ def check_complete(run: qlab.Run, lost_expected: int) -> None:
     assert (att.groupby("job_id").attempt.max() == jobs.set_index("job_id").attempts).all()
 
 
-# -- SQLite ------------------------------------------------------------------------------
+# -- the stores, as a test sees them -------------------------------------------------
 
 
-def sqlite_rows(path: str) -> Callable[[], int]:
+class Kind:
+    """A fresh queue of one kind: its URL, and what a test reads of its store."""
+
+    def __init__(self, url: str, rows: Callable[[], int], in_flight: Callable[[], int]):
+        self.url, self.rows, self.in_flight = url, rows, in_flight
+
+
+def sqlite_kind(tmp_path, query: str = "") -> Kind:
+    path = str(tmp_path / "q.db")
+
     def rows() -> int:
         try:
             with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
@@ -73,41 +84,100 @@ def sqlite_rows(path: str) -> Callable[[], int]:
         except sqlite3.Error:
             return 0
 
-    return rows
+    def in_flight() -> int:
+        with sqlite3.connect(path) as db:
+            sql = "SELECT count(*) FROM qlab_jobs WHERE status = 0 AND taken IS NOT NULL"
+            return db.execute(sql).fetchone()[0]
+
+    return Kind(f"sqlite:///{path}{query}", rows, in_flight)
 
 
-def sqlite_in_flight(path: str) -> int:
-    with sqlite3.connect(path) as db:
-        sql = "SELECT count(*) FROM qlab_jobs WHERE status = 0 AND taken IS NOT NULL"
-        return db.execute(sql).fetchone()[0]
+def redis_kind(server: str, name: str) -> Kind:
+    import redis
+
+    r = redis.Redis.from_url(server)
+    return Kind(
+        f"{server}?name={name}&lease=2",
+        lambda: int(r.get(f"qlab:{name}:rows") or 0),
+        lambda: r.hlen(f"qlab:{name}:running"),
+    )
 
 
-def test_sigkilled_sqlite_run_resumes_every_job_once(tmp_path):
-    path = str(tmp_path / "q.db")
-    url = f"sqlite:///{path}?lease=2"
-    rows = sqlite_rows(path)
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    """A real redis-server on a free loopback port, no persistence; stopped by PID."""
+    exe = shutil.which("redis-server")
+    if exe is None:  # the Redis cases skip; CI installs it (apt-get install -y redis-server)
+        yield None
+        return
+    import redis
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    folder = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        client = redis.Redis(port=port)
+
+        def up() -> bool:
+            assert proc.poll() is None, "redis-server exited"
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                return False
+
+        wait_for(up, 10)
+        client.close()
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def kind(request, tmp_path, redis_server) -> Kind:
+    """Each crash test runs on SQLite and on Redis (the server is started once, before
+    the leak check of the first test, so it is not taken for a leaked child)."""
+    if request.param == "sqlite":
+        return sqlite_kind(tmp_path, "?lease=2")
+    if redis_server is None:
+        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
+    return redis_kind(redis_server, f"t{abs(hash(request.node.name)) % 10**8}")
+
+
+# -- the crash tests ---------------------------------------------------------------------
+
+
+def test_sigkilled_run_resumes_every_job_once(kind):
     rnd = random.Random(13)
     lost = 0
-    for k, mode in enumerate(["run"] + ["resume"] * 9):  # 10 kills at seeded moments
-        kill_when(url, mode, rows, rows() + rnd.randint(50, 200))
-        lost += sqlite_in_flight(path)
+    kills = 10 if kind.url.startswith("sqlite") else 5  # each costs a child's start-up
+    for k, mode in enumerate(["run"] + ["resume"] * (kills - 1)):  # at seeded moments
+        kill_when(kind.url, mode, kind.rows, kind.rows() + rnd.randint(30, 90))
+        lost += kind.in_flight()
         assert k or lost, "a run of 4 busy workers was killed with nothing in flight"
-    run = qlab.resume(url, HANDLER, workers=4)
+    run = qlab.resume(kind.url, HANDLER, workers=4)
     check_complete(run, lost)
     assert run.meta["resumes"] == 1
-    again = qlab.resume(url, HANDLER)  # a finished queue: its Run, nothing runs
+    again = qlab.resume(kind.url, HANDLER)  # a finished queue: its Run, nothing runs
     assert again.meta["resumes"] == 0 and len(again.attempts) == len(run.attempts)
 
 
-def test_two_resumers_at_once_never_run_a_job_twice(tmp_path):
-    path = str(tmp_path / "q.db")
-    url = f"sqlite:///{path}"
-    rows = sqlite_rows(path)
-    kill_when(url, "run", rows, 200)
-    lost = sqlite_in_flight(path)
+def test_two_resumers_at_once_never_run_a_job_twice(kind):
+    kill_when(kind.url, "run", kind.rows, 200)
+    lost = kind.in_flight()
     runs: list[qlab.Run] = []
     threads = [
-        threading.Thread(target=lambda: runs.append(qlab.resume(url, HANDLER, workers=2)))
+        threading.Thread(target=lambda: runs.append(qlab.resume(kind.url, HANDLER, workers=2)))
         for _ in range(2)
     ]
     for t in threads:

@@ -1,0 +1,356 @@
+"""The Redis queue: ``queue="redis://127.0.0.1:6379/0?name=q"``, durable and shared.
+
+Through redis-py, with streams and a consumer group (keys under ``qlab:{name}:``):
+
+- ``jobs``: a stream, one entry per job (id, pickled payload, submission time), read
+  by the group ``qlab``. An entry pending for a consumer is that owner's lease: ``put``
+  adds the jobs and reads them to this owner in one MULTI; the owner renews the lease
+  (XCLAIM ... JUSTID resets the idle time, and its heartbeat in ``owners``) every third
+  of ``lease``; a job that ends is XACKed. A resumer takes over entries idle longer
+  than ``lease`` (XAUTOCLAIM), and at once those of an owner that released its lease or
+  was a process of this host that is gone (XCLAIM), under a short claim lock.
+- ``state`` (a hash: a job's status, next attempt, uncharged rows, due time),
+  ``running`` (a hash: jobs taken and not settled, found ``lost`` on resume),
+  ``attempts`` (a stream, one entry per settlement: its rows, pickled), ``dead`` (a
+  stream of the jobs that failed for good: the dead letters), ``meta``, ``owners``.
+
+Each put, batch taken and settlement is one round trip (a pipeline, MULTI/EXEC where
+several keys change together). URL: ``redis://[:password@]host[:port][/db]`` or
+``rediss://`` for TLS, with ``name=`` (default ``qlab``) and ``lease=`` (seconds,
+default 10, >= 1); other query parameters go to redis-py.
+
+Security: Redis has no authentication by default; give a password in the URL (or use
+an ACL user) and ``rediss://`` across machines. Payloads and trace rows are pickled:
+whoever can write to the queue can run code in every process that reads it. A queue
+URL is a code-execution boundary.
+
+Example:
+    >>> import qlab
+    >>> run = qlab.run(abs, [-1, -2], queue="redis://127.0.0.1:6379/0?name=doc")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from qlab.batches import Batch
+from qlab.codes import LOST, ST_FAILED
+from qlab.queues.durable import (
+    S_OK,
+    Claimed,
+    DurableQueue,
+    Row,
+    calling_handler,
+    fingerprint,
+    owner_dead,
+    owner_id,
+)
+
+__all__ = ["RedisQueue", "RedisStore"]
+
+GROUP = "qlab"
+_CHUNK = 5000
+
+
+def parse(url: str) -> tuple[str, str, float]:
+    """The redis-py URL, the queue's name and its lease; ValueError naming the fault.
+
+    Example:
+        >>> parse("redis://h:6379/0?name=q&lease=5")
+        ('redis://h:6379/0', 'q', 5.0)
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ValueError(f"queue must be redis://host[:port][/db]?name=..., got {url!r}")
+    name, lease, rest = "qlab", 10.0, []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key == "name":
+            name = value
+        elif key == "lease":
+            try:
+                lease = float(value)
+            except ValueError:
+                lease = math.nan
+        else:
+            rest.append((key, value))
+    if not name or any(c in name for c in " {}:"):
+        raise ValueError(f"queue {url!r}: name must be a word without spaces, ':' or braces")
+    if not 1 <= lease < math.inf:
+        raise ValueError(f"queue {url!r}: lease must be a number of seconds >= 1")
+    return urlunsplit(parts._replace(query=urlencode(rest))), name, lease
+
+
+class RedisStore:
+    """A queue's jobs, leases and attempt rows in Redis (see the module).
+
+    Raises:
+        ValueError: a bad URL, or no queue of that name (``create=False``).
+        ConnectionError: Redis cannot be reached (the message names the queue).
+    """
+
+    def __init__(self, url: str, create: bool = False) -> None:
+        import redis
+
+        from qlab.queues import redact
+
+        target, name, self.lease = parse(url)
+        self.url = url
+        self.owner = owner_id()
+        self.eids: dict[int, bytes] = {}  # job -> its stream entry (leased to this owner)
+        try:
+            self.r = redis.Redis.from_url(target, socket_connect_timeout=3)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"queue {redact(url)!r}: {exc}") from exc
+        try:
+            self.r.ping()
+        except redis.RedisError as exc:
+            self.r.close()
+            raise ConnectionError(f"queue {redact(url)!r}: cannot reach Redis ({exc})") from exc
+        k = f"qlab:{name}:"
+        self.k_jobs, self.k_state, self.k_running = k + "jobs", k + "state", k + "running"
+        self.k_attempts, self.k_rows, self.k_dead = k + "attempts", k + "rows", k + "dead"
+        self.k_meta, self.k_owners, self.k_claim = k + "meta", k + "owners", k + "claim"
+        if not create and not self.r.exists(self.k_meta):
+            self.r.close()
+            raise ValueError(f"queue {redact(url)!r}: no queue named {name!r} there")
+
+    # -- the queue's writes ------------------------------------------------------------
+
+    def count(self) -> int:
+        return self.r.xlen(self.k_jobs)
+
+    def init(self, meta: dict[str, str]) -> None:
+        import redis
+
+        try:
+            self.r.xgroup_create(self.k_jobs, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:  # BUSYGROUP: made by a run that put nothing
+            if "BUSYGROUP" not in str(exc):
+                raise
+        p = self.r.pipeline()
+        p.hset(self.k_meta, mapping=meta)
+        p.hset(self.k_owners, self.owner, time.time() + self.lease)
+        p.execute()
+
+    def meta(self) -> dict[str, str]:
+        return {k.decode(): v.decode() for k, v in self.r.hgetall(self.k_meta).items()}
+
+    def add(self, first: int, blobs: list[bytes], submitted: float) -> None:
+        p = self.r.pipeline(transaction=True)
+        for i, blob in enumerate(blobs):
+            p.xadd(self.k_jobs, {"i": first + i, "p": blob, "s": repr(submitted)})
+        p.xreadgroup(GROUP, self.owner, {self.k_jobs: ">"}, count=len(blobs))
+        got = p.execute()[-1]
+        for eid, fields in got[0][1] if got else ():
+            self.eids[int(fields[b"i"])] = eid
+
+    def taken(self, batch: Batch, t: float) -> None:
+        self.r.hset(self.k_running, mapping=dict.fromkeys(batch.ids, t))
+
+    def settled(
+        self,
+        rows: list[Row],
+        ok: range | list[int],
+        ended: list[tuple[int, int, str, str]],
+        again: list[tuple[int, int, int, float | None]],
+        back: list[int],
+    ) -> None:
+        p = self.r.pipeline(transaction=True)
+        if rows:
+            p.xadd(self.k_attempts, {"r": pickle.dumps(rows, pickle.HIGHEST_PROTOCOL)})
+            p.incrby(self.k_rows, len(rows))
+        state = dict.fromkeys(ok, str(S_OK))
+        state.update((job, str(code)) for job, code, _, _ in ended)
+        done = list(state)
+        for job, code, etype, msg in ended:
+            if code == ST_FAILED:
+                p.xadd(self.k_dead, {"i": job, "t": etype, "e": msg})
+        state.update((job, f"0,{a},{x},{'' if d is None else repr(d)}") for job, a, x, d in again)
+        if state:
+            p.hset(self.k_state, mapping=state)
+        settled = [*state, *back]
+        if settled:
+            p.hdel(self.k_running, *settled)
+        acks = [self.eids[job] for job in done if job in self.eids]
+        if acks:
+            p.xack(self.k_jobs, GROUP, *acks)
+        p.execute()
+        for job in done:
+            self.eids.pop(job, None)
+
+    def renew(self, until: float) -> None:
+        p = self.r.pipeline()
+        p.hset(self.k_owners, self.owner, until)
+        eids = list(self.eids.values())
+        for i in range(0, len(eids), _CHUNK):
+            p.xclaim(self.k_jobs, GROUP, self.owner, 0, eids[i : i + _CHUNK], justid=True)
+        p.execute()
+
+    def release(self) -> None:
+        self.r.hdel(self.k_owners, self.owner)
+
+    # -- resume --------------------------------------------------------------------------
+
+    def claim(self) -> Claimed:
+        """Take over the entries of owners whose lease is over or who are gone; their
+        running attempts are recorded ``lost``, uncharged."""
+        from qlab.queues import redact
+
+        deadline = time.monotonic() + 30
+        while not self.r.set(self.k_claim, self.owner, nx=True, px=30_000):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"queue {redact(self.url)!r}: the claim lock is held")
+            time.sleep(0.01)
+        try:
+            return self._claim()
+        finally:
+            if self.r.get(self.k_claim) == self.owner.encode():
+                self.r.delete(self.k_claim)
+
+    def _claim(self) -> Claimed:
+        r, now = self.r, time.time()
+        owners = {k.decode(): float(v) for k, v in r.hgetall(self.k_owners).items()}
+        live = {o for o, until in owners.items() if until > now and not owner_dead(o)}
+        live.discard(self.owner)
+        entries: list[tuple[bytes, dict]] = []
+        held = 0
+        for c in r.xinfo_consumers(self.k_jobs, GROUP):
+            name, pending = c["name"].decode(), c["pending"]
+            if name == self.owner or not pending:
+                continue
+            if name in live:
+                held += pending
+                continue
+            ids = [e["message_id"] for e in r.xpending_range(
+                self.k_jobs, GROUP, "-", "+", pending, consumername=name)]  # fmt: skip
+            for i in range(0, len(ids), _CHUNK):
+                entries += r.xclaim(self.k_jobs, GROUP, self.owner, 0, ids[i : i + _CHUNK])
+        start = "0-0"
+        while True:  # entries idle past the lease (owners elsewhere that stopped)
+            start, got, *_ = r.xautoclaim(
+                self.k_jobs, GROUP, self.owner, int(self.lease * 1000), start, count=_CHUNK
+            )
+            entries += got
+            if start in (b"0-0", "0-0"):
+                break
+        for _, got in r.xreadgroup(GROUP, self.owner, {self.k_jobs: ">"}) or ():
+            entries += got  # added but never read (not expected: put is one MULTI)
+        return self._take_over([e for e in entries if e and e[1]], held, owners)
+
+    def _take_over(self, entries: list, held: int, owners: dict[str, float]) -> Claimed:
+        r, c = self.r, Claimed(held=held)
+        ids = [int(f[b"i"]) for _, f in entries]
+        states = r.hmget(self.k_state, ids) if ids else []
+        taken = r.hmget(self.k_running, ids) if ids else []
+        lost: list[Row] = []
+        acks, state = [], {}
+        for (eid, f), job, st, t in zip(entries, ids, states, taken, strict=True):
+            status, att, extra, due = 0, 1, 0, None
+            if st is not None:
+                parts = st.decode().split(",")
+                status = int(parts[0])
+                if len(parts) > 1:
+                    att, extra = int(parts[1]), int(parts[2])
+                    due = float(parts[3]) if parts[3] else None
+            if status:  # ended, but not acked (not expected: both are one MULTI)
+                acks.append(eid)
+                continue
+            if t is not None:
+                t = float(t)
+                why = "its owner stopped while it ran"
+                lost.append((job, att + extra, -1, t, t, math.nan, LOST, "Lost", why, None, 0.0))
+                extra += 1
+                state[job] = f"0,{att},{extra},{'' if due is None else repr(due)}"
+            self.eids[job] = eid
+            c.ids.append(job)
+            c.attempts.append(att)
+            c.extra.append(extra)
+            c.due.append(due)
+            c.submitted.append(float(f[b"s"]))
+            c.payloads.append(pickle.loads(f[b"p"]))
+        c.lost = len(lost)
+        p = r.pipeline(transaction=True)
+        if lost:
+            p.xadd(self.k_attempts, {"r": pickle.dumps(lost, pickle.HIGHEST_PROTOCOL)})
+            p.incrby(self.k_rows, len(lost))
+            p.hset(self.k_state, mapping=state)
+            p.hdel(self.k_running, *[row[0] for row in lost])
+        if acks:
+            p.xack(self.k_jobs, GROUP, *acks)
+        gone = [o for o, until in owners.items() if until <= time.time() or owner_dead(o)]
+        if gone:
+            p.hdel(self.k_owners, *gone)
+            for o in gone:  # their entries are ours now
+                p.xgroup_delconsumer(self.k_jobs, GROUP, o)
+        p.hset(self.k_owners, self.owner, time.time() + self.lease)
+        p.execute()
+        return c
+
+    def unfinished(self) -> int:
+        return self.r.xpending(self.k_jobs, GROUP)["pending"]
+
+    def load(self) -> tuple[list[tuple[int, float, int]], list[Row]]:
+        """Every job (id, submitted, status) and every attempt row."""
+        r = self.r
+        status = {int(k): int(v.split(b",")[0]) for k, v in r.hgetall(self.k_state).items()}
+        jobs, rows = [], []
+        for _, f in _scan(r, self.k_jobs):
+            job = int(f[b"i"])
+            jobs.append((job, float(f[b"s"]), status.get(job, 0)))
+        for _, f in _scan(r, self.k_attempts):
+            rows += pickle.loads(f[b"r"])
+        jobs.sort()
+        return jobs, rows
+
+    def close(self) -> None:
+        self.r.close()
+
+
+def _scan(r: Any, key: str) -> Any:
+    """Every entry of a stream, read in chunks."""
+    start = "-"
+    while True:
+        got = r.xrange(key, start, "+", count=_CHUNK)
+        yield from got
+        if len(got) < _CHUNK:
+            return
+        start = b"(" + got[-1][0]
+
+
+class RedisQueue(DurableQueue):
+    """A :class:`~qlab.queues.durable.DurableQueue` in Redis streams (see the module)."""
+
+    @classmethod
+    def open(cls, url: str) -> RedisStore:
+        """The store of an existing queue (for :func:`qlab.resume`)."""
+        return RedisStore(url)
+
+    @classmethod
+    def from_url(
+        cls, url: str, capacity: int, now: Callable[[], float] = time.perf_counter
+    ) -> RedisQueue:
+        """A fresh queue for a run; a name that holds jobs already is refused."""
+        from qlab.queues import redact
+
+        store = RedisStore(url, create=True)
+        try:
+            held = store.count()
+            if held:
+                raise ValueError(
+                    f"queue {redact(url)!r} already holds {held} jobs: finish them with "
+                    f"qlab.resume(url, handler), or use a new name"
+                )
+            handler = calling_handler()
+            store.init({
+                "fingerprint": fingerprint(handler) if handler is not None else "",
+                "created": repr(time.time()),
+            })  # fmt: skip
+        except BaseException:
+            store.close()
+            raise
+        return cls(store, capacity, now)
