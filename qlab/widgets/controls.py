@@ -120,7 +120,14 @@ def _new_controls() -> dict[str, Any]:
         ),
         # one run
         "workers": ipw.IntSlider(value=4, min=1, max=max_workers, description="workers"),
-        "backend": ipw.ToggleButtons(options=_BACKENDS, value="thread", description="backend"),
+        "backend": ipw.ToggleButtons(
+            options=_BACKENDS,
+            value="thread",
+            description="backend",
+            # side by side: at their default width the buttons stacked over the next row
+            style={"button_width": "6em", "description_width": "initial"},
+            layout=ipw.Layout(width="auto", flex="0 0 auto"),
+        ),
         "jobs": ipw.BoundedIntText(value=200, min=1, max=10_000_000, description="jobs"),
         # a sweep
         "sweep_workers": ipw.IntRangeSlider(

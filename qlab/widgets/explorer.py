@@ -93,6 +93,7 @@ class Explorer(ipw.VBox):
         super().__init__(
             [ipw.HTML("<h3>qlab explorer</h3>"), shared_controls(c), self.tabs, self.status]
         )
+        self.add_class("qlab-explorer")
 
         c["workload"].observe(self._on_workload, names="value")
         c["backoff"].observe(self._on_backoff, names="value")

@@ -82,6 +82,7 @@ class LiveView(Hook):
 
             children.append(self.chart)
         self.widget = ipw.VBox(children, layout=ipw.Layout(overflow="hidden"))
+        self.widget.add_class("qlab-live")  # a handle for browser tests and styles
         self.points: list[dict[str, Any]] = []
         self.expected_points = points
         self.expected_jobs = jobs
@@ -168,7 +169,7 @@ class LiveView(Hook):
         done = ok + failed + cancelled
         total = max(self._total or 0, submitted)  # jobs requested; submitted if unknown
         self.bar.max = max(total, 1)
-        self.bar.value = done
+        self.bar.value = done  # every job with its final status, cancelled ones too
         elapsed = counts.get("elapsed_s", 0.0)
         avg = rate(counts) if elapsed else math.nan
         # the rate since the last tick, to see a run speed up or slow down
@@ -178,7 +179,9 @@ class LiveView(Hook):
         cancelled_s = f", {cancelled:,} cancelled" if cancelled else ""
         self.labels[
             "completed"
-        ].value = f"<b>{done:,}</b> / {total:,} completed<br><small>{ok:,} ok{cancelled_s}</small>"
+        ].value = (
+            f"<b>{ok + failed:,}</b> / {total:,} completed<br><small>{ok:,} ok{cancelled_s}</small>"
+        )
         self.labels["failed"].value = f"<b>{failed:,}</b> failed"
         self.labels["retried"].value = f"<b>{counts.get('retries', 0):,}</b> retried"
         avg_s = "-" if math.isnan(avg) else f"{avg:,.0f}"

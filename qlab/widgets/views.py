@@ -21,6 +21,7 @@ from qlab.widgets.outputs import figure_output, html_output, new_figure, outputs
 
 __all__ = [
     "explorer_html",
+    "fit_table",
     "run_outputs",
     "shared_controls",
     "summary_html",
@@ -103,13 +104,42 @@ def sweep_outputs(sweep: Any) -> tuple[dict[str, Any], ...]:
         table.to_html(float_format=lambda v: f"{v:,.0f}"),
     ]
     if fits is not None:
-        cols = ["lam", "sigma", "kappa", "peak_workers", "peak_throughput", "r2"]
-        parts += [
-            "<p><b>USL fit per backend</b></p>",
-            fits[[c for c in cols if c in fits.columns]].to_html(float_format="{:.4g}".format),
-        ]
+        parts += ["<p><b>USL fit per backend</b></p>", fit_table(fits, df).to_html()]
     parts += [f"<p><i>{html.escape(n)}</i></p>" for n in notes]
     return (figure_output(fig), html_output("".join(parts)))
+
+
+def fit_table(fits: Any, df: Any) -> Any:
+    """USL fits as readable text: thousands separators, and a peak beyond the measured
+    worker range said as such instead of an extrapolated number.
+
+    Example:
+        >>> import pandas as pd
+        >>> fits = pd.DataFrame({"lam": [1234.5], "sigma": [0.03], "kappa": [1e-4],
+        ...                      "peak_workers": [98.0], "peak_throughput": [17390.0],
+        ...                      "r2": [0.99]}, index=pd.Index(["thread"], name="backend"))
+        >>> fit_table(fits, pd.DataFrame({"backend": ["thread"], "workers": [16]})).iloc[0, 3]
+        'beyond the measured range (max 16)'
+    """
+    import pandas as pd
+
+    rows = {}
+    for backend, f in fits.iterrows():
+        measured = df.loc[df["backend"].astype(str) == str(backend), "workers"]
+        top = int(measured.max()) if len(measured) else 0
+        peak = float(f.get("peak_workers", math.nan))
+        beyond = not math.isfinite(peak) or peak > top
+        peak_s = f"beyond the measured range (max {top})" if beyond else f"{peak:.1f}"
+        best = float(f.get("peak_throughput", math.nan))
+        rows[backend] = {
+            "lam (jobs/s, 1 worker)": f"{float(f['lam']):,.0f}",
+            "sigma": f"{float(f['sigma']):.3f}",
+            "kappa": f"{float(f['kappa']):.4f}",
+            "peak workers": peak_s,
+            "peak throughput": "-" if beyond or not math.isfinite(best) else f"{best:,.0f} jobs/s",
+            "R²": f"{float(f.get('r2', math.nan)):.3f}",
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(fits.index.name)
 
 
 def shared_controls(c: dict[str, Any]) -> Any:
