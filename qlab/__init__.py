@@ -48,6 +48,8 @@ __all__ = [
     # results
     "Run",
     "load_run",
+    # durable queues
+    "resume",
     # the lab
     "workloads",
     "sweep",
@@ -65,6 +67,7 @@ logging.getLogger("qlab").addHandler(logging.NullHandler())
 _LAZY = {
     "Run": "qlab.results",
     "load_run": "qlab.results",
+    "resume": "qlab.resuming",
     "sweep": "qlab.sweeps",
     "Sweep": "qlab.sweeps",
     "load_sweep": "qlab.sweeps",
