@@ -54,41 +54,47 @@ _BOOT = (
 
 class WorkerProcess:
     """The parent's view of a worker that the server forked: its pid and, once the
-    server has reaped it, its exit code (both come through a pipe)."""
+    server has reaped it, its exit code (both come through a pipe). Several threads
+    may ask at once (a driver joins, the coordinator kills): the pipe is polled
+    outside the lock and read, non-blocking, under it."""
 
     def __init__(self, status_fd: int) -> None:
+        os.set_blocking(status_fd, False)
         self._fd = status_fd
         self._buf = b""
-        self._eof = False
+        self._eof = False  # the server closed the pipe (or we did, in close())
+        self._closed = False
         self._lock = threading.Lock()
         self._pid: int | None = None
         self.exitcode: int | None = None
 
     @property
     def pid(self) -> int | None:
-        while self._pid is None and self._poll(None):
-            pass
+        """The worker's pid (None if the server could not fork it)."""
+        while self._pid is None and not self._eof:
+            self._poll(None)
         return self._pid
 
-    def _poll(self, timeout: float | None) -> bool:
-        """Read what the server sent; False at EOF or when ``timeout`` passed."""
+    def _poll(self, timeout: float | None) -> None:
+        """Wait up to ``timeout`` for news from the server, and read it."""
+        if self._eof:
+            return
+        poller = select.poll()  # not select(): this fd may be above FD_SETSIZE
+        poller.register(self._fd, select.POLLIN)
+        poller.poll(None if timeout is None else max(timeout, 0) * 1000)
         with self._lock:
-            if self._eof:
-                return False
-            poller = select.poll()  # not select(): this fd may be above FD_SETSIZE
-            poller.register(self._fd, select.POLLIN)
-            if not poller.poll(None if timeout is None else max(timeout, 0) * 1000):
-                return False
-            data = os.read(self._fd, 64)
+            if self._closed:
+                return
+            try:
+                data = os.read(self._fd, 64)
+            except BlockingIOError:  # nothing yet, or another thread read it
+                return
             self._buf += data
+            self._eof = not data
             if len(self._buf) >= 4 and self._pid is None:
                 self._pid = INT.unpack(self._buf[:4])[0]
             if len(self._buf) >= 8 and self.exitcode is None:
                 self.exitcode = INT.unpack(self._buf[4:8])[0]
-            if not data:
-                self._eof = True
-                os.close(self._fd)
-            return bool(data)
 
     def is_alive(self) -> bool:
         self._poll(0)
@@ -105,8 +111,8 @@ class WorkerProcess:
 
     def close(self) -> None:
         with self._lock:
-            if not self._eof:
-                self._eof = True
+            if not self._closed:
+                self._closed = self._eof = True
                 os.close(self._fd)
 
 

@@ -73,7 +73,10 @@ def serve(fd: int) -> None:
     sys.modules["qlab"].__class__ = LazyPackage
     from qlab.backends import worker  # every worker runs it: import it once, here
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
+    # the parent decides what Ctrl-C (or a SIGTERM to the process group) means; the
+    # server leaves when the parent releases it or dies (its socket then reads EOF)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sig_r, sig_w = os.pipe()
     os.set_blocking(sig_r, False)
     os.set_blocking(sig_w, False)
@@ -99,12 +102,18 @@ def serve(fd: int) -> None:
                     _import(name)
             continue
         conn_fd, mm_fd, status_fd = fds
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # no memory, too many processes: the parent sees EOF
+            for own in fds:
+                os.close(own)
+            continue
         if pid == 0:
             code = 1
             try:
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # workers keep the default
                 for own in (sig_r, sig_w, status_fd, *status.values()):
                     os.close(own)
                 ctl.close()

@@ -58,11 +58,7 @@ class Proc:
         try:
             _, pid = pickle.loads(self.conn.recv_bytes())
         except (EOFError, OSError):
-            self.process.join(1)
-            raise RuntimeError(
-                f"worker process {self.process.pid} died during start-up "
-                f"(exit code {self.process.exitcode})"
-            ) from None
+            raise self._died("during start-up") from None
         return pid
 
     def configure(self, config: bytes) -> None:
@@ -72,13 +68,18 @@ class Proc:
             self.conn.send_bytes(config)
             kind, err = pickle.loads(self.conn.recv_bytes())
         except (EOFError, OSError):
-            self.process.join(1)
-            raise RuntimeError(
-                f"worker process {self.process.pid} died while loading the handler "
-                f"(exit code {self.process.exitcode})"
-            ) from None
+            raise self._died("while loading the handler") from None
         if kind != "ok":
             raise TypeError(f"handler cannot be unpickled in a worker process: {err}")
+
+    def _died(self, when: str) -> RuntimeError:
+        """The error for a worker that is gone before it could take a batch."""
+        self.process.join(1)
+        pid, code = self.process.pid, self.process.exitcode
+        if pid is None:
+            return RuntimeError("qlab's fork server could not start a worker process")
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return RuntimeError(f"worker process {pid} died {when} ({how})")
 
     def alive(self) -> bool:
         return self.process.is_alive()
