@@ -1,0 +1,165 @@
+"""The durable queues without crashes: the same outcomes as the memory queue, the
+store's rows, the durability option, a stopped run that stays resumable, and bad
+input named before any job runs."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+
+import qlab
+from qlab import queues
+from qlab.queues.sqlite import SQLiteStore, parse
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def url_of(tmp_path, query: str = "") -> str:
+    return f"sqlite:///{tmp_path / 'q.db'}{query}"
+
+
+def test_sqlite_run_matches_the_memory_run_and_its_store(tmp_path):
+    url = url_of(tmp_path)
+    handler = qlab.workloads.seed()  # the Go original's rule: retries and failures
+    mem = qlab.run(handler, range(100), workers=4)
+    live = qlab.run(handler, range(100), workers=4, queue=url)
+    stored = qlab.resume(url, handler)  # a finished queue: its Run from the store
+    cols = ["job_id", "status", "attempts", "error_type"]
+    for run in (live, stored):
+        assert run.jobs[cols].astype(str).equals(mem.jobs[cols].astype(str))
+        assert list(run.attempts.columns) == list(mem.attempts.columns)
+        assert list(run.jobs.columns) == list(mem.jobs.columns)
+    assert live.meta["queue"] == "SQLiteQueue" and stored.meta["resumes"] == 0
+    a, b = stored.attempts, mem.attempts
+    assert a[["job_id", "attempt", "outcome"]].equals(b[["job_id", "attempt", "outcome"]])
+    assert a.backoff_s.isna().equals(b.backoff_s.isna())
+    assert (stored.jobs.latency_s.dropna() >= 0).all()
+
+
+def test_synchronous_is_a_url_parameter(tmp_path):
+    for query, level in [("", 1), ("?synchronous=normal", 1), ("?synchronous=FULL", 2)]:
+        store = SQLiteStore(url_of(tmp_path, query), create=True)
+        try:
+            assert store.db.execute("PRAGMA synchronous").fetchone()[0] == level
+            assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        finally:
+            store.close()
+    run = qlab.run(abs, range(3), workers=1, queue=url_of(tmp_path / "full", "?synchronous=full"))
+    assert run.summary()["ok"] == 3
+
+
+def test_a_stopped_run_leaves_its_jobs_to_resume(tmp_path):
+    url = url_of(tmp_path)
+    stop, started = threading.Event(), threading.Event()
+
+    def handler(x: int) -> int:
+        if x == 5:
+            started.set()
+            stop.wait(10)  # the run stops while this attempt runs
+        return x
+
+    def stopper() -> None:
+        started.wait(10)
+        stop.set()
+
+    t = threading.Thread(target=stopper)
+    t.start()
+    run = qlab.run(handler, range(200), workers=2, queue=url, stop=stop, batch_size=1)
+    t.join()
+    assert run.meta["interrupted"] and run.summary()["cancelled"] > 0
+    done = qlab.resume(url, handler, workers=2)  # same process: the lease was released
+    assert (done.jobs.status == "ok").all() and len(done.jobs) == 200
+    assert done.meta["lost"] == 0 and done.meta["resumes"] == 1
+
+
+def test_cancelled_futures_are_cancelled_for_good(tmp_path):
+    url = url_of(tmp_path)
+    gate = threading.Event()
+    with qlab.Pool(lambda x: (gate.wait(10), x)[1], workers=1, queue=url, batch_size=1) as pool:
+        first = pool.submit(0)
+        later = pool.submit(1)
+        assert later.cancel()
+        gate.set()
+        assert first.result(timeout=10) == 0
+    run = qlab.resume(url, lambda x: x, force=True)
+    assert run.jobs.status.tolist() == ["ok", "cancelled"]
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("sqlite://", "sqlite:///path"),
+        ("sqlite://host/q.db", "sqlite:///path"),
+        ("sqlite:///q.db?synchronous=sometimes", "synchronous"),
+        ("sqlite:///q.db?lease=0", "lease"),
+        ("sqlite:///q.db?lease=soon", "lease"),
+        ("sqlite:///q.db?fsync=1", "unknown parameter 'fsync'"),
+        ("redis://", "redis://host"),
+        ("redis://h/0?name=a:b", "name"),
+        ("redis://h/0?lease=-1", "lease"),
+        ("postgres://h/db", "queue must be 'memory' or a URL of"),
+        ("memroy", "queue must be"),
+    ],
+)
+def test_bad_urls_are_named_before_any_job_runs(url, says):
+    ran = []
+    with pytest.raises(ValueError, match="queue") as err:
+        qlab.run(ran.append, range(3), queue=url)
+    assert says in str(err.value) and not ran
+
+
+def test_bad_files_and_used_queues_are_refused(tmp_path):
+    foreign = tmp_path / "foreign.db"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE t(x)")
+    (tmp_path / "junk.db").write_bytes(b"not a database at all, " * 100)
+    for name, says in [("foreign.db", "not a qlab queue"), ("junk.db", "not a qlab queue")]:
+        with pytest.raises(ValueError, match=says):
+            qlab.run(abs, range(3), queue=f"sqlite:///{tmp_path / name}")
+        with pytest.raises(ValueError, match=says):
+            qlab.resume(f"sqlite:///{tmp_path / name}", abs)
+    with pytest.raises(ValueError, match="no queue file"):
+        qlab.resume(f"sqlite:///{tmp_path / 'missing.db'}", abs)
+    url = url_of(tmp_path)
+    qlab.run(abs, range(3), queue=url)
+    with pytest.raises(ValueError, match="already holds 3 jobs"):
+        qlab.run(abs, range(3), queue=url)
+    with pytest.raises(ValueError, match="made for handler 'builtins:abs'"):
+        qlab.resume(url, round)
+    assert qlab.resume(url, round, force=True).summary()["ok"] == 3
+    with pytest.raises(TypeError, match="queue="):
+        qlab.resume(url, abs, queue="memory")
+
+
+def test_unpicklable_payloads_are_rejected_at_submit(tmp_path):
+    lock = threading.Lock()
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        qlab.run(abs, [1, lock], queue=url_of(tmp_path))
+    with qlab.Pool(abs, workers=1, queue=url_of(tmp_path / "pool")) as pool:
+        with pytest.raises(TypeError, match="payload 0 of this put cannot be pickled"):
+            pool.submit(lock)
+        assert pool.submit(-2).result(timeout=10) == 2
+
+
+def test_unreachable_redis_is_named(tmp_path):
+    import socket
+
+    pytest.importorskip("redis")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free, and nothing listens once closed
+    with pytest.raises(ConnectionError, match=r"queue 'redis://:\*\*\*@127.0.0.1"):
+        qlab.run(abs, range(3), queue=f"redis://:secret@127.0.0.1:{port}/0?name=q")
+
+
+def test_urls_parse_and_passwords_are_redacted():
+    path, opts = parse("sqlite:////tmp/x/q.db?lease=3&timeout=1")
+    assert str(path) == "/tmp/x/q.db" and opts["lease"] == 3.0 and opts["timeout"] == 1.0
+    assert queues.redact("rediss://u:pw@h:1/0") == "rediss://u:***@h:1/0"
+    assert queues.redact("redis://h:1/0") == "redis://h:1/0"
+    assert {"sqlite", "redis", "rediss"} <= set(queues.KINDS)
