@@ -330,8 +330,13 @@ class Drivers:
                     log.exception("the workload's __qlab_close__ failed")
 
     def emit_progress(self) -> None:
-        counts = self.q.counts()
+        q = self.q
+        counts = q.counts()
         counts["elapsed_s"] = self.spec.clock.now() - self.pool._trace.origin
+        # gauges for metrics hooks, read without the lock (a memory queue has them)
+        if hasattr(q, "busy") and hasattr(q, "ready"):
+            counts["busy_workers"] = min(q.busy, self.pool._workers)
+            counts["queue_depth"] = len(q.ready) + len(getattr(q, "delayed", ()))
         total = self.pool._meta.get("jobs_total")
         if total is not None:
             counts["total"] = total

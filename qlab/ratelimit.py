@@ -24,9 +24,9 @@ A queue shared by many pools (Redis) would keep the bucket's ``tat`` in the queu
 store instead; :class:`Limiter` is that seam (``reserve(k, now)``).
 
 Example:
-    >>> lim = Limiter(RateLimit(10, burst=2))
+    >>> lim = Limiter(RateLimit(4, burst=2))
     >>> lim.reserve(4, now=100.0)
-    [100.0, 100.0, 100.1, 100.2]
+    [100.0, 100.0, 100.25, 100.5]
 """
 
 from __future__ import annotations

@@ -156,6 +156,14 @@ class Run:
 
         return RunPlots(self)
 
+    def to_perfetto(self, path: str | Path, max_attempts: int = 100_000) -> Path:
+        """Write the run as Chrome trace-event JSON, for ui.perfetto.dev: a track per
+        worker, a slice per attempt, retry flows, counter tracks; at most
+        ``max_attempts`` attempts (those that started first). See :mod:`qlab.perfetto`."""
+        from qlab.perfetto import to_perfetto
+
+        return to_perfetto(self, path, max_attempts=max_attempts)
+
     def save(self, path: str | Path, format: str = "parquet") -> Path:
         """Save to the folder ``path``: jobs and attempts tables plus meta.
 

@@ -2,7 +2,9 @@
 
 It feeds the payloads with backpressure, waits for every job, and joins the pool.
 Ctrl-C, SIGTERM or ``stop=`` (see :mod:`qlab.signals`) cancel the pending jobs, give
-running attempts the pool's ``grace`` and still return the Run.
+running attempts the pool's ``grace`` and still return the Run. With ``arrivals=``
+(:mod:`qlab.arrivals`) the feeder is open-loop: it releases each payload at its
+scheduled time, and that time is the job's ``submitted_s``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from qlab.arrivals import Arrivals, check_arrivals
 from qlab.engine import _POLL_S, Pool
 from qlab.signals import Interrupts, noting_signals, why
 
@@ -25,6 +28,7 @@ def run(
     workers: int = 4,
     *,
     stop: threading.Event | None = None,
+    arrivals: Any = None,
     **options: Any,
 ) -> Any:
     """Run ``handler`` over ``payloads`` on a fresh pool and return the traced Run.
@@ -35,6 +39,11 @@ def run(
     seconds (a second Ctrl-C stops them at once) and still returns the Run, in which
     every job has one final status; ``run.meta["interrupted"]`` says why. Setting
     ``stop`` (a ``threading.Event``, from another thread) does the same as Ctrl-C.
+
+    ``arrivals=qlab.Poisson(rate=500)`` (or ``qlab.Periodic(rate=500)``) releases
+    payload k at the schedule's k-th time, whether or not the pool keeps up; each
+    job's ``submitted_s`` is that intended time, so latency has no coordinated
+    omission. The Poisson schedule is drawn from the run's ``seed`` unless it has its own.
 
     If iterating ``payloads`` raises, the pool is stopped as by Ctrl-C and the error
     propagates; the Run of what did run is attached to it as ``exc.qlab_run``.
@@ -50,6 +59,7 @@ def run(
     """
     if isinstance(payloads, str | bytes) or not isinstance(payloads, Iterable):
         raise TypeError(f"payloads must be an iterable of payloads, got {payloads!r}")
+    arrivals = check_arrivals(arrivals)
     total = len(payloads) if hasattr(payloads, "__len__") else None
     interrupts = Interrupts(stop=stop)
     # In the main thread, Ctrl-C and SIGTERM are only noted, and raised by the engine
@@ -59,8 +69,13 @@ def run(
         interrupts.noted = noted
         pool = Pool(handler, workers, _futures=False, _interrupts=interrupts, _total=total,
                     **options)  # fmt: skip
+        if arrivals is not None:
+            pool._meta["arrivals"] = repr(arrivals)
         try:
-            _feed(pool, payloads)
+            if arrivals is None:
+                _feed(pool, payloads)
+            else:
+                _feed_open(pool, payloads, arrivals)
             pool.shutdown(wait=False)
             pool._wait_idle(None)
             pool._join()
@@ -117,3 +132,26 @@ def _feed(pool: Pool, payloads: Iterable[Any]) -> None:
             return
         q.put(chunk, pool._clock.now())
         pool._idle_turn()
+
+
+def _feed_open(pool: Pool, payloads: Iterable[Any], arrivals: Arrivals) -> None:
+    """Open loop: submit payload k at ``start + offset_k`` on the run's clock, with that
+    intended time as its submission time, whether or not the pool keeps up. Payloads
+    that are due already (the feeder fell behind, or the queue was full) go at once,
+    each still stamped with its own intended time."""
+    q, clock = pool._queue, pool._clock
+    offsets = arrivals.offsets(pool._seed)
+    start = clock.now()
+    for payload in payloads:
+        due = start + next(offsets)
+        while (left := due - clock.now()) > 0:
+            if clock.autojump:  # a fake clock: let the jobs so far finish, then jump
+                if q.wait_idle(_POLL_S):
+                    clock.advance(due - clock.now())
+            else:
+                time.sleep(min(left, _POLL_S))
+            pool._idle_turn()
+        while q.put([payload], due, timeout=_POLL_S) is None:
+            pool._idle_turn()
+        if pool._inline:
+            pool._idle_turn()

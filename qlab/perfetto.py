@@ -1,0 +1,253 @@
+"""A run as a Chrome trace-event JSON file, for ui.perfetto.dev and chrome://tracing.
+
+``run.to_perfetto("run.json")`` writes the JSON Object Format of the Trace Event
+Format: ``{"traceEvents": [...], "displayTimeUnit": "ms", "otherData": meta}``, with
+times in microseconds from the run's start:
+
+- one process (pid 1) named after the run, one thread track per worker (tid
+  ``worker + 1``, named ``worker N``);
+- one complete slice (``ph: "X"``, ``ts``, ``dur``) per attempt, named ``job J`` (``job J
+  #A`` for attempt A > 1), its category and colour (``cname``) from the outcome, and
+  job_id, attempt, outcome, cpu_s, throttle_s, backoff_s, error_type and error in its
+  args;
+- a flow arrow (``ph: "s"`` in the failed attempt, ``ph: "f"`` bound to the enclosing
+  slice of the retry) from each failed attempt to its retry, and an instant
+  (``ph: "i"``) where a backoff begins;
+- counter tracks (``ph: "C"``): jobs in flight (submitted, not finished), busy
+  workers (attempts running) and queue depth (the difference: jobs waiting).
+
+A big run would make a big file (about 300 bytes per attempt): ``max_attempts=``
+(100,000 by default) keeps the attempts that started first, a readable window of
+the timeline, and ``otherData`` says how many were left out; counter tracks keep at
+most ``max_counter_points`` points each.
+
+Example:
+    >>> import json, os, tempfile, qlab
+    >>> run = qlab.run(qlab.workloads.noop(), range(3), workers=1)
+    >>> path = os.path.join(tempfile.mkdtemp(), "run.json")
+    >>> doc = json.load(open(to_perfetto(run, path)))
+    >>> sorted({e["ph"] for e in doc["traceEvents"]}), doc["otherData"]["attempts_written"]
+    (['C', 'M', 'X'], 3)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["COLOURS", "to_perfetto"]
+
+# outcome -> a colour name the trace viewers reserve (catapult's color scheme)
+COLOURS = {
+    "ok": "good",
+    "retry": "yellow",
+    "failed": "terrible",
+    "timeout": "bad",
+    "crashed": "black",
+    "cancelled": "grey",
+}
+_PID = 1
+
+
+def to_perfetto(
+    run: Any, path: str | Path, max_attempts: int = 100_000, max_counter_points: int = 20_000
+) -> Path:
+    """Write ``run`` as trace-event JSON to ``path``; return the path.
+
+    Args:
+        run: a :class:`qlab.Run`.
+        path: the file to write (``.json``).
+        max_attempts: attempts written at most (those that started first).
+        max_counter_points: points per counter track at most.
+
+    Raises:
+        ValueError: ``max_attempts`` or ``max_counter_points`` below 1.
+    """
+    for name, value in (("max_attempts", max_attempts), ("max_counter_points", max_counter_points)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    import numpy as np
+
+    att = run.attempts
+    total = len(att)
+    if total > max_attempts:
+        keep = np.sort(np.argsort(att["start_s"].to_numpy(), kind="stable")[:max_attempts])
+        att = att.iloc[keep]
+    path = Path(path)
+    meta = {k: v for k, v in run.meta.items() if isinstance(v, str | int | float | bool)}
+    meta.update(attempts=total, attempts_written=len(att), time_unit="microseconds")
+    head = _metadata(run, att)
+    xs, rest = _slices(att)
+    rest += _counters(run, max_counter_points)
+    with path.open("wb") as f:
+        f.write(b'{"displayTimeUnit": "ms", "otherData": ')
+        f.write(json.dumps(meta, default=str).encode())
+        f.write(b', "traceEvents": [\n')
+        f.write("".join(line + ",\n" for line in head[1:] + rest).encode())
+        if xs is not None:  # one buffer of X events, each followed by ",\n"
+            offsets = memoryview(xs.buffers()[1]).cast("i")
+            data = memoryview(xs.buffers()[2])
+            f.write(data[offsets[xs.offset] : offsets[xs.offset + len(xs)]])
+        f.write(head[0].encode())  # the last event: no comma after it
+        f.write(b"\n]}\n")
+    return path
+
+
+def _metadata(run: Any, att: Any) -> list[str]:
+    backend, workers = run.meta.get("backend", "?"), run.meta.get("workers", "?")
+    title = f"qlab run: {run.meta.get('workload', '')} ({backend}, {workers} workers)"
+    out = [_meta("process_name", 0, {"name": title})]
+    n = (
+        int(workers)
+        if isinstance(workers, int)
+        else int(att["worker"].max() + 1 if len(att) else 0)
+    )
+    for w in range(n):
+        out.append(_meta("thread_name", w + 1, {"name": f"worker {w}"}))
+        out.append(_meta("thread_sort_index", w + 1, {"sort_index": w}))
+    return out
+
+
+def _meta(name: str, tid: int, args: dict[str, Any]) -> str:
+    return json.dumps({"ph": "M", "name": name, "pid": _PID, "tid": tid, "args": args})
+
+
+def _slices(att: Any) -> tuple[Any, list[str]]:
+    """One X event per attempt (an Arrow array of text, each ending in ",\\n"), and the
+    flows and instants of the retries (a list)."""
+    import numpy as np
+
+    n = len(att)
+    jobs, tries = att["job_id"].tolist(), att["attempt"].tolist()
+    tids = (att["worker"].to_numpy().astype(np.int64) + 1).tolist()
+    ts_a = att["start_s"].to_numpy() * 1e6
+    dur_a = np.maximum(att["duration_s"].to_numpy() * 1e6, 0.0)
+    ts, dur = ts_a.tolist(), dur_a.tolist()
+    cpu = att["cpu_s"].to_numpy()
+    backoff = att["backoff_s"].to_numpy()
+    throttle = att["throttle_s"].to_numpy() if "throttle_s" in att else np.zeros(n)
+    etype = att["error_type"].astype(object).to_numpy()
+    error = att["error"].astype(object).to_numpy()
+    # the rare parts, per row: throttle, backoff, error, a retry's flow
+    extra: dict[int, str] = {}
+    for i in np.flatnonzero(throttle > 0).tolist():
+        extra[i] = f', "throttle_s": {throttle[i]:.9g}'
+    for i in np.flatnonzero(np.isfinite(backoff)).tolist():
+        extra[i] = extra.get(i, "") + f', "backoff_s": {backoff[i]:.9g}'
+    for i in np.flatnonzero(_is_str(etype)).tolist():
+        err = f', "error_type": {json.dumps(etype[i])}, "error": {json.dumps(str(error[i]))}'
+        extra[i] = extra.get(i, "") + err
+    # the common part of every row is built column-wise in Arrow (C), not row by row
+    xs = _x_events(jobs, tries, tids, ts_a, dur_a, cpu, att["outcome"], extra)
+    out: list[str] = []
+    for i in np.flatnonzero(backoff > 0).tolist():
+        out.append(
+            f'{{"ph": "i", "name": "backoff", "cat": "backoff", "s": "t", '
+            f'"ts": {ts[i] + dur[i]:.3f}, "pid": {_PID}, "tid": {tids[i]}, '
+            f'"args": {{"job_id": {jobs[i]}, "backoff_s": {backoff[i]:.9g}}}}}'
+        )
+    retried = np.flatnonzero(att["attempt"].to_numpy() > 1).tolist()
+    if retried:
+        again = {jobs[i] for i in retried}
+        where = {(jobs[i], tries[i]): i for i in range(n) if jobs[i] in again}
+        for i in retried:  # a flow from the failed attempt to this retry
+            prev = where.get((jobs[i], tries[i] - 1))
+            if prev is None:
+                continue
+            flow = f'"name": "retry", "cat": "retry", "id": {jobs[i] * 65536 + tries[i]}'
+            mid_prev, mid = ts[prev] + dur[prev] / 2, ts[i] + dur[i] / 2
+            out.append(
+                f'{{"ph": "s", {flow}, "pid": {_PID}, "tid": {tids[prev]}, "ts": {mid_prev:.3f}}}'
+            )
+            tid = tids[i]
+            out.append(
+                f'{{"ph": "f", "bp": "e", {flow}, "pid": {_PID}, "tid": {tid}, "ts": {mid:.3f}}}'
+            )
+    return xs, out
+
+
+def _x_events(jobs, tries, tids, ts, dur, cpu, outcome, extra) -> Any:
+    """The X events as one Arrow string array (each ending in ",\\n"), or None."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(jobs)
+    if not n:
+        return None
+
+    def num(values: Any) -> Any:  # shortest round-trip text of each number
+        return pc.cast(pa.array(values), pa.string())
+
+    def text(values: Any) -> Any:
+        return pa.array(values, pa.string())
+
+    a = np.asarray(tries)
+    job = num(np.asarray(jobs, np.int64))
+    name = pc.if_else(pa.array(a > 1), pc.binary_join_element_wise("job ", job, " #", num(a), ""),
+                      pc.binary_join_element_wise("job ", job, ""))  # fmt: skip
+    codes = outcome.cat.codes.to_numpy()
+    cats = list(outcome.cat.categories)
+    outcome = text(np.array(cats, object)[codes])
+    cname = text(np.array([COLOURS.get(c, "grey") for c in cats], object)[codes])
+    has_cpu = np.isfinite(cpu)
+    cpu_txt = pc.if_else(
+        pa.array(has_cpu),
+        pc.binary_join_element_wise(', "cpu_s": ', num(np.where(has_cpu, cpu, 0.0)), ""),
+        "",
+    )
+    rare = [""] * n
+    for i, v in extra.items():
+        rare[i] = v
+    parts = [
+        '{"ph": "X", "name": "', name, '", "cat": "', outcome, '", "cname": "', cname,
+        '", "ts": ', num(np.round(ts, 3)), ', "dur": ', num(np.round(dur, 3)),
+        f', "pid": {_PID}, "tid": ', num(np.asarray(tids, np.int64)),
+        ', "args": {"job_id": ', job, ', "attempt": ', num(a), ', "outcome": "', outcome,
+        '"', cpu_txt, text(rare), "}},\n",
+    ]  # fmt: skip
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def _is_str(values: Any) -> Any:
+    """True where ``values`` (an object array) holds a string."""
+    import numpy as np
+
+    return np.fromiter((isinstance(v, str) for v in values), bool, len(values))
+
+
+def _counters(run: Any, max_points: int) -> list[str]:
+    """Counter tracks of jobs in flight, busy workers and queue depth."""
+    import numpy as np
+
+    jobs, att = run.jobs, run.attempts
+    wall = float(run.wall_s)
+    sub = jobs["submitted_s"].to_numpy()
+    end = jobs["end_s"].to_numpy()
+    ok_sub = np.isfinite(sub)
+    end = np.where(np.isfinite(end), end, wall)[ok_sub]
+    sub = sub[ok_sub]
+    starts, ends = att["start_s"].to_numpy(), att["end_s"].to_numpy()
+    times = np.concatenate([sub, end, starts, ends])
+    if not len(times):
+        return []
+    d_flight = np.concatenate([np.ones(len(sub)), -np.ones(len(end)), np.zeros(2 * len(starts))])
+    d_busy = np.concatenate([np.zeros(2 * len(sub)), np.ones(len(starts)), -np.ones(len(ends))])
+    order = np.lexsort((-(d_flight + d_busy), times))  # arrivals before departures at a tie
+    times = times[order]
+    flight, busy = np.cumsum(d_flight[order]), np.cumsum(d_busy[order])
+    last = np.r_[times[1:] != times[:-1], True]  # the value after every change at a time
+    times, flight, busy = times[last], flight[last], busy[last]
+    if len(times) > max_points:  # the value at evenly spaced times
+        grid = np.linspace(times[0], times[-1], max_points)
+        idx = np.searchsorted(times, grid, side="right") - 1
+        times, flight, busy = grid, flight[idx], busy[idx]
+    out = []
+    for t, f_, b in zip(times * 1e6, flight, busy, strict=True):
+        for name, value in (("jobs in flight", f_), ("busy workers", b), ("queue depth", f_ - b)):
+            out.append(
+                f'{{"ph": "C", "name": "{name}", "pid": {_PID}, "tid": 0, "ts": {t:.3f}, '
+                f'"args": {{"value": {int(value)}}}}}'
+            )
+    return out
