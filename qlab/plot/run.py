@@ -32,17 +32,29 @@ from qlab.plot.contention import _with_meta, contention
 
 __all__ = ["RunPlots", "latency", "queue_depth", "timeline"]
 
+_BACKOFF_OFFSET = 0.46  # bars span lane ± 0.4: a backoff line runs just below its bar
 
-def timeline(attempts: pd.DataFrame, ax: Axes | None = None, *, max_workers: int = 64) -> Axes:
+
+def timeline(
+    attempts: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    max_workers: int = 64,
+    legend: bool = True,
+) -> Axes:
     """Gantt chart: one lane per worker, each attempt a bar coloured by outcome.
 
     A thin dashed line after an attempt shows the backoff before that job's next attempt.
-    Drawn with one PolyCollection per outcome, so 200,000 attempts render in seconds.
+    It runs along the lower edge of the lane, between the bars, so that it never crosses
+    a bar or a label written on one. Drawn with one PolyCollection per outcome, so
+    200,000 attempts render in seconds. The x tick labels are shown even on an Axes that
+    shares its x axis with a panel below (stacked timelines each keep their numbers).
 
     Args:
         attempts: attempts frame (job_id, worker, start_s, end_s, outcome, backoff_s, ...).
         ax: Axes to draw on; a new figure when None.
         max_workers: only workers 0..max_workers-1 get a lane (the title says so).
+        legend: draw the outcome legend (stacked panels show it once, on the first).
 
     Returns:
         The Axes.
@@ -71,25 +83,28 @@ def timeline(attempts: pd.DataFrame, ax: Axes | None = None, *, max_workers: int
     backoff = a["backoff_s"].to_numpy(dtype=float) if "backoff_s" in a else np.full(len(a), np.nan)
     b = np.isfinite(backoff) & (backoff > 0)
     if b.any():
-        segs = np.stack([[x1[b], lane[b]], [x1[b] + backoff[b], lane[b]]]).transpose(2, 0, 1)
+        y = lane[b] + _BACKOFF_OFFSET  # below the bar (lanes grow downwards)
+        segs = np.stack([[x1[b], y], [x1[b] + backoff[b], y]]).transpose(2, 0, 1)
         lines = LineCollection(segs, colors="#555555", linestyles="--", linewidths=0.8)
         ax.add_collection(lines)
         handles.append(Line2D([], [], color="#555555", ls="--", lw=0.8, label="backoff"))
     x_end = np.nanmax(np.concatenate([x1, x1[b] + backoff[b]])) if len(a) else 1.0
     ax.set_xlim(0, x_end * 1.01 or 1.0)
     ax.set_ylim(max(shown, 1) - 0.5, -0.5)  # worker 0 on top
+    ax.xaxis.set_tick_params(labelbottom=True)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(max(shown, 1), 20)))
     ax.set_xlabel("time since run start (s)")
     ax.set_ylabel("worker")
     more = f", lanes for workers 0-{shown - 1} of {n_workers}" if shown < n_workers else ""
     ax.set_title(f"Attempts per worker over time ({len(attempts):,} attempts{more})")
-    ax.legend(
-        handles=handles,
-        title="attempt outcome",
-        fontsize="small",
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1.0),
-    )
+    if legend:
+        ax.legend(
+            handles=handles,
+            title="attempt outcome",
+            fontsize="small",
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+        )
     return ax
 
 
