@@ -27,8 +27,8 @@ from typing import Any
 
 from qlab import queues
 from qlab.engine import DEFAULT_QUEUE_SIZE
-from qlab.queues.durable import fingerprint
 from qlab.queues.history import build_run
+from qlab.queues.store import fingerprint
 
 __all__ = ["resume"]
 

@@ -28,133 +28,21 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import pickle
-import socket
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from qlab.backends.base import Slot
 from qlab.batches import Batch
 from qlab.codes import OK, ST_CANCELLED, ST_FAILED
 from qlab.jobqueue import MemoryQueue, Phase
+from qlab.queues.store import Claimed, Row, Store
 from qlab.settle import Settlement
 
-__all__ = [
-    "S_OK",
-    "S_OPEN",
-    "Claimed",
-    "DurableQueue",
-    "Store",
-    "calling_handler",
-    "fingerprint",
-    "owner_dead",
-    "owner_id",
-]
+__all__ = ["DurableQueue"]
 
 log = logging.getLogger("qlab")
-
-S_OPEN, S_OK = 0, 1  # a job's status in a store; failed and cancelled are ST_FAILED/CANCELLED
-# an attempt row: (job_id, attempt, worker, start, end, cpu, outcome, error_type, error,
-# backoff, throttle)
-Row = tuple
-
-
-@dataclass
-class Claimed:
-    """Open jobs that a resuming owner took over, in columns."""
-
-    ids: list[int] = field(default_factory=list)
-    attempts: list[int] = field(default_factory=list)  # the next attempt (charged ones + 1)
-    extra: list[int] = field(default_factory=list)  # uncharged rows before (lost, stopped)
-    due: list[float | None] = field(default_factory=list)  # epoch seconds, or None: now
-    submitted: list[float] = field(default_factory=list)
-    payloads: list[Any] = field(default_factory=list)
-    lost: int = 0  # attempts recorded lost while claiming
-    held: int = 0  # open jobs left to owners whose lease is live
-
-
-class Store(Protocol):
-    """What a durable queue writes through to (``qlab.queues.sqlite``, ``.redis``)."""
-
-    url: str
-    owner: str
-    lease: float
-
-    def count(self) -> int: ...
-    def init(self, meta: dict[str, str]) -> None: ...
-    def meta(self) -> dict[str, str]: ...
-    def add(self, first: int, blobs: list[bytes], submitted: float) -> None: ...
-    def taken(self, batch: Batch, t: float) -> None: ...
-    def settled(
-        self,
-        rows: list[Row],
-        ok: range | list[int],
-        ended: list[tuple[int, int, str, str]],
-        again: list[tuple[int, int, int, float | None]],
-        back: list[int],
-    ) -> None: ...
-    def renew(self, until: float) -> None: ...
-    def release(self) -> None: ...
-    def claim(self) -> Claimed: ...
-    def unfinished(self) -> int: ...
-    def load(self) -> tuple[list[tuple[int, float, int]], list[Row]]: ...
-    def close(self) -> None: ...
-
-
-def owner_id() -> str:
-    """This process as a lease owner: ``host:pid:start-ms:random``."""
-    import psutil
-
-    started = int(psutil.Process().create_time() * 1000)
-    return f"{socket.gethostname()}:{os.getpid()}:{started}:{uuid.uuid4().hex[:8]}"
-
-
-def owner_dead(owner: str) -> bool:
-    """True if ``owner`` was a process of this host that is gone (its lease need not
-    expire first); False if it lives or runs elsewhere."""
-    import psutil
-
-    try:
-        host, pid, started, _ = owner.rsplit(":", 3)
-        if host != socket.gethostname():
-            return False
-        proc = psutil.Process(int(pid))
-        return proc.status() == psutil.STATUS_ZOMBIE or int(proc.create_time() * 1000) != int(
-            started
-        )
-    except (ValueError, psutil.NoSuchProcess):
-        return True
-    except psutil.Error:
-        return False
-
-
-def fingerprint(handler: Any) -> str:
-    """What names a handler across processes: ``module:qualname`` of it or its type.
-
-    Example:
-        >>> fingerprint(abs)
-        'builtins:abs'
-    """
-    obj = handler if hasattr(handler, "__qualname__") else type(handler)
-    return f"{getattr(obj, '__module__', '?')}:{obj.__qualname__}"
-
-
-def calling_handler() -> Any:
-    """The handler of the Pool that is resolving its ``queue=`` now, found on the
-    call stack (``from_url`` is not given it; None if there is none)."""
-    import sys
-
-    frame = sys._getframe(1)
-    while frame is not None:
-        spec = getattr(frame.f_locals.get("self"), "_spec", None)
-        if spec is not None and hasattr(spec, "handler"):
-            return spec.handler
-        frame = frame.f_back
-    return None
 
 
 def _worker_of(record: Callable[..., Any]) -> int:

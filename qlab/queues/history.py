@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from qlab.codes import JOB_STATUSES, OUTCOMES, ST_CANCELLED, ST_FAILED
-from qlab.queues.durable import S_OK, Row
+from qlab.queues.store import S_OK, Row
 
 __all__ = ["build_run"]
 

@@ -40,10 +40,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from qlab.batches import Batch
 from qlab.codes import LOST, ST_FAILED
-from qlab.queues.durable import (
+from qlab.queues.durable import DurableQueue
+from qlab.queues.store import (
     S_OK,
     Claimed,
-    DurableQueue,
     Row,
     calling_handler,
     fingerprint,
