@@ -76,14 +76,8 @@ def test_retries_then_success(backend):
     assert run.jobs.status.eq("ok").all()
     assert run.jobs.attempts.tolist() == [3] * 5
     assert run.jobs.result.tolist() == list(range(5))
-    assert run.attempts.outcome.value_counts().to_dict() == {
-        "retry": 10,
-        "ok": 5,
-        "failed": 0,
-        "timeout": 0,
-        "crashed": 0,
-        "cancelled": 0,
-    }
+    counts = run.attempts.outcome.value_counts()
+    assert counts[counts > 0].to_dict() == {"retry": 10, "ok": 5}
 
 
 def test_max_retries_means_one_plus_retries_attempts(backend):
