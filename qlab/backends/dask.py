@@ -131,10 +131,7 @@ class DaskBackend:
         self.history: dict[int, list[WorkerInfo]] = {}
         try:
             addresses = self.cluster.connect(workers)
-            probes: dict[str, WorkerInfo] = {}
-            for a in addresses:
-                if a not in probes:
-                    probes[a] = self._probe(a)
+            probes = self._probe(sorted(set(addresses)))
             self.info_ = [probes[a] for a in addresses]
             self.progress = [self._progress(w, i) for w, i in enumerate(self.info_)]
         except BaseException:
@@ -150,12 +147,12 @@ class DaskBackend:
             "clocks": self.clocks,
         }
 
-    def _probe(self, address: str) -> WorkerInfo:
+    def _probe(self, addresses: list[str]) -> dict[str, WorkerInfo]:
         try:
-            return self.cluster.probe(address, self._token, self._spec_bytes)
+            return self.cluster.probe(addresses, self._token, self._spec_bytes)
         except Exception as exc:
             raise RuntimeError(
-                f"handler: Dask worker {address} cannot load it "
+                f"handler: Dask workers {addresses} cannot load it "
                 f"({type(exc).__name__}: {exc}); is qlab (and the handler's module) "
                 "installed on the workers?"
             ) from exc
@@ -233,11 +230,12 @@ class DaskBackend:
             try:
                 return fut.result(timeout=_POLL_S)
             except Exception:
-                if fut.done():
-                    if self._stopping or fut.status == "cancelled":
+                status = fut.status  # "pending" after a timed-out wait (or "finished":
+                if status == "error":  # it came just after: the next wait returns it)
+                    if self._stopping or not self.cluster.alive(self.info_[w]):
                         return None
-                    if self.cluster.alive(self.info_[w]):
-                        raise  # not the worker's death: the task itself failed
+                    raise  # not the worker's death: the task itself failed
+                if status in ("cancelled", "lost"):
                     return None
             if self._stopping or not self.cluster.alive(self.info_[w]):
                 with contextlib.suppress(Exception):

@@ -142,17 +142,22 @@ class Cluster:
             self._workers_cache = (now, cached)
         return cached
 
-    def probe(self, address: str, token: str, spec: bytes) -> WorkerInfo:
-        """Load the spec on a worker and measure its clock (see the module docs)."""
-        probe = self.client.run(dask_remote.configure, token, spec, workers=[address])[address]
-        nanny = self.scheduler_workers().get(address, {}).get("nanny")
-        local = probe[0] == self.here
-        offset = 0.0
-        if self.clocks == "dask" or not local:
-            _, _, wall_minus_perf, delay = probe
-            here = time.time() - time.perf_counter()
-            offset = wall_minus_perf + delay - self.client_delay - here
-        return WorkerInfo(address, probe, nanny, offset, local)
+    def probe(self, addresses: list[str], token: str, spec: bytes) -> dict[str, WorkerInfo]:
+        """Load the spec on workers (all at once) and measure their clocks (see the
+        module docs)."""
+        probes = self.client.run(dask_remote.configure, token, spec, workers=addresses)
+        known = self.scheduler_workers()
+        here = time.time() - time.perf_counter()
+        out = {}
+        for address, probe in probes.items():
+            local = probe[0] == self.here
+            offset = 0.0
+            if self.clocks == "dask" or not local:
+                _, _, wall_minus_perf, delay = probe
+                offset = wall_minus_perf + delay - self.client_delay - here
+            nanny = known.get(address, {}).get("nanny")
+            out[address] = WorkerInfo(address, probe, nanny, offset, local)
+        return out
 
     def alive(self, info: WorkerInfo) -> bool:
         """Is the worker still there? (its pid on this machine, else the scheduler)"""

@@ -90,7 +90,7 @@ def replace(self: DaskBackend, w: int) -> bool:
         pick = free[0] if free else (sorted(live)[w % len(live)] if late and live else None)
         if pick is not None:
             try:
-                info = self._probe(pick)
+                info = self._probe([pick])[pick]
             except Exception:
                 cluster.dead.add(pick)
                 continue
