@@ -7,6 +7,7 @@ Usage (from the repository root)::
     .venv/bin/python benchmarks/bench.py --only qlab-thread,tpe-map,noop
     .venv/bin/python benchmarks/bench.py --memory   # peak RSS of qlab on 1,000,000 no-op jobs
     .venv/bin/python benchmarks/bench.py --list     # the peers and workloads
+    .venv/bin/python benchmarks/bench.py --compare benchmarks/results/bench.csv  # vs a reference
 
 Every measurement: the peer's start-up (reported apart where it can be
 separated), ``warmup`` untimed rounds, then ``rounds`` timed rounds with
@@ -46,6 +47,7 @@ for _path in (HERE, REPO):  # the job modules, and the qlab of this checkout
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from compare import compare, print_comparison, read_results  # noqa: E402
 from jobs import (  # noqa: E402
     MAX_RETRIES,
     SLEEP_S,
@@ -540,6 +542,14 @@ def select(tokens: list[str]) -> tuple[list[Peer], list[Workload]]:
     return peers, workloads
 
 
+def _existing(text: str) -> Path:
+    """A path that exists now (so a typo fails before a ten-minute run)."""
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text!r}")
+    return path
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -561,6 +571,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help="warm-up rounds (default 1)")
     parser.add_argument("--rounds", type=int, help="timed rounds (default 3; --smoke: 1)")
     parser.add_argument("--list", action="store_true", help="list peers and workloads, exit")
+    parser.add_argument(
+        "--compare",
+        type=_existing,
+        metavar="REF.csv",
+        help="print this run's ratio to a reference run, per case, with its spread",
+    )
     return parser.parse_args(argv)
 
 
@@ -619,6 +635,10 @@ def main(argv: list[str] | None = None) -> int:
         f"\nwrote {args.out / f'{stem}.csv'} and {args.out / f'{stem}.png'}"
         f" in {meta['duration_s']:.0f} s"
     )
+    if args.compare:
+        table = compare(df, read_results(args.compare))
+        print_comparison(table, args.compare)
+        table.to_csv(args.out / f"{stem}-compare.csv", index=False)
     return 0
 
 
