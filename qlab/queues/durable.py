@@ -2,8 +2,7 @@
 
 A :class:`DurableQueue` is a :class:`qlab.jobqueue.MemoryQueue` (which keeps the live
 run's ready queue, delay heap and counts, under its one lock) that writes each change
-of a job's fate to a :class:`Store` (SQLite, Redis) in the same critical section, one
-transaction per call:
+of a job's fate to a :class:`Store` (SQLite, Redis), one transaction per call:
 
 - ``put``: the jobs, payloads pickled, before any of them can be taken;
 - a batch taken: its jobs marked running, under this owner's lease;
@@ -11,6 +10,13 @@ transaction per call:
   due time), the jobs that go back uncharged;
 - the coordinator's ticks (``promote``) renew the owner's lease; a pool that is done
   releases it.
+
+The store's I/O runs under a second lock (``_io``), not under the queue's: a put or a
+settlement takes ``_io`` while it still holds the queue's lock and writes once it has
+let that go, so a job's writes reach the store in the order its fate changed (a job
+is in the store before any worker can mark it taken, a retry's settlement before its
+next take), while waiters on the queue (a Ctrl-C, a submitter) are not kept out by a
+write in flight.
 
 Times in a store are epoch seconds (the run's clock plus an offset taken at start), so
 that rows from runs before and after a crash share one time line. Jobs that a
@@ -29,6 +35,7 @@ from __future__ import annotations
 import logging
 import math
 import pickle
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -74,6 +81,7 @@ class DurableQueue(MemoryQueue):
         self.offset = time.time() - now()  # clock reading + offset = epoch seconds
         self.extra: dict[int, int] = {}  # job -> uncharged rows before (lost, stopped)
         self._renew_at = 0.0
+        self._io = threading.Lock()  # the store's one connection; see the module doc
         self._released = False
         self._failed = False
 
@@ -113,19 +121,22 @@ class DurableQueue(MemoryQueue):
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
 
-        def write(ids: range) -> None:  # under the lock, before the jobs are queued
-            try:
-                self.store.add(ids.start, blobs, now + self.offset)
-            except BaseException:
-                n = len(ids)  # undo the books, so that no waiter counts these jobs
-                del self.submitted[-n:]
-                del self.status[-n:]
-                self.unfinished -= n
-                raise
+        held: list[range] = []
+
+        def write(ids: range) -> None:  # under the queue's lock, before they are queued
+            self._io.acquire()
+            held.append(ids)
             if on_ids is not None:
                 on_ids(ids)
 
-        return super().put(payloads, now, on_ids=write, timeout=timeout)
+        try:
+            return super().put(payloads, now, on_ids=write, timeout=timeout)
+        finally:
+            if held:
+                try:
+                    self._guard(self.store.add, held[0].start, blobs, now + self.offset)
+                finally:
+                    self._io.release()
 
     def load(self, claimed: Claimed) -> None:
         """Queue jobs taken over from a dead owner (before the pool starts)."""
@@ -164,29 +175,48 @@ class DurableQueue(MemoryQueue):
 
     # -- workers -------------------------------------------------------------------
 
-    def _take(self, k: Callable[[int], int]) -> Batch:
-        batch = super()._take(k)
-        self._guard(self.store.taken, batch, time.time())
+    def take(self, k: Callable[[int], int], may: Callable[[], bool]) -> Batch | None:
+        """Take a batch (MemoryQueue); its jobs are marked taken in the store before
+        the worker gets them."""
+        return self._taken(super().take(k, may))
+
+    def take_nowait(self, k: int | Callable[[int], int] = 1) -> Batch | None:
+        return self._taken(super().take_nowait(k))
+
+    def _taken(self, batch: Batch | None) -> Batch | None:
+        if batch is not None:
+            with self._io:
+                self._guard(self.store.taken, batch, time.time())
         return batch
 
     def apply(self, s: Settlement, record: Callable[[Settlement], Any]) -> bool:
-        """Apply as MemoryQueue does; the rows and the jobs' new states go to the
-        store in the same critical section, one transaction."""
+        """Apply as MemoryQueue does; the rows and the jobs' new states then go to the
+        store in one transaction, in order (see the module doc)."""
         worker = _worker_of(record)
+        held: list[tuple[Settlement, bool]] = []
 
-        def write(applied: Settlement) -> Any:
+        def write(applied: Settlement) -> Any:  # under the queue's lock
             if record(applied) is False:
                 return False
-            self._guard(self._write, s, applied, worker)
+            self._io.acquire()
+            held.append((applied, self.phase >= Phase.CANCELLING))
             return True
 
-        done = super().apply(s, write)
+        try:
+            done = super().apply(s, write)
+        finally:
+            if held:
+                try:
+                    self._guard(self._write, s, *held[0], worker)
+                finally:
+                    self._io.release()
         if self.phase >= Phase.JOINED:
             self._release()
         return done
 
-    def _write(self, orig: Settlement, s: Settlement, worker: int) -> None:
-        """Turn a settlement into store writes (under the lock)."""
+    def _write(self, orig: Settlement, s: Settlement, stopping: bool, worker: int) -> None:
+        """Turn a settlement into store writes (under ``_io``); ``stopping``: the pool
+        was cancelling when it was applied."""
         items, res, off, extra = s.items, s.res, self.offset, self.extra
         cpu = res.cpu_list() if res.cpu_share is not None else res.cpu
         errors, backoff, out = s.errors or {}, s.backoff or {}, s.out
@@ -210,7 +240,6 @@ class DurableQueue(MemoryQueue):
         again = [(it[0], it[1], extra.get(it[0], 0), None) for it in s.retry_now]
         again += [(it[0], it[1], extra.get(it[0], 0), due + off) for due, it in s.retry_later]
         if s.finals:
-            stopping = self.phase >= Phase.CANCELLING
             reopen = {it[0]: it[1] for it in orig.rest}
             reopen.update((it[0], it[1]) for it in orig.retry_now)
             reopen.update((it[0], it[1]) for _, it in orig.retry_later)
@@ -232,7 +261,7 @@ class DurableQueue(MemoryQueue):
     def cancel_jobs(self, ids: Sequence[int]) -> None:
         """Cancel jobs whose futures were cancelled: for good, in the store too."""
         super().cancel_jobs(ids)
-        with self.lock:
+        with self._io:
             ended = [(job, ST_CANCELLED, "", "") for job in ids]
             self._guard(self.store.settled, [], [], ended, [], [])
 
@@ -244,7 +273,7 @@ class DurableQueue(MemoryQueue):
         wall = time.time()
         if wall >= self._renew_at:
             self._renew_at = wall + self.store.lease / 3
-            with self.lock:
+            with self._io:
                 if not self._released:
                     self._guard(self.store.renew, wall + self.store.lease)
         return due
@@ -262,5 +291,6 @@ class DurableQueue(MemoryQueue):
             if self._released or self.phase < Phase.JOINED or self.busy:
                 return
             self._released = True
+        with self._io:
             self._guard(self.store.release)
             self._guard(self.store.close)
