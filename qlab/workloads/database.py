@@ -7,6 +7,10 @@ other writers wait (``timeout`` 60 s). So the write is the serial fraction of ea
 with ``ms`` milliseconds of other work outside the transaction, σ of the Universal
 Scalability Law comes out near the write's share of the job, write / (write + ms), on
 threads and processes alike (the sqlite3 module releases the GIL while SQLite works).
+Waiting writers do not queue, though: a writer that finds the lock taken sleeps in
+SQLite's busy handler (1, 2, 5, 10 ms ...) and tries again, so under heavy contention a
+short write costs its waiters more than its own duration, and throughput can fall below
+the one-writer ceiling (the USL shows that as κ, or as a σ above the write's share).
 
 Without ``path``, the database lives in a temporary folder that the workload creates
 when the pool opens it and deletes when the pool closes it (see
