@@ -110,7 +110,7 @@ def _metadata(run: Any, att: Any) -> list[str]:
 
 
 def _meta(name: str, tid: int, args: dict[str, Any]) -> str:
-    return json.dumps({"ph": "M", "name": name, "pid": _PID, "tid": tid, "args": args})
+    return json.dumps({"ph": "M", "name": name, "pid": _PID, "tid": tid, "ts": 0, "args": args})
 
 
 def _slices(att: Any) -> tuple[Any, list[str]]:
