@@ -38,6 +38,12 @@ __all__ = [
     "JobContext",
     "JobFailed",
     "Hook",
+    # load and observability
+    "RateLimit",
+    "Poisson",
+    "Periodic",
+    "sweep_load",
+    "metrics",
     # retry policies
     "Retry",
     "Permanent",
@@ -65,6 +71,14 @@ logging.getLogger("qlab").addHandler(logging.NullHandler())
 
 # name -> module that defines it; imported on first access (PEP 562)
 _LAZY = {
+    "RateLimit": "qlab.ratelimit",
+    "Poisson": "qlab.arrivals",
+    "Periodic": "qlab.arrivals",
+    "sweep_load": "qlab.load",
+    "metrics": None,
+    "arrivals": None,
+    "queueing": None,
+    "perfetto": None,
     "Run": "qlab.results",
     "load_run": "qlab.results",
     "resume": "qlab.resuming",
