@@ -243,39 +243,38 @@ class SQLiteStore:
     def _claim(self, db: sqlite3.Connection) -> Claimed:
         now = time.time()
         owners = dict(db.execute("SELECT owner, until FROM qlab_owners"))
-        live = {o for o, until in owners.items() if until > now and not owner_dead(o)}
-        live.discard(self.owner)
+        live = sorted(o for o, until in owners.items() if until > now and not owner_dead(o))
+        if self.owner in live:
+            live.remove(self.owner)
+        # open jobs not under a live lease (a few set-wide statements, not one per job)
+        free = f"status = 0 AND (owner IS NULL OR owner NOT IN ({','.join('?' * len(live))}))"
         c = Claimed()
+        c.held = db.execute(f"SELECT count(*) FROM qlab_jobs WHERE status = 0 AND NOT ({free})",
+                            live).fetchone()[0]  # fmt: skip
         lost: list[Row] = []
-        moved: list[tuple[str, int, int]] = []
-        sql = (
-            "SELECT id, attempt, extra, due, submitted, owner, taken, payload "
-            "FROM qlab_jobs WHERE status = 0 ORDER BY id"
+        sql = f"SELECT id, attempt, extra, owner, taken FROM qlab_jobs WHERE {free} AND taken > 0"
+        for job, att, extra, owner, taken in db.execute(sql, live).fetchall():
+            # it ran when its owner stopped: lost, and not charged (extra counts it)
+            seen = max(owners.get(owner, taken) - self.lease, taken)
+            why = f"its owner {owner} stopped while it ran"
+            lost.append((job, att + extra, -1, taken, seen, math.nan, LOST, "Lost", why, None, 0.0))
+        c.lost = len(lost)
+        db.executemany("INSERT INTO qlab_attempts VALUES (?,?,?,?,?,?,?,?,?,?,?)", lost)
+        db.executemany(
+            "UPDATE qlab_jobs SET extra = extra + 1 WHERE id = ?", ((r[0],) for r in lost)
         )
-        for job, att, extra, due, sub, owner, taken, blob in db.execute(sql):
-            if owner in live:
-                c.held += 1
-                continue
-            if taken is not None:  # it ran when its owner stopped: lost, uncharged
-                seen = owners.get(owner, taken) - self.lease
-                why = f"its owner {owner} stopped while it ran"
-                end = max(seen, taken)
-                lost.append(
-                    (job, att + extra, -1, taken, end, math.nan, LOST, "Lost", why, None, 0.0)
-                )
-                extra += 1
-            moved.append((self.owner, extra, job))
+        db.execute(
+            f"UPDATE qlab_jobs SET owner = ?, taken = NULL WHERE {free}", [self.owner, *live]
+        )
+        sql = "SELECT id, attempt, extra, due, submitted, payload FROM qlab_jobs WHERE status = 0 "
+        sql += "AND owner = ?"
+        for job, att, extra, due, sub, blob in db.execute(sql, (self.owner,)):
             c.ids.append(job)
             c.attempts.append(att)
             c.extra.append(extra)
             c.due.append(due)
             c.submitted.append(sub)
             c.payloads.append(pickle.loads(blob))
-        c.lost = len(lost)
-        db.executemany("INSERT INTO qlab_attempts VALUES (?,?,?,?,?,?,?,?,?,?,?)", lost)
-        db.executemany(
-            "UPDATE qlab_jobs SET owner = ?, extra = ?, taken = NULL WHERE id = ?", moved
-        )
         gone = [(o,) for o in owners if o not in live and o != self.owner]
         db.executemany("DELETE FROM qlab_owners WHERE owner = ?", gone)
         db.execute(
