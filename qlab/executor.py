@@ -36,12 +36,14 @@ from __future__ import annotations
 import concurrent.futures as cf
 import threading
 import time
+import weakref
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any
 
+from qlab.backends.asyncio import is_async
 from qlab.dispatch import FnCache, adispatch, dispatch, fn_name
 from qlab.engine import Pool
 
@@ -93,6 +95,9 @@ class Executor(cf.Executor):
         self._codes = array("i")  # per job id: index of its function's name
         self._names: list[str] = []
         self._name_index: dict[str, int] = {}
+        # an executor dropped without shutdown() still finishes its calls and joins its
+        # workers (as ThreadPoolExecutor does), also when the interpreter exits
+        self._finalizer = weakref.finalize(self, _release, self._pool)
 
     # -- submitting --------------------------------------------------------------------
 
@@ -106,7 +111,7 @@ class Executor(cf.Executor):
         """
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
-        if self._async and not _is_async(fn):
+        if self._async and not is_async(fn):
             raise TypeError(
                 f"fn: backend='asyncio' runs async def functions, got {fn_name(fn)!r}; "
                 "use backend='thread' for plain functions"
@@ -183,17 +188,13 @@ class Executor(cf.Executor):
         thread when the last call is done. Calling it again is harmless."""
         with self._state_lock:
             self._shut = True
-            first = self._joiner is None
-            if first:
-                self._pool.shutdown(wait=False, cancel_pending=cancel_futures)
-                self._joiner = threading.Thread(
-                    target=self._pool.shutdown, name="qlab-executor-shutdown", daemon=True
-                )
-                self._joiner.start()
+            self._finalizer.detach()
+            if self._joiner is None:
+                self._joiner = _release(self._pool, cancel_futures)
             elif cancel_futures:
                 self._pool.shutdown(wait=False, cancel_pending=True)
             joiner = self._joiner
-        if wait and joiner is not threading.current_thread():
+        if wait and joiner is not None and joiner is not threading.current_thread():
             joiner.join()
 
     # -- the trace ---------------------------------------------------------------------
@@ -227,19 +228,15 @@ class Executor(cf.Executor):
         return self._fns.pickles
 
 
-def _is_async(fn: Any) -> bool:
-    """Is ``fn`` an ``async def`` function (or a callable object or partial of one)?
-
-    Example:
-        >>> async def f(): ...
-        >>> _is_async(f), _is_async(pow)
-        (True, False)
-    """
-    import functools
-    import inspect
-
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004 - an object whose __call__ is async
-    )
+def _release(pool: Pool, cancel: bool = False) -> threading.Thread | None:
+    """Stop ``pool``'s intake and join its workers once its jobs are done: in a
+    non-daemon ``qlab-executor-shutdown`` thread (so the interpreter waits for the
+    calls at exit, as it does for ``ThreadPoolExecutor``), or right here when the
+    interpreter is already exiting (the finalizer of an executor never shut down)."""
+    pool.shutdown(wait=False, cancel_pending=cancel)
+    if not threading.main_thread().is_alive():  # at exit: no new threads any more
+        pool.shutdown(wait=True)
+        return None
+    joiner = threading.Thread(target=pool.shutdown, name="qlab-executor-shutdown")
+    joiner.start()
+    return joiner

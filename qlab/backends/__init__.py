@@ -7,7 +7,7 @@ package imports the engine.
 Example:
     >>> from qlab import backends
     >>> backends.BACKENDS
-    ('thread', 'process', 'inline', 'dask')
+    ('thread', 'process', 'inline', 'dask', 'asyncio')
     >>> backends.resolve("inline").name
     'inline'
 """
@@ -27,6 +27,7 @@ _REGISTRY = {
     "process": "qlab.backends.process:ProcessBackend",
     "inline": "qlab.backends.inline:InlineBackend",
     "dask": "qlab.backends.dask:DaskBackend",
+    "asyncio": "qlab.backends.asyncio:AsyncioBackend",
 }
 BACKENDS = tuple(_REGISTRY)
 
