@@ -343,7 +343,7 @@ def test_contention_scatter_and_summary():
     assert len(ax.collections) == 2
     assert sum(len(c.get_offsets()) for c in ax.collections) == 30
     texts = legend_texts(ax)
-    assert "1 workers: wait 10%" in texts and "4 workers: wait 50%" in texts
+    assert "1 worker: wait 10%" in texts and "4 workers: wait 50%" in texts  # not "1 workers"
     assert "cpu = wall (no waiting)" in texts
     two = pd.concat([attempts, attempts.assign(backend="process")], ignore_index=True)
     assert len(plot.contention_summary(two)) == 4

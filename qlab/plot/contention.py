@@ -72,14 +72,18 @@ def contention(attempts: pd.DataFrame, ax: Axes | None = None, *, max_points: in
     sample = attempts.sample(min(max_points, len(attempts)), random_state=0)
     keys = _contention_groups(attempts)
     counts = np.unique(attempts["workers"].to_numpy(dtype=float))
+    # up to 10 worker counts: distinct colours (eight viridis shades were hard to tell apart)
+    palette = plt.get_cmap("tab10").colors if len(counts) <= 10 else None
     cmap = plt.get_cmap("viridis")
     backends = sorted(map(str, attempts["backend"].unique())) if "backend" in keys else []
     markers = dict(zip(backends, "osD^v*", strict=False))
     for key, g in sample.groupby(keys, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         row, w = summary.loc[key if len(key) > 1 else key[0]], key[-1]
-        color = cmap(np.searchsorted(counts, w) / max(len(counts) - 1, 1) * 0.9)
-        name = f"{key[0]}, {w:g} workers" if len(key) > 1 else f"{w:g} workers"
+        i = int(np.searchsorted(counts, w))
+        color = palette[i] if palette else cmap(i / max(len(counts) - 1, 1) * 0.9)
+        workers = f"{w:g} worker" + ("" if w == 1 else "s")
+        name = f"{key[0]}, {workers}" if len(key) > 1 else workers
         label = f"{name}: wait {row['wait_fraction']:.0%}"
         marker = markers.get(str(key[0]), "o") if len(key) > 1 else "o"
         ax.scatter(
