@@ -11,7 +11,8 @@ import pytest
 
 import qlab
 from qlab import queues
-from qlab.queues.sqlite import SQLiteStore, parse
+from qlab.queues.sqlite import SQLiteStore
+from qlab.queues.urls import parse_sqlite
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -158,7 +159,7 @@ def test_unreachable_redis_is_named(tmp_path):
 
 
 def test_urls_parse_and_passwords_are_redacted():
-    path, opts = parse("sqlite:////tmp/x/q.db?lease=3&timeout=1")
+    path, opts = parse_sqlite("sqlite:////tmp/x/q.db?lease=3&timeout=1")
     assert str(path) == "/tmp/x/q.db" and opts["lease"] == 3.0 and opts["timeout"] == 1.0
     assert queues.redact("rediss://u:pw@h:1/0") == "rediss://u:***@h:1/0"
     assert queues.redact("redis://h:1/0") == "redis://h:1/0"

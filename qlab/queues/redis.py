@@ -36,7 +36,6 @@ import pickle
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from qlab.batches import Batch
 from qlab.codes import LOST, ST_FAILED
@@ -50,6 +49,7 @@ from qlab.queues.store import (
     owner_dead,
     owner_id,
 )
+from qlab.queues.urls import parse_redis
 
 __all__ = ["RedisQueue", "RedisStore"]
 
@@ -74,34 +74,6 @@ def entry(job: int) -> str:
     return f"{job + 1}-0"
 
 
-def parse(url: str) -> tuple[str, str, float]:
-    """The redis-py URL, the queue's name and its lease; ValueError naming the fault.
-
-    Example:
-        >>> parse("redis://h:6379/0?name=q&lease=5")
-        ('redis://h:6379/0', 'q', 5.0)
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-        raise ValueError(f"queue must be redis://host[:port][/db]?name=..., got {url!r}")
-    name, lease, rest = "qlab", 10.0, []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key == "name":
-            name = value
-        elif key == "lease":
-            try:
-                lease = float(value)
-            except ValueError:
-                lease = math.nan
-        else:
-            rest.append((key, value))
-    if not name or any(c in name for c in " {}:"):
-        raise ValueError(f"queue {url!r}: name must be a word without spaces, ':' or braces")
-    if not 1 <= lease < math.inf:
-        raise ValueError(f"queue {url!r}: lease must be a number of seconds >= 1")
-    return urlunsplit(parts._replace(query=urlencode(rest))), name, lease
-
-
 class RedisStore:
     """A queue's jobs, leases and attempt rows in Redis (see the module).
 
@@ -115,7 +87,7 @@ class RedisStore:
 
         from qlab.queues import redact
 
-        target, name, self.lease = parse(url)
+        target, name, self.lease = parse_redis(url)
         self.url = url
         self.owner = owner_id()
         self.eids: dict[int, Any] = {}  # job -> its stream entry (leased to this owner)

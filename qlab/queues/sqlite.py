@@ -34,9 +34,7 @@ import pickle
 import sqlite3
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from qlab.batches import Batch
 from qlab.codes import LOST
@@ -50,6 +48,7 @@ from qlab.queues.store import (
     owner_dead,
     owner_id,
 )
+from qlab.queues.urls import parse_sqlite
 
 __all__ = ["SQLiteQueue", "SQLiteStore"]
 
@@ -67,38 +66,6 @@ CREATE TABLE IF NOT EXISTS qlab_attempts(
     throttle REAL);
 CREATE TABLE IF NOT EXISTS qlab_owners(owner TEXT PRIMARY KEY, until REAL NOT NULL);
 """
-_SYNC = {"normal": "NORMAL", "full": "FULL"}
-
-
-def parse(url: str) -> tuple[Path, dict[str, Any]]:
-    """The file and options of a ``sqlite://`` URL; ValueError naming what is wrong.
-
-    Example:
-        >>> parse("sqlite:///runs/q.db?synchronous=full")
-        (PosixPath('runs/q.db'), {'synchronous': 'FULL', 'lease': 10.0, 'timeout': 30.0})
-    """
-    parts = urlsplit(url)
-    if parts.scheme != "sqlite" or parts.netloc or len(parts.path) < 2:
-        raise ValueError(f"queue must be sqlite:///path/to/file.db, got {url!r}")
-    opts: dict[str, Any] = {"synchronous": "NORMAL", "lease": 10.0, "timeout": 30.0}
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key == "synchronous":
-            if value.lower() not in _SYNC:
-                raise ValueError(f"queue {url!r}: synchronous must be normal or full")
-            opts[key] = _SYNC[value.lower()]
-        elif key in ("lease", "timeout"):
-            try:
-                opts[key] = float(value)
-            except ValueError:
-                opts[key] = math.nan
-            if not opts[key] >= (1 if key == "lease" else 0) or math.isinf(opts[key]):
-                raise ValueError(f"queue {url!r}: {key} must be a number of seconds >= "
-                                 f"{1 if key == 'lease' else 0}, got {value!r}")  # fmt: skip
-        else:
-            raise ValueError(
-                f"queue {url!r}: unknown parameter {key!r} (known: synchronous, lease, timeout)"
-            )
-    return Path(parts.path[1:]), opts
 
 
 class SQLiteStore:
@@ -113,7 +80,7 @@ class SQLiteStore:
     """
 
     def __init__(self, url: str, create: bool = False) -> None:
-        path, opts = parse(url)
+        path, opts = parse_sqlite(url)
         self.url, self.path = url, path
         self.lease = opts["lease"]
         self.owner = owner_id()
