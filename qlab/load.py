@@ -8,8 +8,9 @@ nears capacity. The result's ``df`` is tidy (one row per load and repeat); ``plo
 draws latency percentiles against offered load, with the knee marked and, given a
 mean service time, the M/M/c prediction (:mod:`qlab.queueing`) beside them.
 
-The knee is found as in Kneedle (Satopää et al., 2011): on the p99 curve scaled to
-the unit square, the load farthest below the chord from the first point to the last.
+The knee is found as in Kneedle (Satopää et al., 2011): on the median latency curve
+scaled to the unit square, the load farthest below the chord from the first point to
+the last.
 
 Example:
     >>> import qlab
@@ -171,9 +172,11 @@ class LoadSweep:
 
     @property
     def knee(self) -> float | None:
-        """The offered load at the knee of the p99 latency curve (see :func:`knee`)."""
+        """The offered load at the knee of the median latency curve (see :func:`knee`):
+        the steadiest of the curves, where the tail percentiles of a short run are noisy.
+        ``knee(ls.points.load, ls.points.latency_p99_s)`` gives the p99 curve's."""
         p = self.points
-        return knee(p["load"], p["latency_p99_s"])
+        return knee(p["load"], p["latency_p50_s"])
 
     def predict(self, service_s: float | None = None, loads: Iterable[float] | None = None) -> Any:
         """The M/M/c prediction at each load (below capacity): utilisation, p_wait and
@@ -223,8 +226,8 @@ class LoadSweep:
         k = self.knee
         if k is not None:
             ax.axvline(k, color="black", lw=1.2, alpha=0.6)
-            ax.annotate(f"knee ≈ {k:,.0f}/s", (k, 0.02), xycoords=("data", "axes fraction"),
-                        ha="right", va="bottom", rotation=90, fontsize=9)  # fmt: skip
+            ax.annotate(f"knee ≈ {k:,.0f}/s", (k, 0.98), xycoords=("data", "axes fraction"),
+                        ha="right", va="top", rotation=90, fontsize=9)  # fmt: skip
         ax.set_yscale("log")
         from matplotlib.ticker import FuncFormatter, LogLocator
 
@@ -234,7 +237,8 @@ class LoadSweep:
         ax.set_xlabel("offered load (jobs/s)")
         ax.set_ylabel("latency from intended arrival (ms)")
         m = self.meta
-        ax.set_title(f"{m.get('workload')}: {m['workers']} {m['backend']} workers, "
+        name = str(m.get("workload")).removeprefix("__main__.")
+        ax.set_title(f"{name}: {m['workers']} {m['backend']} workers, "
                      f"{m['arrivals']} arrivals")  # fmt: skip
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8, ncol=2 if predict else 1)
