@@ -44,6 +44,8 @@ __all__ = [
     "Periodic",
     "sweep_load",
     "metrics",
+    "Executor",
+    "observe",
     # retry policies
     "Retry",
     "Permanent",
@@ -79,6 +81,8 @@ _LAZY = {
     "arrivals": None,
     "queueing": None,
     "perfetto": None,
+    "Executor": "qlab.executor",
+    "observe": "qlab.observer",
     "Run": "qlab.results",
     "load_run": "qlab.results",
     "resume": "qlab.resuming",
