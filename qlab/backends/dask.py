@@ -43,7 +43,7 @@ from qlab.backends import dask_recovery as recovery
 from qlab.backends import dask_remote
 from qlab.backends.base import BatchResult, JobSpec, Slot
 from qlab.backends.dask_cluster import Cluster, WorkerInfo
-from qlab.backends.dask_progress import Progress
+from qlab.backends.dask_progress import Progress, SlotFlag
 from qlab.backends.worker import dumps, unpack
 from qlab.batches import Batch
 from qlab.clock import RealClock
@@ -117,7 +117,7 @@ class DaskBackend:
             )
         t = time.perf_counter()
         self.spec, self._take_ahead, self._n = spec, take_ahead, workers
-        self._spec_bytes = _pickle_spec(spec)
+        self._spec_bytes = dask_remote.dump_spec(spec)
         self._token = uuid.uuid4().hex[:12]
         self._lock = threading.Lock()
         self._stopping = False
@@ -162,7 +162,7 @@ class DaskBackend:
         return Progress(path, info, self.cluster.client)
 
     def new_event(self, worker: int) -> Any:
-        return _SlotFlag(self, worker)
+        return SlotFlag(lambda: self.progress[worker], self._stopped)
 
     # -- running batches ---------------------------------------------------------------
 
@@ -290,6 +290,11 @@ class DaskBackend:
                 fut.cancel()
         for progress in self.progress:
             progress.unlink()
+        if not self.cluster.owned:  # a user's workers live on: let them drop our spec
+            with contextlib.suppress(Exception):
+                addresses = sorted({i.address for i in self.info_})
+                self.cluster.client.run(dask_remote.forget, self._token, workers=addresses,
+                                        on_error="ignore")  # fmt: skip
         self.cluster.close()
 
     def info(self) -> dict[str, Any]:
@@ -309,36 +314,8 @@ class DaskBackend:
 Dask = DaskBackend
 
 
-def _pickle_spec(spec: JobSpec) -> bytes:
-    import cloudpickle
-
-    try:
-        return cloudpickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:
-        raise TypeError(
-            f"handler (or the retry policy's permanent=) cannot be pickled for the dask "
-            f"backend ({type(exc).__name__}: {exc})"
-        ) from exc
-
-
 def _shift(res: BatchResult, offset: float) -> None:
     """Put a batch's times on the parent's clock."""
     if offset:
         res.t0 = [t + offset for t in res.t0]
         res.t1 = [t + offset for t in res.t1]
-
-
-class _SlotFlag:
-    """The parent's handle on a slot's cancel flag (the engine calls ``set()``)."""
-
-    def __init__(self, backend: DaskBackend, worker: int) -> None:
-        self.backend, self.worker = backend, worker
-
-    def set(self) -> None:
-        self.backend.progress[self.worker].set(2, 1.0)
-
-    def is_set(self) -> bool:
-        return self.backend.progress[self.worker].cancelled()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self.backend._stopped.wait(timeout) or self.is_set()

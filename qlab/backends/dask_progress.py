@@ -11,12 +11,14 @@ that they can be asked without a round trip.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from qlab.backends.dask_remote import ProgressFile, progress_op
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "SlotFlag"]
 
 _REMOTE_READ_EVERY_S = 0.2
 _NOTHING = (-1, 0.0, False, False, 0)
@@ -117,3 +119,27 @@ class Progress:
         else:
             with contextlib.suppress(Exception):
                 self._op("unlink")
+
+
+class SlotFlag:
+    """The parent's handle on a slot's cancel flag (the engine calls ``set()``); it
+    follows the slot to a replacement worker.
+
+    Example:
+        >>> flag = SlotFlag(lambda: None, threading.Event())
+        >>> flag.wait(0)
+        False
+    """
+
+    def __init__(self, progress: Callable[[], Any], stopped: threading.Event) -> None:
+        self._progress, self._stopped = progress, stopped
+
+    def set(self) -> None:
+        self._progress().set(2, 1.0)
+
+    def is_set(self) -> bool:
+        p = self._progress()
+        return p is not None and p.cancelled()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout) or self.is_set()

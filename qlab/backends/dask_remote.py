@@ -35,6 +35,8 @@ __all__ = [
     "ProgressFile",
     "clock_probe",
     "configure",
+    "dump_spec",
+    "forget",
     "hard_exit",
     "host_id",
     "progress_path",
@@ -191,12 +193,37 @@ def configure(token: str, spec: bytes) -> tuple[str, int, float, float]:
     return clock_probe()
 
 
+def dump_spec(spec: Any) -> bytes:
+    """cloudpickle the pool's JobSpec for the workers, or say clearly why not."""
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise TypeError(
+            f"handler (or the retry policy's permanent=) cannot be pickled for the dask "
+            f"backend ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
 def _load(token: str, spec_bytes: bytes) -> Any:
     spec = _SPECS.get(token)
     if spec is None:
         s = pickle.loads(spec_bytes)
         spec = _SPECS[token] = (s.handler, s.is_permanent, s.want_results, s.seed, s.timeout)
     return spec
+
+
+def forget(token: str) -> None:
+    """Drop what a finished pool left in this worker process (its spec, its files),
+    so that a long-lived worker does not keep every pool's handler.
+
+    Example:
+        >>> forget("no-such-pool")
+    """
+    _SPECS.pop(token, None)
+    for path in [p for p in _FILES if f"-{token}-" in os.path.basename(p)]:
+        _FILES.pop(path).unlink()
 
 
 def hard_exit() -> None:
