@@ -51,28 +51,29 @@ def test_synchronous_is_a_url_parameter(tmp_path):
     assert run.summary()["ok"] == 3
 
 
-def test_a_stopped_run_leaves_its_jobs_to_resume(tmp_path):
+def test_a_stopped_pool_leaves_its_jobs_to_resume(tmp_path):
     url = url_of(tmp_path)
-    stop, started = threading.Event(), threading.Event()
+    started, gate = threading.Event(), threading.Event()
 
     def handler(x: int) -> int:
         if x == 5:
             started.set()
-            stop.wait(10)  # the run stops while this attempt runs
+            gate.wait(10)  # the pool stops while this attempt runs
         return x
 
-    def stopper() -> None:
-        started.wait(10)
-        stop.set()
-
-    t = threading.Thread(target=stopper)
-    t.start()
-    run = qlab.run(handler, range(200), workers=2, queue=url, stop=stop, batch_size=1)
-    t.join()
-    assert run.meta["interrupted"] and run.summary()["cancelled"] > 0
+    pool = qlab.Pool(handler, workers=2, queue=url, batch_size=10)
+    futures = [pool.submit(x) for x in range(200)]
+    assert started.wait(10)
+    pool.shutdown(wait=False, cancel_pending=True)  # the rest of 5's batch goes back too
+    gate.set()
+    pool.shutdown(wait=True)
+    assert futures[5].result() == 5 and futures[-1].cancelled()
+    run = pool.trace()
+    assert 0 < run.summary()["cancelled"] < 200
     done = qlab.resume(url, handler, workers=2)  # same process: the lease was released
     assert (done.jobs.status == "ok").all() and len(done.jobs) == 200
     assert done.meta["lost"] == 0 and done.meta["resumes"] == 1
+    assert (done.attempts.outcome == "ok").sum() == 200
 
 
 def test_cancelled_futures_are_cancelled_for_good(tmp_path):

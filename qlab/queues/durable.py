@@ -42,7 +42,7 @@ from typing import Any
 
 from qlab.backends.base import Slot
 from qlab.batches import Batch
-from qlab.codes import OK, ST_CANCELLED, ST_FAILED
+from qlab.codes import CANCELLED, OK, ST_CANCELLED, ST_FAILED
 from qlab.jobqueue import MemoryQueue, Phase
 from qlab.queues.store import Claimed, Row, Store
 from qlab.settle import Settlement
@@ -239,10 +239,8 @@ class DurableQueue(MemoryQueue):
         ended: list[tuple[int, int, str, str]] = []
         again = [(it[0], it[1], extra.get(it[0], 0), None) for it in s.retry_now]
         again += [(it[0], it[1], extra.get(it[0], 0), due + off) for due, it in s.retry_later]
+        back = list(s.rest.ids)
         if s.finals:
-            reopen = {it[0]: it[1] for it in orig.rest}
-            reopen.update((it[0], it[1]) for it in orig.retry_now)
-            reopen.update((it[0], it[1]) for _, it in orig.retry_later)
             row_of = {job: i for i, job in enumerate(items.ids)}
             for job, code, _ in s.finals:
                 i = row_of.get(job)
@@ -251,12 +249,15 @@ class DurableQueue(MemoryQueue):
                     ended.append((job, ST_FAILED, etype, msg))
                 elif not stopping:
                     ended.append((job, ST_CANCELLED, "", ""))
-                elif job in reopen:  # a stopping pool dropped it: open for resume
-                    again.append((job, reopen[job], extra.get(job, 0), None))
-                elif i is not None:  # its attempt was stopped: open again, uncharged
+                # a stopping pool's cancellation: the job stays open for resume
+                elif i is None:  # it did not run: back, as it was
+                    back.append(job)
+                elif out[i] == CANCELLED:  # its attempt was stopped: uncharged
                     extra[job] = extra.get(job, 0) + 1
                     again.append((job, items.attempt(i), extra[job], None))
-        self.store.settled(rows, oks, ended, again, list(s.rest.ids))
+                else:  # it failed and would have been retried: the next attempt
+                    again.append((job, items.attempt(i) + 1, extra.get(job, 0), None))
+        self.store.settled(rows, oks, ended, again, back)
 
     def cancel_jobs(self, ids: Sequence[int]) -> None:
         """Cancel jobs whose futures were cancelled: for good, in the store too."""
