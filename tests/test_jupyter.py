@@ -24,7 +24,13 @@ print(run.meta.get("interrupted"), s["ok"] + s["failed"] + s["cancelled"], s["pe
 
 
 def _workers(kernel: psutil.Process) -> list[psutil.Process]:
-    return [p for p in kernel.children(recursive=True) if "loky" in " ".join(p.cmdline())]
+    """The kernel's live child processes: in this test, only the pool's (its worker
+    processes and whatever starts them: loky once, qlab's own fork server now)."""
+    return [
+        p
+        for p in kernel.children(recursive=True)
+        if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    ]
 
 
 def _stream(kc, until: str | None = None) -> str:
@@ -46,10 +52,11 @@ def test_kernel_interrupt_stops_the_run_and_its_workers():
         kernel = psutil.Process(km.provisioner.process.pid)
         msg_id = kc.execute(RUN)
         _stream(kc, until="started")  # the pool is up and jobs are being fed
-        assert len(_workers(kernel)) >= 2  # two workers (and loky's resource tracker)
+        assert len(_workers(kernel)) >= 2  # two workers (and what starts them)
         km.interrupt_kernel()
         reply = kc.get_shell_msg(timeout=60)
-        assert reply["parent_header"]["msg_id"] == msg_id
+        while reply["parent_header"].get("msg_id") != msg_id:  # an earlier request's reply
+            reply = kc.get_shell_msg(timeout=60)
         assert reply["content"]["status"] == "ok", reply["content"]
         assert _stream(kc).split() == ["SIGINT", "100000", "0"]
         assert not [p for p in kernel.children(recursive=True) if p.is_running()
