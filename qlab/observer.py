@@ -144,8 +144,12 @@ class Observed(cf.Executor):
         return super().map(fn, *iterables, timeout=timeout)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Shut the wrapped executor down."""
-        self.executor.shutdown(wait=wait, cancel_futures=cancel_futures)
+        """Shut the wrapped executor down (``cancel_futures`` is passed on only when
+        true: loky's executor does not take it)."""
+        if cancel_futures:
+            self.executor.shutdown(wait=wait, cancel_futures=True)
+        else:
+            self.executor.shutdown(wait=wait)
 
     def trace(self) -> Any:
         """A :class:`qlab.Run` of the calls so far (one job each; running and queued
