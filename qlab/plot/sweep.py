@@ -11,7 +11,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -73,21 +72,6 @@ def _per_backend(
     return stats
 
 
-def _fit_rows(fits: Mapping[str, Any] | pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """{backend: {lam, sigma, kappa, peak_workers, ...}} from fit objects or a DataFrame."""
-    rows = fits.to_dict("index") if isinstance(fits, pd.DataFrame) else fits
-    out = {}
-    for backend, f in rows.items():
-        d = dict(f) if isinstance(f, Mapping) else getattr(f, "to_dict", lambda f=f: vars(f))()
-        if not all(math.isfinite(float(d.get(k, math.nan))) for k in ("lam", "sigma", "kappa")):
-            continue
-        if math.isnan(float(d.get("peak_workers", math.nan))):
-            kappa = float(d["kappa"])
-            d["peak_workers"] = math.sqrt((1 - d["sigma"]) / kappa) if kappa > 0 else math.inf
-        out[str(backend)] = d
-    return out
-
-
 def scaling(
     df: pd.DataFrame,
     fits: Mapping[str, Any] | pd.DataFrame | None = None,
@@ -122,7 +106,7 @@ def scaling(
     has_ci = bands and {"throughput_ci_low", "throughput_ci_high"} <= set(df.columns)
     stats = _per_backend(ax, df, "throughput", band=bands and not has_ci)
     ci_text = unc.draw_ci(ax, df, colors) if has_ci else None
-    rows = _fit_rows(fits) if fits is not None else {}
+    rows = unc.fit_rows(fits) if fits is not None else {}
     top = float(df["workers"].max())
     pred = False
     for backend, s in stats.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 
-__all__ = ["count", "draw_ci", "draw_fit", "peak_text", "small"]
+__all__ = ["count", "draw_ci", "draw_fit", "fit_rows", "peak_text", "small"]
 
 
 def count(value: float) -> str:
@@ -95,4 +96,19 @@ def legend_patches(ci_text: str | None, pred: bool, confidence: float) -> list[P
     if pred:
         out.append(Patch(facecolor="none", edgecolor="grey", hatch="////",
                          label=f"hatched: fit's {level} prediction band (a new run)"))  # fmt: skip
+    return out
+
+
+def fit_rows(fits: Mapping[str, Any] | pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """{backend: {lam, sigma, kappa, peak_workers, ...}} from fit objects or a DataFrame."""
+    rows = fits.to_dict("index") if isinstance(fits, pd.DataFrame) else fits
+    out = {}
+    for backend, f in rows.items():
+        d = dict(f) if isinstance(f, Mapping) else getattr(f, "to_dict", lambda f=f: vars(f))()
+        if not all(math.isfinite(float(d.get(k, math.nan))) for k in ("lam", "sigma", "kappa")):
+            continue
+        if math.isnan(float(d.get("peak_workers", math.nan))):
+            kappa = float(d["kappa"])
+            d["peak_workers"] = math.sqrt((1 - d["sigma"]) / kappa) if kappa > 0 else math.inf
+        out[str(backend)] = d
     return out
