@@ -131,7 +131,9 @@ class Prometheus(Hook):
             values = jobs[col].to_numpy(dtype=float)
             values = values[np.isfinite(values)]
             bounds = np.asarray(LATENCY_BUCKETS)
-            cum = np.searchsorted(np.sort(values), bounds, side="right").tolist()
+            # bucket i counts values <= bounds[i]: one binary search per value, no sort
+            per = np.bincount(np.searchsorted(bounds, values), minlength=len(bounds) + 1)
+            cum = np.cumsum(per[: len(bounds)]).tolist()
             hist[name] = (cum, float(values.sum()), len(values))
         with self._lock:
             self._hist = hist
