@@ -46,6 +46,8 @@ __all__ = [
     "metrics",
     "Executor",
     "observe",
+    "arun",
+    "AsyncPool",
     # retry policies
     "Retry",
     "Permanent",
@@ -83,6 +85,8 @@ _LAZY = {
     "perfetto": None,
     "Executor": "qlab.executor",
     "observe": "qlab.observer",
+    "arun": "qlab.aio",
+    "AsyncPool": "qlab.aio",
     "Run": "qlab.results",
     "load_run": "qlab.results",
     "resume": "qlab.resuming",

@@ -29,6 +29,7 @@ import functools
 import inspect
 import logging
 import math
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +44,9 @@ from qlab.context import Cancelled, WorkerState
 __all__ = ["AsyncioBackend", "is_async"]
 
 log = logging.getLogger("qlab")
+
+_POLL_S = 0.005  # a lane with room looks for more jobs this often
+_MORE = Batch(range(0), 1, ())  # "come back for this lane's other batches in flight"
 
 # the WorkerState of the job that the running task is on
 _TASK_STATE: contextvars.ContextVar[WorkerState | None] = contextvars.ContextVar(
@@ -105,8 +109,15 @@ class AsyncioBackend:
     in_caller = False
     batch_target_s = 0.02
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop | None = None, concurrency: int | None = None
+    ) -> None:
+        if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+            raise ValueError(f"concurrency must be an int >= 1 or None, got {concurrency!r}")
         self._given = loop
+        self.concurrency = concurrency
+        self._per_lane = 1
+        self._lanes: dict[int, _Lane] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -122,6 +133,11 @@ class AsyncioBackend:
             )
         t = time.perf_counter()
         self.spec = spec
+        self._take_ahead = take_ahead
+        if self.concurrency is not None:
+            self._per_lane = -(-self.concurrency // workers)
+            # batches of about 20 ms of work per job slot: many jobs run at once
+            self.batch_target_s = 0.02 * self._per_lane
         if self._given is not None:
             self.loop, kind = self._given, "given"
             self.loop.call_soon_threadsafe(_bind)
@@ -133,7 +149,10 @@ class AsyncioBackend:
             )
             self._thread.start()
             ready.wait()
-        return {"startup_s": time.perf_counter() - t, "event_loop": kind}
+        meta: dict[str, Any] = {"startup_s": time.perf_counter() - t, "event_loop": kind}
+        if self.concurrency is not None:
+            meta["lanes"], meta["concurrency"] = workers, self.concurrency
+        return meta
 
     def _serve(self, ready: threading.Event) -> None:
         loop = self.loop
@@ -151,47 +170,108 @@ class AsyncioBackend:
         return threading.Event()
 
     def run_batch(self, slot: Slot, batch: Batch, res: BatchResult) -> BatchResult:
-        """Run ``batch`` as one task on the loop; wait for it in this driver thread."""
+        """Start ``batch``'s jobs as tasks (and, with ``concurrency``, more batches
+        taken ahead while the lane has room); return the first of the lane's batches
+        to finish, with ``ahead`` set to come back for the others."""
         assert self.loop is not None
-        fut = asyncio.run_coroutine_threadsafe(self._batch(slot.state, batch, res), self.loop)
-        return fut.result()
+        lane = self._lanes.setdefault(slot.worker, _Lane())
+        if batch is not _MORE:
+            self._launch(slot, lane, batch, res)
+        while True:
+            self._top_up(slot, lane)
+            try:  # with room in the lane, come back now and then to fill it
+                out = lane.done.get(timeout=_POLL_S if self._per_lane > 1 else None)
+            except queue.Empty:
+                continue
+            lane.returned += 1
+            out.ahead = _MORE if lane.launched > lane.returned else None
+            return out
 
-    async def _batch(self, state: WorkerState, batch: Batch, res: BatchResult) -> BatchResult:
-        task = asyncio.current_task()
-        assert task is not None
+    def _top_up(self, slot: Slot, lane: _Lane) -> None:
+        """Take more batches while the lane runs fewer than ``per_lane`` jobs (while
+        job speed is unknown, batches are single jobs: take a few dozen at most)."""
+        budget = 64 if slot.ema == 0 else self._per_lane
+        while budget > 0 and lane.items - lane.finished < self._per_lane and not slot.state.stop:
+            following = self._take_ahead(slot)
+            if following is None:
+                return
+            budget -= len(following)
+            self._launch(slot, lane, following, BatchResult())
+
+    def _launch(self, slot: Slot, lane: _Lane, batch: Batch, res: BatchResult) -> None:
+        lane.launched += 1
+        lane.items += len(batch)
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(self._start_flight, slot, lane, batch, res)
+
+    def _start_flight(self, slot: Slot, lane: _Lane, batch: Batch, res: BatchResult) -> None:
+        if lane.sem is None:
+            lane.sem = asyncio.Semaphore(self._per_lane)
+        task = self.loop.create_task(self._flight(slot.state, lane, batch, res))  # type: ignore[union-attr]
         self._tasks.add(task)
-        _TASK_STATE.set(state)
-        spec, now = self.spec, state.now
-        fn, timeout, is_permanent = spec.handler, spec.timeout, spec.is_permanent
-        results = res.results = [] if spec.want_results else None
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flight(
+        self, state: WorkerState, lane: _Lane, batch: Batch, res: BatchResult
+    ) -> None:
+        """Run a batch's jobs, at most ``per_lane`` at a time in the lane; hand the
+        rows (in the batch's order; jobs that did not start go back) to the lane."""
+        if len(batch) == 1:
+            rows: list[Any] = [None]
+            try:
+                rows[0] = await self._one(state, lane, batch[0])
+            finally:
+                lane.done.put(_columns(batch, rows, res, self.spec.want_results))
+            return
+        tasks = [asyncio.ensure_future(self._one(state, lane, item)) for item in batch]
         try:
-            for i, (job_id, attempt, payload) in enumerate(batch):
-                if state.stop:
-                    break
-                t0 = now()
-                state.cur = (job_id, attempt, t0)
-                fail = None
-                value = None
-                try:
-                    async with asyncio.timeout(timeout) as scope:
-                        value = await fn(payload)
-                except KeyboardInterrupt:
-                    raise
-                except BaseException as exc:
-                    fail = _failure(i, exc, state, scope, is_permanent)
-                res.t0.append(t0)
-                res.t1.append(now())
-                res.cpu.append(math.nan)
-                if results is not None:
-                    results.append(value)
-                if fail is not None:
-                    res.failures.append(fail)
-                    if fail.code in (CRASHED, CANCELLED):
-                        break
+            await asyncio.wait(tasks)
+        except asyncio.CancelledError:  # the pool stops for good: so do the attempts
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)  # each records its cancelled attempt
         finally:
-            state.cur = None
-            self._tasks.discard(task)
-        return res
+            rows = [
+                None if t.cancelled() or not t.done() or t.exception() else t.result()
+                for t in tasks
+            ]
+            lane.done.put(_columns(batch, rows, res, self.spec.want_results))
+
+    async def _one(self, lane_state: WorkerState, lane: _Lane, item: tuple) -> tuple | None:
+        """One attempt: (t0, t1, value, failure), or None if it did not start."""
+        job_id, attempt, payload = item
+        try:
+            return await self._attempt(lane_state, lane, job_id, attempt, payload)
+        finally:
+            lane.finished += 1
+
+    async def _attempt(
+        self, lane_state: WorkerState, lane: _Lane, job_id: int, attempt: int, payload: Any
+    ) -> tuple | None:
+        spec = self.spec
+        assert lane.sem is not None
+        async with lane.sem:
+            if lane_state.stop:
+                return None
+            state = WorkerState(
+                lane_state.worker, spec.seed, spec.timeout, lane_state.cancel_event, spec.clock.now
+            )
+            _TASK_STATE.set(state)
+            t0 = state.now()
+            state.cur = (job_id, attempt, t0)
+            value = fail = None
+            scope = None
+            try:
+                if spec.timeout is None:
+                    value = await spec.handler(payload)
+                else:
+                    async with asyncio.timeout(spec.timeout) as scope:
+                        value = await spec.handler(payload)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                fail = _failure(0, exc, state, scope, spec.is_permanent)
+            return t0, state.now(), value, fail
 
     def overdue(self, slot: Slot, now: float) -> None:
         """Nothing to take away: a late attempt's task is cancelled at its deadline."""
@@ -209,7 +289,7 @@ class AsyncioBackend:
         loop = self.loop
         if loop is None or loop.is_closed():
             return
-        if kill and self._tasks and not self._cancelled_once:
+        if kill and self._tasks and not self._cancelled_once:  # their lanes then return
             self._cancelled_once = True
             loop.call_soon_threadsafe(lambda: [t.cancel() for t in list(self._tasks)])
             return
@@ -226,11 +306,13 @@ class AsyncioBackend:
         return {}
 
 
-def _failure(row: int, exc: BaseException, state: WorkerState, scope: Any, is_permanent) -> Failure:
+def _failure(
+    row: int, exc: BaseException, state: WorkerState, scope: Any, is_permanent: Any
+) -> Failure:
     """Classify an attempt's error: its deadline passed (TIMEOUT), the pool stopped it
     (CANCELLED), a BaseException (CRASHED), anything else retryable (RETRY)."""
     etype, msg = type(exc).__name__, str(exc)
-    if isinstance(exc, TimeoutError) and scope.expired():
+    if isinstance(exc, TimeoutError) and scope is not None and scope.expired():
         msg = f"attempt exceeded timeout={state.timeout}s; its task was cancelled"
         return Failure(row, TIMEOUT, etype, msg, False, TimeoutError(msg))
     if isinstance(exc, asyncio.CancelledError) or (
@@ -240,6 +322,43 @@ def _failure(row: int, exc: BaseException, state: WorkerState, scope: Any, is_pe
     if not isinstance(exc, Exception):
         return Failure(row, CRASHED, etype, msg, False, exc)
     return Failure(row, RETRY, etype, msg, is_permanent(exc), exc)
+
+
+class _Lane:
+    """One worker's batches in flight: the driver thread waits on ``done``. Each
+    counter has one writer (the driver thread, or the loop's for ``finished``)."""
+
+    __slots__ = ("done", "finished", "items", "launched", "returned", "sem")
+
+    def __init__(self) -> None:
+        self.launched = self.returned = 0  # batches launched / returned to the engine
+        self.items = 0  # jobs launched
+        self.finished = 0  # jobs that ended (or did not start)
+        self.done: queue.SimpleQueue[BatchResult] = queue.SimpleQueue()
+        self.sem: asyncio.Semaphore | None = None  # made in the loop's thread
+
+
+def _columns(batch: Batch, rows: list, res: BatchResult, want_results: bool) -> BatchResult:
+    """A flight's rows in columns: the jobs that ran (``res.items``, in the batch's
+    order) and those that did not start (``res.rest``, back to the queue uncharged)."""
+    ran, rest = [], []
+    res.results = [] if want_results else None
+    for item, row in zip(batch, rows, strict=True):
+        if row is None:
+            rest.append(item)
+            continue
+        t0, t1, value, fail = row
+        if fail is not None:
+            fail.row = len(ran)
+            res.failures.append(fail)
+        ran.append(item)
+        res.t0.append(t0)
+        res.t1.append(t1)
+        res.cpu.append(math.nan)
+        if res.results is not None:
+            res.results.append(value)
+    res.items, res.rest = Batch.of(ran), Batch.of(rest)
+    return res
 
 
 def _bind() -> None:

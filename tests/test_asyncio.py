@@ -1,0 +1,132 @@
+"""The asyncio backend: async def handlers as tasks, the same trace, engine retries,
+timeouts by task cancellation, qlab.current() per task; qlab.arun and AsyncPool."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import qlab
+from qlab.backends.asyncio import AsyncioBackend
+
+
+async def double(x):
+    await asyncio.sleep(0)
+    return 2 * x
+
+
+async def whoami(x):
+    await asyncio.sleep(0)
+    ctx = qlab.current()
+    await asyncio.sleep(0)  # other tasks ran meanwhile: still this task's job
+    return ctx.job_id, qlab.current().job_id, ctx.attempt
+
+
+class AsyncFlaky:
+    """Fails attempts 1..n of every job with OSError."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    async def __call__(self, x):
+        await asyncio.sleep(0)
+        if qlab.current().attempt <= self.n:
+            raise OSError("flaky")
+        return x
+
+
+async def sleepy(x):
+    await asyncio.sleep(60 if x == 0 else 0)  # job 0 only ends by its timeout
+    return x
+
+
+@pytest.mark.parametrize("backend", ["asyncio", AsyncioBackend(concurrency=8)])
+def test_results_and_trace_columns_match_the_thread_backend(backend):
+    run = qlab.run(double, range(20), workers=2, backend=backend, keep_results=True)
+    assert run.jobs.result.tolist() == [2 * x for x in range(20)]
+    assert run.meta["backend"] == "asyncio"
+    ref = qlab.run(abs, range(3), workers=2, keep_results=True)
+    assert list(run.jobs.columns) == list(ref.jobs.columns)
+    assert list(run.attempts.columns) == list(ref.attempts.columns)
+    assert run.summary()["ok"] == 20
+
+
+@pytest.mark.parametrize("backend", ["asyncio", AsyncioBackend(concurrency=16)])
+def test_current_is_per_task(backend):
+    run = qlab.run(whoami, range(50), workers=4, backend=backend, keep_results=True)
+    assert [r[:2] for r in run.jobs.result] == [(j, j) for j in range(50)]
+    assert {r[2] for r in run.jobs.result} == {1}
+
+
+def test_retries_are_scheduled_by_the_engine():
+    retry = qlab.Retry(max_retries=2, backoff=qlab.Constant(0.001))
+    run = qlab.run(AsyncFlaky(2), range(5), workers=3, backend="asyncio", retry=retry)
+    assert run.jobs.status.eq("ok").all() and run.jobs.attempts.tolist() == [3] * 5
+    assert run.attempts.backoff_s.dropna().eq(0.001).all()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", AsyncioBackend(concurrency=4)])
+def test_timeout_cancels_the_task(backend):
+    run = qlab.run(sleepy, range(4), workers=2, backend=backend, timeout=0.1, retry=1)
+    att = run.attempts
+    assert att[att.job_id == 0].outcome.tolist() == ["timeout", "timeout"]
+    assert att[att.job_id > 0].outcome.eq("ok").all()
+    assert run.jobs.status.tolist() == ["failed", "ok", "ok", "ok"]
+    assert run.meta["abandoned_threads"] == 0  # nothing abandoned: the task was cancelled
+
+
+def test_a_sync_handler_is_a_clear_error_before_any_job():
+    with pytest.raises(TypeError, match="handler: backend='asyncio' runs async def"):
+        qlab.run(abs, range(3), backend="asyncio")
+
+
+def test_arun_many_concurrent_jobs_with_a_full_trace():
+    n = 2000
+    started = {"n": 0}
+
+    async def main():
+        everyone = asyncio.Event()  # set when all n jobs are awaiting at once
+
+        async def job(x):
+            started["n"] += 1
+            if started["n"] == n:
+                everyone.set()
+            await asyncio.wait_for(everyone.wait(), 30)
+            return x
+
+        return await qlab.arun(job, range(n), workers=n, keep_results=True)
+
+    run = asyncio.run(main())
+    assert run.summary()["ok"] == n and len(run.attempts) == n
+    assert run.jobs.result.tolist() == list(range(n))
+    assert run.meta["concurrency"] == n and run.meta["lanes"] == 4
+
+
+async def maybe_fail(x):
+    await asyncio.sleep(0)
+    if x < 0:
+        raise OSError("negative")
+    return 2 * x
+
+
+def test_async_pool_submits_on_the_callers_loop():
+    async def main():
+        async with qlab.AsyncPool(maybe_fail, workers=10) as pool:
+            values = await asyncio.gather(*(pool.submit(i) for i in range(10)))
+            with pytest.raises(OSError, match="negative"):
+                await pool.submit(-1)
+        return values, pool.trace()
+
+    values, run = asyncio.run(main())
+    assert values == [2 * i for i in range(10)]
+    assert run.jobs.status.tolist() == ["ok"] * 10 + ["failed"]
+
+
+def test_bad_input_names_the_parameter():
+    with pytest.raises(ValueError, match="concurrency"):
+        AsyncioBackend(concurrency=0)
+    with pytest.raises(ValueError, match="workers"):
+        qlab.AsyncPool(double, workers=0)
+    with pytest.raises(ValueError, match="lanes"):
+        asyncio.run(qlab.arun(double, [1], workers=2, lanes=0))
