@@ -67,7 +67,7 @@ def test_a_stopped_pool_leaves_its_jobs_to_resume(tmp_path):
     pool.shutdown(wait=False, cancel_pending=True)  # the rest of 5's batch goes back too
     gate.set()
     pool.shutdown(wait=True)
-    assert futures[5].result() == 5 and futures[-1].cancelled()
+    assert futures[5].result() == 5
     run = pool.trace()
     assert 0 < run.summary()["cancelled"] < 200
     done = qlab.resume(url, handler, workers=2)  # same process: the lease was released

@@ -160,14 +160,14 @@ def kind(request, tmp_path, redis_server) -> Kind:
 def test_sigkilled_run_resumes_every_job_once(kind):
     rnd = random.Random(13)
     lost = 0
-    kills = 10 if kind.url.startswith("sqlite") else 5  # each costs a child's start-up
+    kills = 8 if kind.url.startswith("sqlite") else 5  # each costs a child's start-up
     for k, mode in enumerate(["run"] + ["resume"] * (kills - 1)):  # at seeded moments
         kill_when(kind.url, mode, kind.rows, kind.rows() + rnd.randint(30, 90))
         lost += kind.in_flight()
         assert k or lost, "a run of 4 busy workers was killed with nothing in flight"
     run = qlab.resume(kind.url, HANDLER, workers=4)
     check_complete(run, lost)
-    assert run.meta["resumes"] == 1
+    assert run.meta["resumes"] <= 1  # 0 if the last child finished before its kill
     again = qlab.resume(kind.url, HANDLER)  # a finished queue: its Run, nothing runs
     assert again.meta["resumes"] == 0 and len(again.attempts) == len(run.attempts)
 

@@ -68,6 +68,12 @@ redis.call('XREADGROUP', 'GROUP', group, owner, 'COUNT', #ARGV - 4, 'STREAMS', k
 return #ARGV - 4
 """
 
+# delete the claim lock if it is still the given holder's
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 def entry(job: int) -> str:
     """The stream entry of job ``job``."""
@@ -101,6 +107,7 @@ class RedisStore:
             self.r.close()
             raise ConnectionError(f"queue {redact(url)!r}: cannot reach Redis ({exc})") from exc
         self._add = self.r.register_script(_ADD)
+        self._unlock = self.r.register_script(_UNLOCK)
         k = f"qlab:{name}:"
         self.k_jobs, self.k_state, self.k_running = k + "jobs", k + "state", k + "running"
         self.k_attempts, self.k_rows, self.k_dead = k + "attempts", k + "rows", k + "dead"
@@ -189,16 +196,19 @@ class RedisStore:
         running attempts are recorded ``lost``, uncharged."""
         from qlab.queues import redact
 
-        deadline = time.monotonic() + 30
-        while not self.r.set(self.k_claim, self.owner, nx=True, px=30_000):
-            if time.monotonic() > deadline:
+        deadline = time.monotonic() + 60
+        while not self.r.set(self.k_claim, self.owner, nx=True, px=20_000):
+            holder = self.r.get(self.k_claim)  # a claimer killed mid-claim: take its lock
+            if holder is not None and owner_dead(holder.decode()):
+                self._unlock(keys=[self.k_claim], args=[holder])
+            elif time.monotonic() > deadline:
                 raise TimeoutError(f"queue {redact(self.url)!r}: the claim lock is held")
-            time.sleep(0.01)
+            else:
+                time.sleep(0.01)
         try:
             return self._claim()
         finally:
-            if self.r.get(self.k_claim) == self.owner.encode():
-                self.r.delete(self.k_claim)
+            self._unlock(keys=[self.k_claim], args=[self.owner])
 
     def _claim(self) -> Claimed:
         r, now = self.r, time.time()
