@@ -131,3 +131,27 @@ def test_bad_rate_limit_fails_before_any_job(value, error, match) -> None:
 def test_bad_burst_names_it() -> None:
     with pytest.raises(ValueError, match="rate_limit: burst must be an int >= 1, got 0"):
         RateLimit(10, burst=0)
+
+
+class StopAfter(qlab.Hook):
+    """Sets ``stop`` once ``n`` jobs are ok (from the coordinator's progress ticks)."""
+
+    def __init__(self, stop, n: int) -> None:
+        self.stop, self.n = stop, n
+
+    def on_progress(self, counts: dict) -> None:
+        if counts["ok"] >= self.n:
+            self.stop.set()
+
+
+@pytest.mark.parametrize("backend", ["thread", "process", "inline"])
+def test_a_stop_ends_a_rate_limited_run_early(backend: str) -> None:
+    import threading
+
+    stop = threading.Event()
+    # 100 jobs at 10/s would take 10 s; the stop comes after the first 2
+    run = qlab.run(qlab.workloads.noop(), range(100), workers=4, backend=backend,
+                   rate_limit=10, stop=stop, hooks=[StopAfter(stop, 2)])  # fmt: skip
+    s = run.summary()
+    assert run.meta["interrupted"] == "stopped"
+    assert s["ok"] >= 2 and s["cancelled"] > 50 and s["ok"] + s["cancelled"] == 100
