@@ -45,9 +45,11 @@ from typing import Any
 
 from qlab.backends.asyncio import is_async
 from qlab.dispatch import FnCache, adispatch, dispatch, fn_name
-from qlab.engine import Pool
+from qlab.engine import _POLL_S, Pool
 
 __all__ = ["Executor"]
+
+_MAP_CHUNK = 256  # map queues its calls this many at a time (one lock, one put)
 
 
 class Executor(cf.Executor):
@@ -113,6 +115,10 @@ class Executor(cf.Executor):
                 pickled; on the asyncio backend, is not an ``async def`` function).
             RuntimeError: after ``shutdown``.
         """
+        return self._submit(fn, [(args, kwargs)])[0]
+
+    def _submit(self, fn: Callable[..., Any], calls: list[tuple[tuple, dict]]) -> list:
+        """Queue calls of ``fn``, all at once (one lock, one put); their Futures."""
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
         if self._async and not is_async(fn):
@@ -122,6 +128,7 @@ class Executor(cf.Executor):
             )
         ref = self._fns.ref(fn)
         name = fn_name(fn)
+        pool = self._pool
         with self._submit_lock:
             if self._shut:
                 raise RuntimeError("cannot schedule new futures after shutdown")
@@ -129,11 +136,14 @@ class Executor(cf.Executor):
             if code is None:
                 code = self._name_index[name] = len(self._names)
                 self._names.append(name)
-            self._codes.append(code)  # before the job exists, so a trace always finds it
+            n = len(self._codes)
+            self._codes.extend(array("i", [code]) * len(calls))  # so a trace finds them
             try:
-                return self._pool.submit((ref, args, kwargs))
+                if len(calls) == 1 or pool._inline:
+                    return [pool.submit((ref, a, k)) for a, k in calls]
+                return _put_many(pool, [(ref, a, k) for a, k in calls])
             except BaseException:
-                self._codes.pop()
+                del self._codes[n:]
                 raise
 
     def map(
@@ -147,8 +157,9 @@ class Executor(cf.Executor):
         """``fn`` over the zipped ``iterables``: results in order, lazily, bounded.
 
         The first ``buffersize`` calls (default: the pool's ``queue_size``) are
-        submitted now, and one more each time a result is taken, so a generator of a
-        million arguments runs in bounded memory. Errors and ``timeout`` (seconds from
+        submitted now, in chunks, and more as results are taken (a chunk whenever a
+        chunk's worth is free), so a generator of a million arguments runs in bounded
+        memory. Errors and ``timeout`` (seconds from
         this call) behave as in ``concurrent.futures``: a call's error is raised when
         its result is reached; closing the iterator cancels the calls not started.
 
@@ -163,21 +174,31 @@ class Executor(cf.Executor):
             raise ValueError(f"buffersize must be an int >= 1, got {buffersize!r}")
         end = None if timeout is None else time.monotonic() + timeout
         args = zip(*iterables, strict=False)
-        window = deque(self.submit(fn, *a) for a in islice(args, buffersize))
-        return self._results(fn, window, args, end)
+        chunk = max(1, min(_MAP_CHUNK, buffersize // 4))
+        window: deque = deque()
+        while len(window) < buffersize:
+            part = [(a, {}) for a in islice(args, min(chunk, buffersize - len(window)))]
+            if not part:
+                break
+            window.extend(self._submit(fn, part))
+        return self._results(fn, window, args, end, buffersize, chunk)
 
-    def _results(self, fn: Any, window: deque, args: Iterator, end: float | None) -> Iterator:
+    def _results(
+        self, fn: Any, window: deque, args: Iterator, end: float | None, size: int, chunk: int
+    ) -> Iterator:
         try:
             while window:
                 fut = window.popleft()
                 try:
                     value = fut.result(None if end is None else end - time.monotonic())
-                finally:
+                except BaseException:
                     fut.cancel()  # a timed-out call does not run later (CPython does so)
+                    raise
                 del fut  # do not keep a result alive while the caller holds the next
-                following = next(args, None)
-                if following is not None:
-                    window.append(self.submit(fn, *following))
+                if len(window) <= size - chunk:  # refill a chunk at a time
+                    part = [(a, {}) for a in islice(args, chunk)]
+                    if part:
+                        window.extend(self._submit(fn, part))
                 yield value
         finally:
             for fut in window:
@@ -244,3 +265,19 @@ def _release(pool: Pool, cancel: bool = False) -> threading.Thread | None:
     joiner = threading.Thread(target=pool.shutdown, name="qlab-executor-shutdown")
     joiner.start()
     return joiner
+
+
+def _put_many(pool: Pool, payloads: list) -> list[cf.Future]:
+    """Queue ``payloads`` on ``pool`` in one put, each with its Future (what
+    ``Pool.submit`` does for one; a ``Pool.submit_many`` would make this public)."""
+    futures = [cf.Future() for _ in payloads]
+    table = pool._futures
+    assert table is not None
+
+    def file(ids: range) -> None:  # under the queue's lock: before any of them can finish
+        table.update(zip(ids, futures, strict=True))
+
+    q = pool._queue
+    while q.put(payloads, pool._clock.now(), on_ids=file, timeout=_POLL_S) is None:
+        pool._idle_turn()
+    return futures
