@@ -218,6 +218,18 @@ def test_numpy_products_equal_a_reference_and_blas_is_pinned():
     assert math.isclose(total, a.sum(), rel_tol=1e-12)
 
 
+def test_numpy_close_gives_the_blas_threads_back():
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    before = blas_threads()
+    with workloads.numpy(n=8), workloads.numpy(n=8):  # nested opens: the last close restores
+        assert set(blas_threads()) == {1}
+    assert blas_threads() == before
+
+
 def test_numpy_pins_blas_in_a_process_that_had_not_loaded_numpy_yet():
     # threadpoolctl only sees the BLAS libraries already loaded: numpy must come first
     code = (

@@ -38,7 +38,9 @@ __all__ = ["compress", "numpy", "operands", "text"]
 
 _OPS = ("matmul", "sum")
 _pin_lock = threading.Lock()
-_pin: dict[str, Any] = {"limiter": None, "opens": 0}  # this process's BLAS pinning
+# this process's BLAS pinning: the limiters of the pool's opens (undone by the last
+# close) and of a first call outside any open (kept for the life of the process)
+_pin: dict[str, Any] = {"limiters": [], "lazy": None, "opens": 0}
 
 
 @dataclass(frozen=True)
@@ -64,35 +66,38 @@ class numpy(Opens):
             raise ValueError(f"numpy: op must be one of {list(_OPS)}, got {self.op!r}")
 
     def __call__(self, payload: Any) -> float:
-        if _pin["limiter"] is None:
+        if not _pin["limiters"] and _pin["lazy"] is None:
             _pin_blas()
         a, b = operands(self.n)
         return float((a @ b).sum() if self.op == "matmul" else a.sum())
 
     def __qlab_open__(self) -> None:
-        """Pin this process's BLAS to one thread (until the matching close)."""
+        """Pin this process's BLAS to one thread (until the matching close); libraries
+        loaded since an earlier pin (scipy's own BLAS, say) are pinned too."""
         with _pin_lock:
             _pin["opens"] += 1
-        _pin_blas()
+        _pin_blas(again=True)
 
     def __qlab_close__(self) -> None:
         """Give this process its BLAS threads back when the last open closes."""
         with _pin_lock:
             _pin["opens"] = max(_pin["opens"] - 1, 0)
-            limiter = _pin["limiter"] if _pin["opens"] == 0 else None
-            if limiter is not None:
-                _pin["limiter"] = None
-        if limiter is not None:
+            limiters = _pin["limiters"] if _pin["opens"] == 0 else []
+            if limiters:
+                _pin["limiters"] = []
+        for limiter in reversed(limiters):  # the last pin saw the first one's 1s: undo it first
             limiter.restore_original_limits()
 
 
-def _pin_blas() -> None:
+def _pin_blas(again: bool = False) -> None:
     import numpy  # noqa: F401  (BLAS must be loaded before threadpoolctl can see it)
     from threadpoolctl import threadpool_limits
 
     with _pin_lock:
-        if _pin["limiter"] is None:
-            _pin["limiter"] = threadpool_limits(limits=1)
+        if again:
+            _pin["limiters"].append(threadpool_limits(limits=1))
+        elif not _pin["limiters"] and _pin["lazy"] is None:
+            _pin["lazy"] = threadpool_limits(limits=1)
 
 
 @functools.lru_cache(maxsize=4)
