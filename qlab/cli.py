@@ -125,6 +125,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--out", type=_out_folder, default=None, help="save the run's trace to this folder"
     )
+    r.add_argument(
+        "--perfetto",
+        type=_out_file(".json"),
+        default=None,
+        help="write the run as trace-event JSON for ui.perfetto.dev",
+    )
+    r.add_argument(
+        "--rate-limit", type=_positive(float, 1e-9), default=None, help="jobs per second at most"
+    )
     r.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     r.add_argument(
         "--progress",
@@ -177,11 +186,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         seed=args.seed,
         progress=sys.stderr.isatty() if args.progress is None else args.progress,
+        rate_limit=args.rate_limit,
     )
     _print_summary(run.summary(), args.workers, args.json)
     if args.out:
         path = run.save(args.out)
         print(f"trace saved to {path}", file=sys.stderr)
+    if args.perfetto:
+        print(f"Perfetto trace written to {run.to_perfetto(args.perfetto)}", file=sys.stderr)
     return 130 if run.meta.get("interrupted") else 0
 
 

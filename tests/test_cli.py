@@ -60,6 +60,8 @@ def test_bad_arguments_exit_nonzero_naming_the_argument(args, name):
     ("args", "name"),
     [
         (["run", "--out", "/proc/qlab-cannot-write-here"], "--out"),
+        (["run", "--perfetto", "/proc/x/trace.json"], "--perfetto"),
+        (["run", "--perfetto", "trace.txt"], "--perfetto"),
         (["sweep", "--out", "/proc/x/sweep.parquet"], "--out"),
         (["sweep", "--out", "sweep.txt"], "--out"),
         (["sweep", "--plot", "/proc/x/scaling.png"], "--plot"),
@@ -72,3 +74,12 @@ def test_outputs_are_checked_before_any_job_runs(args, name, capsys):
         main([*args, "--workers", "1", "--jobs", "100000", "--workload", "sleep:ms=100"])
     assert info.value.code == 2
     assert name in capsys.readouterr().err
+
+
+def test_run_writes_a_perfetto_trace_under_a_rate_limit(tmp_path, capsys):
+    path = tmp_path / "trace.json"
+    args = ["run", "--jobs", "20", "--workload", "noop", "--rate-limit", "1000"]
+    assert main([*args, "--perfetto", str(path), "-q"]) == 0
+    events = json.loads(path.read_text())
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    assert sum(1 for e in events if e.get("ph") == "X") == 20  # one slice per attempt
