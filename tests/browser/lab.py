@@ -171,8 +171,11 @@ def chromium(profile: Path, *, size: tuple[int, int] = (1280, 1000)) -> Iterator
             stop_tree(pid)
 
 
-def open_notebook(driver: Any, lab: Lab, name: str, timeout: float = 60.0) -> None:
-    """Open ``name`` in JupyterLab and wait until its cells are on the page."""
+def open_notebook(
+    driver: Any, lab: Lab, name: str, timeout: float = 60.0, *, kernel: bool = True
+) -> None:
+    """Open ``name`` in JupyterLab and wait until its cells are on the page (and, with
+    ``kernel``, until its kernel is idle)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -180,6 +183,9 @@ def open_notebook(driver: Any, lab: Lab, name: str, timeout: float = 60.0) -> No
     WebDriverWait(driver, timeout).until(
         lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell")
     )
+
+    if not kernel:
+        return
 
     def kernel_ready(d: Any) -> bool:
         # JupyterLab sometimes asks which kernel to start (before it has read the

@@ -116,7 +116,7 @@ def test_explorer_runs_in_a_real_browser_and_notebook_02_shows_its_charts(lab, b
     # notebook 02, as committed: its stored charts render as images
     expected = _stored_images(lab.root / "02-scaling.ipynb")
     assert expected > 0
-    open_notebook(driver, lab, "02-scaling.ipynb")
+    open_notebook(driver, lab, "02-scaling.ipynb", kernel=False)  # read, not run
     WebDriverWait(driver, 60).until(
         lambda d: len(d.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output img")) >= expected
     )
