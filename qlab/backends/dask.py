@@ -51,6 +51,7 @@ from qlab.clock import RealClock
 __all__ = ["Dask", "DaskBackend"]
 
 _POLL_S = 0.1  # how often a waiting driver looks whether its worker is still alive
+_FETCH_S = 60.0  # the longest a finished task's result may take to arrive
 
 
 class DaskBackend:
@@ -225,22 +226,31 @@ class DaskBackend:
         return following
 
     def _wait(self, w: int, fut: Any) -> Any:
-        """The task's bytes, or None if its worker died or the pool is stopping."""
-        while True:
-            try:
-                return fut.result(timeout=_POLL_S)
-            except Exception:
-                status = fut.status  # "pending" after a timed-out wait (or "finished":
-                if status == "error":  # it came just after: the next wait returns it)
-                    if self._stopping or not self.cluster.alive(self.info_[w]):
-                        return None
-                    raise  # not the worker's death: the task itself failed
-                if status in ("cancelled", "lost"):
-                    return None
+        """The task's bytes, or None if its worker died or the pool is stopping.
+
+        The driver waits for the task to finish on an event (checking its worker
+        every ``_POLL_S``), and only then fetches the result, with no short timeout:
+        ``fut.result(timeout=...)`` in a loop restarts the fetch from the worker at
+        every timeout, and on a busy machine a fetch that takes longer never ends.
+        """
+        done = threading.Event()
+        fut.add_done_callback(lambda _: done.set())
+        while not done.wait(_POLL_S):
             if self._stopping or not self.cluster.alive(self.info_[w]):
                 with contextlib.suppress(Exception):
                     fut.cancel()
                 return None
+        status = fut.status
+        if status in ("cancelled", "lost") or self._stopping:
+            return None
+        try:
+            return fut.result(timeout=_FETCH_S)
+        except Exception:
+            if status == "error" and self.cluster.alive(self.info_[w]):
+                raise  # not the worker's death: the task itself failed
+            if self._stopping or not self.cluster.alive(self.info_[w]):
+                return None
+            raise
 
     def overdue(self, slot: Slot, now: float) -> None:
         """Kill the worker whose running attempt is past its deadline; its driver then

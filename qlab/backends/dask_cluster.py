@@ -58,6 +58,7 @@ class Cluster:
         self._tracker_was_running = True
         self.here = dask_remote.host_id()
         self.client_delay = 0.0  # scheduler wall minus this process's wall
+        self._delay_measured = False
         self.dead: set[str] = set()
         self._workers_cache: tuple[float, dict[str, Any]] = (0.0, {})
 
@@ -90,7 +91,6 @@ class Cluster:
             self.client = self.user_client
         else:
             self.client = distributed.Client(self.address, set_as_default=False, timeout=30)
-        self._measure_client_delay()
         info = self.scheduler_workers(fresh=True)
         slots = [a for a, w in sorted(info.items()) for _ in range(max(int(w["nthreads"]), 1))]
         if len(slots) < workers:
@@ -153,6 +153,7 @@ class Cluster:
             local = probe[0] == self.here
             offset = 0.0
             if self.clocks == "dask" or not local:
+                self._measure_client_delay()
                 _, _, wall_minus_perf, delay = probe
                 offset = wall_minus_perf + delay - self.client_delay - here
             nanny = known.get(address, {}).get("nanny")
@@ -180,7 +181,11 @@ class Cluster:
         return ok
 
     def _measure_client_delay(self) -> None:
-        """The scheduler's wall clock minus ours (0 on the same machine)."""
+        """The scheduler's wall clock minus ours (0 on the same machine), measured
+        once, when a worker's clock needs it."""
+        if self._delay_measured:
+            return
+        self._delay_measured = True
         try:
             host = self.client.run_on_scheduler(dask_remote.host_id)
             if host == self.here:
