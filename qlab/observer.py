@@ -38,16 +38,66 @@ import math
 import os
 import threading
 import time
+import weakref
+from array import array
 from typing import Any
 
 from qlab.dispatch import fn_name
 
 __all__ = ["Observed", "observe"]
 
-# a job's record: [submitted, start, end, cpu, worker key, error type, error, cancelled]
-# (the last is True for a cancelled call, "crashed" when the executor failed it)
+# a job's record for qlab.observe_run: [submitted, start, end, cpu, worker key, error
+# type, error, cancelled] (the last is True for a cancelled call, "crashed" when the
+# executor failed it)
 _SUB, _T0, _T1, _CPU, _WHO, _ETYPE, _ERR, _CANCEL = range(8)
 _NAN = math.nan
+
+
+class _Calls:
+    """The calls so far, in columns: a submit appends to arrays and creates no
+    object that the garbage collector must visit again and again (a list per call
+    would cost a few microseconds a call in collections on a long run)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sub, self.t0, self.t1, self.cpu = (array("d") for _ in range(4))
+        self.fn = array("i")  # index into names
+        self.names: list[str] = []
+        self.name_ix: dict[str, int] = {}
+        self.who: dict[int, Any] = {}  # call -> (pid, thread) or thread id
+        self.err: dict[int, tuple[str, str]] = {}
+        self.fate: dict[int, Any] = {}  # call -> weakref of its Future, True, "crashed"
+
+    def add(self, name: str) -> int:
+        code = self.name_ix.get(name)
+        with self.lock:
+            if code is None:
+                code = self.name_ix.setdefault(name, len(self.names))
+                if code == len(self.names):
+                    self.names.append(name)
+            i = len(self.sub)
+            self.sub.append(time.perf_counter())
+            self.t0.append(_NAN)
+            self.t1.append(_NAN)
+            self.cpu.append(_NAN)
+            self.fn.append(code)
+        return i
+
+    def records(self) -> tuple[list[list], list[str]]:
+        """Per-call records and function names, for :func:`qlab.observe_run.build_run`."""
+        with self.lock:
+            n = len(self.sub)
+            cols = [self.sub[:n], self.t0[:n], self.t1[:n], self.cpu[:n], self.fn[:n]]
+            names = list(self.names)
+        who, err, fate = dict(self.who), dict(self.err), dict(self.fate)
+        records = []
+        for i in range(n):
+            etype, msg = err.get(i, (None, None))
+            rec = [cols[0][i], cols[1][i], cols[2][i], cols[3][i], who.get(i), etype, msg, False]
+            f = fate.get(i, False)
+            rec[_CANCEL] = _cancelled(f(), rec) if isinstance(f, weakref.ref) else f
+            records.append(rec)
+        return records, [names[c] for c in cols[4]]
 
 
 def observe(executor: cf.Executor, *, in_process: bool | None = None) -> Observed:
@@ -71,19 +121,19 @@ def observe(executor: cf.Executor, *, in_process: bool | None = None) -> Observe
     return Observed(executor, bool(in_process))
 
 
-def _local(rec: list, fn: Any, args: tuple, kwargs: dict) -> Any:
-    """A call in this process: its times go straight into its record."""
-    rec[_WHO] = threading.get_ident()
+def _local(calls: _Calls, i: int, fn: Any, args: tuple, kwargs: dict) -> Any:
+    """A call in this process: its times go straight into its columns."""
+    calls.who[i] = threading.get_ident()
     c0 = time.thread_time()
-    rec[_T0] = time.perf_counter()
+    calls.t0[i] = time.perf_counter()
     try:
         return fn(*args, **kwargs)
     except BaseException as exc:
-        rec[_ETYPE], rec[_ERR] = type(exc).__name__, str(exc)
+        calls.err[i] = (type(exc).__name__, str(exc))
         raise
     finally:
-        rec[_T1] = time.perf_counter()
-        rec[_CPU] = time.thread_time() - c0
+        calls.t1[i] = time.perf_counter()
+        calls.cpu[i] = time.thread_time() - c0
 
 
 def _remote(fn: Any, args: tuple, kwargs: dict) -> tuple:
@@ -119,23 +169,19 @@ class Observed(cf.Executor):
         self.executor = executor
         self.in_process = in_process
         self._origin = time.perf_counter()
-        self._records: list[list] = []
-        self._fns: list[str] = []
-        self._lock = threading.Lock()
+        self._calls = _Calls()
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> cf.Future:
         """Submit ``fn(*args, **kwargs)`` to the wrapped executor, traced."""
-        rec = [time.perf_counter(), _NAN, _NAN, _NAN, None, None, None, False]
-        with self._lock:  # a job's id is its place in the records
-            self._records.append(rec)
-            self._fns.append(fn_name(fn))
+        calls = self._calls
+        i = calls.add(fn_name(fn))
         if self.in_process:
-            fut = self.executor.submit(_local, rec, fn, args, kwargs)
-            fut.add_done_callback(lambda f: f.cancelled() and rec.__setitem__(_CANCEL, True))
+            fut = self.executor.submit(_local, calls, i, fn, args, kwargs)
+            calls.fate[i] = weakref.ref(fut)  # read by trace(): cheaper than a callback
             return fut
         inner = self.executor.submit(_remote, fn, args, kwargs)
         outer = _Linked(inner)
-        inner.add_done_callback(lambda f: _settle(f, outer, rec))
+        inner.add_done_callback(lambda f: _settle(f, outer, calls, i))
         return outer
 
     def map(self, fn: Any, *iterables: Any, timeout: float | None = None, chunksize: int = 1):
@@ -156,9 +202,7 @@ class Observed(cf.Executor):
         calls are ``pending``)."""
         from qlab.observe_run import build_run
 
-        with self._lock:
-            records = [list(r) for r in self._records]
-            fns = list(self._fns)
+        records, fns = self._calls.records()
         meta = {
             "backend": type(self.executor).__name__,
             "workers": getattr(self.executor, "_max_workers", None),
@@ -168,25 +212,33 @@ class Observed(cf.Executor):
         return build_run(records, fns, self._origin, meta)
 
 
-def _settle(inner: cf.Future, outer: _Linked, rec: list) -> None:
+def _cancelled(fut: cf.Future | None, rec: list) -> bool:
+    """Was an in-process call cancelled? Its Future says so; a call whose Future is
+    gone (nothing holds it: not queued) and that never started was cancelled."""
+    if fut is None:
+        return math.isnan(rec[_T0]) and rec[_ETYPE] is None
+    return fut.cancelled()
+
+
+def _settle(inner: cf.Future, outer: _Linked, calls: _Calls, i: int) -> None:
     """Move the inner Future's outcome and the call's times to the caller's Future."""
     if inner.cancelled():
-        rec[_CANCEL] = True
+        calls.fate[i] = True
         cf.Future.cancel(outer)
         outer.set_running_or_notify_cancel()
         return
     exc = inner.exception()
     if exc is not None:  # the executor failed the call (a pickling error, a dead worker)
-        rec[_ETYPE], rec[_ERR] = type(exc).__name__, str(exc)
-        rec[_T0] = rec[_T1] = time.perf_counter()  # when the caller learnt it
-        rec[_CANCEL] = "crashed"
+        calls.err[i] = (type(exc).__name__, str(exc))
+        calls.t0[i] = calls.t1[i] = time.perf_counter()  # when the caller learnt it
+        calls.fate[i] = "crashed"
         if outer.set_running_or_notify_cancel():
             outer.set_exception(exc)
         return
     value, err, t0, t1, cpu, who = inner.result()
-    rec[_T0], rec[_T1], rec[_CPU], rec[_WHO] = t0, t1, cpu, who
+    calls.t0[i], calls.t1[i], calls.cpu[i], calls.who[i] = t0, t1, cpu, who
     if err is not None:
-        rec[_ETYPE], rec[_ERR] = type(err).__name__, str(err)
+        calls.err[i] = (type(err).__name__, str(err))
     if not outer.set_running_or_notify_cancel():
         return
     if err is not None:
