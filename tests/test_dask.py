@@ -171,6 +171,23 @@ def test_a_lambda_runs_on_a_local_cluster_that_qlab_owns():
     assert run.jobs.first_start_s.ge(run.jobs.submitted_s).all()
 
 
+def test_a_warm_cluster_is_shared_and_rescaled_between_runs():
+    from qlab.backends.dask import warm_cluster
+
+    with warm_cluster():
+        runs = [qlab.run(abs, range(20), workers=w, backend="dask") for w in (1, 2, 1)]
+    assert [len(r.meta["dask_workers"]) for r in runs] == [1, 2, 1]
+    assert len({r.meta["dask_scheduler"] for r in runs}) == 1  # one cluster for all three
+    assert all(r.summary()["ok"] == 20 for r in runs)
+
+
+def test_regression_jobs_slower_than_the_poll_interval_come_back(cluster):
+    """result(timeout=0.1) in a loop restarted the fetch of a finished task at every
+    timeout; on a busy machine the fetch never completed and 100 ms jobs hung."""
+    run = qlab.run(workloads.sleep(ms=150), range(6), workers=2, backend=on(cluster))
+    assert run.summary()["ok"] == 6
+
+
 def test_retries_then_success_and_permanent_failure(cluster):
     retry = qlab.Retry(max_retries=3, backoff=None, permanent=(ValueError,))
     run = qlab.run(FailFirst(2), range(5), workers=2, backend=on(cluster), retry=retry,

@@ -42,13 +42,13 @@ from typing import Any
 from qlab.backends import dask_recovery as recovery
 from qlab.backends import dask_remote
 from qlab.backends.base import BatchResult, JobSpec, Slot
-from qlab.backends.dask_cluster import Cluster, WorkerInfo
+from qlab.backends.dask_cluster import Cluster, WorkerInfo, warm_cluster
 from qlab.backends.dask_progress import Progress, SlotFlag
 from qlab.backends.worker import dumps, unpack
 from qlab.batches import Batch
 from qlab.clock import RealClock
 
-__all__ = ["Dask", "DaskBackend"]
+__all__ = ["Dask", "DaskBackend", "warm_cluster"]
 
 _POLL_S = 0.1  # how often a waiting driver looks whether its worker is still alive
 _FETCH_S = 60.0  # the longest a finished task's result may take to arrive

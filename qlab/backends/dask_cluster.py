@@ -27,11 +27,84 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from qlab.backends import dask_remote
 
-__all__ = ["Cluster", "WorkerInfo"]
+__all__ = ["Cluster", "WorkerInfo", "warm_cluster"]
+
+_WARM: list | None = None  # [LocalCluster, Client, tracker_was_running] in a warm block
+
+
+@contextlib.contextmanager
+def warm_cluster() -> Iterator[None]:
+    """Inside this block, every ``backend="dask"`` pool shares one LocalCluster,
+    scaled to its ``workers`` (a sweep pays the cluster's start-up once); it closes
+    when the block ends. Nested blocks share the outer one.
+
+    Example:
+        >>> with warm_cluster():
+        ...     pass  # no cluster starts until a pool needs one
+        >>> with warm_cluster():  # doctest: +SKIP
+        ...     qlab.sweep(workers=[1, 2, 4], backend="dask")
+    """
+    global _WARM
+    if _WARM is not None:
+        yield
+        return
+    _WARM = []
+    try:
+        yield
+    finally:
+        warm, _WARM = _WARM, None
+        if warm:
+            _close_local(*warm)
+
+
+def _start_local(distributed: Any, workers: int) -> list:
+    """A LocalCluster of ``workers`` processes on 127.0.0.1 and its Client."""
+    from multiprocessing import resource_tracker
+
+    tracker_was_running = resource_tracker._resource_tracker._pid is not None
+    cluster = distributed.LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        scheduler_port=0,
+        dashboard_address="127.0.0.1:0",
+        silence_logs=logging.ERROR,
+    )
+    try:
+        client = distributed.Client(cluster, set_as_default=False)
+    except BaseException:
+        cluster.close()
+        raise
+    return [cluster, client, tracker_was_running]
+
+
+def _close_local(cluster: Any, client: Any, tracker_was_running: bool) -> None:
+    with contextlib.suppress(Exception):
+        client.close(timeout=10)
+    with contextlib.suppress(Exception):
+        cluster.close(timeout=10)
+    if not tracker_was_running:
+        # the nannies' multiprocessing queues started it; nothing else of ours uses it
+        from multiprocessing import resource_tracker
+
+        with contextlib.suppress(Exception):
+            resource_tracker._resource_tracker._stop()
+
+
+def _scale(cluster: Any, client: Any, workers: int, timeout: float = 120.0) -> None:
+    """Scale a LocalCluster to exactly ``workers`` workers and wait for it."""
+    cluster.scale(workers)
+    deadline = time.monotonic() + timeout
+    while len(client.scheduler_info(n_workers=-1)["workers"]) != workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"workers: the LocalCluster did not reach {workers} workers")
+        time.sleep(0.05)  # the scheduler has no event for "exactly n workers"
 
 
 class WorkerInfo:
@@ -59,6 +132,7 @@ class Cluster:
         self.here = dask_remote.host_id()
         self.client_delay = 0.0  # scheduler wall minus this process's wall
         self._delay_measured = False
+        self.warm = False  # the cluster belongs to a warm_cluster() block
         self.dead: set[str] = set()
         self._workers_cache: tuple[float, dict[str, Any]] = (0.0, {})
 
@@ -73,20 +147,16 @@ class Cluster:
             raise ImportError(
                 "backend='dask' needs dask.distributed: pip install 'qlab[dask]'"
             ) from exc
-        if self.owned:
-            from multiprocessing import resource_tracker
-
-            self._tracker_was_running = resource_tracker._resource_tracker._pid is not None
-            self.local_cluster = distributed.LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                scheduler_port=0,
-                dashboard_address="127.0.0.1:0",
-                silence_logs=logging.ERROR,
+        if self.owned and _WARM is not None:  # inside warm_cluster(): one cluster, rescaled
+            if not _WARM:
+                _WARM.extend(_start_local(distributed, workers))
+            self.local_cluster, self.client, _ = _WARM
+            self.warm = True
+            _scale(self.local_cluster, self.client, workers)
+        elif self.owned:
+            self.local_cluster, self.client, self._tracker_was_running = _start_local(
+                distributed, workers
             )
-            self.client = distributed.Client(self.local_cluster, set_as_default=False)
         elif self.user_client is not None:
             self.client = self.user_client
         else:
@@ -101,20 +171,16 @@ class Cluster:
         return slots[:workers]
 
     def close(self) -> None:
-        """Close what qlab started: the LocalCluster and its client, or the client
-        made for ``address=``; a user's Client and every user cluster stay up."""
-        if self.client is not None and self.user_client is None:
+        """Close what qlab started: the LocalCluster and its client (unless a
+        ``warm_cluster()`` block keeps them), or the client made for ``address=``; a
+        user's Client and every user cluster stay up."""
+        if self.warm:
+            return
+        if self.local_cluster is not None:
+            _close_local(self.local_cluster, self.client, self._tracker_was_running)
+        elif self.client is not None and self.user_client is None:
             with contextlib.suppress(Exception):
                 self.client.close(timeout=10)
-        if self.local_cluster is not None:
-            with contextlib.suppress(Exception):
-                self.local_cluster.close(timeout=10)
-            if not self._tracker_was_running:
-                # the nannies' multiprocessing queues started it; nothing else uses it
-                from multiprocessing import resource_tracker
-
-                with contextlib.suppress(Exception):
-                    resource_tracker._resource_tracker._stop()
 
     def scheduler_address(self) -> str:
         with contextlib.suppress(Exception):
