@@ -234,6 +234,7 @@ class Drivers:
         pool, n = self.pool, len(items)
         stopping = self.q.phase >= Phase.CANCELLING
         s = settle(items, res, pool._retry, pool._seed, stopping, rest)
+        s.worker = slot.worker
         if n:
             per = (res.t1[n - 1] - res.t0[0]) / n
             slot.ema = 0.7 * slot.ema + 0.3 * per if slot.ema else per

@@ -137,7 +137,7 @@ class Pool:
             handler, retry.is_permanent, seed, timeout, self._keep_results or _futures, clock
         )
         self._futures: dict[int, Future] | None = {} if _futures else None
-        self._queue = queues.resolve(queue, capacity, now=clock.now)
+        self._queue = queues.resolve(queue, capacity, now=clock.now, handler=handler)
         self._queue.workers = self._workers
         self._trace = Trace(0.0, self._keep_results, self._queue.submitted, self._queue.status)
         self._final: Any = None  # the Run, once the pool is joined
@@ -266,7 +266,12 @@ class Pool:
             self._meta["abandoned_threads"] = self._drivers.abandoned
             self._meta["results_dropped"] = self._drivers.results_dropped
         finally:
-            self._drivers.close()
+            try:
+                self._drivers.close()
+            finally:
+                close_queue = getattr(self._queue, "close", None)
+                if callable(close_queue):
+                    close_queue()  # a durable queue gives up its lease
         if len(self._hooks):
             self._drivers.emit_progress()  # a last tick with the final counts
             self._hooks.call("on_end", self.trace())

@@ -49,6 +49,7 @@ class Settlement:
         rest: jobs that did not run: back to the queue, uncharged.
         retry_now / retry_later: jobs to try again: items / (due time, item).
         logs: (level, message, args) to write once applied.
+        worker: the worker that ran the rows (durable queues record it).
     """
 
     items: Batch
@@ -62,6 +63,7 @@ class Settlement:
     retry_now: list[tuple] = field(default_factory=list)
     retry_later: list[tuple[float, tuple]] = field(default_factory=list)
     logs: list[tuple] = field(default_factory=list)
+    worker: int = -1  # the worker whose batch this is (-1: none, or unknown)
 
     @property
     def done(self) -> int:

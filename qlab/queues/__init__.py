@@ -24,7 +24,7 @@ from qlab.jobqueue import JobQueue, MemoryQueue
 
 __all__ = ["KINDS", "queue_class", "redact", "register", "resolve"]
 
-# URL scheme -> "module:class"; the class has from_url(url, capacity=, now=)
+# URL scheme -> "module:class"; the class has from_url(url, capacity=, handler=, now=)
 _REGISTRY: dict[str, str] = {}
 KINDS = ("memory",)
 
@@ -66,8 +66,11 @@ def redact(url: str) -> str:
     return f"{head}{sep}{auth.split(':', 1)[0]}:***@{rest}"
 
 
-def resolve(queue: Any, capacity: int, now: Callable[[], float] | None = None) -> JobQueue:
+def resolve(
+    queue: Any, capacity: int, now: Callable[[], float] | None = None, handler: Any = None
+) -> JobQueue:
     """The queue for ``queue=``: a new one for a name or URL, or the object itself.
+    ``handler`` is the pool's (a durable queue stores its fingerprint).
 
     Raises:
         ValueError: an unknown kind (the message lists the known ones).
@@ -77,7 +80,7 @@ def resolve(queue: Any, capacity: int, now: Callable[[], float] | None = None) -
     if queue is None or queue == "memory":
         return MemoryQueue(capacity, **kwargs)
     if isinstance(queue, str):
-        return queue_class(queue).from_url(queue, capacity=capacity, **kwargs)
+        return queue_class(queue).from_url(queue, capacity=capacity, handler=handler, **kwargs)
     if isinstance(queue, MemoryQueue) or all(
         hasattr(queue, m) for m in ("put", "take", "apply", "promote", "advance_phase")
     ):

@@ -40,7 +40,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from qlab.backends.base import Slot
 from qlab.batches import Batch
 from qlab.codes import CANCELLED, OK, ST_CANCELLED, ST_FAILED
 from qlab.jobqueue import MemoryQueue, Phase
@@ -50,19 +49,6 @@ from qlab.settle import Settlement
 __all__ = ["DurableQueue"]
 
 log = logging.getLogger("qlab")
-
-
-def _worker_of(record: Callable[..., Any]) -> int:
-    """The worker whose settlement ``record`` writes: the Slot its closure holds
-    (the engine does not pass it to ``apply``; -1 if not found)."""
-    for cell in getattr(record, "__closure__", None) or ():
-        try:
-            value = cell.cell_contents
-        except ValueError:
-            continue
-        if isinstance(value, Slot):
-            return value.worker
-    return -1
 
 
 class DurableQueue(MemoryQueue):
@@ -192,7 +178,7 @@ class DurableQueue(MemoryQueue):
     def apply(self, s: Settlement, record: Callable[[Settlement], Any]) -> bool:
         """Apply as MemoryQueue does; the rows and the jobs' new states then go to the
         store in one transaction, in order (see the module doc)."""
-        worker = _worker_of(record)
+        worker = s.worker
         held: list[tuple[Settlement, bool]] = []
 
         def write(applied: Settlement) -> Any:  # under the queue's lock
@@ -284,6 +270,10 @@ class DurableQueue(MemoryQueue):
         if phase >= Phase.JOINED:
             self._release()
         return before
+
+    def close(self) -> None:
+        """The pool is joined (the engine calls this once its workers are gone)."""
+        self._release()
 
     def _release(self) -> None:
         """Once joined with no batch in flight: give up the lease (what is still open

@@ -44,7 +44,6 @@ from qlab.queues.store import (
     S_OK,
     Claimed,
     Row,
-    calling_handler,
     fingerprint,
     owner_dead,
     owner_id,
@@ -330,7 +329,11 @@ class RedisQueue(DurableQueue):
 
     @classmethod
     def from_url(
-        cls, url: str, capacity: int, now: Callable[[], float] = time.perf_counter
+        cls,
+        url: str,
+        capacity: int,
+        now: Callable[[], float] = time.perf_counter,
+        handler: Any = None,
     ) -> RedisQueue:
         """A fresh queue for a run; a name that holds jobs already is refused."""
         from qlab.queues import redact
@@ -343,7 +346,6 @@ class RedisQueue(DurableQueue):
                     f"queue {redact(url)!r} already holds {held} jobs: finish them with "
                     f"qlab.resume(url, handler), or use a new name"
                 )
-            handler = calling_handler()
             store.init({
                 "fingerprint": fingerprint(handler) if handler is not None else "",
                 "created": repr(time.time()),

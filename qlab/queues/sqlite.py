@@ -43,7 +43,6 @@ from qlab.queues.store import (
     S_OK,
     Claimed,
     Row,
-    calling_handler,
     fingerprint,
     owner_dead,
     owner_id,
@@ -272,7 +271,11 @@ class SQLiteQueue(DurableQueue):
 
     @classmethod
     def from_url(
-        cls, url: str, capacity: int, now: Callable[[], float] = time.perf_counter
+        cls,
+        url: str,
+        capacity: int,
+        now: Callable[[], float] = time.perf_counter,
+        handler: Any = None,
     ) -> SQLiteQueue:
         """A fresh queue for a run; a file that holds jobs already is refused."""
         store = SQLiteStore(url, create=True)
@@ -283,7 +286,6 @@ class SQLiteQueue(DurableQueue):
                     f"queue {url!r} already holds {held} jobs: finish them with "
                     f"qlab.resume({url!r}, handler), or use a new file"
                 )
-            handler = calling_handler()
             store.init({
                 "fingerprint": fingerprint(handler) if handler is not None else "",
                 "created": repr(time.time()),

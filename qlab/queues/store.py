@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from qlab.batches import Batch
 
-__all__ = ["S_OK", "S_OPEN", "Claimed", "Row", "Store", "calling_handler", "fingerprint",
+__all__ = ["S_OK", "S_OPEN", "Claimed", "Row", "Store", "fingerprint",
            "owner_dead", "owner_id"]  # fmt: skip
 
 S_OPEN, S_OK = 0, 1  # a job's status in a store; failed and cancelled are ST_FAILED/CANCELLED
@@ -110,17 +110,3 @@ def fingerprint(handler: Any) -> str:
     """
     obj = handler if hasattr(handler, "__qualname__") else type(handler)
     return f"{getattr(obj, '__module__', '?')}:{obj.__qualname__}"
-
-
-def calling_handler() -> Any:
-    """The handler of the Pool that is resolving its ``queue=`` now, found on the
-    call stack (``from_url`` is not given it; None if there is none)."""
-    import sys
-
-    frame = sys._getframe(1)
-    while frame is not None:
-        spec = getattr(frame.f_locals.get("self"), "_spec", None)
-        if spec is not None and hasattr(spec, "handler"):
-            return spec.handler
-        frame = frame.f_back
-    return None
