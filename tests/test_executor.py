@@ -231,3 +231,13 @@ def test_observe_cancelled_calls_are_cancelled_jobs():
 def test_observe_refuses_non_executors():
     with pytest.raises(TypeError, match="executor must be"):
         qlab.observe(object())
+
+
+def test_observe_dask_client_executor():
+    distributed = pytest.importorskip("distributed")
+    with distributed.Client(
+        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+    ) as client:
+        run = _observed_run(client.get_executor())
+    assert run.jobs.status.tolist() == ["ok"] * 6 + ["failed"]
+    assert run.meta["backend"] == "ClientExecutor"
