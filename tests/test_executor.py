@@ -236,7 +236,7 @@ def test_observe_refuses_non_executors():
 def test_observe_dask_client_executor():
     distributed = pytest.importorskip("distributed")
     with distributed.Client(
-        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+        processes=False, n_workers=1, threads_per_worker=2, dashboard_address="127.0.0.1:0"
     ) as client:
         run = _observed_run(client.get_executor())
     assert run.jobs.status.tolist() == ["ok"] * 6 + ["failed"]
