@@ -1,4 +1,4 @@
-"""Progress bars, the live view and the explorer app, driven headless.
+"""The live view and the explorer app (its Run tab, its static picture), driven headless.
 
 Widgets work without a kernel (ipywidgets 8 gives them a dummy comm); buttons are
 clicked with ``button.click()`` and background tasks awaited with ``app.wait()``.
@@ -7,7 +7,6 @@ clicked with ``button.click()`` and background tasks awaited with ``app.wait()``
 from __future__ import annotations
 
 import base64
-import io
 import os
 import subprocess
 import sys
@@ -20,7 +19,6 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import qlab
 from qlab import workloads
-from qlab.progress import SweepProgress, TqdmProgress
 
 ipywidgets = pytest.importorskip("ipywidgets")
 pytest.importorskip("matplotlib")
@@ -28,35 +26,6 @@ pytest.importorskip("matplotlib")
 from qlab import widgets  # noqa: E402
 
 WAIT_S = 60  # a bound on any background task, not a sleep
-
-
-class FakeBar:
-    """Records what a progress hook does with its tqdm bar."""
-
-    def __init__(self, total=None, desc=None, **kwargs):
-        self.total, self.desc, self.kwargs = total, desc, kwargs
-        self.n = 0
-        self.totals = [total]
-        self.postfix: dict | str | None = None
-        self.closed = False
-
-    def update(self, n=1):
-        assert not self.closed, "update after close"
-        self.n += n
-
-    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
-        self.postfix = dict(ordered_dict or {}, **kwargs)
-
-    def set_postfix_str(self, s="", refresh=True):
-        self.postfix = s
-
-    def __setattr__(self, name, value):
-        if name == "total" and "totals" in self.__dict__:
-            self.totals.append(value)
-        super().__setattr__(name, value)
-
-    def close(self):
-        self.closed = True
 
 
 def _counts(**kw):
@@ -97,73 +66,6 @@ def test_import_qlab_loads_neither_matplotlib_nor_ipywidgets():
 
 def test_qlab_explore_is_the_widgets_explore():
     assert qlab.explore is widgets.explore
-
-
-# -- tqdm progress -----------------------------------------------------------------------
-
-
-def test_tqdm_progress_grows_its_total_with_the_jobs_submitted():
-    hook = TqdmProgress(tqdm_class=FakeBar)
-    hook.on_start({"backend": "thread", "workers": 2})
-    bar = hook.bar
-    assert bar.total is None and bar.desc == "thread x2"
-    hook.on_progress(_counts(submitted=64, ok=10, failed=1, retries=3, elapsed_s=0.5))
-    hook.on_progress(_counts(submitted=128, ok=100, failed=2, retries=5, elapsed_s=1.0))
-    assert bar.totals[-2:] == [64, 128]
-    assert bar.n == 102
-    assert bar.postfix == {"ok": 100, "failed": 2, "retries": 5}  # one rate: tqdm's
-
-
-def test_tqdm_progress_counts_against_the_jobs_requested():
-    hook = TqdmProgress(total=1000, tqdm_class=FakeBar)
-    hook.on_start({"backend": "thread", "workers": 2})
-    hook.on_progress(_counts(submitted=64, ok=10))
-    assert hook.bar.total == 1000
-
-
-def test_tqdm_progress_ends_with_the_runs_counts_and_closes():
-    hook = TqdmProgress(tqdm_class=FakeBar)
-    run = qlab.run(workloads.seed(), (i for i in range(100)), workers=4, hooks=[hook])
-    bar = hook.bar
-    assert bar.closed
-    assert (bar.n, bar.total) == (100, 100)
-    assert bar.postfix["ok"] == 10 and bar.postfix["failed"] == 90
-    assert bar.postfix["retries"] == run.summary()["retries"] == 270
-
-
-def test_tqdm_progress_draws_a_real_text_bar():
-    text = io.StringIO()
-    hook = TqdmProgress(file=text)
-    qlab.run(workloads.noop(), range(50), workers=2, hooks=[hook])
-    assert (hook.bar.n, hook.bar.total) == (50, 50)
-    last = text.getvalue().rsplit("\r", 1)[-1]
-    assert "50/50" in last and "ok=50" in last and "failed=0" in last
-    assert last.count("/s") == 1  # one rate in the bar (tqdm's job/s)
-
-
-def test_tqdm_progress_counts_cancelled_jobs_as_done():
-    hook = TqdmProgress(tqdm_class=FakeBar)
-    hook.on_start({})
-    hook.on_progress(_counts(submitted=10, ok=4, cancelled=6))
-    assert hook.bar.n == 10 and hook.bar.postfix["cancelled"] == 6
-
-
-def test_sweep_progress_advances_one_point_per_run_and_closes():
-    points = SweepProgress(total=3, tqdm_class=FakeBar)
-    for w in (1, 2, 3):
-        qlab.run(workloads.noop(), range(20), workers=w, hooks=[points])
-    assert points.bar.n == 3 and points.bar.closed
-    assert points.bar.postfix.startswith("thread x3: ") and "jobs/s" in points.bar.postfix
-    assert "rate" not in points.bar.kwargs["bar_format"]  # jobs/s only, no points/s
-
-
-def test_sweep_progress_shows_the_current_runs_jobs():
-    points = SweepProgress(total=2, tqdm_class=FakeBar)
-    points.on_start({"backend": "process", "workers": 4})
-    points.on_progress(_counts(submitted=200, ok=50, failed=5))
-    assert points.bar.postfix == "process x4: 55/200 jobs"
-    points.close()
-    assert points.bar.closed
 
 
 # -- the live view -----------------------------------------------------------------------
@@ -348,79 +250,6 @@ def test_close_stops_the_app():
     assert started.progressed.wait(WAIT_S)
     app.close()
     assert not app.running and app.last_run.meta["interrupted"] == "stopped"
-
-
-# -- the explorer: sweeps ------------------------------------------------------------------
-
-
-class FakeSweep:
-    def __init__(self, df: pd.DataFrame) -> None:
-        self.df = df
-
-    def fit(self) -> pd.DataFrame:
-        return qlab.usl.fit_frame(self.df)
-
-
-def fake_sweep(
-    workload=None,
-    workers=range(1, 17),
-    backend="thread",
-    jobs=None,
-    repeats=3,
-    seed=0,
-    retry=None,
-    progress=False,
-    keep_runs=False,
-    hooks=(),
-    **run_options,
-):
-    """qlab.sweep's API, made of plain runs (hooks go to every run)."""
-    rows = []
-    for b in [backend] if isinstance(backend, str) else backend:
-        for w in workers:
-            for r in range(repeats):
-                run = qlab.run(
-                    workload, range(jobs), w, backend=b, seed=seed, retry=retry, hooks=hooks
-                )
-                s = run.summary()
-                rows.append({"backend": b, "workers": w, "repeat": r, "throughput": s.throughput})
-    return FakeSweep(pd.DataFrame(rows))
-
-
-def test_sweep_tab_draws_the_scaling_chart_point_by_point(monkeypatch):
-    monkeypatch.setattr(widgets.explorer, "sweep_function", lambda: (fake_sweep, ""))
-    app = widgets.explore(workload="sleep", ms=1, sweep_jobs=40, sweep_workers=(1, 4))
-    assert not app.sweep_button.disabled
-    app.sweep_button.click()
-    assert app.stop_button.disabled
-    sweep = app.wait(WAIT_S)
-    assert sweep is app.last_sweep and len(sweep.df) == 4
-    assert [p["workers"] for p in app.sweep_live.points] == [1, 2, 3, 4]
-    assert _png_count(app.sweep_live.chart) == 1  # the final chart, with its fit
-    assert _png_count(app.sweep_output) == 0  # one chart after a sweep, not two
-    html = _html(app.sweep_output)
-    assert "USL fit per backend" in html and "sigma" in html
-
-
-def test_sweep_tab_says_when_sweeps_are_missing(monkeypatch):
-    monkeypatch.setattr(widgets.explorer, "sweep_function", lambda: (None, "no qlab.sweep here"))
-    app = widgets.explore()
-    assert app.sweep_button.disabled
-    assert "no qlab.sweep here" in _html(app.sweep_output)
-    assert not app.start_sweep()
-
-
-def test_sweep_tab_with_qlab_sweep():
-    if widgets.controls.sweep_function()[0] is None:
-        pytest.skip("qlab.sweep is not there yet (qlab/sweeps.py): the fake sweep stands in")
-    app = widgets.explore(
-        workload="sleep", ms=1, sweep_jobs=40, sweep_workers=(1, 3), repeats=1, retries=0
-    )
-    app.sweep_button.click()
-    sweep = app.wait(WAIT_S)
-    assert sorted(sweep.df["workers"]) == [1, 2, 3]
-    assert len(app.sweep_live.points) >= 3
-    assert _png_count(app.sweep_live.chart) + _png_count(app.sweep_output) == 1
 
 
 def test_live_view_counts_against_the_jobs_requested_from_the_start():
