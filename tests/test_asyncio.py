@@ -130,3 +130,22 @@ def test_bad_input_names_the_parameter():
         qlab.AsyncPool(double, workers=0)
     with pytest.raises(ValueError, match="lanes"):
         asyncio.run(qlab.arun(double, [1], workers=2, lanes=0))
+
+
+@pytest.mark.parametrize("backend", ["asyncio", AsyncioBackend(concurrency=8)])
+def test_a_stop_cancels_the_running_tasks(backend):
+    import threading
+
+    started, stop = threading.Event(), threading.Event()
+
+    async def forever(x):
+        started.set()
+        await asyncio.sleep(3600)
+
+    helper = threading.Thread(target=lambda: (started.wait(30), stop.set()))
+    helper.start()
+    run = qlab.run(forever, range(20), workers=2, backend=backend, stop=stop, grace=0.1)
+    helper.join()
+    assert run.meta["interrupted"] == "stopped"
+    assert run.jobs.status.eq("cancelled").all()
+    assert run.attempts.outcome.eq("cancelled").all() and len(run.attempts) >= 1
