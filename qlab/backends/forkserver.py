@@ -153,6 +153,21 @@ class _Server:
             self.popen.wait()
 
 
+def _forget_in_child() -> None:
+    """In a process forked from the parent (a fork ``multiprocessing.Pool``, say):
+    drop the parent's server without stopping it, and close our copy of its socket,
+    so that the parent's last ``release()`` still reaches it as EOF."""
+    global _LOCK
+    _LOCK = threading.Lock()
+    _USERS[0] = 0
+    for server in _SERVER:
+        server.sock.close()
+    _SERVER.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def hold() -> None:
     """Count one more user (a pool, a ``warm_workers()`` block) of the fork server;
     the server itself starts on the first :func:`fork_worker` or :func:`preload`."""
