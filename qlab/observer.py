@@ -7,7 +7,8 @@ same shapes as qlab's own runs (queue wait, service, worker, CPU time, outcome),
 qlab and its peers go on the same charts with the same code.
 
 How each call is timed: the wrapper submits a small function around the call that
-reads ``time.perf_counter`` (and ``time.thread_time``) where the call runs.
+reads ``time.perf_counter`` where the call runs (and ``time.thread_time`` in other
+processes; in-process calls have ``cpu_s`` NaN, see ``_local``).
 
 - In the caller's process (a ``ThreadPoolExecutor``, a :class:`qlab.Executor` on
   threads): the times go straight into the job's record, and ``submit`` returns the
@@ -122,9 +123,10 @@ def observe(executor: cf.Executor, *, in_process: bool | None = None) -> Observe
 
 
 def _local(calls: _Calls, i: int, fn: Any, args: tuple, kwargs: dict) -> Any:
-    """A call in this process: its times go straight into its columns."""
+    """A call in this process: its times go straight into its columns. (No CPU time:
+    a thread-CPU clock read is a system call, ~1-2 us with the GIL held, which would
+    slow the submitting thread as much as the rest of the wrapper.)"""
     calls.who[i] = threading.get_ident()
-    c0 = time.thread_time()
     calls.t0[i] = time.perf_counter()
     try:
         return fn(*args, **kwargs)
@@ -133,7 +135,6 @@ def _local(calls: _Calls, i: int, fn: Any, args: tuple, kwargs: dict) -> Any:
         raise
     finally:
         calls.t1[i] = time.perf_counter()
-        calls.cpu[i] = time.thread_time() - c0
 
 
 def _remote(fn: Any, args: tuple, kwargs: dict) -> tuple:

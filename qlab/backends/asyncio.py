@@ -1,45 +1,53 @@
 """The asyncio backend: ``async def`` handlers run as tasks on one event loop.
 
-Each worker is a lane: its driver thread hands each batch to the event loop as one
-task, which awaits the handler on the batch's jobs one after another, so ``workers``
-is the number of jobs awaiting at once. The loop runs in a thread of its own
-(``qlab-asyncio-loop``; uvloop's if it is installed), or in a loop the caller gives
-(``AsyncioBackend(loop=...)``, which must be running in another thread)::
+Each worker is a lane: its driver thread hands its batches to the event loop, where
+each job of a batch is a task, at most ``per_lane`` running at once in the lane (one,
+so ``workers`` jobs await at once; with ``AsyncioBackend(concurrency=N)``,
+``ceil(N / workers)`` each, and the lane takes more batches ahead while it has room,
+returning each batch when its last job ends). The loop runs in a thread of its own
+(``qlab-asyncio-loop``; uvloop's if it is installed), or is a running loop the caller
+gives (``AsyncioBackend(loop=...)``; see :mod:`qlab.aio`)::
 
-    driver thread (one per worker)            event loop thread
+    driver thread (one per lane)              event loop thread
     ------------------------------            --------------------------------------
-    run_batch --run_coroutine_threadsafe-->   task: for each job of the batch:
-                                                  async with asyncio.timeout(timeout):
+    run_batch --call_soon_threadsafe------>   a task per job (semaphore: per_lane):
+              (and batches taken ahead)           async with asyncio.timeout(timeout):
                                                       await handler(payload)
-              <--------- BatchResult -------  columns (t0, t1), failures, results
+              <--- lane.done: BatchResult ---  a batch's rows once all its jobs end
+              (ahead=_MORE: come back for the lane's other batches)
 
 ``timeout=`` is ``asyncio.timeout``: a late attempt's task is cancelled at its
 deadline and recorded as ``timeout`` (retryable), and nothing is abandoned. A pool
-that stops for good (a second Ctrl-C) cancels the running tasks. ``qlab.current()``
-works inside a coroutine: each task sees its own job through a ``ContextVar``.
-CPU time is not measured per attempt (tasks interleave on one thread): ``cpu_s`` is
-NaN. A handler that is not ``async def`` is a TypeError at start, before any job.
+that stops for good (the grace is over, a second Ctrl-C) cancels the running tasks.
+``qlab.current()`` works inside a coroutine: each task sees its own job through a
+``ContextVar``. CPU time is not measured per attempt (tasks interleave on one
+thread): ``cpu_s`` is NaN. A handler that is not ``async def`` is a TypeError at
+start, before any job.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
-import inspect
 import logging
-import math
 import queue
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from qlab import context
-from qlab.backends.base import BatchResult, Failure, JobSpec, Slot
+from qlab.backends.asyncio_parts import (
+    TASK_STATE,
+    Lane,
+    bind,
+    columns,
+    failure,
+    is_async,
+    new_loop,
+    unbind,
+)
+from qlab.backends.base import BatchResult, JobSpec, Slot
 from qlab.batches import Batch
-from qlab.codes import CANCELLED, CRASHED, RETRY, TIMEOUT
-from qlab.context import Cancelled, WorkerState
+from qlab.context import WorkerState
 
 __all__ = ["AsyncioBackend", "is_async"]
 
@@ -47,45 +55,6 @@ log = logging.getLogger("qlab")
 
 _POLL_S = 0.005  # a lane with room looks for more jobs this often
 _MORE = Batch(range(0), 1, ())  # "come back for this lane's other batches in flight"
-
-# the WorkerState of the job that the running task is on
-_TASK_STATE: contextvars.ContextVar[WorkerState | None] = contextvars.ContextVar(
-    "qlab_task_state", default=None
-)
-
-
-class _TaskStates:
-    """Bound as the loop thread's worker state (``qlab.current()`` reads one per
-    thread): it answers with the running task's own state."""
-
-    def __getattr__(self, name: str) -> Any:
-        state = _TASK_STATE.get()
-        if state is None:
-            return (lambda: None) if name == "running" else None
-        return getattr(state, name)
-
-
-def is_async(fn: Any) -> bool:
-    """Is ``fn`` an ``async def`` function (or a partial or callable object of one)?
-
-    Example:
-        >>> async def f(x): ...
-        >>> is_async(f), is_async(abs)
-        (True, False)
-    """
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    call = None if inspect.isroutine(fn) else getattr(type(fn), "__call__", None)  # noqa: B004
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
-
-
-def new_loop() -> tuple[asyncio.AbstractEventLoop, str]:
-    """A fresh event loop: uvloop's if it is installed, else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop(), "asyncio"
-    return uvloop.new_event_loop(), "uvloop"
 
 
 class AsyncioBackend:
@@ -117,7 +86,7 @@ class AsyncioBackend:
         self._given = loop
         self.concurrency = concurrency
         self._per_lane = 1
-        self._lanes: dict[int, _Lane] = {}
+        self._lanes: dict[int, Lane] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -140,7 +109,7 @@ class AsyncioBackend:
             self.batch_target_s = 0.02 * self._per_lane
         if self._given is not None:
             self.loop, kind = self._given, "given"
-            self.loop.call_soon_threadsafe(_bind)
+            self.loop.call_soon_threadsafe(bind)
         else:
             self.loop, kind = new_loop()
             ready = threading.Event()
@@ -158,7 +127,7 @@ class AsyncioBackend:
         loop = self.loop
         assert loop is not None
         asyncio.set_event_loop(loop)
-        _bind()
+        bind()
         loop.call_soon(ready.set)
         try:
             loop.run_forever()
@@ -174,7 +143,7 @@ class AsyncioBackend:
         taken ahead while the lane has room); return the first of the lane's batches
         to finish, with ``ahead`` set to come back for the others."""
         assert self.loop is not None
-        lane = self._lanes.setdefault(slot.worker, _Lane())
+        lane = self._lanes.setdefault(slot.worker, Lane())
         if batch is not _MORE:
             self._launch(slot, lane, batch, res)
         while True:
@@ -187,7 +156,7 @@ class AsyncioBackend:
             out.ahead = _MORE if lane.launched > lane.returned else None
             return out
 
-    def _top_up(self, slot: Slot, lane: _Lane) -> None:
+    def _top_up(self, slot: Slot, lane: Lane) -> None:
         """Take more batches while the lane runs fewer than ``per_lane`` jobs (while
         job speed is unknown, batches are single jobs: take a few dozen at most)."""
         budget = 64 if slot.ema == 0 else self._per_lane
@@ -198,22 +167,20 @@ class AsyncioBackend:
             budget -= len(following)
             self._launch(slot, lane, following, BatchResult())
 
-    def _launch(self, slot: Slot, lane: _Lane, batch: Batch, res: BatchResult) -> None:
+    def _launch(self, slot: Slot, lane: Lane, batch: Batch, res: BatchResult) -> None:
         lane.launched += 1
         lane.items += len(batch)
         assert self.loop is not None
         self.loop.call_soon_threadsafe(self._start_flight, slot, lane, batch, res)
 
-    def _start_flight(self, slot: Slot, lane: _Lane, batch: Batch, res: BatchResult) -> None:
+    def _start_flight(self, slot: Slot, lane: Lane, batch: Batch, res: BatchResult) -> None:
         if lane.sem is None:
             lane.sem = asyncio.Semaphore(self._per_lane)
         task = self.loop.create_task(self._flight(slot.state, lane, batch, res))  # type: ignore[union-attr]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _flight(
-        self, state: WorkerState, lane: _Lane, batch: Batch, res: BatchResult
-    ) -> None:
+    async def _flight(self, state: WorkerState, lane: Lane, batch: Batch, res: BatchResult) -> None:
         """Run a batch's jobs, at most ``per_lane`` at a time in the lane; hand the
         rows (in the batch's order; jobs that did not start go back) to the lane."""
         if len(batch) == 1:
@@ -221,7 +188,7 @@ class AsyncioBackend:
             try:
                 rows[0] = await self._one(state, lane, batch[0])
             finally:
-                lane.done.put(_columns(batch, rows, res, self.spec.want_results))
+                lane.done.put(columns(batch, rows, res, self.spec.want_results))
             return
         tasks = [asyncio.ensure_future(self._one(state, lane, item)) for item in batch]
         try:
@@ -235,9 +202,9 @@ class AsyncioBackend:
                 None if t.cancelled() or not t.done() or t.exception() else t.result()
                 for t in tasks
             ]
-            lane.done.put(_columns(batch, rows, res, self.spec.want_results))
+            lane.done.put(columns(batch, rows, res, self.spec.want_results))
 
-    async def _one(self, lane_state: WorkerState, lane: _Lane, item: tuple) -> tuple | None:
+    async def _one(self, lane_state: WorkerState, lane: Lane, item: tuple) -> tuple | None:
         """One attempt: (t0, t1, value, failure), or None if it did not start."""
         job_id, attempt, payload = item
         try:
@@ -246,7 +213,7 @@ class AsyncioBackend:
             lane.finished += 1
 
     async def _attempt(
-        self, lane_state: WorkerState, lane: _Lane, job_id: int, attempt: int, payload: Any
+        self, lane_state: WorkerState, lane: Lane, job_id: int, attempt: int, payload: Any
     ) -> tuple | None:
         spec = self.spec
         assert lane.sem is not None
@@ -256,7 +223,7 @@ class AsyncioBackend:
             state = WorkerState(
                 lane_state.worker, spec.seed, spec.timeout, lane_state.cancel_event, spec.clock.now
             )
-            _TASK_STATE.set(state)
+            TASK_STATE.set(state)
             t0 = state.now()
             state.cur = (job_id, attempt, t0)
             value = fail = None
@@ -270,7 +237,7 @@ class AsyncioBackend:
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:
-                fail = _failure(0, exc, state, scope, spec.is_permanent)
+                fail = failure(0, exc, state, scope, spec.is_permanent)
             return t0, state.now(), value, fail
 
     def overdue(self, slot: Slot, now: float) -> None:
@@ -294,7 +261,7 @@ class AsyncioBackend:
             loop.call_soon_threadsafe(lambda: [t.cancel() for t in list(self._tasks)])
             return
         if self._thread is None:  # the caller's loop: leave it running
-            loop.call_soon_threadsafe(_unbind)
+            loop.call_soon_threadsafe(unbind)
             return
         loop.call_soon_threadsafe(loop.stop)
         self._thread.join(5.0)
@@ -304,67 +271,3 @@ class AsyncioBackend:
 
     def info(self) -> dict[str, Any]:
         return {}
-
-
-def _failure(
-    row: int, exc: BaseException, state: WorkerState, scope: Any, is_permanent: Any
-) -> Failure:
-    """Classify an attempt's error: its deadline passed (TIMEOUT), the pool stopped it
-    (CANCELLED), a BaseException (CRASHED), anything else retryable (RETRY)."""
-    etype, msg = type(exc).__name__, str(exc)
-    if isinstance(exc, TimeoutError) and scope is not None and scope.expired():
-        msg = f"attempt exceeded timeout={state.timeout}s; its task was cancelled"
-        return Failure(row, TIMEOUT, etype, msg, False, TimeoutError(msg))
-    if isinstance(exc, asyncio.CancelledError) or (
-        isinstance(exc, Cancelled) and state.cancel_event.is_set()
-    ):
-        return Failure(row, CANCELLED, etype, msg or "task cancelled", False, Cancelled(msg))
-    if not isinstance(exc, Exception):
-        return Failure(row, CRASHED, etype, msg, False, exc)
-    return Failure(row, RETRY, etype, msg, is_permanent(exc), exc)
-
-
-class _Lane:
-    """One worker's batches in flight: the driver thread waits on ``done``. Each
-    counter has one writer (the driver thread, or the loop's for ``finished``)."""
-
-    __slots__ = ("done", "finished", "items", "launched", "returned", "sem")
-
-    def __init__(self) -> None:
-        self.launched = self.returned = 0  # batches launched / returned to the engine
-        self.items = 0  # jobs launched
-        self.finished = 0  # jobs that ended (or did not start)
-        self.done: queue.SimpleQueue[BatchResult] = queue.SimpleQueue()
-        self.sem: asyncio.Semaphore | None = None  # made in the loop's thread
-
-
-def _columns(batch: Batch, rows: list, res: BatchResult, want_results: bool) -> BatchResult:
-    """A flight's rows in columns: the jobs that ran (``res.items``, in the batch's
-    order) and those that did not start (``res.rest``, back to the queue uncharged)."""
-    ran, rest = [], []
-    res.results = [] if want_results else None
-    for item, row in zip(batch, rows, strict=True):
-        if row is None:
-            rest.append(item)
-            continue
-        t0, t1, value, fail = row
-        if fail is not None:
-            fail.row = len(ran)
-            res.failures.append(fail)
-        ran.append(item)
-        res.t0.append(t0)
-        res.t1.append(t1)
-        res.cpu.append(math.nan)
-        if res.results is not None:
-            res.results.append(value)
-    res.items, res.rest = Batch.of(ran), Batch.of(rest)
-    return res
-
-
-def _bind() -> None:
-    """Make ``qlab.current()`` in the loop's thread answer for the running task."""
-    context._local.state = _TaskStates()
-
-
-def _unbind() -> None:
-    context._local.state = None

@@ -1,0 +1,130 @@
+"""The asyncio backend's parts: which handlers are async, the event loop, the
+per-task view behind ``qlab.current()``, a lane's batches in flight, and a flight's
+rows in columns (see :mod:`qlab.backends.asyncio`).
+
+Example:
+    >>> async def f(x): ...
+    >>> is_async(f), is_async(abs)
+    (True, False)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import math
+import queue
+from typing import Any
+
+from qlab import context
+from qlab.backends.base import BatchResult, Failure
+from qlab.batches import Batch
+from qlab.codes import CANCELLED, CRASHED, RETRY, TIMEOUT
+from qlab.context import Cancelled, WorkerState
+
+__all__ = ["TASK_STATE", "Lane", "bind", "columns", "failure", "is_async", "new_loop", "unbind"]
+
+# the WorkerState of the job that the running task is on
+TASK_STATE: contextvars.ContextVar[WorkerState | None] = contextvars.ContextVar(
+    "qlab_task_state", default=None
+)
+
+
+class _TaskStates:
+    """Bound as the loop thread's worker state (``qlab.current()`` reads one per
+    thread): it answers with the running task's own state."""
+
+    def __getattr__(self, name: str) -> Any:
+        state = TASK_STATE.get()
+        if state is None:
+            return (lambda: None) if name == "running" else None
+        return getattr(state, name)
+
+
+def is_async(fn: Any) -> bool:
+    """Is ``fn`` an ``async def`` function (or a partial or callable object of one)?
+
+    Example:
+        >>> async def f(x): ...
+        >>> is_async(f), is_async(abs)
+        (True, False)
+    """
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    call = None if inspect.isroutine(fn) else getattr(type(fn), "__call__", None)  # noqa: B004
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
+
+
+def new_loop() -> tuple[asyncio.AbstractEventLoop, str]:
+    """A fresh event loop: uvloop's if it is installed, else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop(), "asyncio"
+    return uvloop.new_event_loop(), "uvloop"
+
+
+def failure(
+    row: int, exc: BaseException, state: WorkerState, scope: Any, is_permanent: Any
+) -> Failure:
+    """Classify an attempt's error: its deadline passed (TIMEOUT), the pool stopped it
+    (CANCELLED), a BaseException (CRASHED), anything else retryable (RETRY)."""
+    etype, msg = type(exc).__name__, str(exc)
+    if isinstance(exc, TimeoutError) and scope is not None and scope.expired():
+        msg = f"attempt exceeded timeout={state.timeout}s; its task was cancelled"
+        return Failure(row, TIMEOUT, etype, msg, False, TimeoutError(msg))
+    if isinstance(exc, asyncio.CancelledError) or (
+        isinstance(exc, Cancelled) and state.cancel_event.is_set()
+    ):
+        return Failure(row, CANCELLED, etype, msg or "task cancelled", False, Cancelled(msg))
+    if not isinstance(exc, Exception):
+        return Failure(row, CRASHED, etype, msg, False, exc)
+    return Failure(row, RETRY, etype, msg, is_permanent(exc), exc)
+
+
+class Lane:
+    """One worker's batches in flight: the driver thread waits on ``done``. Each
+    counter has one writer (the driver thread, or the loop's for ``finished``)."""
+
+    __slots__ = ("done", "finished", "items", "launched", "returned", "sem")
+
+    def __init__(self) -> None:
+        self.launched = self.returned = 0  # batches launched / returned to the engine
+        self.items = 0  # jobs launched
+        self.finished = 0  # jobs that ended (or did not start)
+        self.done: queue.SimpleQueue[BatchResult] = queue.SimpleQueue()
+        self.sem: asyncio.Semaphore | None = None  # made in the loop's thread
+
+
+def columns(batch: Batch, rows: list, res: BatchResult, want_results: bool) -> BatchResult:
+    """A flight's rows in columns: the jobs that ran (``res.items``, in the batch's
+    order) and those that did not start (``res.rest``, back to the queue uncharged)."""
+    ran, rest = [], []
+    res.results = [] if want_results else None
+    for item, row in zip(batch, rows, strict=True):
+        if row is None:
+            rest.append(item)
+            continue
+        t0, t1, value, fail = row
+        if fail is not None:
+            fail.row = len(ran)
+            res.failures.append(fail)
+        ran.append(item)
+        res.t0.append(t0)
+        res.t1.append(t1)
+        res.cpu.append(math.nan)
+        if res.results is not None:
+            res.results.append(value)
+    res.items, res.rest = Batch.of(ran), Batch.of(rest)
+    return res
+
+
+def bind() -> None:
+    """Make ``qlab.current()`` in the loop's thread answer for the running task."""
+    context._local.state = _TaskStates()
+
+
+def unbind() -> None:
+    context._local.state = None
