@@ -58,6 +58,7 @@ class _Resource:
         self.opens = 0  # __qlab_open__ calls not yet closed
         self.local = threading.local()  # this thread's client
         self.clients: list[Any] = []  # every client made in this process, to close
+        self.finalizer: weakref.finalize | None = None  # one per object, however many starts
 
     def release(self) -> None:
         """Close every client; the owner also stops the resource. Idempotent."""
@@ -129,9 +130,10 @@ class Owned(Opens):
             if res.location is None:
                 location, stop = self._start()
                 res.stop_fn, res.location = stop, location
-                # stop the resource when this object dies, or at exit, if no pool closes it
-                # (the finalizer holds ``res``, so nothing in ``res`` may refer to self)
-                weakref.finalize(self, _Resource.release, res)
+                if res.finalizer is None:
+                    # stop the resource when this object dies, or at exit, if no pool closes
+                    # it (the finalizer holds ``res``: nothing in ``res`` may refer to self)
+                    res.finalizer = weakref.finalize(self, _Resource.release, res)
             return res.location
 
     def _client(self) -> Any:
@@ -188,7 +190,7 @@ class Owned(Opens):
             object.__setattr__(self, name, value)
         res = _Resource(owner=False, location=location)
         object.__setattr__(self, "_res", res)
-        weakref.finalize(self, _Resource.release, res)  # closes this copy's clients
+        res.finalizer = weakref.finalize(self, _Resource.release, res)  # closes its clients
 
     def __copy__(self) -> Self:
         # a copy in the same process is a new workload with resources of its own
