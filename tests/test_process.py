@@ -313,3 +313,21 @@ def test_defect_9_a_worker_killed_during_start_up_raises_a_clear_error():
         qlab.run(KillsItsLoader(), range(3), workers=1, backend="process")
     assert _children() <= before
     assert _server_stopped()
+
+
+def test_a_process_forked_from_the_parent_does_not_keep_the_server_alive():
+    import multiprocessing as mp
+
+    r, w = os.pipe()
+    with qlab.Pool(abs, workers=1, backend="process") as pool:
+        assert pool.submit(-1).result(timeout=30) == 1
+        server = forkserver._SERVER[0]
+        child = mp.get_context("fork").Process(target=os.read, args=(r, 1))
+        child.start()  # it inherits the parent's end of the server's socket
+    try:
+        assert server.popen.returncode == 0  # it saw EOF and left; it was not killed
+    finally:
+        os.write(w, b"x")
+        child.join(30)
+        os.close(r)
+        os.close(w)
