@@ -26,8 +26,20 @@ from qlab.backends import BACKENDS
 __all__ = ["main"]
 
 
+def _value(text: str) -> Any:
+    """A parameter value: an int, a float, true/false, or else the text itself."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def _workload(text: str) -> Any:
-    """``NAME`` or ``NAME:key=value,...`` (values are numbers)."""
+    """``NAME`` or ``NAME:key=value,...`` (numbers, true/false, or text)."""
     from qlab import workloads
 
     name, _, params = text.partition(":")
@@ -36,10 +48,7 @@ def _workload(text: str) -> Any:
         key, sep, value = part.partition("=")
         if not sep:
             raise argparse.ArgumentTypeError(f"expected key=value, got {part!r}")
-        try:
-            kwargs[key.strip()] = float(value) if "." in value else int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{key} must be a number") from None
+        kwargs[key.strip()] = _value(value.strip())
     try:
         return workloads.get(name, **kwargs)
     except (TypeError, ValueError) as exc:
@@ -97,6 +106,8 @@ def _out_file(*suffixes: str) -> Any:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from qlab import workloads
+
     p = argparse.ArgumentParser(prog="qlab", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run a workload on a pool and print its summary")
@@ -106,8 +117,8 @@ def _parser() -> argparse.ArgumentParser:
         "--workload",
         type=_workload,
         default="seed",
-        help="noop, sleep, cpu, sha256, contended, flaky, seed (default); "
-        "parameters as NAME:key=value,... e.g. sleep:ms=2",
+        help=f"{', '.join(workloads.names())} (default: seed); "
+        "parameters as NAME:key=value,... e.g. sleep:ms=2 or numpy:op=sum",
     )
     r.add_argument("--backend", choices=BACKENDS, default="thread")
     r.add_argument("--retries", type=_positive(int, 0), default=3, help="max retries (3)")
