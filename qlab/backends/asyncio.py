@@ -10,7 +10,7 @@ gives (``AsyncioBackend(loop=...)``; see :mod:`qlab.aio`)::
 
     driver thread (one per lane)              event loop thread
     ------------------------------            --------------------------------------
-    run_batch --call_soon_threadsafe------>   a task per job (semaphore: per_lane):
+    run_batch --call_soon_threadsafe------>   a task per job (per_lane at once):
               (and batches taken ahead)           async with asyncio.timeout(timeout):
                                                       await handler(payload)
               <--- lane.done: BatchResult ---  a batch's rows once all its jobs end
@@ -38,6 +38,7 @@ from typing import Any
 from qlab.backends.asyncio_parts import (
     TASK_STATE,
     Lane,
+    Limiter,
     bind,
     columns,
     failure,
@@ -175,7 +176,7 @@ class AsyncioBackend:
 
     def _start_flight(self, slot: Slot, lane: Lane, batch: Batch, res: BatchResult) -> None:
         if lane.sem is None:
-            lane.sem = asyncio.Semaphore(self._per_lane)
+            lane.sem = Limiter(self._per_lane)
         task = self.loop.create_task(self._flight(slot.state, lane, batch, res))  # type: ignore[union-attr]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -217,7 +218,8 @@ class AsyncioBackend:
     ) -> tuple | None:
         spec = self.spec
         assert lane.sem is not None
-        async with lane.sem:
+        await lane.sem.acquire()
+        try:
             if lane_state.stop:
                 return None
             state = WorkerState(
@@ -239,6 +241,8 @@ class AsyncioBackend:
             except BaseException as exc:
                 fail = failure(0, exc, state, scope, spec.is_permanent)
             return t0, state.now(), value, fail
+        finally:
+            lane.sem.release()
 
     def overdue(self, slot: Slot, now: float) -> None:
         """Nothing to take away: a late attempt's task is cancelled at its deadline."""
