@@ -109,10 +109,10 @@ class ProcessBackend:
             self._config = check_picklable("the retry policy's permanent=", spec)
             if warm < workers:
                 forkserver.preload(forkserver.module_hints(self._config))
-            fresh = [Proc(w) for w in range(warm, workers)]
-            self.procs += fresh
+            for w in range(warm, workers):  # all forks requested before any wait
+                self.procs.append(Proc(w))  # (appended one by one: stopped on failure)
             for w, proc in enumerate(self.procs):
-                if proc in fresh:
+                if w >= warm:
                     proc.wait_ready()
                 proc.configure(self._config_for(w))
                 self.pids[w] = [proc.process.pid]
