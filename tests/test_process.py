@@ -331,3 +331,15 @@ def test_a_process_forked_from_the_parent_does_not_keep_the_server_alive():
         child.join(30)
         os.close(r)
         os.close(w)
+
+
+def test_workers_and_the_fork_server_leave_ctrl_c_to_the_parent():
+    with qlab.Pool(lambda x: os.getpid(), workers=1, backend="process") as pool:
+        pid = pool.submit(0).result(timeout=30)
+        server = forkserver._SERVER[0].popen
+        os.kill(pid, signal.SIGINT)
+        os.kill(server.pid, signal.SIGINT)
+        os.kill(server.pid, signal.SIGTERM)
+        assert pool.submit(1).result(timeout=30) == pid  # the same worker, alive
+        assert server.poll() is None
+    assert server.returncode == 0

@@ -54,7 +54,7 @@ def dumps(obj: Any) -> bytes:
     try:
         return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     except (pickle.PicklingError, TypeError, AttributeError):
-        import cloudpickle  # what loky uses for callables
+        import cloudpickle  # pickles by value what plain pickle cannot (lambdas)
 
         return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
 
