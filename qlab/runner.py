@@ -109,6 +109,7 @@ def _feed(pool: Pool, payloads: Iterable[Any]) -> None:
     pos = 0
     chunk_cap = 64
     while True:
+        pool._interrupts.check()  # a stop set before (or while) the pool started: no job
         while not q.wait_space(q.refill, _POLL_S):
             pool._idle_turn()
         room = q.space()

@@ -204,3 +204,11 @@ def test_inline_submit_returns_a_finished_future_with_retries_done():
         futures = [pool.submit(i) for i in range(20)]
         assert all(f.done() for f in futures)
     assert pool.trace().jobs.attempts.max() > 1
+
+
+def test_a_stop_set_before_the_run_starts_runs_no_job():
+    stop = threading.Event()
+    stop.set()
+    run = qlab.run(abs, range(100), workers=2, stop=stop)
+    assert run.jobs.status.eq("cancelled").all() and run.attempts.empty
+    assert run.meta["interrupted"] == "stopped"
