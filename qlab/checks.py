@@ -9,12 +9,21 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from typing import Any
 
 from qlab.retry import NO_RETRY, Retry
 
-__all__ = ["check_int", "check_retry", "check_seconds", "describe", "progress_hook"]
+__all__ = [
+    "check_int",
+    "check_retry",
+    "check_seconds",
+    "describe",
+    "is_async",
+    "progress_hook",
+]
 
 
 def check_int(name: str, value: Any, low: int) -> int:
@@ -79,3 +88,17 @@ def check_retry(retry: Any) -> Retry:
     if not isinstance(retry, Retry):
         raise TypeError(f"retry must be a qlab.Retry, an int or None, got {retry!r}")
     return retry
+
+
+def is_async(fn: Any) -> bool:
+    """Is ``fn`` an ``async def`` function (or a partial or callable object of one)?
+
+    Example:
+        >>> async def f(x): ...
+        >>> is_async(f), is_async(abs), is_async(functools.partial(f, 1))
+        (True, False, True)
+    """
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    call = None if inspect.isroutine(fn) else getattr(type(fn), "__call__", None)  # noqa: B004
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)

@@ -105,7 +105,10 @@ class Drivers:
             res = self._run(slot, batch)
             if res.abandoned or not self._settle(slot, batch, res):
                 return  # the watchdog took this batch over
-            batch = self._next(slot, res.ahead)
+            ahead = res.ahead
+            # hold no payload or result of a settled batch while waiting for the next
+            batch = res = slot.batch = slot.res = None
+            batch = self._next(slot, ahead)
 
     def drive(self) -> None:
         """Run every ready batch in the calling thread (backends with ``in_caller``),
@@ -255,20 +258,27 @@ class Drivers:
         return True
 
     def _resolve(self, s: Settlement) -> None:
+        """Resolve the settled jobs' futures. The driver lets go of each result as it
+        hands it over (a caller that drops a result sees it freed, as with
+        ``concurrent.futures``)."""
         futures = self.pool._futures
         failed_rows = {f.row for f in s.res.failures}
         values = s.res.results or [None] * len(s.items)
+        s.res.results = None
         done: list[tuple[Any, int, Any]] = [
             (futures.pop(job_id, None), 0, values[row])
             for row, job_id in enumerate(s.items.ids)
             if row not in failed_rows
         ]
         done += [(futures.pop(job_id, None), code, exc) for job_id, code, exc in s.finals]
-        for fut, code, value in done:
-            if fut is None:
-                continue
+        del values
+        done.reverse()
+        while done:
+            fut, code, value = done.pop()
             try:
-                if code == 0:
+                if fut is None:
+                    pass
+                elif code == 0:
                     fut.set_result(value)
                 elif code == ST_FAILED:
                     fut.set_exception(value)
@@ -276,6 +286,8 @@ class Drivers:
                     fut.set_exception(Cancelled("the job was cancelled"))
             except InvalidStateError:  # cancelled by its owner after it was sent ahead
                 self.results_dropped += 1
+            finally:
+                fut = value = None
 
     # -- timeouts and stops ------------------------------------------------------------
 

@@ -25,7 +25,14 @@ from typing import Any
 
 from qlab import backends, queues
 from qlab.backends.base import JobSpec
-from qlab.checks import check_int, check_retry, check_seconds, describe, progress_hook
+from qlab.checks import (
+    check_int,
+    check_retry,
+    check_seconds,
+    describe,
+    is_async,
+    progress_hook,
+)
 from qlab.clock import REAL_CLOCK
 from qlab.drivers import Drivers
 from qlab.hooks import HookSet
@@ -130,6 +137,11 @@ class Pool:
         limit = check_rate_limit(rate_limit)
         self._limiter = None if limit is None else Limiter(limit, clock.now)
         self._backend = backend_ = backends.resolve(backend)
+        if is_async(handler) and not getattr(backend_, "runs_coroutines", False):
+            raise TypeError(
+                f"handler {describe(handler)} is async def: use backend='asyncio' "
+                f"(backend={backend_.name!r} would return its coroutines unawaited)"
+            )
         self._inline = bool(getattr(backend_, "in_caller", False))
         self._interrupts = _interrupts or Interrupts()
         self._keep_results = bool(keep_results)

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any
 
-from qlab.backends.asyncio import is_async
+from qlab.checks import is_async
 from qlab.dispatch import FnCache, adispatch, dispatch, fn_name
 from qlab.engine import _POLL_S, Pool
 
@@ -199,7 +199,9 @@ class Executor(cf.Executor):
                     part = [(a, {}) for a in islice(args, chunk)]
                     if part:
                         window.extend(self._submit(fn, part))
-                yield value
+                box = [value]
+                del value  # the caller alone holds what it is given (test_free_reference)
+                yield box.pop()
         finally:
             for fut in window:
                 fut.cancel()

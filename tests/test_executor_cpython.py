@@ -20,9 +20,8 @@ Intended differences (qlab on purpose, each test says where):
 - The process backend keeps each distinct function (cloudpickled once) while the
   executor lives, so ``test_no_stale_references`` runs on threads only.
 
-Known defects, marked ``xfail(strict=True)`` until the engine is fixed:
-``test_free_reference`` and ``test_no_stale_references`` (a driver thread keeps its
-last batch's payloads and results alive until it takes its next batch).
+``test_free_reference`` and ``test_no_stale_references`` pin a fixed engine defect: a
+driver thread kept its last batch's payloads and results alive until it took its next.
 """
 
 from __future__ import annotations
@@ -134,15 +133,6 @@ def test_shutdown_race_issue12456(executor):  # ExecutorTest.test_shutdown_race_
     executor.shutdown()
 
 
-STALE = pytest.mark.xfail(
-    strict=True,
-    reason="engine: a driver keeps its last batch and BatchResult (drivers.Drivers._loop's "
-    "locals batch/res, and slot.batch/slot.res) while it waits for the next batch, so "
-    "the last payloads and results stay alive until then",
-)
-
-
-@STALE
 def test_no_stale_references():  # ExecutorTest.test_no_stale_references (threads only)
     with qlab.Executor(WORKERS) as ex:
         obj = MyObject()
@@ -160,7 +150,6 @@ def test_max_workers_negative():  # ExecutorTest.test_max_workers_negative
             qlab.Executor(max_workers=number)
 
 
-@STALE
 def test_free_reference(executor):  # ExecutorTest.test_free_reference
     for obj in executor.map(make_dummy_object, range(10)):
         wr = weakref.ref(obj)

@@ -212,3 +212,9 @@ def test_a_stop_set_before_the_run_starts_runs_no_job():
     run = qlab.run(abs, range(100), workers=2, stop=stop)
     assert run.jobs.status.eq("cancelled").all() and run.attempts.empty
     assert run.meta["interrupted"] == "stopped"
+
+
+@pytest.mark.parametrize("backend", ["thread", "inline"])
+def test_an_async_handler_on_a_sync_backend_is_refused_before_any_job(backend):
+    with pytest.raises(TypeError, match=r"async def.*asyncio"):
+        qlab.run(workloads.asleep(ms=1), range(3), backend=backend)

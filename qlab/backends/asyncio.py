@@ -42,12 +42,12 @@ from qlab.backends.asyncio_parts import (
     bind,
     columns,
     failure,
-    is_async,
     new_loop,
     unbind,
 )
 from qlab.backends.base import BatchResult, JobSpec, Slot
 from qlab.batches import Batch
+from qlab.checks import is_async
 from qlab.context import WorkerState
 
 __all__ = ["AsyncioBackend", "is_async"]
@@ -77,6 +77,7 @@ class AsyncioBackend:
     name = "asyncio"
     can_kill = False
     in_caller = False
+    runs_coroutines = True  # handlers are ``async def`` (the engine checks before start)
     batch_target_s = 0.02
 
     def __init__(

@@ -1,11 +1,11 @@
-"""The asyncio backend's parts: which handlers are async, the event loop, the
-per-task view behind ``qlab.current()``, a lane's batches in flight, and a flight's
-rows in columns (see :mod:`qlab.backends.asyncio`).
+"""The asyncio backend's parts: the event loop, the per-task view behind
+``qlab.current()``, a lane's batches in flight, and a flight's rows in columns (see
+:mod:`qlab.backends.asyncio`). Which handlers are async: :func:`qlab.checks.is_async`.
 
 Example:
-    >>> async def f(x): ...
-    >>> is_async(f), is_async(abs)
-    (True, False)
+    >>> loop, kind = new_loop()
+    >>> loop.close(); kind in ("asyncio", "uvloop")
+    True
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
-import functools
-import inspect
 import math
 import queue
 from typing import Any
@@ -32,7 +30,6 @@ __all__ = [
     "bind",
     "columns",
     "failure",
-    "is_async",
     "new_loop",
     "unbind",
 ]
@@ -52,20 +49,6 @@ class _TaskStates:
         if state is None:
             return (lambda: None) if name == "running" else None
         return getattr(state, name)
-
-
-def is_async(fn: Any) -> bool:
-    """Is ``fn`` an ``async def`` function (or a partial or callable object of one)?
-
-    Example:
-        >>> async def f(x): ...
-        >>> is_async(f), is_async(abs)
-        (True, False)
-    """
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    call = None if inspect.isroutine(fn) else getattr(type(fn), "__call__", None)  # noqa: B004
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
 
 
 def new_loop() -> tuple[asyncio.AbstractEventLoop, str]:

@@ -59,6 +59,7 @@ from qlab.workloads.synthetic import (
 
 __all__ = [
     "TransientError",
+    "asleep",
     "compress",
     "contended",
     "cpu",
@@ -82,6 +83,7 @@ _LAZY = {
     "file_io": "qlab.workloads.disk",
     "numpy": "qlab.workloads.native",
     "compress": "qlab.workloads.native",
+    "asleep": "qlab.workloads.aio",
 }
 
 _SYNTHETIC: dict[str, Callable[..., Callable[[Any], Any]]] = {
