@@ -128,8 +128,9 @@ def scaling(
             pred |= unc.draw_fit(ax, g, r, colors[backend], label, bands)
     ax.plot([], [], "--", color="grey", lw=1, label="ideal linear scaling")
     highs = [s["max"].max() for s in stats.values()]
-    if has_ci:
-        highs.append(float(np.nanmax(df["throughput_ci_high"].to_numpy(dtype=float))))
+    ci_high = df["throughput_ci_high"].to_numpy(dtype=float) if has_ci else np.array([])
+    if np.isfinite(ci_high).any():  # one repeat per point: no interval
+        highs.append(float(np.nanmax(ci_high)))
     ax.set_ylim(bottom=0, top=max(highs) * 1.15 if highs else None)
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     handles, _ = ax.get_legend_handles_labels()
