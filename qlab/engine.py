@@ -60,7 +60,7 @@ class Pool:
     Args:
         handler: the processing logic, any callable taking one payload.
         workers: number of workers (threads or processes), >= 1.
-        backend: ``"thread"`` (default), ``"process"`` (loky worker processes),
+        backend: ``"thread"`` (default), ``"process"`` (worker processes),
             ``"inline"`` (the caller's thread, for debugging), or a Backend object.
         retry: a :class:`qlab.Retry`; an int is ``Retry(max_retries=n)``; None: no retry.
         timeout: seconds one attempt may take (None: no limit); a timed-out attempt is a

@@ -73,20 +73,7 @@ def test_no_retries_by_default_and_opt_in():
     assert ex.trace().jobs.attempts.tolist() == [3]
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [
-        "thread",
-        pytest.param(
-            "process",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="process.py (_lost) sets RuntimeError, not TimeoutError, on a "
-                "Future whose attempt timed out (its error_type says TimeoutError)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("backend", ["thread", "process"])
 def test_timeout_fails_the_call_with_timeout_error(backend):
     gate = SocketGate()
     try:

@@ -45,8 +45,13 @@ from qlab.backends.procs import (
 from qlab.batches import EMPTY, Batch
 from qlab.clock import RealClock
 from qlab.codes import CANCELLED, CRASHED, FAILED, TIMEOUT
+from qlab.context import Cancelled
 
-__all__ = ["ProcessBackend", "RemoteTraceback", "check_picklable", "warm_workers"]
+__all__ = ["ProcessBackend", "RemoteTraceback", "WorkerCrashed", "check_picklable", "warm_workers"]
+
+
+class WorkerCrashed(RuntimeError):
+    """A worker process died while it ran this job's attempt (set on its Future)."""
 
 
 def check_picklable(name: str, obj: Any) -> bytes:
@@ -202,16 +207,22 @@ class ProcessBackend:
         if i < 0:  # died between jobs: nobody to charge
             res.items, res.rest = EMPTY, batch
             return res
+        exc: BaseException
         if stopping:
-            code, etype, msg = CANCELLED, "Cancelled", "worker stopped by an interrupt"
+            code, etype = CANCELLED, "Cancelled"
+            exc = Cancelled("worker stopped by an interrupt")
         elif proc.killed_for_timeout:
             code, etype = TIMEOUT, "TimeoutError"
-            msg = f"attempt exceeded timeout={self.spec.timeout}s; the worker process was killed"
+            exc = TimeoutError(
+                f"attempt exceeded timeout={self.spec.timeout}s; the worker process was killed"
+            )
         else:
             code, etype = CRASHED, "WorkerCrashed"
-            msg = f"worker process {proc.process.pid} died (exit code {proc.process.exitcode})"
+            exc = WorkerCrashed(
+                f"worker process {proc.process.pid} died (exit code {proc.process.exitcode})"
+            )
         res.items, res.rest = batch[i : i + 1], batch[:i] + batch[i + 1 :]
-        crash_row(res, RuntimeError(msg), t0, now, code, etype)
+        crash_row(res, exc, t0, now, code, etype)
         return res
 
     def _replace(self, worker: int) -> bool:
