@@ -112,7 +112,7 @@ def test_sleep_with_negative_ms_is_rejected_issue_10():
 def test_get_knows_every_workload_and_rejects_unknown_names():
     assert workloads.names() == [
         *["noop", "sleep", "cpu", "sha256", "contended", "flaky", "seed"],
-        *["http", "sqlite_write", "file_io", "numpy", "compress"],
+        *["http", "sqlite_write", "file_io", "numpy", "compress", "asleep"],
     ]
     assert workloads.get("compress", kb=8) == workloads.compress(kb=8)
     with pytest.raises(ValueError, match="workload must be one of"):
