@@ -161,7 +161,7 @@ def sweep(
     at = "start"
     t0 = time.perf_counter()
     try:
-        with _warm("process" in backends):
+        with _warm(backends):
             for b in backends:
                 if warmup:
                     at = f"warm-up of {b}"
@@ -229,12 +229,19 @@ def _sweep_bar(points: int) -> Any:
     return SweepProgress(total=points)
 
 
-def _warm(process: bool) -> contextlib.AbstractContextManager:
-    if not process:
-        return contextlib.nullcontext()
-    from qlab.backends.process import warm_workers
+def _warm(backends: list[str]) -> contextlib.AbstractContextManager:
+    """Keep each backend's workers warm from point to point: the process backend's
+    worker processes, and one Dask LocalCluster rescaled to each point's workers."""
+    stack = contextlib.ExitStack()
+    if "process" in backends:
+        from qlab.backends.process import warm_workers
 
-    return warm_workers()
+        stack.enter_context(warm_workers())
+    if "dask" in backends:
+        from qlab.backends.dask import warm_cluster
+
+        stack.enter_context(warm_cluster())
+    return stack
 
 
 def _checked(run: Any) -> Any:
