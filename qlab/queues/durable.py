@@ -43,7 +43,7 @@ from typing import Any
 from qlab.batches import Batch
 from qlab.codes import CANCELLED, OK, ST_CANCELLED, ST_FAILED
 from qlab.jobqueue import MemoryQueue, Phase
-from qlab.queues.store import Claimed, Row, Store
+from qlab.queues.store import Claimed, Row, Store, fingerprint
 from qlab.settle import Settlement
 
 __all__ = ["DurableQueue"]
@@ -58,6 +58,42 @@ class DurableQueue(MemoryQueue):
         store: where jobs, leases and attempt rows are kept.
         capacity, now: as for :class:`~qlab.jobqueue.MemoryQueue`.
     """
+
+    store_class: Any = None  # each kind names its Store class
+    fresh = "name"  # what a user picks anew when a queue is in use: a file, a name
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """The store of an existing queue (for :func:`qlab.resume`)."""
+        return cls.store_class(url)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        capacity: int,
+        now: Callable[[], float] = time.perf_counter,
+        handler: Any = None,
+    ) -> DurableQueue:
+        """A fresh queue for a run; a store that holds jobs already is refused."""
+        from qlab.queues import redact
+
+        store = cls.store_class(url, create=True)
+        try:
+            held = store.count()
+            if held:
+                raise ValueError(
+                    f"queue {redact(url)!r} already holds {held} jobs: finish them with "
+                    f"qlab.resume(url, handler), or use a new {cls.fresh}"
+                )
+            store.init({
+                "fingerprint": fingerprint(handler) if handler is not None else "",
+                "created": repr(time.time()),
+            })  # fmt: skip
+        except BaseException:
+            store.close()
+            raise
+        return cls(store, capacity, now)
 
     def __init__(
         self, store: Store, capacity: int, now: Callable[[], float] = time.perf_counter

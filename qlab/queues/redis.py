@@ -34,7 +34,6 @@ from __future__ import annotations
 import math
 import pickle
 import time
-from collections.abc import Callable
 from typing import Any
 
 from qlab.batches import Batch
@@ -44,7 +43,6 @@ from qlab.queues.store import (
     S_OK,
     Claimed,
     Row,
-    fingerprint,
     owner_dead,
     owner_id,
 )
@@ -322,35 +320,5 @@ def _scan(r: Any, key: str) -> Any:
 class RedisQueue(DurableQueue):
     """A :class:`~qlab.queues.durable.DurableQueue` in Redis streams (see the module)."""
 
-    @classmethod
-    def open(cls, url: str) -> RedisStore:
-        """The store of an existing queue (for :func:`qlab.resume`)."""
-        return RedisStore(url)
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        capacity: int,
-        now: Callable[[], float] = time.perf_counter,
-        handler: Any = None,
-    ) -> RedisQueue:
-        """A fresh queue for a run; a name that holds jobs already is refused."""
-        from qlab.queues import redact
-
-        store = RedisStore(url, create=True)
-        try:
-            held = store.count()
-            if held:
-                raise ValueError(
-                    f"queue {redact(url)!r} already holds {held} jobs: finish them with "
-                    f"qlab.resume(url, handler), or use a new name"
-                )
-            store.init({
-                "fingerprint": fingerprint(handler) if handler is not None else "",
-                "created": repr(time.time()),
-            })  # fmt: skip
-        except BaseException:
-            store.close()
-            raise
-        return cls(store, capacity, now)
+    store_class = RedisStore
+    fresh = "name"

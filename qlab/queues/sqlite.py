@@ -43,7 +43,6 @@ from qlab.queues.store import (
     S_OK,
     Claimed,
     Row,
-    fingerprint,
     owner_dead,
     owner_id,
 )
@@ -264,33 +263,5 @@ class SQLiteStore:
 class SQLiteQueue(DurableQueue):
     """A :class:`~qlab.queues.durable.DurableQueue` in a SQLite file (see the module)."""
 
-    @classmethod
-    def open(cls, url: str) -> SQLiteStore:
-        """The store of an existing queue (for :func:`qlab.resume`)."""
-        return SQLiteStore(url)
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        capacity: int,
-        now: Callable[[], float] = time.perf_counter,
-        handler: Any = None,
-    ) -> SQLiteQueue:
-        """A fresh queue for a run; a file that holds jobs already is refused."""
-        store = SQLiteStore(url, create=True)
-        try:
-            held = store.count()
-            if held:
-                raise ValueError(
-                    f"queue {url!r} already holds {held} jobs: finish them with "
-                    f"qlab.resume({url!r}, handler), or use a new file"
-                )
-            store.init({
-                "fingerprint": fingerprint(handler) if handler is not None else "",
-                "created": repr(time.time()),
-            })  # fmt: skip
-        except BaseException:
-            store.close()
-            raise
-        return cls(store, capacity, now)
+    store_class = SQLiteStore
+    fresh = "file"
