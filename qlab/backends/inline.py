@@ -11,19 +11,16 @@ that raises ``Cancelled`` then is recorded as ``timeout``).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from typing import Any
-
-from qlab.backends.base import BatchResult, JobSpec, Slot
-from qlab.backends.loop import execute
+from qlab.backends.base import BatchResult, Slot
+from qlab.backends.thread import ThreadBackend
 from qlab.batches import Batch
 
 __all__ = ["InlineBackend"]
 
 
-class InlineBackend:
-    """Runs batches in the thread that waits on the pool.
+class InlineBackend(ThreadBackend):
+    """Runs batches in the thread that waits on the pool: the thread backend's batch
+    loop, without its threads.
 
     Example:
         >>> import qlab, threading
@@ -34,41 +31,15 @@ class InlineBackend:
     """
 
     name = "inline"
-    can_kill = False
     in_caller = True
-    batch_target_s = 0.02
-
-    def start(
-        self, spec: JobSpec, workers: int, take_ahead: Callable[[Slot], Batch | None]
-    ) -> dict[str, Any]:
-        self.spec = spec
-        return {"startup_s": 0.0}
-
-    def new_event(self, worker: int) -> threading.Event:
-        return threading.Event()
 
     def run_batch(self, slot: Slot, batch: Batch, res: BatchResult) -> BatchResult:
-        spec = self.spec
-        slot.state.bind()
+        slot.state.bind()  # the caller's thread is this lane's while the batch runs
         try:
-            return execute(
-                spec.handler, batch, slot.state, spec.is_permanent, spec.want_results, res=res
-            )
+            return super().run_batch(slot, batch, res)
         finally:
             slot.state.unbind()
 
     def overdue(self, slot: Slot, now: float) -> None:
         """Nothing can be taken from the caller's own thread."""
         return None
-
-    def stop_intake(self) -> None:
-        """The caller sees ``state.stop`` itself."""
-
-    def stop_worker(self, slot: Slot) -> None:
-        """Nothing to stop."""
-
-    def close(self, kill: bool = False) -> None:
-        """Nothing to release."""
-
-    def info(self) -> dict[str, Any]:
-        return {}
