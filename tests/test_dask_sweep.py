@@ -1,0 +1,43 @@
+"""A Dask sweep keeps one qlab-owned LocalCluster warm from point to point.
+
+``qlab.sweep(..., backend="dask")`` enters ``qlab.backends.dask.warm_cluster()`` (in
+``qlab.sweeps._warm``): every run of the sweep, the warm-up included, uses one
+cluster, rescaled to each point's workers, and the cluster closes with the sweep.
+conftest's ``no_leaks`` fixture fails the test if a worker process, a nanny or a
+qlab thread outlives it.
+"""
+
+from __future__ import annotations
+
+import psutil
+import pytest
+
+import qlab
+from qlab.backends import dask_cluster
+
+pytest.importorskip("distributed")
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie counts as gone: it runs nothing)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def test_a_two_point_dask_sweep_reuses_one_cluster_and_closes_it() -> None:
+    sw = qlab.sweep(abs, workers=[1, 2], backend="dask", jobs=20, repeats=1, keep_runs=True)
+    runs = sw.runs
+    assert [len(r.meta["dask_workers"]) for r in runs] == [1, 2]
+    assert all(r.summary()["ok"] == 20 for r in runs)
+    assert all(r.meta["dask_owned"] for r in runs)
+    # one cluster: the same scheduler, and the 1-worker point's worker serves the 2-worker one
+    assert len({r.meta["dask_scheduler"] for r in runs}) == 1
+    pids = [{p for v in r.meta["pids"].values() for p in v} for r in runs]
+    assert pids[0] <= pids[1]
+    # the warm block ended with the sweep: the cluster and its workers are gone
+    assert dask_cluster._WARM is None
+    assert all(_gone(pid) for pid in pids[1])
