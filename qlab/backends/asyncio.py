@@ -16,6 +16,10 @@ gives (``AsyncioBackend(loop=...)``; see :mod:`qlab.aio`)::
               <--- lane.done: BatchResult ---  a batch's rows once all its jobs end
               (ahead=_MORE: come back for the lane's other batches)
 
+Under ``rate_limit=`` a batch is a :class:`qlab.ratelimit.PacedBatch`: each task,
+once it has its place in the lane, sleeps (``asyncio.sleep``) until its attempt's
+token time on the run's clock, and the wait is the attempt's ``throttle_s``.
+
 ``timeout=`` is ``asyncio.timeout``: a late attempt's task is cancelled at its
 deadline and recorded as ``timeout`` (retryable), and nothing is abandoned. A pool
 that stops for good (the grace is over, a second Ctrl-C) cancels the running tasks.
@@ -44,6 +48,7 @@ from qlab.backends.asyncio_parts import (
     failure,
     new_loop,
     unbind,
+    wait_turn,
 )
 from qlab.backends.base import BatchResult, JobSpec, Slot
 from qlab.batches import Batch
@@ -185,14 +190,18 @@ class AsyncioBackend:
     async def _flight(self, state: WorkerState, lane: Lane, batch: Batch, res: BatchResult) -> None:
         """Run a batch's jobs, at most ``per_lane`` at a time in the lane; hand the
         rows (in the batch's order; jobs that did not start go back) to the lane."""
+        paced = batch if getattr(batch, "not_before", None) is not None else None
         if len(batch) == 1:
             rows: list[Any] = [None]
             try:
-                rows[0] = await self._one(state, lane, batch[0])
+                rows[0] = await self._one(state, lane, batch[0], paced, 0)
             finally:
                 lane.done.put(columns(batch, rows, res, self.spec.want_results))
             return
-        tasks = [asyncio.ensure_future(self._one(state, lane, item)) for item in batch]
+        tasks = [
+            asyncio.ensure_future(self._one(state, lane, item, paced, i))
+            for i, item in enumerate(batch)
+        ]
         try:
             await asyncio.wait(tasks)
         except asyncio.CancelledError:  # the pool stops for good: so do the attempts
@@ -206,17 +215,20 @@ class AsyncioBackend:
             ]
             lane.done.put(columns(batch, rows, res, self.spec.want_results))
 
-    async def _one(self, lane_state: WorkerState, lane: Lane, item: tuple) -> tuple | None:
-        """One attempt: (t0, t1, value, failure), or None if it did not start."""
-        job_id, attempt, payload = item
+    async def _one(
+        self, lane_state: WorkerState, lane: Lane, item: tuple, paced: Batch | None, i: int
+    ) -> tuple | None:
+        """One attempt: (t0, t1, value, failure, throttle_s), or None if it did not
+        start. ``paced``: the batch, if it carries rate-limit tokens (row ``i``'s)."""
         try:
-            return await self._attempt(lane_state, lane, job_id, attempt, payload)
+            return await self._attempt(lane_state, lane, item, paced, i)
         finally:
             lane.finished += 1
 
     async def _attempt(
-        self, lane_state: WorkerState, lane: Lane, job_id: int, attempt: int, payload: Any
+        self, lane_state: WorkerState, lane: Lane, item: tuple, paced: Batch | None, i: int
     ) -> tuple | None:
+        job_id, attempt, payload = item
         spec = self.spec
         assert lane.sem is not None
         await lane.sem.acquire()
@@ -226,6 +238,12 @@ class AsyncioBackend:
             state = WorkerState(
                 lane_state.worker, spec.seed, spec.timeout, lane_state.cancel_event, spec.clock.now
             )
+            waited = 0.0
+            if paced is not None:  # rate limit: wait for this attempt's token, holding
+                # its place in the lane as a worker thread would (tokens are in order)
+                waited = await wait_turn(paced, i, lane_state)
+                if lane_state.stop or state.cancel_event.is_set():
+                    return None
             TASK_STATE.set(state)
             t0 = state.now()
             state.cur = (job_id, attempt, t0)
@@ -241,7 +259,7 @@ class AsyncioBackend:
                 raise
             except BaseException as exc:
                 fail = failure(0, exc, state, scope, spec.is_permanent)
-            return t0, state.now(), value, fail
+            return t0, state.now(), value, fail, waited
         finally:
             lane.sem.release()
 

@@ -1,6 +1,7 @@
 """The asyncio backend's parts: the event loop, the per-task view behind
-``qlab.current()``, a lane's batches in flight, and a flight's rows in columns (see
-:mod:`qlab.backends.asyncio`). Which handlers are async: :func:`qlab.checks.is_async`.
+``qlab.current()``, a lane's batches in flight, the wait for a rate-limit token, and a
+flight's rows in columns (see :mod:`qlab.backends.asyncio`). Which handlers are async:
+:func:`qlab.checks.is_async`.
 
 Example:
     >>> loop, kind = new_loop()
@@ -32,7 +33,10 @@ __all__ = [
     "failure",
     "new_loop",
     "unbind",
+    "wait_turn",
 ]
+
+_SLICE_S = 0.02  # a task waiting for its token looks at the pool's stop flag this often
 
 # the WorkerState of the job that the running task is on
 TASK_STATE: contextvars.ContextVar[WorkerState | None] = contextvars.ContextVar(
@@ -138,16 +142,54 @@ class Limiter:
         self.free += 1
 
 
+async def wait_turn(batch: Any, i: int, state: WorkerState) -> float:
+    """Wait until attempt ``i`` of a paced batch may start (its rate-limit token's
+    not-before time, on the run's clock ``state.now``); the seconds waited.
+
+    The task sleeps (``asyncio.sleep``) in slices of at most 20 ms and looks at the
+    clock again after each, so it never starts early even when the loop's clock and
+    the run's differ; it leaves early if the pool stops (``state.stop`` or its cancel
+    event; the caller then does not start the attempt). On a fake clock it jumps the
+    clock instead, as :meth:`qlab.ratelimit.PacedBatch.wait_turn` does.
+
+    Example:
+        >>> import threading
+        >>> from qlab.ratelimit import PacedBatch
+        >>> now = [10.0]
+        >>> state = WorkerState(0, None, None, threading.Event(), lambda: now[0])
+        >>> asyncio.run(wait_turn(PacedBatch(range(1), 1, ["a"], [9.5]), 0, state))
+        0.0
+    """
+    until = batch.not_before[i]
+    now = state.now()
+    if now >= until:
+        return 0.0
+    if batch.clock is not None:  # a fake clock: jumped at once, nothing blocks
+        return batch.wait_turn(i, state)
+    event = state.cancel_event
+    while not (state.stop or event.is_set()):
+        left = until - state.now()
+        if left <= 0:
+            break
+        await asyncio.sleep(min(left, _SLICE_S))
+    return max(state.now() - now, 0.0)
+
+
 def columns(batch: Batch, rows: list, res: BatchResult, want_results: bool) -> BatchResult:
     """A flight's rows in columns: the jobs that ran (``res.items``, in the batch's
-    order) and those that did not start (``res.rest``, back to the queue uncharged)."""
+    order) and those that did not start (``res.rest``, back to the queue uncharged).
+    A row is ``(t0, t1, value, failure, throttle_s)``; a paced batch's waits go to
+    ``res.throttle``, in the rows' order."""
     ran, rest = [], []
     res.results = [] if want_results else None
+    throttle = res.throttle
+    if throttle is None and getattr(batch, "not_before", None) is not None:
+        throttle = res.throttle = [0.0] * len(res.t0)
     for item, row in zip(batch, rows, strict=True):
         if row is None:
             rest.append(item)
             continue
-        t0, t1, value, fail = row
+        t0, t1, value, fail, waited = row
         if fail is not None:
             fail.row = len(ran)
             res.failures.append(fail)
@@ -155,6 +197,8 @@ def columns(batch: Batch, rows: list, res: BatchResult, want_results: bool) -> B
         res.t0.append(t0)
         res.t1.append(t1)
         res.cpu.append(math.nan)
+        if throttle is not None:
+            throttle.append(waited)
         if res.results is not None:
             res.results.append(value)
     res.items, res.rest = Batch.of(ran), Batch.of(rest)
