@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import InvalidStateError
 from typing import TYPE_CHECKING, Any
 
 from qlab import takeover
 from qlab.backends.base import BatchResult, Slot, crash_row
 from qlab.batches import EMPTY, Batch
-from qlab.codes import ST_FAILED
-from qlab.context import Cancelled, WorkerState
+from qlab.context import WorkerState
 from qlab.coordinator import Coordinator
+from qlab.futures import admit, resolve
 from qlab.jobqueue import Phase
 from qlab.ratelimit import PacedBatch
 from qlab.settle import Settlement, settle
@@ -151,7 +150,7 @@ class Drivers:
                 batch = self.q.take_nowait(self._size(slot))
             if batch is None:
                 return None
-            batch = self._admit(batch, start=True)
+            batch = admit(self.pool._futures, self.q, batch, start=True)
             if len(batch):
                 return self._pace(batch)
             self.q.untake()
@@ -163,7 +162,7 @@ class Drivers:
         batch = self.q.take_nowait(self._size(slot))
         if batch is None:
             return None
-        batch = self._admit(batch)
+        batch = admit(self.pool._futures, self.q, batch)
         if not len(batch):
             self.q.untake()
             return None
@@ -191,32 +190,6 @@ class Drivers:
             per = min(per, limiter.limit.batch_cap)
         workers = self.pool._workers
         return lambda ready: max(1, min(per, 4096, -(-ready // workers)))
-
-    def _admit(self, batch: Batch, start: bool = False) -> Batch:
-        """Drop the jobs whose Future was cancelled before they started (they are
-        cancelled jobs); with ``start``, mark the others' Futures running. A batch
-        taken ahead (sent to a worker before its turn) is not marked: its Futures can
-        still be cancelled, and such a job then runs with its result dropped
-        (``run.meta["results_dropped"]``)."""
-        futures = self.pool._futures
-        if not futures:
-            return batch
-        keep, dropped = [], []
-        for item in batch:
-            fut = futures.get(item[0])
-            if (
-                fut is None
-                or fut.running()
-                or (fut.set_running_or_notify_cancel() if start else not fut.cancelled())
-            ):
-                keep.append(item)
-            else:
-                dropped.append(item[0])
-                futures.pop(item[0], None)
-        if not dropped:
-            return batch
-        self.q.cancel_jobs(dropped)
-        return Batch.of(keep)
 
     # -- settling ----------------------------------------------------------------------
 
@@ -254,40 +227,8 @@ class Drivers:
         for level, msg, args in s.logs:
             log.log(level, msg, *args)
         if pool._futures:
-            self._resolve(s)
+            self.results_dropped += resolve(pool._futures, s)
         return True
-
-    def _resolve(self, s: Settlement) -> None:
-        """Resolve the settled jobs' futures. The driver lets go of each result as it
-        hands it over (a caller that drops a result sees it freed, as with
-        ``concurrent.futures``)."""
-        futures = self.pool._futures
-        failed_rows = {f.row for f in s.res.failures}
-        values = s.res.results or [None] * len(s.items)
-        s.res.results = None
-        done: list[tuple[Any, int, Any]] = [
-            (futures.pop(job_id, None), 0, values[row])
-            for row, job_id in enumerate(s.items.ids)
-            if row not in failed_rows
-        ]
-        done += [(futures.pop(job_id, None), code, exc) for job_id, code, exc in s.finals]
-        del values
-        done.reverse()
-        while done:
-            fut, code, value = done.pop()
-            try:
-                if fut is None:
-                    pass
-                elif code == 0:
-                    fut.set_result(value)
-                elif code == ST_FAILED:
-                    fut.set_exception(value)
-                elif not fut.cancel():  # a running job that the pool stopped
-                    fut.set_exception(Cancelled("the job was cancelled"))
-            except InvalidStateError:  # cancelled by its owner after it was sent ahead
-                self.results_dropped += 1
-            finally:
-                fut = value = None
 
     # -- timeouts and stops ------------------------------------------------------------
 
