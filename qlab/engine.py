@@ -11,7 +11,7 @@ Data flow, one way (see docs/design.md)::
 The pool knows its backend only through :class:`qlab.backends.base.Backend`, and its
 queue only through :class:`qlab.jobqueue.JobQueue`; settlement is a pure function
 (:mod:`qlab.settle`). Its lifecycle is the queue's :class:`~qlab.jobqueue.Phase`.
-The driver loops, timeouts and the stop paths live in :mod:`qlab.drivers`.
+The driver loops live in :mod:`qlab.drivers`, timeouts and stops in :mod:`qlab.takeover`.
 """
 
 from __future__ import annotations
