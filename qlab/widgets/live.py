@@ -6,6 +6,11 @@ Example (in a notebook)::
     live = LiveView()
     display(live)
     run = qlab.run(qlab.workloads.cpu(ms=1), range(2000), hooks=[live])
+
+Its second row shows the counters that :class:`qlab.metrics.Prometheus` exports, made
+from the same progress counts by :func:`prometheus_values` (busy workers, queue
+depth, jobs in flight, attempts by outcome), so a notebook and a Grafana panel fed by
+the same run agree; each card's tooltip names its metric.
 """
 
 from __future__ import annotations
@@ -22,15 +27,69 @@ from qlab.hooks import Hook
 from qlab.progress import final_counts, rate
 from qlab.widgets.outputs import figure_output, new_figure, seconds
 
-__all__ = ["LiveView"]
+__all__ = ["LiveView", "prometheus_values"]
 
 _CARDS = ("completed", "failed", "retried", "throughput")
+# the second row: the gauges and counters Prometheus exports (see prometheus_values)
+_METRIC_CARDS = ("busy_workers", "queue_depth", "in_flight", "attempts")
 _COUNTERS = ("submitted", "ok", "failed", "cancelled", "retries", "attempts")
+_TIPS = {
+    "busy_workers": "qlab_busy_workers: workers running a batch",
+    "queue_depth": "qlab_queue_depth: jobs waiting: ready, or for a retry's backoff",
+    "in_flight": "qlab_jobs_in_flight: jobs submitted and not finished; "
+    "qlab_jobs_submitted_total: jobs submitted",
+    "attempts": "qlab_attempts_total{outcome}: ok; retry (followed by another attempt); "
+    "failed (ended its job without success)",
+}
+
+
+def prometheus_values(counts: Mapping[str, Any]) -> dict[str, float]:
+    """The samples :class:`qlab.metrics.Prometheus` exports from a progress tick's
+    counts (``on_progress``), named as in its text format without the backend and
+    workload labels. The histograms are left out: they are made from ``run.jobs`` at
+    the end, not from counts. A gauge whose count is missing (a durable queue has no
+    busy_workers or queue_depth) is NaN, and every value is 0 before the first tick,
+    as in the exporter.
+
+    Example:
+        >>> v = prometheus_values({"ok": 8, "failed": 1, "cancelled": 0, "retries": 3,
+        ...                        "attempts": 12, "submitted": 10, "unfinished": 1,
+        ...                        "busy_workers": 2, "queue_depth": 0})
+        >>> v['qlab_attempts_total{outcome="failed"}'], v["qlab_busy_workers"]
+        (1, 2)
+        >>> prometheus_values({})["qlab_queue_depth"]
+        0
+    """
+    c = counts
+    out: dict[str, float] = {
+        f'qlab_jobs_total{{status="{status}"}}': c.get(status, 0)
+        for status in ("ok", "failed", "cancelled")
+    }
+    out["qlab_jobs_submitted_total"] = c.get("submitted", 0)
+    ok, retries, attempts = c.get("ok", 0), c.get("retries", 0), c.get("attempts", 0)
+    for outcome, n in (("ok", ok), ("retry", retries), ("failed", attempts - ok - retries)):
+        out[f'qlab_attempts_total{{outcome="{outcome}"}}'] = max(n, 0)
+    out["qlab_retries_total"] = retries
+    for key, name in (
+        ("queue_depth", "qlab_queue_depth"),
+        ("busy_workers", "qlab_busy_workers"),
+        ("unfinished", "qlab_jobs_in_flight"),
+    ):
+        out[name] = c.get(key, math.nan) if c else 0
+    return out
+
+
+def _num(value: float) -> str:
+    """A count as the cards write it (a gauge not reported: a dash)."""
+    return "–" if isinstance(value, float) and math.isnan(value) else f"{value:,.0f}"
 
 
 class LiveView(Hook):
     """A hook that shows a run live in a notebook: an ipywidgets box with completed,
-    failed, retried and throughput, updated at each ``on_progress`` (a few Hz).
+    failed, retried and throughput, and below them the counters that
+    :class:`qlab.metrics.Prometheus` exports (busy workers, queue depth, jobs in
+    flight and submitted, attempts by outcome), updated at each ``on_progress`` (a
+    few Hz).
 
     With ``chart=True`` it also draws throughput vs workers, one point per finished
     run, redrawn as each point arrives: pass it as a sweep's hook to watch the scaling
@@ -50,7 +109,10 @@ class LiveView(Hook):
 
     Attributes:
         widget: the ipywidgets box.
-        labels: {"completed", "failed", "retried", "throughput"}: the HTML widgets.
+        labels: {"completed", "failed", "retried", "throughput", "busy_workers",
+            "queue_depth", "in_flight", "attempts"}: the HTML widgets.
+        metrics: the Prometheus samples shown (:func:`prometheus_values` of the last
+            progress tick, which is what a ``Prometheus`` hook on the run exports).
         bar: the IntProgress of jobs done out of jobs requested.
         chart: the Output widget of the scaling chart (None without ``chart``).
         points: one dict per finished run: backend, workers, repeat, throughput, ...
@@ -63,20 +125,24 @@ class LiveView(Hook):
         '<b>100</b> / 100 completed'
         >>> "done" in live.status.value
         True
+        >>> live.metrics['qlab_jobs_total{status="ok"}'], live.metrics["qlab_busy_workers"]
+        (100, 0)
     """
 
     def __init__(
         self, *, chart: bool = False, points: int | None = None, jobs: int | None = None
     ) -> None:
         card = ipw.Layout(min_width="9em", padding="0 1em 0 0", overflow="hidden")
-        self.labels = {name: ipw.HTML(layout=card) for name in _CARDS}
+        self.labels = {name: ipw.HTML(layout=card) for name in _CARDS + _METRIC_CARDS}
         # "auto" and no overflow: a 100%-wide bar plus its margins overflowed the box
         # and gave every live view an empty horizontal scrollbar
         self.bar = ipw.IntProgress(value=0, min=0, max=1, layout=ipw.Layout(width="auto"))
         self.status = ipw.HTML("<i>waiting for a run</i>")
         self.chart = ipw.Output() if chart else None
-        cards = ipw.HBox(list(self.labels.values()), layout=ipw.Layout(overflow="hidden"))
-        children: list[Any] = [self.status, self.bar, cards]
+        row = ipw.Layout(overflow="hidden")
+        cards = ipw.HBox([self.labels[name] for name in _CARDS], layout=row)
+        gauges = ipw.HBox([self.labels[name] for name in _METRIC_CARDS], layout=row)
+        children: list[Any] = [self.status, self.bar, cards, gauges]
         if self.chart is not None:
             import qlab.plot  # noqa: F401 - load matplotlib here, not in a worker thread
 
@@ -90,6 +156,8 @@ class LiveView(Hook):
         self._meta: dict[str, Any] = {}
         self._last: tuple[float, int] = (0.0, 0)  # (elapsed_s, finished) at the last tick
         self._counts: dict[str, Any] = {"elapsed_s": 0.0}
+        self._tick: dict[str, Any] = {}  # the last on_progress counts, as Prometheus keeps
+        self.metrics: dict[str, float] = prometheus_values({})
         self._lock = threading.Lock()  # ticks come from the coordinator, the end from the caller
         self._show_counts({**dict.fromkeys(_COUNTERS, 0), "elapsed_s": 0.0})
 
@@ -101,10 +169,15 @@ class LiveView(Hook):
 
     def snapshot_html(self) -> str:
         """The view as static HTML: its status and counts as they are now."""
-        cards = "".join(
-            f"<td style='padding-right:2em'>{self.labels[name].value}</td>" for name in _CARDS
+        rows = "".join(
+            "<tr>"
+            + "".join(
+                f"<td style='padding-right:2em'>{self.labels[name].value}</td>" for name in names
+            )
+            + "</tr>"
+            for names in (_CARDS, _METRIC_CARDS)
         )
-        return f"<div class='qlab-live'>{self.status.value}<table><tr>{cards}</tr></table></div>"
+        return f"<div class='qlab-live'>{self.status.value}<table>{rows}</table></div>"
 
     def expect(self, jobs: int | None) -> None:
         """Announce the number of jobs of the next runs (the denominator of "completed")."""
@@ -127,10 +200,12 @@ class LiveView(Hook):
             self._total = self.expected_jobs or meta.get("jobs_total")
             self.bar.bar_style = ""
             self.status.value = f"{self._where()}: <b>running</b>"
+            self._tick = {}  # a new run: Prometheus forgets the last one's counts too
             self._show_counts({**dict.fromkeys(_COUNTERS, 0), "elapsed_s": 0.0})
 
     def on_progress(self, counts: dict[str, Any]) -> None:
         with self._lock:
+            self._tick = dict(counts)
             self._show_counts(counts)
 
     def on_end(self, run: Any) -> None:
@@ -187,6 +262,26 @@ class LiveView(Hook):
         avg_s = "-" if math.isnan(avg) else f"{avg:,.0f}"
         now_s = f"<br><small>now {now:,.0f} jobs/s</small>" if math.isfinite(now) else ""
         self.labels["throughput"].value = f"<b>{avg_s}</b> jobs/s{now_s}"
+        self._show_metrics()
+
+    def _show_metrics(self) -> None:
+        """The second row: what Prometheus exports from the last tick's counts (the
+        engine's last tick comes just before ``on_end``, with the final counts)."""
+        m = self.metrics = prometheus_values(self._tick)
+        workers = self._meta.get("workers")
+        of = f" / {workers:,}" if isinstance(workers, int) else ""
+        att = {o: m[f'qlab_attempts_total{{outcome="{o}"}}'] for o in ("ok", "retry", "failed")}
+        text = {
+            "busy_workers": f"<b>{_num(m['qlab_busy_workers'])}</b>{of} busy workers",
+            "queue_depth": f"<b>{_num(m['qlab_queue_depth'])}</b> queue depth",
+            "in_flight": f"<b>{_num(m['qlab_jobs_in_flight'])}</b> in flight<br>"
+            f"<small>{_num(m['qlab_jobs_submitted_total'])} submitted</small>",
+            "attempts": f"<b>{_num(sum(att.values()))}</b> attempts<br><small>"
+            + ", ".join(f"{_num(n)} {o}" for o, n in att.items())
+            + "</small>",
+        }
+        for name, value in text.items():
+            self.labels[name].value = f"<span title='{html.escape(_TIPS[name])}'>{value}</span>"
 
     def _add_point(self, run: Any, counts: Mapping[str, Any]) -> None:
         backend, workers = run.meta.get("backend"), run.meta.get("workers")
