@@ -5,7 +5,8 @@ Format: ``{"traceEvents": [...], "displayTimeUnit": "ms", "otherData": meta}``, 
 times in microseconds from the run's start:
 
 - one process (pid 1) named after the run, one thread track per worker (tid
-  ``worker + 1``, named ``worker N``);
+  ``worker + 1``, named ``worker N``), and extra tracks ``worker N (2)``... for a worker
+  that ran attempts at once (an asyncio lane), so that slices on a track nest;
 - one complete slice (``ph: "X"``, ``ts``, ``dur``) per attempt, named ``job J`` (``job J
   #A`` for attempt A > 1), its category and colour (``cname``) from the outcome, and
   job_id, attempt, outcome, cpu_s, throttle_s, backoff_s, error_type and error in its
@@ -77,8 +78,9 @@ def to_perfetto(
     path = Path(path)
     meta = {k: v for k, v in run.meta.items() if isinstance(v, str | int | float | bool)}
     meta.update(attempts=total, attempts_written=len(att), time_unit="microseconds")
-    head = _metadata(run, att)
-    xs, rest = _slices(att)
+    tids, names = _tracks(att)
+    head = _metadata(run, att, names)
+    xs, rest = _slices(att, tids)
     rest += _counters(run, max_counter_points)
     with path.open("wb") as f:
         f.write(b'{"displayTimeUnit": "ms", "otherData": ')
@@ -94,7 +96,7 @@ def to_perfetto(
     return path
 
 
-def _metadata(run: Any, att: Any) -> list[str]:
+def _metadata(run: Any, att: Any, names: dict[int, str]) -> list[str]:
     backend, workers = run.meta.get("backend", "?"), run.meta.get("workers", "?")
     title = f"qlab run: {run.meta.get('workload', '')} ({backend}, {workers} workers)"
     out = [_meta("process_name", 0, {"name": title})]
@@ -103,24 +105,69 @@ def _metadata(run: Any, att: Any) -> list[str]:
         if isinstance(workers, int)
         else int(att["worker"].max() + 1 if len(att) else 0)
     )
-    for w in range(n):
-        out.append(_meta("thread_name", w + 1, {"name": f"worker {w}"}))
-        out.append(_meta("thread_sort_index", w + 1, {"sort_index": w}))
+    tracks = {w + 1: f"worker {w}" for w in range(n)} | names
+    for order, (tid, name) in enumerate(sorted(tracks.items(), key=lambda kv: kv[1])):
+        out.append(_meta("thread_name", tid, {"name": name}))
+        out.append(_meta("thread_sort_index", tid, {"sort_index": order}))
     return out
+
+
+def _tracks(att: Any) -> tuple[Any, dict[int, str]]:
+    """A thread track per attempt: ``worker + 1``, unless the worker ran attempts at
+    once (an asyncio lane with ``concurrency``): then each overlapping attempt goes to
+    the worker's first extra track that is free, as viewers need slices on one track
+    to nest. Returns the tids and the names of the extra tracks.
+
+    Example:
+        >>> import pandas as pd
+        >>> att = pd.DataFrame({"worker": [0, 0, 0], "start_s": [0.0, 0.5, 1.0],
+        ...                     "end_s": [1.0, 1.5, 2.0]})
+        >>> tids, names = _tracks(att)
+        >>> tids.tolist(), names
+        ([1, 2, 1], {2: 'worker 0 (2)'})
+    """
+    import numpy as np
+
+    worker = att["worker"].to_numpy().astype(np.int64)
+    start, end = att["start_s"].to_numpy(), att["end_s"].to_numpy()
+    tids = worker + 1
+    order = np.lexsort((start, worker))
+    w_s, s_s, e_s = worker[order], start[order], end[order]
+    same = w_s[1:] == w_s[:-1]
+    if not (same & (s_s[1:] < np.maximum.accumulate(e_s)[:-1])).any():
+        return tids, {}  # no worker ran two attempts at once: a track per worker
+    span = int(worker.max()) + 1 if len(worker) else 1
+    free: dict[int, list[float]] = {}  # worker -> when each of its tracks is free
+    lane = np.zeros(len(att), np.int64)
+    for i in order.tolist():
+        ends = free.setdefault(int(worker[i]), [])
+        for k, busy_until in enumerate(ends):
+            if busy_until <= start[i]:
+                ends[k], lane[i] = end[i], k
+                break
+        else:
+            ends.append(end[i])
+            lane[i] = len(ends) - 1
+    names = {
+        w + 1 + span * k: f"worker {w} ({k + 1})"
+        for w, ends in free.items()
+        for k in range(1, len(ends))
+    }
+    return tids + span * lane, names
 
 
 def _meta(name: str, tid: int, args: dict[str, Any]) -> str:
     return json.dumps({"ph": "M", "name": name, "pid": _PID, "tid": tid, "ts": 0, "args": args})
 
 
-def _slices(att: Any) -> tuple[Any, list[str]]:
+def _slices(att: Any, tids_a: Any) -> tuple[Any, list[str]]:
     """One X event per attempt (an Arrow array of text, each ending in ",\\n"), and the
     flows and instants of the retries (a list)."""
     import numpy as np
 
     n = len(att)
     jobs, tries = att["job_id"].tolist(), att["attempt"].tolist()
-    tids = (att["worker"].to_numpy().astype(np.int64) + 1).tolist()
+    tids = tids_a.tolist()
     ts_a = att["start_s"].to_numpy() * 1e6
     dur_a = np.maximum(att["duration_s"].to_numpy() * 1e6, 0.0)
     ts, dur = ts_a.tolist(), dur_a.tolist()

@@ -243,12 +243,9 @@ def test_slices_of_a_worker_track_nest(run, tmp_path) -> None:
     assert _partial_overlaps(events) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: asyncio lanes running several tasks put overlapping attempts on one "
-    "thread track (tid = lane + 1); trace viewers need nested slices per track",
-)
-def test_asyncio_lane_slices_overlap_on_one_track_bug(tmp_path) -> None:
+def test_asyncio_lane_slices_nest_on_their_tracks(tmp_path) -> None:
+    """Regression: an asyncio lane running several tasks put overlapping attempts on
+    one thread track; viewers need the slices of a track to nest."""
     from qlab.backends.asyncio import AsyncioBackend
 
     run = qlab.run(qlab.workloads.asleep(ms=10), range(80), workers=2,
