@@ -83,7 +83,7 @@ class DaskBackend:
     name = "dask"
     can_kill = True
     in_caller = False
-    batch_target_s = 0.05  # work per batch: one Dask task costs about a millisecond
+    batch_target_s = 0.05  # work per batch: a Dask task costs a scheduler round trip (ms)
 
     def __init__(
         self,
