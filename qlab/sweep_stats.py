@@ -77,7 +77,8 @@ def point_columns(
 def points(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (backend, workers): mean throughput, its interval, the pooled latency
     percentiles' intervals, repeats, precise, ``outliers`` and ``busy_runs`` (counts of
-    flagged repeats) and the most CPUs other processes used during a repeat.
+    flagged repeats), the most CPUs other processes used during a repeat, and
+    ``why_not_precise`` (empty for a precise point).
 
     Example:
         >>> sweep.points[["throughput", "throughput_ci_low", "precise"]]  # doctest: +SKIP
@@ -93,7 +94,27 @@ def points(df: pd.DataFrame) -> pd.DataFrame:
                             ("others_cpus", "others_cpus", "max")):  # fmt: skip
         if col in df.columns:
             agg[name] = (col, how)
-    return df.groupby(keys, sort=False).agg(**agg).reset_index()
+    out = df.groupby(keys, sort=False).agg(**agg).reset_index()
+    out["why_not_precise"] = [_why(r) for r in out.to_dict("records")]
+    return out
+
+
+def _why(point: dict[str, Any]) -> str:
+    """Why a point is not precise, from its own columns ("" when it is)."""
+    if point.get("precise", True) is True or "precise" not in point:
+        return ""
+    runs = int(point["runs"])
+    if runs < 2:
+        reasons = ["one repeat: no interval"]
+    else:
+        reasons = [f"{runs} repeats were not enough (max_repeats, or repeats without precision=)"]
+    if point.get("busy_runs", 0):
+        others = point.get("others_cpus", math.nan)
+        busy = int(point["busy_runs"])
+        reasons.append(f"{busy} of {runs} under load (others up to {others:.2f} CPUs)")
+    if point.get("outliers", 0):
+        reasons.append(f"{int(point['outliers'])} outlier repeat(s)")
+    return "; ".join(reasons)
 
 
 def compare(

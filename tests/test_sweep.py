@@ -102,6 +102,9 @@ def test_full_default_sweep_with_precision_says_why_not_precise():
     assert (pts["runs"] == pts["repeats_taken"]).all() and (pts["repeats_taken"] >= 2).all()
     half = (pts["throughput_ci_high"] - pts["throughput_ci_low"]) / 2
     assert ((half <= 0.05 * pts["throughput"]) == pts["precise"]).all()
+    # every point is precise or says why not
+    assert ((pts["why_not_precise"] == "") == pts["precise"]).all()
+    assert pts.loc[~pts["precise"], "why_not_precise"].str.contains("4 repeats").all()
 
 
 def test_fit_per_backend(thread_sweep, mixed_sweep):
@@ -421,14 +424,15 @@ def test_intervals_and_flags_in_the_frame(thread_sweep):
 def test_compare_gives_ratio_interval_and_verdict(thread_sweep):
     same = thread_sweep.compare(thread_sweep)
     assert (same["ratio"] == 1.0).all() and (same["verdict"] == "same").all()
-    import copy
-
-    faster = copy.copy(thread_sweep)
-    faster.df = thread_sweep.df.assign(throughput=thread_sweep.df["throughput"] * 3)
-    out = faster.compare(thread_sweep)
-    assert out["ratio"].to_numpy() == pytest.approx(3.0)
-    assert (out["verdict"] == "faster").all()
-    assert (thread_sweep.compare(faster)["verdict"] == "slower").all()
+    # frames with known repeats: 3x faster at 1 worker, the same at 2, slower at 4
+    base = pd.DataFrame({"backend": "thread", "workers": [1, 1, 1, 2, 2, 2, 4, 4, 4],
+                         "throughput": [100, 102, 98, 200, 204, 196, 400, 408, 392]})  # fmt: skip
+    other = base.assign(throughput=base["throughput"] * [3, 3, 3, 1.01, 0.99, 1, 0.5, 0.5, 0.5])
+    a = Sweep(other, {"confidence": 0.95})
+    out = a.compare(Sweep(base, {})).set_index("workers")
+    assert out["verdict"].tolist() == ["faster", "same", "slower"]
+    assert out.loc[1, "ratio"] == pytest.approx(3.0)
+    assert out.loc[1, "ratio_ci_low"] < 3.0 < out.loc[1, "ratio_ci_high"]
     one = sweep(workloads.noop(), workers=[1, 2], jobs=10, repeats=1)
     assert (one.compare(one)["verdict"] == "unknown").all()
 
