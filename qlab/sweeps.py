@@ -76,8 +76,9 @@ def sweep(
     confidence: float = 0.95,
     precision: float | None = None,
     max_repeats: int = 10,
+    load: Iterable[float] | None = None,
     **run_options: Any,
-) -> Sweep:
+) -> Any:
     """Run ``workload`` at every worker count on every backend, ``repeats`` times each.
 
     Args:
@@ -99,10 +100,13 @@ def sweep(
             most ``precision`` times the mean (0.05: 5 %), or ``max_repeats`` runs; the
             ``precise`` column says which points got there, ``repeats_taken`` how soon.
         max_repeats: the most runs per point with ``precision``.
+        load: offered loads (jobs/s) for an open-loop sweep instead: latency against
+            load at one worker count on one backend (see :func:`qlab.sweep_load`).
 
     Returns:
-        A :class:`Sweep`. After Ctrl-C (or SIGTERM), the points measured so far, with
-        ``meta["interrupted"]`` set; the interrupted run itself is left out.
+        A :class:`Sweep` (with ``load``: a :class:`qlab.load.LoadSweep`). After Ctrl-C
+        (or SIGTERM), the points measured so far, with ``meta["interrupted"]`` set; the
+        interrupted run itself is left out.
 
     Raises:
         ValueError / TypeError: bad input, naming the parameter, before any run.
@@ -112,6 +116,19 @@ def sweep(
         ...                 jobs=200, repeats=2)  # doctest: +SKIP
     """
     ws = _check_workers(workers)
+    if load is not None:  # open loop: latency against offered load
+        from qlab.load import sweep_load
+
+        if len(ws) != 1 or not isinstance(backend, str):
+            raise ValueError(
+                "with load=, workers must be one int and backend one name, "
+                f"got workers={workers!r}, backend={backend!r}"
+            )
+        return sweep_load(
+            default_workload() if workload is None else workload, load=load, workers=ws[0],
+            backend=backend, jobs=jobs, repeats=repeats or 1, seed=seed, retry=retry,
+            hooks=hooks, **run_options,
+        )  # fmt: skip
     backends = _check_backends(backend)
     confidence = check_confidence(confidence)
     if precision is not None and (

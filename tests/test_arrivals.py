@@ -149,3 +149,10 @@ def test_sweep_load_checks_its_input(kwargs, error, match) -> None:
     with pytest.raises(error, match=match):
         sweep_load(ran.append, **kwargs)
     assert ran == []
+
+
+def test_sweep_with_load_is_an_open_loop_sweep():
+    ls = qlab.sweep(qlab.workloads.noop(), workers=2, load=[200, 400], jobs=40)
+    assert sorted(ls.df["load"].unique().tolist()) == [200, 400]
+    with pytest.raises(ValueError, match="workers must be one int"):
+        qlab.sweep(load=[100], workers=[1, 2])
