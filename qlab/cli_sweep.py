@@ -15,6 +15,17 @@ from qlab.cli_args import _out_file, _positive, _workload
 __all__ = ["add_sweep"]
 
 
+def _fraction(text: str) -> float:
+    """A number strictly between 0 and 1 (a confidence level)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
 def _worker_list(text: str) -> list[int]:
     """``1-16``, ``1,2,4,8`` or a mix (``1,2,4-8``)."""
     from qlab.sweeps import _check_workers
@@ -65,7 +76,22 @@ def add_sweep(sub: Any) -> None:
         help="NAME or NAME:key=value,... (default: 1 ms sleeps, 5%% failing)",
     )
     s.add_argument("--jobs", type=_positive(int, 1), help=f"jobs per run ({DEFAULT_JOBS})")
-    s.add_argument("--repeats", type=_positive(int, 1), default=3, help="runs per point (3)")
+    s.add_argument(
+        "--repeats",
+        type=_positive(int, 1),
+        default=None,
+        help="runs per point (3; 2 with --precision)",
+    )
+    s.add_argument(
+        "--precision",
+        type=_positive(float, 1e-9),
+        default=None,
+        help="repeat a point until its throughput interval is within this share of the mean",
+    )
+    s.add_argument("--max-repeats", type=_positive(int, 2), default=10, help="with --precision")
+    s.add_argument(
+        "--confidence", type=_fraction, default=0.95, help="level of every interval (0.95)"
+    )
     s.add_argument("--seed", type=int, default=0)
     s.add_argument(
         "--out", type=_out_file(".parquet", ".csv"), help="save the sweep (.parquet, or .csv)"
@@ -90,7 +116,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     a = args
     if a.progress:
         logging.getLogger("qlab.sweeps").setLevel(logging.INFO)
-    sw = sweep(a.workload, a.workers, a.backend, a.jobs, a.repeats, a.seed, progress=a.progress)
+    sw = sweep(
+        a.workload, a.workers, a.backend, a.jobs, a.repeats, a.seed, progress=a.progress,
+        confidence=a.confidence, precision=a.precision, max_repeats=a.max_repeats,
+    )  # fmt: skip
     table = sw.df.groupby(["backend", "workers"])[["throughput", "speedup", "efficiency"]].mean()
     fits, notes = None, []
     with warnings.catch_warnings():  # a few worker levels: said once, as a note
