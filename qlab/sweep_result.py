@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["COLUMNS", "Sweep", "load_sweep"]
 
-#: The columns of ``Sweep.df``, in order (the contract in DESIGN.md).
+#: The columns of ``Sweep.df``, in order (the contract in docs/design.md).
 COLUMNS = (
     "backend", "workers", "repeat", "jobs", "ok", "failed", "cancelled", "retries", "wall_s",
     "throughput", "speedup", "efficiency", "latency_p50_s", "latency_p95_s", "latency_p99_s",
