@@ -77,6 +77,7 @@ def sweep(
     precision: float | None = None,
     max_repeats: int = 10,
     load: Iterable[float] | None = None,
+    stop: Any = None,
     **run_options: Any,
 ) -> Any:
     """Run ``workload`` at every worker count on every backend, ``repeats`` times each.
@@ -102,6 +103,8 @@ def sweep(
         max_repeats: the most runs per point with ``precision``.
         load: offered loads (jobs/s) for an open-loop sweep instead: latency against
             load at one worker count on one backend (see :func:`qlab.sweep_load`).
+        stop: a ``threading.Event``: when set (from another thread), the running run
+            stops as ``qlab.run(stop=)`` does and the sweep ends, as after Ctrl-C.
 
     Returns:
         A :class:`Sweep` (with ``load``: a :class:`qlab.load.LoadSweep`). After Ctrl-C
@@ -183,14 +186,16 @@ def sweep(
                 if warmup:
                     at = f"warm-up of {b}"
                     n = min(jobs, 10 * ws[-1])
-                    _checked(engine.run(workload, range(n), ws[-1], backend=b, **options))
+                    _checked(engine.run(workload, range(n), ws[-1], backend=b, stop=stop,
+                                        **options))  # fmt: skip
                 for w in ws:
                     for i in range(most):
                         at = here = f"{b} workers={w} repeat={i}"
                         meter = LoadMeter()
                         run = engine.run(
-                            workload, range(jobs), w, backend=b, hooks=hooks, **options
-                        )
+                            workload, range(jobs), w, backend=b, hooks=hooks, stop=stop,
+                            **options,
+                        )  # fmt: skip
                         point.append(_row(_checked(run), b, w, i) | meter.stop())
                         latencies.append(run.jobs["latency_s"].to_numpy())
                         at = f"the pause after {here}"

@@ -449,3 +449,20 @@ def test_reference_sweeps_load_with_or_without_intervals():
         assert (pts["throughput_ci_low"] <= pts["throughput"]).all()
         assert (pts["throughput"] <= pts["throughput_ci_high"]).all()
         assert (pts["repeats_taken"] == sw.meta["repeats"]).all()
+
+
+def test_a_stop_event_ends_a_sweep_and_keeps_the_points_before_it():
+    stop = threading.Event()
+
+    class StopAfterTwoRuns(qlab.Hook):
+        runs = 0
+
+        def on_end(self, run):
+            StopAfterTwoRuns.runs += 1
+            if StopAfterTwoRuns.runs == 2:
+                stop.set()
+
+    sw = qlab.sweep(qlab.workloads.noop(), workers=[1, 2, 3], jobs=20, repeats=1,
+                    warmup=False, hooks=[StopAfterTwoRuns()], stop=stop)  # fmt: skip
+    assert sw.df["workers"].tolist() == [1, 2]  # the run after the stop is left out
+    assert sw.meta["interrupted"].startswith("stopped")

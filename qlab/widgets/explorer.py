@@ -239,6 +239,7 @@ class Explorer(ipw.VBox):
             seed=seed,
             progress=False,
             hooks=[self.sweep_live, *self.hooks],
+            stop=self._stop,  # the Stop button ends a sweep too
             **params,
         )
         self.last_sweep = sweep
