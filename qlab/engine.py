@@ -50,8 +50,6 @@ log = logging.getLogger("qlab")
 BACKENDS = backends.BACKENDS
 DEFAULT_QUEUE_SIZE = 10_000
 _POLL_S = 0.05  # how often a waiting caller looks for a noted Ctrl-C / SIGTERM / stop
-# kept importable for older code
-_check_int, _describe = check_int, describe
 
 
 class Pool:
@@ -344,12 +342,3 @@ class Pool:
     @property
     def workers(self) -> int:
         return self._workers
-
-
-def __getattr__(name: str) -> Any:
-    """``qlab.engine.run`` is :func:`qlab.runner.run` (kept for older imports)."""
-    if name == "run":
-        from qlab.runner import run
-
-        return run
-    raise AttributeError(f"module 'qlab.engine' has no attribute {name!r}")

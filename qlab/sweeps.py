@@ -27,8 +27,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from qlab import engine, workloads
-from qlab.engine import BACKENDS, _check_int, _describe
+from qlab import runner, workloads
+from qlab.backends import BACKENDS
+from qlab.checks import check_int as _check_int
+from qlab.checks import describe as _describe
 from qlab.hooks import Hook
 from qlab.machine import BUSY_CPUS, LoadMeter
 from qlab.retry import Retry
@@ -186,13 +188,13 @@ def sweep(
                 if warmup:
                     at = f"warm-up of {b}"
                     n = min(jobs, 10 * ws[-1])
-                    _checked(engine.run(workload, range(n), ws[-1], backend=b, stop=stop,
+                    _checked(runner.run(workload, range(n), ws[-1], backend=b, stop=stop,
                                         **options))  # fmt: skip
                 for w in ws:
                     for i in range(most):
                         at = here = f"{b} workers={w} repeat={i}"
                         meter = LoadMeter()
-                        run = engine.run(
+                        run = runner.run(
                             workload, range(jobs), w, backend=b, hooks=hooks, stop=stop,
                             **options,
                         )  # fmt: skip

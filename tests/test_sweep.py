@@ -240,7 +240,7 @@ def test_ctrl_c_during_a_run_keeps_the_partial_sweep():
 
 
 def test_ctrl_c_between_runs_keeps_the_partial_sweep(monkeypatch):
-    real, calls = qlab.engine.run, []
+    real, calls = qlab.runner.run, []
 
     def run(*args, **kwargs):
         calls.append(args[2])
@@ -248,7 +248,7 @@ def test_ctrl_c_between_runs_keeps_the_partial_sweep(monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(qlab.engine, "run", run)
+    monkeypatch.setattr(qlab.runner, "run", run)
     sw = sweep(workloads.noop(), workers=[1, 2], jobs=10, repeats=2, backend="process")
     assert calls == [2, 1, 1, 2]  # warm-up, then the points
     assert sw.df["workers"].tolist() == [1, 1]

@@ -202,7 +202,7 @@ class Explorer(ipw.VBox):
             self.stop_button.disabled = True
 
     def _run_task(self, handler: Any, retry: Any, seed: int, workers: int, backend: str, jobs: int):
-        from qlab.engine import run as run_jobs
+        from qlab.runner import run as run_jobs
 
         self.output.outputs = ()
         self.live.expect(jobs)
