@@ -15,16 +15,25 @@ attempt away (a thread that timed out).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from qlab.batches import Batch
 from qlab.clock import REAL_CLOCK, Clock
-from qlab.codes import CRASHED
+from qlab.codes import CRASHED, FAILED
 from qlab.context import WorkerState
 
-__all__ = ["Backend", "BatchResult", "Failure", "JobSpec", "Slot", "crash_row"]
+__all__ = [
+    "Backend",
+    "BatchResult",
+    "Failure",
+    "JobSpec",
+    "Slot",
+    "crash_row",
+    "unpicklable_rows",
+]
 
 Item = tuple  # (job_id, attempt, payload)
 
@@ -155,6 +164,29 @@ def crash_row(
         res.results.append(None)
     etype = error_type or type(exc).__name__
     res.failures.append(Failure(n, code, etype, str(exc), False, exc))
+
+
+def unpicklable_rows(
+    batch: Batch, exc: Exception, backend: str, want_results: bool, dumps: Callable[[Any], Any]
+) -> BatchResult:
+    """The rows of a batch that could not be sent to a worker: each job whose payload
+    ``dumps`` cannot pickle fails for good (one ``failed`` attempt, naming ``backend``);
+    the other jobs go back to the queue uncharged (``rest``)."""
+    bad, good = [], []
+    for item in batch:
+        try:
+            dumps(item)
+            good.append(item)
+        except Exception:
+            bad.append(item)
+    now = time.perf_counter()
+    res = BatchResult(results=[] if want_results else None)
+    res.items, res.rest = Batch.of(bad), Batch.of(good)
+    for item in bad:
+        msg = f"payload of job {item[0]} cannot be pickled for the {backend} backend: {exc}"
+        crash_row(res, TypeError(msg), now, now, FAILED)
+        res.failures[-1].permanent = True
+    return res
 
 
 @runtime_checkable

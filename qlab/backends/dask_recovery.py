@@ -15,10 +15,10 @@ import contextlib
 import time
 from typing import TYPE_CHECKING
 
-from qlab.backends.base import BatchResult, Slot, crash_row
+from qlab.backends.base import BatchResult, Slot, crash_row, unpicklable_rows
 from qlab.backends.worker import dumps
 from qlab.batches import EMPTY, Batch
-from qlab.codes import CANCELLED, CRASHED, FAILED, TIMEOUT
+from qlab.codes import CANCELLED, CRASHED, TIMEOUT
 
 if TYPE_CHECKING:
     from qlab.backends.dask import DaskBackend
@@ -128,21 +128,7 @@ def task_failed(
 
 def unpicklable(self: DaskBackend, batch: Batch, exc: Exception) -> BatchResult:
     """Fail (for good) the jobs whose payload cannot be pickled; rerun the others."""
-    bad, good = [], []
-    for item in batch:
-        try:
-            dumps(item)
-            good.append(item)
-        except Exception:
-            bad.append(item)
-    now = time.perf_counter()
-    res = BatchResult(results=[] if self.spec.want_results else None)
-    res.items, res.rest = Batch.of(bad), Batch.of(good)
-    for item in bad:
-        msg = f"payload of job {item[0]} cannot be pickled for the dask backend: {exc}"
-        crash_row(res, TypeError(msg), now, now, FAILED)
-        res.failures[-1].permanent = True
-    return res
+    return unpicklable_rows(batch, exc, "dask", self.spec.want_results, dumps)
 
 
 # -- timeouts and stops ------------------------------------------------------------

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from qlab.backends import forkserver
-from qlab.backends.base import BatchResult, JobSpec, Slot, crash_row
+from qlab.backends.base import BatchResult, JobSpec, Slot, crash_row, unpicklable_rows
 from qlab.backends.procs import (
     Proc,
     RemoteTraceback,
@@ -44,7 +44,7 @@ from qlab.backends.procs import (
 )
 from qlab.batches import EMPTY, Batch
 from qlab.clock import RealClock
-from qlab.codes import CANCELLED, CRASHED, FAILED, TIMEOUT
+from qlab.codes import CANCELLED, CRASHED, TIMEOUT
 from qlab.context import Cancelled
 
 __all__ = ["ProcessBackend", "RemoteTraceback", "WorkerCrashed", "check_picklable", "warm_workers"]
@@ -143,7 +143,7 @@ class ProcessBackend:
             try:
                 data = dumps(("batch", batch))
             except Exception as exc:
-                return self._unpicklable(batch, BatchResult(), exc)
+                return unpicklable_rows(batch, exc, "process", self.spec.want_results, dumps)
             with contextlib.suppress(OSError):  # a dead worker: recv_bytes says so
                 proc.conn.send_bytes(data)
         ahead = self._send_ahead(slot, proc)
@@ -174,25 +174,6 @@ class ProcessBackend:
             proc.conn.send_bytes(data)
             self._sent[slot.worker] = following
         return following
-
-    def _unpicklable(self, batch: Batch, res: BatchResult, exc: Exception) -> BatchResult:
-        """Fail (for good) the jobs whose payload cannot be pickled; rerun the others."""
-        bad, good = [], []
-        for item in batch:
-            try:
-                dumps(item)
-                good.append(item)
-            except Exception:
-                bad.append(item)
-        now = time.perf_counter()
-        res.items, res.rest = Batch.of(bad), Batch.of(good)
-        if self.spec.want_results:
-            res.results = []
-        for item in bad:
-            msg = f"payload of job {item[0]} cannot be pickled for the process backend: {exc}"
-            crash_row(res, TypeError(msg), now, now, FAILED)
-            res.failures[-1].permanent = True
-        return res
 
     def _lost(self, slot: Slot, proc: Proc, batch: Batch) -> BatchResult:
         """The worker died: charge the running job an attempt, rerun the rest."""
