@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -191,21 +191,27 @@ class Pool:
         Raises:
             RuntimeError: after shutdown.
         """
+        return self.submit_many([payload])[0]
+
+    def submit_many(self, payloads: Sequence[Any]) -> list[Future]:
+        """Queue several jobs in one go (one queue operation), a Future each; blocks
+        while they do not fit in ``queue_size`` (a batch larger than the whole queue
+        waits for it to be empty). See :meth:`submit`."""
         if self._futures is None:
             raise RuntimeError("submit() is not available on this pool")
-        fut: Future = Future()
+        new = [Future() for _ in payloads]
         futures = self._futures
 
-        def file(ids: range) -> None:
-            futures[ids[0]] = fut
+        def file(ids: range) -> None:  # under the queue's lock: before any job can finish
+            futures.update(zip(ids, new, strict=True))
 
-        while self._queue.put([payload], self._clock.now(), on_ids=file, timeout=_POLL_S) is None:
+        while self._queue.put(payloads, self._clock.now(), on_ids=file, timeout=_POLL_S) is None:
             self._idle_turn()
-        while self._inline and not fut.done():  # inline: the job runs now, retries too
+        while self._inline and not all(f.done() for f in new):  # inline: they run now
             self._drivers.drive()
             self._queue.wait_ready(_POLL_S)
             self._interrupts.check()
-        return fut
+        return new
 
     def map(self, payloads: Iterable[Any]) -> Iterator[Any]:
         """Results of ``handler`` over ``payloads``, in order, with bounded memory.

@@ -45,7 +45,7 @@ from typing import Any
 
 from qlab.checks import is_async
 from qlab.dispatch import FnCache, adispatch, dispatch, fn_name
-from qlab.engine import _POLL_S, Pool
+from qlab.engine import Pool
 
 __all__ = ["Executor"]
 
@@ -139,9 +139,7 @@ class Executor(cf.Executor):
             n = len(self._codes)
             self._codes.extend(array("i", [code]) * len(calls))  # so a trace finds them
             try:
-                if len(calls) == 1 or pool._inline:
-                    return [pool.submit((ref, a, k)) for a, k in calls]
-                return _put_many(pool, [(ref, a, k) for a, k in calls])
+                return pool.submit_many([(ref, a, k) for a, k in calls])
             except BaseException:
                 del self._codes[n:]
                 raise
@@ -267,19 +265,3 @@ def _release(pool: Pool, cancel: bool = False) -> threading.Thread | None:
     joiner = threading.Thread(target=pool.shutdown, name="qlab-executor-shutdown")
     joiner.start()
     return joiner
-
-
-def _put_many(pool: Pool, payloads: list) -> list[cf.Future]:
-    """Queue ``payloads`` on ``pool`` in one put, each with its Future (what
-    ``Pool.submit`` does for one; a ``Pool.submit_many`` would make this public)."""
-    futures = [cf.Future() for _ in payloads]
-    table = pool._futures
-    assert table is not None
-
-    def file(ids: range) -> None:  # under the queue's lock: before any of them can finish
-        table.update(zip(ids, futures, strict=True))
-
-    q = pool._queue
-    while q.put(payloads, pool._clock.now(), on_ids=file, timeout=_POLL_S) is None:
-        pool._idle_turn()
-    return futures
