@@ -18,6 +18,7 @@ attempt is cancelled: a handler that waits this way stops promptly on Ctrl-C.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,17 @@ __all__ = ["CancelToken", "Cancelled", "JobContext", "cancellable_sleep", "curre
 _SHORT_WAIT_S = 0.005  # a shorter wait without a deadline is a plain sleep
 
 _local = threading.local()
+# the state of the job that the running asyncio task is on (the asyncio backend runs
+# many jobs in one thread); when set, it takes precedence over the thread's own
+TASK_STATE: contextvars.ContextVar[WorkerState | None] = contextvars.ContextVar(
+    "qlab_task_state", default=None
+)
+
+
+def _state() -> WorkerState | None:
+    """The worker state that ``current()`` answers for: the running task's, if any,
+    else the calling thread's."""
+    return TASK_STATE.get() or getattr(_local, "state", None)
 
 
 class Cancelled(Exception):
@@ -187,7 +199,7 @@ def current() -> JobContext:
 
 def current_or_none() -> JobContext | None:
     """Like :func:`current`, but None outside a handler (for handlers that run anywhere)."""
-    state: WorkerState | None = getattr(_local, "state", None)
+    state = _state()
     cur = None if state is None else state.running()
     if cur is None:
         return None
@@ -212,7 +224,7 @@ def cancellable_sleep(seconds: float) -> None:
         >>> qlab.run(lambda x: cancellable_sleep(0.001), range(3)).summary()["ok"]
         3
     """
-    state: WorkerState | None = getattr(_local, "state", None)
+    state = _state()
     if state is not None and state.timeout is None and seconds <= _SHORT_WAIT_S:
         if state.cancel_event.is_set() and state.running() is not None:
             raise Cancelled("cancelled before sleeping")

@@ -40,20 +40,17 @@ from collections.abc import Callable
 from typing import Any
 
 from qlab.backends.asyncio_parts import (
-    TASK_STATE,
     Lane,
     Limiter,
-    bind,
     columns,
     failure,
     new_loop,
-    unbind,
     wait_turn,
 )
 from qlab.backends.base import BatchResult, JobSpec, Slot
 from qlab.batches import Batch
 from qlab.checks import is_async
-from qlab.context import WorkerState
+from qlab.context import TASK_STATE, WorkerState
 
 __all__ = ["AsyncioBackend", "is_async"]
 
@@ -116,7 +113,6 @@ class AsyncioBackend:
             self.batch_target_s = 0.02 * self._per_lane
         if self._given is not None:
             self.loop, kind = self._given, "given"
-            self.loop.call_soon_threadsafe(bind)
         else:
             self.loop, kind = new_loop()
             ready = threading.Event()
@@ -134,7 +130,6 @@ class AsyncioBackend:
         loop = self.loop
         assert loop is not None
         asyncio.set_event_loop(loop)
-        bind()
         loop.call_soon(ready.set)
         try:
             loop.run_forever()
@@ -284,7 +279,6 @@ class AsyncioBackend:
             loop.call_soon_threadsafe(lambda: [t.cancel() for t in list(self._tasks)])
             return
         if self._thread is None:  # the caller's loop: leave it running
-            loop.call_soon_threadsafe(unbind)
             return
         loop.call_soon_threadsafe(loop.stop)
         self._thread.join(5.0)

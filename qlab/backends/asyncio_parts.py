@@ -1,7 +1,6 @@
-"""The asyncio backend's parts: the event loop, the per-task view behind
-``qlab.current()``, a lane's batches in flight, the wait for a rate-limit token, and a
+"""The asyncio backend's parts: the event loop, a lane's batches in flight, the wait for a rate-limit token, and a
 flight's rows in columns (see :mod:`qlab.backends.asyncio`). Which handlers are async:
-:func:`qlab.checks.is_async`.
+:func:`qlab.checks.is_async`; each task's ``qlab.current()``: ``qlab.context.TASK_STATE``.
 
 Example:
     >>> loop, kind = new_loop()
@@ -13,46 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextvars
 import math
 import queue
 from typing import Any
 
-from qlab import context
 from qlab.backends.base import BatchResult, Failure
 from qlab.batches import Batch
 from qlab.codes import CANCELLED, CRASHED, RETRY, TIMEOUT
 from qlab.context import Cancelled, WorkerState
 
 __all__ = [
-    "TASK_STATE",
     "Lane",
     "Limiter",
-    "bind",
     "columns",
     "failure",
     "new_loop",
-    "unbind",
     "wait_turn",
 ]
 
 _SLICE_S = 0.02  # a task waiting for its token looks at the pool's stop flag this often
-
-# the WorkerState of the job that the running task is on
-TASK_STATE: contextvars.ContextVar[WorkerState | None] = contextvars.ContextVar(
-    "qlab_task_state", default=None
-)
-
-
-class _TaskStates:
-    """Bound as the loop thread's worker state (``qlab.current()`` reads one per
-    thread): it answers with the running task's own state."""
-
-    def __getattr__(self, name: str) -> Any:
-        state = TASK_STATE.get()
-        if state is None:
-            return (lambda: None) if name == "running" else None
-        return getattr(state, name)
 
 
 def new_loop() -> tuple[asyncio.AbstractEventLoop, str]:
@@ -203,12 +181,3 @@ def columns(batch: Batch, rows: list, res: BatchResult, want_results: bool) -> B
             res.results.append(value)
     res.items, res.rest = Batch.of(ran), Batch.of(rest)
     return res
-
-
-def bind() -> None:
-    """Make ``qlab.current()`` in the loop's thread answer for the running task."""
-    context._local.state = _TaskStates()
-
-
-def unbind() -> None:
-    context._local.state = None
