@@ -1,6 +1,7 @@
-"""The asyncio backend's parts: the event loop, a lane's batches in flight, the wait for a rate-limit token, and a
-flight's rows in columns (see :mod:`qlab.backends.asyncio`). Which handlers are async:
-:func:`qlab.checks.is_async`; each task's ``qlab.current()``: ``qlab.context.TASK_STATE``.
+"""The asyncio backend's parts: the event loop, a lane's batches in flight, the wait
+for a rate-limit token, and a flight's rows in columns (see :mod:`qlab.backends.asyncio`).
+Which handlers are async: :func:`qlab.checks.is_async`; each task's ``qlab.current()``:
+``qlab.context.TASK_STATE``.
 
 Example:
     >>> loop, kind = new_loop()
