@@ -22,7 +22,6 @@ __all__ = [
     "check_seconds",
     "describe",
     "is_async",
-    "progress_hook",
 ]
 
 
@@ -60,18 +59,6 @@ def describe(handler: Any) -> str:
         return f"{getattr(handler, '__module__', '?')}.{handler.__qualname__}"
     text = repr(handler)
     return text if len(text) <= 200 else text[:197] + "..."
-
-
-def progress_hook() -> Any:
-    """``progress=True``: a tqdm bar (a widget in Jupyter), else a log line."""
-    try:
-        from qlab.progress import TqdmProgress
-
-        return TqdmProgress()
-    except ImportError:
-        from qlab.hooks import LogProgress
-
-        return LogProgress()
 
 
 def check_retry(retry: Any) -> Retry:

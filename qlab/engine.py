@@ -31,11 +31,10 @@ from qlab.checks import (
     check_seconds,
     describe,
     is_async,
-    progress_hook,
 )
 from qlab.clock import REAL_CLOCK
 from qlab.drivers import Drivers
-from qlab.hooks import HookSet
+from qlab.hooks import HookSet, progress_hook
 from qlab.jobqueue import Phase
 from qlab.ratelimit import Limiter, check_rate_limit
 from qlab.retry import Retry

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Hook", "HookSet", "LogProgress"]
+__all__ = ["Hook", "HookSet", "LogProgress", "progress_hook"]
 
 log = logging.getLogger("qlab")
 
@@ -112,3 +112,17 @@ class HookSet:
         with self._lock:
             if hook in self._hooks:
                 self._hooks.remove(hook)
+
+
+def progress_hook() -> Hook:
+    """``progress=True``: a tqdm bar (a widget in Jupyter), else a log line.
+
+    Example:
+        >>> isinstance(progress_hook(), Hook)
+        True
+    """
+    try:
+        from qlab.progress import TqdmProgress
+    except ImportError:
+        return LogProgress()
+    return TqdmProgress()
