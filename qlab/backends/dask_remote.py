@@ -28,7 +28,7 @@ from typing import Any
 
 from qlab.backends.base import BatchResult
 from qlab.backends.loop import execute
-from qlab.backends.worker import pack
+from qlab.backends.worker import Flag, pack
 from qlab.context import WorkerState
 
 __all__ = [
@@ -120,18 +120,13 @@ class ProgressFile:
         self.view[1] = self.view[2] = self.view[3] = self.view[4] = 0.0
         self.view[0] = -1.0
 
-    # the cancel flag, with the threading.Event methods a CancelToken uses
+    # the cancel flag (slot 2, as in a process worker's mmap), with the threading.Event
+    # methods a CancelToken uses
     def is_set(self) -> bool:
-        return self.view[2] != 0.0
+        return Flag(self.view).is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        end = None if timeout is None else time.perf_counter() + timeout
-        while not self.is_set():
-            left = None if end is None else end - time.perf_counter()
-            if left is not None and left <= 0:
-                return False
-            time.sleep(0.002 if left is None else min(left, 0.002))
-        return True
+        return Flag(self.view).wait(timeout)
 
     def unlink(self) -> None:
         with contextlib.suppress(OSError):
