@@ -66,7 +66,9 @@ class Drivers:
             self._opened = spec.handler
         pool._meta.update(self.backend.start(spec, pool._workers, self.take_ahead))
         self.started = True
-        for w in range(pool._workers):
+        drivers = getattr(self.backend, "drivers", None)  # lanes behind few drivers
+        n = pool._workers if drivers is None else min(pool._workers, drivers(pool._workers))
+        for w in range(max(n, 1)):
             rec = Recorder(w, pool._keep_results)
             pool._trace.recorders.append(rec)
             self.start_slot(w, rec)
@@ -188,7 +190,7 @@ class Drivers:
         per = int(self.backend.batch_target_s / slot.ema) if slot.ema > 0 else 1
         if limiter is not None:  # a batch holds no tokens far into the future
             per = min(per, limiter.limit.batch_cap)
-        workers = self.pool._workers
+        workers = len(self.slots)  # the drivers that share what is ready
         return lambda ready: max(1, min(per, 4096, -(-ready // workers)))
 
     # -- settling ----------------------------------------------------------------------

@@ -3,6 +3,8 @@
 The recorders' columns are joined once (:class:`_Columns`), with the permutation
 that puts rows in (job, attempt) order; both frames are built from those arrays
 without a Python object per row (error messages become an Arrow string array).
+The ``host`` column is derived here, from the worker -> host map the backend put in
+the run's meta (:func:`qlab.hosts.host_codes`), not recorded per attempt.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from qlab.codes import JOB_STATUSES, OK, OUTCOMES, ST_CANCELLED, ST_FAILED
+from qlab.hosts import host_codes
 from qlab.trace import _DTYPES
 
 if TYPE_CHECKING:
@@ -25,18 +28,23 @@ def columns(trace: Trace) -> _Columns:
     return _Columns(trace)
 
 
-def attempts_frame(trace: Trace, cols: _Columns | None = None) -> pd.DataFrame:
-    """One row per attempt, sorted by (job_id, attempt); see docs/design.md."""
+def attempts_frame(
+    trace: Trace, cols: _Columns | None = None, meta: dict[str, Any] | None = None
+) -> pd.DataFrame:
+    """One row per attempt, sorted by (job_id, attempt); see docs/design.md. ``meta``
+    (the run's) says which host each worker was on; without it, this machine."""
     import pandas as pd
 
     c = cols if cols is not None else _Columns(trace)
     o = c.order
     srt = c.sorted(trace.origin)
+    host, hosts = c.hosts(meta or {}, trace.origin)
     return pd.DataFrame(
         {
             "job_id": srt["job_id"],
             "attempt": c.attempt[o].astype("int16"),
             "worker": srt["worker"],
+            "host": pd.Categorical.from_codes(host, hosts),
             "start_s": srt["start"],
             "end_s": srt["end"],
             "duration_s": srt["duration"],
@@ -51,7 +59,9 @@ def attempts_frame(trace: Trace, cols: _Columns | None = None) -> pd.DataFrame:
     )
 
 
-def jobs_frame(trace: Trace, cols: _Columns | None = None) -> pd.DataFrame:
+def jobs_frame(
+    trace: Trace, cols: _Columns | None = None, meta: dict[str, Any] | None = None
+) -> pd.DataFrame:
     """One row per job; see docs/design.md. Jobs that never started have NaN times.
 
     Built from the attempts in (job, attempt) order (``_Columns.sorted``): a job's
@@ -97,6 +107,8 @@ def jobs_frame(trace: Trace, cols: _Columns | None = None) -> pd.DataFrame:
     end = per_job(srt["end"], la, np.nan)
     end[code == 2] = np.nan
     worker = per_job(srt["worker"], la, 0)
+    host_codes, hosts = c.hosts(meta or {}, trace.origin)
+    host = per_job(host_codes, la, -1)  # the host of the last attempt
     # a failed job's error is its last attempt's error
     err_pos = c.rank[c.err_rows]  # sorted positions of the rows with an error
     last_of_failed = np.full(n, -1, np.int64)
@@ -116,6 +128,7 @@ def jobs_frame(trace: Trace, cols: _Columns | None = None) -> pd.DataFrame:
             "service_s": service,
             "latency_s": end - submitted,
             "worker": pd.arrays.IntegerArray(worker, ~has),
+            "host": pd.Categorical.from_codes(host, hosts),
             "error_type": c.error_types(job_of_err, n, keep),
             "error": c.errors(job_of_err, n, keep),
         },
@@ -128,6 +141,15 @@ def jobs_frame(trace: Trace, cols: _Columns | None = None) -> pd.DataFrame:
             result[ok] = c.results[c.order[la[ok[has]]]]
         df["result"] = result
     return df
+
+
+def _worker(rec: Any) -> Any:
+    """A recorder's ``worker`` column: its rows' lanes, or its own worker number."""
+    import numpy as np
+
+    if rec.lanes is not None:
+        return np.frombuffer(rec.lanes, np.int32)
+    return np.full(len(rec), rec.worker, np.int16)
 
 
 def _covers(dest: Any, m: int) -> bool:
@@ -148,6 +170,7 @@ class _Columns:
         import numpy as np
 
         self._sorted: dict[str, Any] | None = None
+        self._hosts: tuple[Any, list] | None = None
         recs = [r for r in trace.recorders if len(r)]
         cat = np.concatenate
 
@@ -160,9 +183,9 @@ class _Columns:
         self.job_id, self.attempt = joined("job_id"), joined("attempt")
         self.t0, self.t1, self.cpu = joined("t0"), joined("t1"), joined("cpu")
         self.out = joined("out").astype(np.int8)
-        self.worker = (
-            cat([np.full(len(r), r.worker, np.int16) for r in recs]) if recs else np.zeros(0)
-        ).astype(np.int16)
+        worker = cat([_worker(r) for r in recs]) if recs else np.zeros(0, np.int16)
+        # lanes of an asyncio backend may number more than an int16 holds
+        self.worker = worker.astype(np.int16 if worker.max(initial=0) < 2**15 else np.int32)
         m = len(self.job_id)
         n_jobs = len(trace.submitted)
         # sparse columns: rows with an error, with a backoff delay
@@ -222,6 +245,13 @@ class _Columns:
                 "duration": end - start,
             }
         return self._sorted
+
+    def hosts(self, meta: dict[str, Any], origin: float) -> tuple[Any, list]:
+        """Each sorted row's host code and the host names (made once)."""
+        if self._hosts is None:
+            srt = self.sorted(origin)
+            self._hosts = host_codes(meta, srt["worker"], srt["start"], origin)
+        return self._hosts
 
     def release(self) -> None:
         """Drop the columns in recorder order that only the attempts frame needs."""

@@ -71,6 +71,7 @@ class Recorder:
         "cpu",
         "errors",
         "job_id",
+        "lanes",
         "out",
         "results",
         "t0",
@@ -91,6 +92,9 @@ class Recorder:
         self.backoff: dict[int, float] = {}
         self.throttle: dict[int, float] = {}  # row -> seconds waited for a rate-limit token
         self.results: list[Any] | None = [] if keep_results else None
+        # each row's worker, when a backend runs many workers as lanes behind this
+        # recorder's driver (``BatchResult.lanes``); None: every row is ``worker``'s
+        self.lanes: array | None = None
 
     def __len__(self) -> int:
         return len(self.out)
@@ -138,6 +142,15 @@ class Recorder:
                     self.throttle[base + row] = waited
         if self.results is not None:
             self.results.extend(results if results is not None else [None] * n)
+        if res.lanes is not None or self.lanes is not None:
+            self._add_lanes(res.lanes, base, n)
+
+    def _add_lanes(self, lanes: list[int] | None, base: int, n: int) -> None:
+        """Note each row's lane (rows without one are the driver's own)."""
+        if self.lanes is None:
+            self.lanes = array("i", [self.worker]) * base
+        part = [] if lanes is None else list(lanes[:n])
+        self.lanes.fromlist(part + [self.worker] * (n - len(part)))
 
     def frozen(self) -> Recorder:
         """A copy that later appends do not change (for snapshots)."""
@@ -149,6 +162,7 @@ class Recorder:
         rec.errors, rec.backoff = dict(self.errors), dict(self.backoff)
         rec.throttle = dict(self.throttle)
         rec.results = None if self.results is None else self.results[:n]
+        rec.lanes = None if self.lanes is None else self.lanes[:n]
         return rec
 
     def column(self, name: str) -> np.ndarray:

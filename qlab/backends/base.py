@@ -112,6 +112,9 @@ class BatchResult:
     ahead: Batch | None = None
     # seconds each row waited for its rate-limit token (a paced batch), else None
     throttle: list[float] | None = None
+    # each row's worker (its lane), from a backend that runs several workers behind
+    # one driver (see Backend.drivers); None: every row is the slot's worker's
+    lanes: list[int] | None = None
 
     def __len__(self) -> int:
         if self.start is not None:  # a quick batch: a row is done when its end is noted
@@ -136,6 +139,7 @@ class BatchResult:
         kept.failures = [f for f in self.failures if f.row < n]
         kept.results = None if self.results is None else self.results[:n]
         kept.throttle = None if self.throttle is None else self.throttle[:n]
+        kept.lanes = None if self.lanes is None else self.lanes[:n]
         return kept
 
 
@@ -199,6 +203,11 @@ class Backend(Protocol):
         can_kill: a timed-out attempt's worker is killed (else abandoned).
         batch_target_s: seconds of work per batch (amortises per-batch costs).
         in_caller: batches run in the caller's thread (no driver threads).
+
+    Optional: ``drivers(workers) -> int``, the number of driver threads (slots) the
+    engine starts for ``workers`` workers (default: one each). A backend that runs
+    many workers as lanes behind few drivers (asyncio: a task per lane) says which
+    lane ran each row in ``BatchResult.lanes``; the trace's ``worker`` is the lane.
     """
 
     name: str
