@@ -68,7 +68,10 @@ class Run:
         self._trace = trace
         self.meta = {**provenance(), **meta, "wall_s": wall_s}
         self.wall_s = wall_s
-        if frames is not None:
+        if frames is not None:  # made elsewhere (a saved run, a queue's history)
+            from qlab.hosts import with_host
+
+            frames = (with_host(frames[0], self.meta), with_host(frames[1], self.meta))
             self.__dict__["jobs"], self.__dict__["attempts"] = frames
 
     @cached_property
@@ -79,9 +82,9 @@ class Run:
 
         cols = frames.columns(trace)
         trace.recorders = []  # joined into cols: free the recorders' arrays early
-        attempts = frames.attempts_frame(trace, cols)
+        attempts = frames.attempts_frame(trace, cols, self.meta)
         cols.release()  # what the jobs frame does not need
-        jobs = frames.jobs_frame(trace, cols)
+        jobs = frames.jobs_frame(trace, cols, self.meta)
         self._trace = None
         return jobs, attempts
 
@@ -89,12 +92,12 @@ class Run:
     def jobs(self) -> pd.DataFrame:
         """One row per job: job_id, status, attempts, submitted_s, first_start_s, end_s,
         queue_wait_s, service_s (time in attempts), latency_s (submit to end), worker
-        (of the last attempt), error_type, error, and result with keep_results=True."""
+        and host (of the last attempt), error_type, error, and result with keep_results=True."""
         return self._frames[0]
 
     @cached_property
     def attempts(self) -> pd.DataFrame:
-        """One row per attempt: job_id, attempt, worker, start_s, end_s, duration_s,
+        """One row per attempt: job_id, attempt, worker, host, start_s, end_s, duration_s,
         cpu_s, outcome, error_type, error, backoff_s (delay before the next attempt),
         throttle_s (time waited for a rate-limit token before the start; 0 if none)."""
         return self._frames[1]
@@ -227,6 +230,7 @@ _CSV_DTYPES: dict[str, dict[str, Any]] = {
     "jobs": {
         "attempts": "int16",
         "worker": "Int16",
+        "host": "category",
         "error_type": "category",
         "error": "string",
         "status": JOB_STATUSES,
@@ -234,6 +238,7 @@ _CSV_DTYPES: dict[str, dict[str, Any]] = {
     "attempts": {
         "attempt": "int16",
         "worker": "int16",
+        "host": "category",
         "error_type": "category",
         "error": "string",
         "outcome": OUTCOMES,
@@ -267,6 +272,9 @@ def load_run(path: str | Path) -> Run:
     fmt = meta.get("format") or ("parquet" if (folder / "jobs.parquet").exists() else "csv")
     jobs = read_frame(folder / f"jobs.{fmt}")
     attempts = read_frame(folder / f"attempts.{fmt}")
+    from qlab.hosts import with_host  # a run saved before the host column: from meta
+
+    jobs, attempts = with_host(jobs, meta), with_host(attempts, meta)
     run = Run(None, {}, meta.get("wall_s", math.nan), frames=(jobs, attempts))
     run.meta = meta
     return run

@@ -18,6 +18,7 @@ ATTEMPT_COLUMNS = [
     "job_id",
     "attempt",
     "worker",
+    "host",
     "start_s",
     "end_s",
     "duration_s",
@@ -39,6 +40,7 @@ JOB_COLUMNS = [
     "service_s",
     "latency_s",
     "worker",
+    "host",
     "error_type",
     "error",
 ]

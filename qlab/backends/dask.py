@@ -309,11 +309,15 @@ class DaskBackend:
 
     def info(self) -> dict[str, Any]:
         """Provenance: each slot's Dask worker addresses (a replaced one has several),
-        hosts, pids, clock offsets applied, and Dask's measured delays."""
+        its workers' hosts and since when (``worker_hosts``, read by
+        :mod:`qlab.hosts`), each host's CPUs, pids, clock offsets applied, and Dask's
+        measured delays."""
         everyone = [i for infos in self.history.values() for i in infos]
         return {
             "dask_workers": {w: [i.address for i in v] for w, v in self.history.items()},
-            "hosts": {w: v[-1].host.split("/")[0] for w, v in self.history.items()},
+            "worker_hosts": {w: [i.entry() for i in v] for w, v in self.history.items()},
+            "hosts": {w: v[-1].hostname for w, v in self.history.items()},
+            "host_cpus": {i.hostname: i.cpus for i in everyone if i.cpus},
             "pids": {w: [i.pid for i in v] for w, v in self.history.items()},
             "clock_offsets": {i.address: i.offset for i in everyone},
             "dask_time_delays": {i.address: i.delay for i in everyone},

@@ -108,16 +108,34 @@ def _scale(cluster: Any, client: Any, workers: int, timeout: float = 120.0) -> N
 
 
 class WorkerInfo:
-    """One Dask worker as the pool sees it."""
+    """One Dask worker as the pool sees it (``since``: the parent's perf_counter when
+    it took its slot, 0.0 for a slot's first worker).
 
-    __slots__ = ("address", "delay", "host", "local", "nanny", "offset", "pid")
+    Example:
+        >>> i = WorkerInfo("tcp://10.0.0.5:4000", ("node5/boot", 12, 0.0, 0.0, 8), None, 0.0, False)
+        >>> i.hostname, i.cpus, i.entry()
+        ('node5', 8, [0.0, 'node5', 'tcp://10.0.0.5:4000'])
+    """
+
+    __slots__ = ("address", "cpus", "delay", "host", "local", "nanny", "offset", "pid", "since")
 
     def __init__(self, address: str, probe: tuple, nanny: str | None, offset: float, local: bool):
         self.address = address
-        self.host, self.pid, _, self.delay = probe
+        self.host, self.pid, _, self.delay = probe[:4]
+        self.cpus = int(probe[4]) if len(probe) > 4 else 0  # 0: not known
         self.nanny = nanny
         self.offset = offset
         self.local = local  # on the parent's machine: its files and pid are reachable
+        self.since = 0.0
+
+    @property
+    def hostname(self) -> str:
+        """The machine's host name (``host`` is the name and its boot id)."""
+        return self.host.split("/")[0]
+
+    def entry(self) -> list:
+        """This worker in ``run.meta["worker_hosts"]``: [since, host name, address]."""
+        return [self.since, self.hostname, self.address]
 
 
 class Cluster:
@@ -220,7 +238,7 @@ class Cluster:
             offset = 0.0
             if self.clocks == "dask" or not local:
                 self._measure_client_delay()
-                _, _, wall_minus_perf, delay = probe
+                _, _, wall_minus_perf, delay = probe[:4]
                 offset = wall_minus_perf + delay - self.client_delay - here
             nanny = known.get(address, {}).get("nanny")
             out[address] = WorkerInfo(address, probe, nanny, offset, local)

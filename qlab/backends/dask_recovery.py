@@ -97,6 +97,7 @@ def replace(self: DaskBackend, w: int) -> bool:
             with self._lock:
                 if self._stopping:
                     return False
+                info.since = time.perf_counter()  # attempts from now on run on it
                 self.info_[w] = info
                 self.history[w].append(info)
                 self.progress[w] = self.progress[w].moved(info)

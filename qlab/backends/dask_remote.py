@@ -169,19 +169,29 @@ def progress_op(path: str, op: str, index: int = 0, value: float = 0.0) -> Any:
     return None
 
 
-def clock_probe() -> tuple[str, int, float, float]:
-    """(host id, pid, wall minus perf_counter, Dask's scheduler delay) of this worker:
-    the worker's ``scheduler_delay`` is Dask's estimate of the scheduler's wall clock
-    minus this worker's."""
+def clock_probe() -> tuple[str, int, float, float, int]:
+    """(host id, pid, wall minus perf_counter, Dask's scheduler delay, CPUs) of this
+    worker: the worker's ``scheduler_delay`` is Dask's estimate of the scheduler's
+    wall clock minus this worker's; CPUs are those its process may run on.
+
+    Example:
+        >>> probe = clock_probe()
+        >>> probe[0] == host_id() and probe[1] == os.getpid() and probe[4] >= 1
+        True
+    """
     delay = 0.0
     with contextlib.suppress(Exception):
         from distributed import get_worker
 
         delay = float(get_worker().scheduler_delay)
-    return host_id(), os.getpid(), time.time() - time.perf_counter(), delay
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return host_id(), os.getpid(), time.time() - time.perf_counter(), delay, cpus
 
 
-def configure(token: str, spec: bytes) -> tuple[str, int, float, float]:
+def configure(token: str, spec: bytes) -> tuple[str, int, float, float, int]:
     """Load the pool's job spec in this worker (so that a handler the worker cannot
     import fails before any job runs); return :func:`clock_probe`."""
     _load(token, spec)
