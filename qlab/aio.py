@@ -1,16 +1,10 @@
 """``async def`` handlers from async code: ``await qlab.arun(...)`` and ``qlab.AsyncPool``.
 
 Both run the handler's coroutines on the caller's own event loop (the asyncio backend
-with ``loop=`` the running loop), while the engine's few driver threads (``lanes``)
-feed them: ``workers`` is the number of jobs awaiting at once, and it may be 10,000.
-The Run has the usual shapes; its ``worker`` column is the lane, and
-``run.meta`` says ``lanes`` and ``concurrency`` (= ``workers``).
-
-Why lanes: the engine starts one driver thread per worker; 10,000 threads would
-cost seconds to start. Until a backend can choose its driver count (see
-docs/design.md), these entry points ask the engine for ``lanes`` workers and the
-backend for ``workers`` concurrent tasks. ``qlab.run(..., backend="asyncio")`` gives
-one task per worker thread, which suits tens to hundreds of workers.
+with ``loop=`` the running loop): ``workers`` is the number of jobs awaiting at once
+(lanes; it may be 10,000), fed by a few engine driver threads (``drivers``, default
+``min(workers, 2)``). The Run has the usual shapes; its ``worker`` column is the lane,
+and ``run.meta`` says ``drivers`` and ``concurrency`` (= ``workers``).
 
 Example:
     >>> import asyncio, qlab
@@ -18,8 +12,8 @@ Example:
     ...     await asyncio.sleep(0)
     ...     return 2 * x
     >>> run = asyncio.run(qlab.arun(double, range(100), workers=50, keep_results=True))
-    >>> int(run.jobs.result.sum()), run.meta["concurrency"]
-    (9900, 50)
+    >>> int(run.jobs.result.sum()), run.meta["concurrency"], bool(run.attempts.worker.max() < 50)
+    (9900, 50, True)
 """
 
 from __future__ import annotations
@@ -31,25 +25,24 @@ from typing import Any
 from qlab.backends.asyncio import AsyncioBackend
 from qlab.checks import check_int
 
-__all__ = ["LANES", "AsyncPool", "arun", "asyncio_backend"]
-
-LANES = 4  # driver threads by default: enough to settle batches while others run
+__all__ = ["AsyncPool", "arun", "asyncio_backend"]
 
 
 def asyncio_backend(
-    workers: int, lanes: int | None = None, loop: asyncio.AbstractEventLoop | None = None
-) -> tuple[AsyncioBackend, int]:
-    """An asyncio backend running ``workers`` tasks at once, and the number of engine
-    workers (lanes) to give the pool.
+    workers: int, drivers: int | None = None, loop: asyncio.AbstractEventLoop | None = None
+) -> AsyncioBackend:
+    """An asyncio backend for a pool of ``workers`` lanes, with at most ``drivers``
+    driver threads, on ``loop`` (a fresh one in its own thread if None).
 
     Example:
-        >>> backend, lanes = asyncio_backend(10_000)
-        >>> backend.concurrency, lanes
-        (10000, 4)
+        >>> backend = asyncio_backend(10_000)
+        >>> backend.drivers(10_000)
+        2
     """
-    workers = check_int("workers", workers, 1)
-    lanes = min(workers, LANES if lanes is None else check_int("lanes", lanes, 1))
-    return AsyncioBackend(loop=loop, concurrency=workers), lanes
+    check_int("workers", workers, 1)
+    if drivers is not None:
+        check_int("drivers", drivers, 1)
+    return AsyncioBackend(loop=loop, drivers=drivers)
 
 
 async def arun(
@@ -57,7 +50,7 @@ async def arun(
     payloads: Iterable[Any],
     workers: int = 4,
     *,
-    lanes: int | None = None,
+    drivers: int | None = None,
     **options: Any,
 ) -> Any:
     """``qlab.run`` for an ``async def`` handler, on the running event loop.
@@ -66,7 +59,7 @@ async def arun(
         handler: an ``async def`` function of one payload.
         payloads: an iterable of payloads (read with backpressure).
         workers: jobs awaiting at once.
-        lanes: engine driver threads (default ``min(workers, 4)``).
+        drivers: engine driver threads (default ``min(workers, 2)``).
         **options: the options of :func:`qlab.run` (retry, timeout, seed...).
 
     Returns:
@@ -74,8 +67,8 @@ async def arun(
     """
     from qlab.runner import run
 
-    backend, lanes = asyncio_backend(workers, lanes, asyncio.get_running_loop())
-    return await asyncio.to_thread(run, handler, payloads, lanes, backend=backend, **options)
+    backend = asyncio_backend(workers, drivers, asyncio.get_running_loop())
+    return await asyncio.to_thread(run, handler, payloads, workers, backend=backend, **options)
 
 
 class AsyncPool:
@@ -99,19 +92,19 @@ class AsyncPool:
         handler: Callable[[Any], Any],
         workers: int = 4,
         *,
-        lanes: int | None = None,
+        drivers: int | None = None,
         **options: Any,
     ) -> None:
-        self._args = (handler, workers, lanes, options)
-        asyncio_backend(workers, lanes)  # bad input fails here, before any job
+        self._args = (handler, workers, drivers, options)
+        asyncio_backend(workers, drivers)  # bad input fails here, before any job
         self._pool: Any = None
 
     async def __aenter__(self) -> AsyncPool:
         from qlab.engine import Pool
 
-        handler, workers, lanes, options = self._args
-        backend, lanes = asyncio_backend(workers, lanes, asyncio.get_running_loop())
-        self._pool = Pool(handler, lanes, backend=backend, **options)
+        handler, workers, drivers, options = self._args
+        backend = asyncio_backend(workers, drivers, asyncio.get_running_loop())
+        self._pool = Pool(handler, workers, backend=backend, **options)
         return self
 
     def submit(self, payload: Any) -> asyncio.Future:

@@ -87,10 +87,6 @@ class Executor(cf.Executor):
         name = backend if isinstance(backend, str) else getattr(backend, "name", "")
         self._async = name == "asyncio"
         handler = adispatch if self._async else dispatch
-        if backend == "asyncio":  # workers tasks at once, fed by a few driver threads
-            from qlab.aio import asyncio_backend
-
-            backend, workers = asyncio_backend(workers)
         self._pool = Pool(handler, workers, backend=backend, retry=retry, timeout=timeout,
                           seed=seed, **options)  # fmt: skip
         self._fns = FnCache(pickled=self._pool._backend.name == "process")

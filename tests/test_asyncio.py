@@ -100,7 +100,9 @@ def test_arun_many_concurrent_jobs_with_a_full_trace():
     run = asyncio.run(main())
     assert run.summary()["ok"] == n and len(run.attempts) == n
     assert run.jobs.result.tolist() == list(range(n))
-    assert run.meta["concurrency"] == n and run.meta["lanes"] == 4
+    assert run.meta["concurrency"] == n and run.meta["drivers"] == 2
+    # the worker column is the task lane: every one of the n lanes ran a job
+    assert sorted(run.attempts.worker) == list(range(n))
 
 
 async def maybe_fail(x):
@@ -128,8 +130,8 @@ def test_bad_input_names_the_parameter():
         AsyncioBackend(concurrency=0)
     with pytest.raises(ValueError, match="workers"):
         qlab.AsyncPool(double, workers=0)
-    with pytest.raises(ValueError, match="lanes"):
-        asyncio.run(qlab.arun(double, [1], workers=2, lanes=0))
+    with pytest.raises(ValueError, match="drivers"):
+        asyncio.run(qlab.arun(double, [1], workers=2, drivers=0))
 
 
 @pytest.mark.parametrize("backend", ["asyncio", AsyncioBackend(concurrency=8)])

@@ -1,30 +1,37 @@
 """The asyncio backend: ``async def`` handlers run as tasks on one event loop.
 
-Each worker is a lane: its driver thread hands its batches to the event loop, where
-each job of a batch is a task, at most ``per_lane`` running at once in the lane (one,
-so ``workers`` jobs await at once; with ``AsyncioBackend(concurrency=N)``,
-``ceil(N / workers)`` each, and the lane takes more batches ahead while it has room,
-returning each batch when its last job ends). The loop runs in a thread of its own
-(``qlab-asyncio-loop``; uvloop's if it is installed), or is a running loop the caller
-gives (``AsyncioBackend(loop=...)``; see :mod:`qlab.aio`)::
+``workers`` is the number of jobs awaiting at once, and it may be 10,000: each worker
+is a *lane* (a lane runs one attempt at a time, and its number is the trace's
+``worker`` and ``qlab.current().worker``), and the lanes are fed by a few driver
+threads (:meth:`AsyncioBackend.drivers`: ``min(workers, 2)`` by default), not one
+thread each. A driver hands its batches to the event loop, where each job of a batch
+is a task that takes a free lane (:class:`~qlab.backends.asyncio_parts.Lanes`), runs,
+and gives the lane back; the driver takes more batches ahead while its share of the
+lanes has room, and returns each batch when its last job ends. The loop runs in a
+thread of its own (``qlab-asyncio-loop``; uvloop's if it is installed), or is a
+running loop the caller gives (``AsyncioBackend(loop=...)``; see :mod:`qlab.aio`)::
 
-    driver thread (one per lane)              event loop thread
+    driver thread (a few)                     event loop thread
     ------------------------------            --------------------------------------
-    run_batch --call_soon_threadsafe------>   a task per job (per_lane at once):
+    run_batch --call_soon_threadsafe------>   a task per job; each takes a lane:
               (and batches taken ahead)           async with asyncio.timeout(timeout):
                                                       await handler(payload)
-              <--- lane.done: BatchResult ---  a batch's rows once all its jobs end
-              (ahead=_MORE: come back for the lane's other batches)
+              <--- feed.done: BatchResult ---  a batch's rows (and lanes) once all
+              (ahead=_MORE: come back for      its tasks end (the last one hands
+               the driver's other batches)     them over; no task waits for the rest)
+
+``AsyncioBackend(concurrency=N)`` sets the lanes apart from the workers: the pool's
+``workers`` are then its driver threads, and ``N`` lanes run.
 
 Under ``rate_limit=`` a batch is a :class:`qlab.ratelimit.PacedBatch`: each task,
-once it has its place in the lane, sleeps (``asyncio.sleep``) until its attempt's
-token time on the run's clock, and the wait is the attempt's ``throttle_s``.
+once it has its lane, sleeps (``asyncio.sleep``) until its attempt's token time on
+the run's clock, and the wait is the attempt's ``throttle_s``.
 
 ``timeout=`` is ``asyncio.timeout``: a late attempt's task is cancelled at its
 deadline and recorded as ``timeout`` (retryable), and nothing is abandoned. A pool
 that stops for good (the grace is over, a second Ctrl-C) cancels the running tasks.
-``qlab.current()`` works inside a coroutine: each task sees its own job through a
-``ContextVar``. CPU time is not measured per attempt (tasks interleave on one
+``qlab.current()`` works inside a coroutine: each task sees its lane's state through
+a ``ContextVar``. CPU time is not measured per attempt (tasks interleave on one
 thread): ``cpu_s`` is NaN. A handler that is not ``async def`` is a TypeError at
 start, before any job.
 """
@@ -39,32 +46,29 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from qlab.backends.asyncio_parts import (
-    Lane,
-    Limiter,
-    columns,
-    failure,
-    new_loop,
-    wait_turn,
-)
+from qlab.backends.asyncio_parts import Feed, Flight, Lanes, columns, failure, new_loop, wait_turn
 from qlab.backends.base import BatchResult, JobSpec, Slot
 from qlab.batches import Batch
 from qlab.checks import is_async
 from qlab.context import TASK_STATE, WorkerState
 
-__all__ = ["AsyncioBackend", "is_async"]
+__all__ = ["DRIVERS", "AsyncioBackend", "is_async"]
 
 log = logging.getLogger("qlab")
 
-_POLL_S = 0.005  # a lane with room looks for more jobs this often
-_MORE = Batch(range(0), 1, ())  # "come back for this lane's other batches in flight"
+DRIVERS = 2  # driver threads by default: one settles batches while another feeds
+_POLL_S = 0.005  # a driver with room in its share of lanes looks for jobs this often
+_MORE = Batch(range(0), 1, ())  # "come back for this driver's other batches in flight"
 
 
 class AsyncioBackend:
-    """Runs ``async def`` handlers on an event loop; each worker is one task at a time.
+    """Runs ``async def`` handlers on an event loop: ``workers`` lanes, few threads.
 
     Args:
         loop: a running event loop (in another thread) to use instead of a fresh one.
+        concurrency: lanes, if not the pool's ``workers`` (then each worker is a
+            driver thread).
+        drivers: the most driver threads (default :data:`DRIVERS`).
 
     Example:
         >>> import qlab, asyncio
@@ -72,8 +76,8 @@ class AsyncioBackend:
         ...     await asyncio.sleep(0)
         ...     return 2 * x
         >>> run = qlab.run(double, range(3), workers=2, backend="asyncio", keep_results=True)
-        >>> run.jobs.result.tolist(), run.meta["backend"]
-        ([0, 2, 4], 'asyncio')
+        >>> run.jobs.result.tolist(), run.meta["backend"], run.meta["concurrency"]
+        ([0, 2, 4], 'asyncio', 2)
     """
 
     name = "asyncio"
@@ -83,18 +87,29 @@ class AsyncioBackend:
     batch_target_s = 0.02
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop | None = None, concurrency: int | None = None
+        self,
+        loop: asyncio.AbstractEventLoop | None = None,
+        concurrency: int | None = None,
+        drivers: int | None = None,
     ) -> None:
-        if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
-            raise ValueError(f"concurrency must be an int >= 1 or None, got {concurrency!r}")
+        for name, value in (("concurrency", concurrency), ("drivers", drivers)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be an int >= 1 or None, got {value!r}")
         self._given = loop
         self.concurrency = concurrency
-        self._per_lane = 1
-        self._lanes: dict[int, Lane] = {}
+        self._most = drivers or DRIVERS
+        self._per_feed = 1  # jobs in flight per driver (its share of the lanes)
+        self._feeds: dict[int, Feed] = {}
+        self._flights: set[Flight] = set()
+        self.lanes: Lanes | None = None
+        self._cancel = threading.Event()  # every lane's cancel flag (a pool stop)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._tasks: set[asyncio.Task] = set()
-        self._cancelled_once = False
+        self._killed = False
+
+    def drivers(self, workers: int) -> int:
+        """The engine's driver threads for ``workers`` workers (see the module doc)."""
+        return workers if self.concurrency is not None else min(workers, self._most)
 
     def start(
         self, spec: JobSpec, workers: int, take_ahead: Callable[[Slot], Batch | None]
@@ -107,10 +122,11 @@ class AsyncioBackend:
         t = time.perf_counter()
         self.spec = spec
         self._take_ahead = take_ahead
-        if self.concurrency is not None:
-            self._per_lane = -(-self.concurrency // workers)
-            # batches of about 20 ms of work per job slot: many jobs run at once
-            self.batch_target_s = 0.02 * self._per_lane
+        total, drivers = self.concurrency or workers, self.drivers(workers)
+        self._per_feed = -(-total // drivers)
+        # batches of about 20 ms of work per lane: many jobs run at once
+        self.batch_target_s = 0.02 * self._per_feed
+        self.lanes = Lanes(total, spec.seed, spec.timeout, self._cancel, spec.clock.now)
         if self._given is not None:
             self.loop, kind = self._given, "given"
         else:
@@ -121,10 +137,12 @@ class AsyncioBackend:
             )
             self._thread.start()
             ready.wait()
-        meta: dict[str, Any] = {"startup_s": time.perf_counter() - t, "event_loop": kind}
-        if self.concurrency is not None:
-            meta["lanes"], meta["concurrency"] = workers, self.concurrency
-        return meta
+        return {
+            "startup_s": time.perf_counter() - t,
+            "event_loop": kind,
+            "drivers": drivers,
+            "concurrency": total,
+        }
 
     def _serve(self, ready: threading.Event) -> None:
         loop = self.loop
@@ -138,112 +156,96 @@ class AsyncioBackend:
             loop.close()
 
     def new_event(self, worker: int) -> threading.Event:
-        return threading.Event()
+        return self._cancel
 
     def run_batch(self, slot: Slot, batch: Batch, res: BatchResult) -> BatchResult:
-        """Start ``batch``'s jobs as tasks (and, with ``concurrency``, more batches
-        taken ahead while the lane has room); return the first of the lane's batches
-        to finish, with ``ahead`` set to come back for the others."""
-        assert self.loop is not None
-        lane = self._lanes.setdefault(slot.worker, Lane())
+        """Start ``batch``'s jobs as tasks (and more batches taken ahead while the
+        driver's share of lanes has room); return the first of its batches to
+        finish, with ``ahead`` set to come back for the others."""
+        feed = self._feeds.setdefault(slot.worker, Feed())
         if batch is not _MORE:
-            self._launch(slot, lane, batch, res)
+            self._launch(slot, feed, batch, res)
         while True:
-            self._top_up(slot, lane)
-            try:  # with room in the lane, come back now and then to fill it
-                out = lane.done.get(timeout=_POLL_S if self._per_lane > 1 else None)
+            self._top_up(slot, feed)
+            try:  # with room in its share, come back now and then to fill it
+                out = feed.done.get(timeout=_POLL_S if self._per_feed > 1 else None)
             except queue.Empty:
                 continue
-            lane.returned += 1
-            out.ahead = _MORE if lane.launched > lane.returned else None
+            feed.returned += 1
+            out.ahead = _MORE if feed.launched > feed.returned else None
             return out
 
-    def _top_up(self, slot: Slot, lane: Lane) -> None:
-        """Take more batches while the lane runs fewer than ``per_lane`` jobs (while
-        job speed is unknown, batches are single jobs: take a few dozen at most)."""
-        budget = 64 if slot.ema == 0 else self._per_lane
-        while budget > 0 and lane.items - lane.finished < self._per_lane and not slot.state.stop:
+    def _top_up(self, slot: Slot, feed: Feed) -> None:
+        """Take more batches while fewer than ``per_feed`` of the driver's jobs are in
+        flight (while job speed is unknown, batches are single jobs: a few dozen)."""
+        budget = 64 if slot.ema == 0 else self._per_feed
+        while budget > 0 and feed.items - feed.finished < self._per_feed and not slot.state.stop:
             following = self._take_ahead(slot)
             if following is None:
                 return
             budget -= len(following)
-            self._launch(slot, lane, following, BatchResult())
+            self._launch(slot, feed, following, BatchResult())
 
-    def _launch(self, slot: Slot, lane: Lane, batch: Batch, res: BatchResult) -> None:
-        lane.launched += 1
-        lane.items += len(batch)
+    def _launch(self, slot: Slot, feed: Feed, batch: Batch, res: BatchResult) -> None:
+        feed.launched += 1
+        feed.items += len(batch)
         assert self.loop is not None
-        self.loop.call_soon_threadsafe(self._start_flight, slot, lane, batch, res)
+        self.loop.call_soon_threadsafe(self._start_flight, Flight(batch, res, feed, slot.state))
 
-    def _start_flight(self, slot: Slot, lane: Lane, batch: Batch, res: BatchResult) -> None:
-        if lane.sem is None:
-            lane.sem = Limiter(self._per_lane)
-        task = self.loop.create_task(self._flight(slot.state, lane, batch, res))  # type: ignore[union-attr]
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _flight(self, state: WorkerState, lane: Lane, batch: Batch, res: BatchResult) -> None:
-        """Run a batch's jobs, at most ``per_lane`` at a time in the lane; hand the
-        rows (in the batch's order; jobs that did not start go back) to the lane."""
+    def _start_flight(self, flight: Flight) -> None:
+        """A task per job of the batch (in the loop's thread)."""
+        batch = flight.batch
         paced = batch if getattr(batch, "not_before", None) is not None else None
-        if len(batch) == 1:
-            rows: list[Any] = [None]
-            try:
-                rows[0] = await self._one(state, lane, batch[0], paced, 0)
-            finally:
-                lane.done.put(columns(batch, rows, res, self.spec.want_results))
-            return
-        tasks = [
-            asyncio.ensure_future(self._one(state, lane, item, paced, i))
-            for i, item in enumerate(batch)
-        ]
-        try:
-            await asyncio.wait(tasks)
-        except asyncio.CancelledError:  # the pool stops for good: so do the attempts
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)  # each records its cancelled attempt
-        finally:
-            rows = [
-                None if t.cancelled() or not t.done() or t.exception() else t.result()
-                for t in tasks
-            ]
-            lane.done.put(columns(batch, rows, res, self.spec.want_results))
+        create, run = self.loop.create_task, self._run  # type: ignore[union-attr]
+        flight.tasks = [create(run(flight, i, item, paced)) for i, item in enumerate(batch)]
+        self._flights.add(flight)
+        if self._killed:  # the pool stopped for good meanwhile
+            self._cancel_flight(flight)
 
-    async def _one(
-        self, lane_state: WorkerState, lane: Lane, item: tuple, paced: Batch | None, i: int
-    ) -> tuple | None:
-        """One attempt: (t0, t1, value, failure, throttle_s), or None if it did not
-        start. ``paced``: the batch, if it carries rate-limit tokens (row ``i``'s)."""
+    async def _run(self, flight: Flight, i: int, item: tuple, paced: Batch | None) -> None:
+        """Row ``i`` of a flight; the last task to end hands the rows to the driver."""
         try:
-            return await self._attempt(lane_state, lane, item, paced, i)
+            flight.rows[i] = await self._attempt(flight.driver, item, paced, i)
         finally:
-            lane.finished += 1
+            flight.feed.finished += 1
+            flight.left -= 1
+            if not flight.left:
+                self._hand_over(flight)
+
+    def _hand_over(self, flight: Flight) -> None:
+        if flight.settled:
+            return
+        flight.settled = True
+        self._flights.discard(flight)
+        res = columns(flight.batch, flight.rows, flight.res, self.spec.want_results)
+        flight.feed.done.put(res)
 
     async def _attempt(
-        self, lane_state: WorkerState, lane: Lane, item: tuple, paced: Batch | None, i: int
+        self, driver: WorkerState, item: tuple, paced: Batch | None, i: int
     ) -> tuple | None:
+        """One attempt on a free lane: (t0, t1, value, failure, throttle_s, lane), or
+        None if it did not start. ``paced``: the batch, if it carries rate-limit
+        tokens (row ``i``'s)."""
         job_id, attempt, payload = item
-        spec = self.spec
-        assert lane.sem is not None
-        await lane.sem.acquire()
+        spec, lanes = self.spec, self.lanes
+        assert lanes is not None
+        if lanes.free and not lanes.waiters:  # the common case, without a coroutine
+            state = lanes.free.pop()
+        else:
+            state = await lanes.acquire()
         try:
-            if lane_state.stop:
+            if driver.stop:
                 return None
-            state = WorkerState(
-                lane_state.worker, spec.seed, spec.timeout, lane_state.cancel_event, spec.clock.now
-            )
             waited = 0.0
             if paced is not None:  # rate limit: wait for this attempt's token, holding
-                # its place in the lane as a worker thread would (tokens are in order)
-                waited = await wait_turn(paced, i, lane_state)
-                if lane_state.stop or state.cancel_event.is_set():
+                # its lane as a worker thread would (tokens are in order)
+                waited = await wait_turn(paced, i, driver)
+                if driver.stop or self._cancel.is_set():
                     return None
             TASK_STATE.set(state)
             t0 = state.now()
             state.cur = (job_id, attempt, t0)
-            value = fail = None
-            scope = None
+            value = fail = scope = None
             try:
                 if spec.timeout is None:
                     value = await spec.handler(payload)
@@ -254,30 +256,47 @@ class AsyncioBackend:
                 raise
             except BaseException as exc:
                 fail = failure(0, exc, state, scope, spec.is_permanent)
-            return t0, state.now(), value, fail, waited
+            return t0, state.now(), value, fail, waited, state.worker
         finally:
-            lane.sem.release()
+            lanes.release(state)
+
+    def _cancel_flight(self, flight: Flight) -> None:
+        for task in flight.tasks:
+            task.cancel()
+        self.loop.create_task(self._reap(flight))  # type: ignore[union-attr]
+
+    async def _reap(self, flight: Flight) -> None:
+        """After a kill: hand over a flight whose tasks were cancelled before they
+        started (their body, and so their ``finally``, never ran)."""
+        await asyncio.wait(flight.tasks)
+        if not flight.settled:
+            flight.feed.finished += flight.left
+            flight.left = 0
+            self._hand_over(flight)
 
     def overdue(self, slot: Slot, now: float) -> None:
         """Nothing to take away: a late attempt's task is cancelled at its deadline."""
         return None
 
     def stop_intake(self) -> None:
-        """Lanes see ``state.stop`` themselves."""
+        """Tasks see their driver's ``state.stop`` themselves."""
 
     def stop_worker(self, slot: Slot) -> None:
         """Nothing to stop (timeouts cancel their task)."""
 
     def close(self, kill: bool = False) -> None:
-        """With ``kill``, cancel the running tasks (the first time; their lanes then
+        """With ``kill``, cancel the running tasks (the first time; their drivers then
         return); else stop the loop and join its thread."""
         loop = self.loop
         if loop is None or loop.is_closed():
             return
-        if kill and self._tasks and not self._cancelled_once:  # their lanes then return
-            self._cancelled_once = True
-            loop.call_soon_threadsafe(lambda: [t.cancel() for t in list(self._tasks)])
-            return
+        if kill and not self._killed:
+            self._killed = True
+            if self._flights:  # their drivers then return
+                loop.call_soon_threadsafe(
+                    lambda: [self._cancel_flight(f) for f in list(self._flights)]
+                )
+                return
         if self._thread is None:  # the caller's loop: leave it running
             return
         loop.call_soon_threadsafe(loop.stop)
@@ -287,4 +306,5 @@ class AsyncioBackend:
             self._thread.name = "qlab-abandoned-asyncio-loop"
 
     def info(self) -> dict[str, Any]:
-        return {}
+        """How many lanes ever ran a job (``lanes_used``)."""
+        return {} if self.lanes is None else {"lanes_used": self.lanes.made}

@@ -1,5 +1,6 @@
-"""The asyncio backend's parts: the event loop, a lane's batches in flight, the wait
-for a rate-limit token, and a flight's rows in columns (see :mod:`qlab.backends.asyncio`).
+"""The asyncio backend's parts: the event loop, a driver's batches in flight, the
+pool's lanes, the wait for a rate-limit token, and a flight's rows in columns (see
+:mod:`qlab.backends.asyncio`).
 Which handlers are async: :func:`qlab.checks.is_async`; each task's ``qlab.current()``:
 ``qlab.context.TASK_STATE``.
 
@@ -23,8 +24,9 @@ from qlab.codes import CANCELLED, CRASHED, RETRY, TIMEOUT
 from qlab.context import Cancelled, WorkerState
 
 __all__ = [
-    "Lane",
-    "Limiter",
+    "Feed",
+    "Flight",
+    "Lanes",
     "columns",
     "failure",
     "new_loop",
@@ -61,64 +63,85 @@ def failure(
     return Failure(row, RETRY, etype, msg, is_permanent(exc), exc)
 
 
-class Lane:
-    """One worker's batches in flight: the driver thread waits on ``done``. Each
+class Feed:
+    """One driver's batches in flight: the driver thread waits on ``done``. Each
     counter has one writer (the driver thread, or the loop's for ``finished``)."""
 
-    __slots__ = ("done", "finished", "items", "launched", "returned", "sem")
+    __slots__ = ("done", "finished", "items", "launched", "returned")
 
     def __init__(self) -> None:
         self.launched = self.returned = 0  # batches launched / returned to the engine
         self.items = 0  # jobs launched
         self.finished = 0  # jobs that ended (or did not start)
         self.done: queue.SimpleQueue[BatchResult] = queue.SimpleQueue()
-        self.sem: Limiter | None = None  # made in the loop's thread
 
 
-class Limiter:
-    """A semaphore whose release is O(1): Python 3.11's ``asyncio.Semaphore`` scans
-    all its waiters at each release, quadratic with thousands of queued jobs.
+class Flight:
+    """One batch's tasks: each fills its row; the last to end hands the rows over."""
+
+    __slots__ = ("batch", "driver", "feed", "left", "res", "rows", "settled", "tasks")
+
+    def __init__(self, batch: Batch, res: BatchResult, feed: Feed, driver: WorkerState) -> None:
+        self.batch, self.res, self.feed = batch, res, feed
+        self.driver = driver  # the driver's state: its ``stop`` says the pool stops
+        self.rows: list[Any] = [None] * len(batch)
+        self.left = len(batch)  # tasks not ended yet
+        self.tasks: list[asyncio.Task] = []
+        self.settled = False
+
+
+class Lanes:
+    """The pool's ``workers`` lanes: a task takes a free lane (its worker number and
+    its ``qlab.current()`` state) before its attempt and gives it back after; at most
+    ``n`` attempts run at once. Release is O(1) (Python 3.11's ``asyncio.Semaphore``
+    scans all its waiters at each release, quadratic with thousands of queued jobs);
+    the lane freed last is taken first, so a pool with more lanes than jobs uses few.
 
     Example:
-        >>> import asyncio
+        >>> import asyncio, threading
         >>> async def demo():
-        ...     lim = Limiter(1)
-        ...     await lim.acquire()
-        ...     waiter = asyncio.ensure_future(lim.acquire())
+        ...     lanes = Lanes(2, None, None, threading.Event(), lambda: 0.0)
+        ...     a, b = await lanes.acquire(), await lanes.acquire()
+        ...     waiter = asyncio.ensure_future(lanes.acquire())
         ...     await asyncio.sleep(0)
-        ...     lim.release()
-        ...     await waiter
-        ...     return lim.free
+        ...     lanes.release(a)
+        ...     return a.worker, b.worker, (await waiter).worker
         >>> asyncio.run(demo())
-        0
+        (0, 1, 0)
     """
 
-    __slots__ = ("free", "waiters")
+    __slots__ = ("_args", "free", "made", "n", "waiters")
 
-    def __init__(self, n: int) -> None:
-        self.free = n
+    def __init__(self, n: int, seed: int | None, timeout: float | None, event: Any, now: Any):
+        self.n = n
+        self._args = (seed, timeout, event, now)
+        self.made = 0  # lanes made so far (states are made when first needed)
+        self.free: list[WorkerState] = []  # a stack
         self.waiters: collections.deque[asyncio.Future] = collections.deque()
 
-    async def acquire(self) -> None:
-        if self.free > 0 and not self.waiters:
-            self.free -= 1
-            return
+    async def acquire(self) -> WorkerState:
+        if self.free and not self.waiters:
+            return self.free.pop()
+        if self.made < self.n and not self.waiters:
+            self.made += 1
+            return WorkerState(self.made - 1, *self._args)
         fut = asyncio.get_running_loop().create_future()
         self.waiters.append(fut)
         try:
-            await fut
+            return await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():  # granted, then cancelled: pass it on
-                self.release()
+                self.release(fut.result())
             raise
 
-    def release(self) -> None:
+    def release(self, lane: WorkerState) -> None:
+        lane.cur = None
         while self.waiters:
             fut = self.waiters.popleft()
             if not fut.done():
-                fut.set_result(None)
+                fut.set_result(lane)
                 return
-        self.free += 1
+        self.free.append(lane)
 
 
 async def wait_turn(batch: Any, i: int, state: WorkerState) -> float:
@@ -157,9 +180,10 @@ async def wait_turn(batch: Any, i: int, state: WorkerState) -> float:
 def columns(batch: Batch, rows: list, res: BatchResult, want_results: bool) -> BatchResult:
     """A flight's rows in columns: the jobs that ran (``res.items``, in the batch's
     order) and those that did not start (``res.rest``, back to the queue uncharged).
-    A row is ``(t0, t1, value, failure, throttle_s)``; a paced batch's waits go to
+    A row is ``(t0, t1, value, failure, throttle_s, lane)``; a paced batch's waits go to
     ``res.throttle``, in the rows' order."""
     ran, rest = [], []
+    lanes = res.lanes = []
     res.results = [] if want_results else None
     throttle = res.throttle
     if throttle is None and getattr(batch, "not_before", None) is not None:
@@ -168,7 +192,7 @@ def columns(batch: Batch, rows: list, res: BatchResult, want_results: bool) -> B
         if row is None:
             rest.append(item)
             continue
-        t0, t1, value, fail, waited = row
+        t0, t1, value, fail, waited, lane = row
         if fail is not None:
             fail.row = len(ran)
             res.failures.append(fail)
@@ -176,6 +200,7 @@ def columns(batch: Batch, rows: list, res: BatchResult, want_results: bool) -> B
         res.t0.append(t0)
         res.t1.append(t1)
         res.cpu.append(math.nan)
+        lanes.append(lane)
         if throttle is not None:
             throttle.append(waited)
         if res.results is not None:
