@@ -153,7 +153,7 @@ def child_main(conn: Any, mm_fd: int, worker: int) -> None:
             res = (
                 BatchResult()
                 if view[3]
-                else execute(fn, msg[1], state, is_permanent, keep, publish)
+                else execute(fn, msg[1], state, is_permanent, keep, publish, shared=view)
             )
             view[0] = -1.0
             conn.send_bytes(pack(res))
