@@ -264,7 +264,13 @@ def read_frame(path: Path) -> pd.DataFrame:
 
 
 def load_run(path: str | Path) -> Run:
-    """Load a Run saved with :meth:`Run.save` (Parquet or CSV)."""
+    """Load a Run saved with :meth:`Run.save` (Parquet or CSV), or the merged Run of a
+    durable queue's URL (``redis://...``, ``sqlite:///...``: every consumer's jobs and
+    attempts, see :func:`qlab.queues.history.load_queue`)."""
+    if isinstance(path, str) and "://" in path:
+        from qlab.queues.history import load_queue
+
+        return load_queue(path)
     folder = Path(path)
     if not (folder / "meta.json").exists():
         raise FileNotFoundError(f"path {str(path)!r} holds no saved qlab run (no meta.json)")
