@@ -60,6 +60,8 @@ __all__ = [
     "load_run",
     # durable queues
     "resume",
+    "enqueue",
+    "serve",
     # the lab
     "workloads",
     "sweep",
@@ -90,6 +92,8 @@ _LAZY = {
     "Run": "qlab.results",
     "load_run": "qlab.results",
     "resume": "qlab.resuming",
+    "enqueue": "qlab.queues.shared",
+    "serve": "qlab.queues.shared",
     "sweep": "qlab.sweeps",
     "Sweep": "qlab.sweeps",
     "load_sweep": "qlab.sweeps",
