@@ -233,11 +233,11 @@ def _bootstrap_ci(
 
 def _order_ci(x: np.ndarray, qs: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
     """Distribution-free interval [x_(l), x_(u)]: l, u from Binomial(n, q) quantiles."""
-    x = np.sort(x)
     n, alpha = x.size, 1 - confidence
     lo = np.array([_binom_ppf(alpha / 2, n, q) for q in qs])
     hi = np.array([_binom_ppf(1 - alpha / 2, n, q) + 1 for q in qs])
     lo, hi = np.clip(lo, 1, n), np.clip(hi, 1, n)  # 1-based ranks
+    x = np.partition(x, np.unique(np.concatenate([lo, hi])) - 1)  # those ranks in place
     return x[lo - 1], x[hi - 1]
 
 
@@ -259,8 +259,9 @@ def _binom_ppf(p: float, n: int, q: float) -> int:
     lo, hi = max(0, int(n * q - 12 * sd) - 1), min(n, int(n * q + 12 * sd) + 2)
     ks = np.arange(lo, hi + 1)
     lg = math.lgamma
-    head = lg(n + 1)
-    logpmf = np.array([head - lg(k + 1) - lg(n - k + 1) for k in range(lo, hi + 1)])
+    # log C(n, k) from its first term and the ratios C(n, k) / C(n, k - 1) = (n-k+1) / k
+    steps = np.log((n - ks[1:] + 1) / ks[1:])
+    logpmf = np.concatenate(([lg(n + 1) - lg(lo + 1) - lg(n - lo + 1)], steps)).cumsum()
     logpmf += ks * math.log(q) + (n - ks) * math.log1p(-q)
     cdf = np.cumsum(np.exp(logpmf))
     i = int(np.searchsorted(cdf, p * (1 - 1e-12)))  # 1e-12: rounding in the sum
