@@ -10,6 +10,10 @@ with side effects may see a job twice). Jobs under a live lease (another process
 resuming or running them) are left alone and waited for, so two resumers never run one
 job at once under a live lease.
 
+A resume is a consumer (:func:`qlab.serve`) that runs until the queue is drained,
+claiming jobs in chunks of ``queue_size`` (1,000 by default), so its first job starts
+after one chunk is read, however many jobs the queue holds.
+
 Example:
     >>> import os, tempfile, qlab
     >>> url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "q.db")
@@ -21,18 +25,16 @@ Example:
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from qlab import queues
-from qlab.engine import DEFAULT_QUEUE_SIZE
-from qlab.queues.history import build_run
-from qlab.queues.store import fingerprint
+from qlab.queues.history import load_queue
+from qlab.queues.shared import serve
 
 __all__ = ["resume"]
 
-_POLL_S = 0.1  # how often a resumer looks again at jobs under another owner's live lease
+CHUNK = 1000  # jobs a resumer claims at a time unless queue_size= says otherwise
 
 
 def resume(
@@ -51,61 +53,30 @@ def resume(
             (its ``module:qualname``) unless ``force=True``.
         workers: workers of the resuming pool.
         force: resume with a handler other than the queue's.
-        **options: the options of :class:`qlab.Pool` (retry, timeout, seed, backend...);
-            pass the ones the run had, since the queue does not keep them.
+        **options: the options of :class:`qlab.Pool` (retry, timeout, seed, backend,
+            stop...); pass the ones the run had, since the queue does not keep them.
+            ``queue_size``: jobs claimed at a time (default 1,000).
 
     Returns:
         A :class:`qlab.Run` of every job and every attempt, before and after the
-        crash; ``run.meta["lost"]`` counts the lost attempts, ``["resumes"]`` the
-        rounds this call ran. A finished queue gives its Run at once.
+        crash, by every consumer; ``run.meta["lost"]`` counts the lost attempts,
+        ``["resumes"]`` is 1 if this call ran jobs, 0 if there was nothing to run.
 
     Raises:
         ValueError: an unknown scheme, a missing or foreign queue, a handler other than
             the queue's.
         TypeError: a handler that is not callable, or ``queue=`` among the options.
     """
-    from qlab.runner import run
-
     if not callable(handler):
         raise TypeError(f"handler must be callable, got {handler!r}")
     if "queue" in options:
         raise TypeError("resume() takes the queue as its url, not as queue=")
-    cls = queues.queue_class(url)
-    store = cls.open(url)
-    made_for = store.meta().get("fingerprint")
-    if made_for and made_for != fingerprint(handler) and not force:
-        store.close()
-        raise ValueError(
-            f"queue {queues.redact(url)!r} was made for handler {made_for!r}, not "
-            f"{fingerprint(handler)!r}: pass force=True to resume it with this one"
-        )
-    clock = options.get("clock")
-    size = options.get("queue_size") or DEFAULT_QUEUE_SIZE
-    rounds, interrupted = 0, None
-    while True:
-        claimed = store.claim()
-        if not claimed.ids:
-            if not claimed.held:
-                break
-            store.close()  # others hold live leases: wait for them to finish or die
-            threading.Event().wait(_POLL_S)
-            store = cls.open(url)
-            continue
-        kwargs = {} if clock is None else {"now": clock.now}
-        q = cls(store, max(size, len(claimed.ids)), **kwargs)
-        q.load(claimed)
-        rounds += 1
-        result = run(handler, [], workers, queue=q, **options)  # closes the store
-        interrupted = result.meta.get("interrupted")
-        store = cls.open(url)
-        if interrupted:
-            break
-    try:
-        jobs, rows = store.load()
-        meta = store.meta()
-    finally:
-        store.close()
-    meta.update(queue=queues.redact(url), resumes=rounds)
-    if interrupted:
-        meta["interrupted"] = interrupted
-    return build_run(jobs, rows, meta)
+    prefetch = options.pop("queue_size", None) or CHUNK
+    mine = serve(url, handler, workers, until_empty=True, prefetch=prefetch, force=force,
+                 _create=False, **options)  # fmt: skip
+    run = load_queue(url)
+    run.meta.update(queue=queues.redact(url), resumes=int(len(mine.attempts) > 0))
+    for key in ("interrupted", "consumer"):
+        if key in mine.meta:
+            run.meta[key] = mine.meta[key]
+    return run

@@ -28,10 +28,11 @@ def test_sqlite_run_matches_the_memory_run_and_its_store(tmp_path):
     live = qlab.run(handler, range(100), workers=4, queue=url)
     stored = qlab.resume(url, handler)  # a finished queue: its Run from the store
     cols = ["job_id", "status", "attempts", "error_type"]
-    for run in (live, stored):
+    for run, extra in ((live, []), (stored, ["consumer"])):  # the store names who ran it
         assert run.jobs[cols].astype(str).equals(mem.jobs[cols].astype(str))
-        assert list(run.attempts.columns) == list(mem.attempts.columns)
-        assert list(run.jobs.columns) == list(mem.jobs.columns)
+        assert list(run.attempts.columns) == list(mem.attempts.columns) + extra
+        assert list(run.jobs.columns) == list(mem.jobs.columns) + extra
+    assert stored.attempts.consumer.nunique() == 1 and stored.attempts.consumer.notna().all()
     assert live.meta["queue"] == "SQLiteQueue" and stored.meta["resumes"] == 0
     a, b = stored.attempts, mem.attempts
     assert a[["job_id", "attempt", "outcome"]].equals(b[["job_id", "attempt", "outcome"]])
@@ -143,9 +144,25 @@ def test_unpicklable_payloads_are_rejected_at_submit(tmp_path):
     with pytest.raises(TypeError, match="cannot be pickled"):
         qlab.run(abs, [1, lock], queue=url_of(tmp_path))
     with qlab.Pool(abs, workers=1, queue=url_of(tmp_path / "pool")) as pool:
-        with pytest.raises(TypeError, match="payload 0 of this put cannot be pickled"):
+        with pytest.raises(
+            TypeError, match=r"payload 0 \(<unlocked _thread.lock.*cannot be pickled"
+        ):
             pool.submit(lock)
         assert pool.submit(-2).result(timeout=10) == 2
+
+
+def test_lambdas_and_local_functions_go_through_cloudpickle(tmp_path):
+    def local(x: int) -> int:
+        return x + 1
+
+    url = url_of(tmp_path)
+    run = qlab.run(lambda f: f(1), [local, lambda x: x * 10], workers=1, queue=url,
+                   keep_results=True)  # fmt: skip
+    assert run.jobs.result.tolist() == [2, 10]
+    # a lambda handler kept by the producer, run by a consumer that names none
+    qlab.enqueue(url_of(tmp_path / "shared"), [1, 2], handler=lambda x: x + 100)
+    served = qlab.serve(url_of(tmp_path / "shared"), until_empty=True, keep_results=True)
+    assert served.summary()["ok"] == 2
 
 
 def test_unreachable_redis_is_named(tmp_path):

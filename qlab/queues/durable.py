@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -43,12 +42,39 @@ from typing import Any
 from qlab.batches import Batch
 from qlab.codes import CANCELLED, OK, ST_CANCELLED, ST_FAILED
 from qlab.jobqueue import MemoryQueue, Phase
-from qlab.queues.store import Claimed, Row, Store, fingerprint
+from qlab.queues.store import Claimed, Row, Settled, Store, dumps, fingerprint
 from qlab.settle import Settlement
 
 __all__ = ["DurableQueue"]
 
 log = logging.getLogger("qlab")
+
+
+def pickle_payloads(payloads: Sequence[Any], url: str) -> list[bytes]:
+    """The payloads pickled (cloudpickle where plain pickle fails); TypeError naming
+    the first that cannot be pickled at all.
+
+    Example:
+        >>> import threading
+        >>> pickle_payloads([1, threading.Lock()], "sqlite:///q.db")
+        Traceback (most recent call last):
+        ...
+        TypeError: payload 1 (<unlocked _thread.lock object at ...>) cannot be pickled for queue 'sqlite:///q.db': TypeError: cannot pickle '_thread.lock' object
+    """  # noqa: E501
+    from qlab.queues import redact
+
+    blobs = []
+    for i, payload in enumerate(payloads):
+        try:
+            blobs.append(dumps(payload))
+        except Exception as exc:
+            shown = repr(payload)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise TypeError(
+                f"payload {i} ({shown}) cannot be pickled for queue "
+                f"{redact(url)!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+    return blobs
 
 
 class DurableQueue(MemoryQueue):
@@ -133,15 +159,7 @@ class DurableQueue(MemoryQueue):
         """Pickle the payloads (an unpicklable one raises TypeError here, before any
         job is queued), then queue them as MemoryQueue does, writing them to the store
         before any of them can be taken."""
-        blobs = []
-        for i, payload in enumerate(payloads):
-            try:
-                blobs.append(pickle.dumps(payload, pickle.HIGHEST_PROTOCOL))
-            except Exception as exc:
-                raise TypeError(
-                    f"payload {i} of this put cannot be pickled for queue {self.store.url!r}: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
+        blobs = pickle_payloads(payloads, self.store.url)
 
         held: list[range] = []
 
@@ -245,13 +263,14 @@ class DurableQueue(MemoryQueue):
         throttle = getattr(res, "throttle", None)
         rows: list[Row] = []
         ok: list[int] = []
+        me = self.store.owner
         for i, (job, att, _) in enumerate(items):
             err = errors.get(i)
             code = out[i]
             rows.append(
                 (job, att + extra.get(job, 0), worker, res.t0[i] + off, res.t1[i] + off,
                  cpu[i], code, err and err[0], err and err[1], backoff.get(i),
-                 throttle[i] if throttle else 0.0)
+                 throttle[i] if throttle else 0.0, me)
             )  # fmt: skip
             if code == OK:
                 ok.append(job)
@@ -279,14 +298,14 @@ class DurableQueue(MemoryQueue):
                     again.append((job, items.attempt(i), extra[job], None))
                 else:  # it failed and would have been retried: the next attempt
                     again.append((job, items.attempt(i) + 1, extra.get(job, 0), None))
-        self.store.settled(rows, oks, ended, again, back)
+        self.store.settled(Settled(rows, oks, ended, again, back))
 
     def cancel_jobs(self, ids: Sequence[int]) -> None:
         """Cancel jobs whose futures were cancelled: for good, in the store too."""
         super().cancel_jobs(ids)
         with self._io:
             ended = [(job, ST_CANCELLED, "", "") for job in ids]
-            self._guard(self.store.settled, [], [], ended, [], [])
+            self._guard(self.store.settled, Settled(ended=ended))
 
     # -- the coordinator and the lifecycle -------------------------------------------
 

@@ -4,13 +4,16 @@ Every job ever put and every attempt ever recorded, by any owner, before and aft
 crashes: ``run.jobs`` and ``run.attempts`` have the columns of docs/design.md §4, and
 times are seconds from the queue's creation (so a crash's downtime is in ``wall_s``).
 An attempt's ``attempt`` number counts every row of its job, lost ones included.
+Both frames have one more column than a live run's: ``consumer``, the owner
+(``host:pid:start-ms:random``) that ran the attempt (of the job's last attempt in
+``run.jobs``), so the Run of a queue that several pools consumed shows who ran what.
 
 Example:
     >>> jobs = [(0, 100.0, 1), (1, 100.0, 0)]
-    >>> rows = [(0, 1, 0, 100.5, 101.0, 0.1, 0, None, None, None, 0.0)]
+    >>> rows = [(0, 1, 0, 100.5, 101.0, 0.1, 0, None, None, None, 0.0, "h:1:2:ab")]
     >>> run = build_run(jobs, rows, {"created": "100.0"})
-    >>> run.jobs.status.tolist(), run.attempts.start_s.tolist()
-    (['ok', 'pending'], [0.5])
+    >>> run.jobs.status.tolist(), run.attempts.start_s.tolist(), list(run.jobs.consumer)
+    (['ok', 'pending'], [0.5], ['h:1:2:ab', nan])
 """
 
 from __future__ import annotations
@@ -18,12 +21,35 @@ from __future__ import annotations
 from typing import Any
 
 from qlab.codes import JOB_STATUSES, OUTCOMES, ST_CANCELLED, ST_FAILED
-from qlab.queues.store import S_OK, Row
+from qlab.queues.store import COLUMNS, S_OK, Row
 
-__all__ = ["build_run"]
+__all__ = ["build_run", "load_queue"]
 
-_COLS = ["job_id", "attempt", "worker", "start", "end", "cpu_s", "outcome", "error_type",
-         "error", "backoff_s", "throttle_s"]  # fmt: skip
+
+def load_queue(url: str, consumer: str | None = None) -> Any:
+    """The Run of the durable queue at ``url``: every job and attempt of every
+    consumer, merged (``qlab.load_run(url)`` calls this for a queue URL); with
+    ``consumer``, only the jobs it ran an attempt of (all their attempts).
+
+    Raises:
+        ValueError: an unknown kind, a missing or foreign queue.
+        ConnectionError: Redis cannot be reached.
+    """
+    from qlab import queues
+
+    store = queues.queue_class(url).open(url)
+    try:
+        jobs, rows = store.load()
+        meta = store.meta()
+    finally:
+        store.close()
+    meta["queue"] = queues.redact(url)
+    if consumer is not None:
+        mine = {row[0] for row in rows if row[-1] == consumer}
+        jobs = [job for job in jobs if job[0] in mine]
+        rows = [row for row in rows if row[0] in mine]
+        meta["consumer"] = consumer
+    return build_run(jobs, rows, meta)
 
 
 def build_run(jobs: list[tuple[int, float, int]], rows: list[Row], meta: dict[str, Any]) -> Any:
@@ -34,7 +60,7 @@ def build_run(jobs: list[tuple[int, float, int]], rows: list[Row], meta: dict[st
     from qlab.results import Run
 
     origin = float(meta.get("created") or (min(j[1] for j in jobs) if jobs else 0.0))
-    a = pd.DataFrame.from_records(rows, columns=_COLS)
+    a = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
     a = a.sort_values(["job_id", "start", "attempt"], kind="stable").reset_index(drop=True)
     a["attempt"] = (a.groupby("job_id").cumcount() + 1).astype("int16")
     start = a["start"].to_numpy(float) - origin
@@ -53,6 +79,7 @@ def build_run(jobs: list[tuple[int, float, int]], rows: list[Row], meta: dict[st
             "error": pd.array(a["error"], dtype=pd.StringDtype("pyarrow")),
             "backoff_s": a["backoff_s"].astype(float),
             "throttle_s": a["throttle_s"].astype(float),
+            "consumer": pd.Categorical(a["consumer"]),
         }
     )
     j = pd.DataFrame.from_records(jobs, columns=["job_id", "submitted", "status"])
@@ -77,12 +104,14 @@ def build_run(jobs: list[tuple[int, float, int]], rows: list[Row], meta: dict[st
     worker = pd.array([pd.NA] * n, dtype="Int16")
     etype = pd.Categorical([None] * n, categories=attempts["error_type"].cat.categories)
     error = pd.array([None] * n, dtype=pd.StringDtype("pyarrow"))
+    consumer = pd.Categorical([None] * n, categories=attempts["consumer"].cat.categories)
     if last is not None:
         pos = j["job_id"].map(pd.Series(np.arange(n), index=j["job_id"]))
         has = j["job_id"].isin(last.index).to_numpy()
         lj = last.reindex(j["job_id"][has])
         end_s[has] = lj["end_s"].to_numpy()
         worker[has] = lj["worker"].to_numpy()
+        consumer[has] = lj["consumer"].to_numpy()
         failed = has & (code == 1)
         lf = last.reindex(j["job_id"][failed])
         etype[failed] = lf["error_type"].to_numpy()
@@ -103,10 +132,11 @@ def build_run(jobs: list[tuple[int, float, int]], rows: list[Row], meta: dict[st
             "worker": worker,
             "error_type": etype,
             "error": error,
+            "consumer": consumer,
         }
     )
     ends = [e for e in (end_s.max() if n else np.nan, end.max() if len(end) else np.nan)]
     wall = float(np.nanmax(ends)) if not np.isnan(ends).all() else 0.0
-    info = {k: v for k, v in meta.items() if k not in ("created", "schema")}
+    info = {k: v for k, v in meta.items() if k not in ("created", "schema", "handler_pickle")}
     info["lost"] = int((attempts["outcome"] == "lost").sum())
     return Run(None, info, max(wall, 0.0), frames=(jobs_df, attempts))

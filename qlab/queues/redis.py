@@ -37,12 +37,15 @@ import time
 from typing import Any
 
 from qlab.batches import Batch
-from qlab.codes import LOST, ST_FAILED
+from qlab.codes import ST_FAILED
 from qlab.queues.durable import DurableQueue
 from qlab.queues.store import (
+    COLUMNS,
     S_OK,
     Claimed,
     Row,
+    Settled,
+    lost_row,
     owner_dead,
     owner_id,
 )
@@ -61,8 +64,21 @@ for i = 5, #ARGV do
   local job = string.format('%d', first + i - 5)
   redis.call('XADD', key, string.format('%d-0', first + i - 4), 'i', job, 'p', ARGV[i], 's', sub)
 end
+redis.call('SET', KEYS[2], string.format('%d', first + #ARGV - 4))
 redis.call('XREADGROUP', 'GROUP', group, owner, 'COUNT', #ARGV - 4, 'STREAMS', key, '>')
 return #ARGV - 4
+"""
+
+# enqueue: add jobs no consumer holds yet, ids from the queue's counter; the first id
+_ENQUEUE = """
+local key, sub, n = KEYS[1], ARGV[1], #ARGV - 1
+local first = redis.call('INCRBY', KEYS[2], n) - n
+for i = 2, #ARGV do
+  local job = first + i - 2
+  redis.call('XADD', key, string.format('%d-0', job + 1), 'i', string.format('%d', job),
+             'p', ARGV[i], 's', sub)
+end
+return first
 """
 
 # delete the claim lock if it is still the given holder's
@@ -109,6 +125,9 @@ class RedisStore:
         self.k_jobs, self.k_state, self.k_running = k + "jobs", k + "state", k + "running"
         self.k_attempts, self.k_rows, self.k_dead = k + "attempts", k + "rows", k + "dead"
         self.k_meta, self.k_owners, self.k_claim = k + "meta", k + "owners", k + "claim"
+        self.k_next, self.k_tat = k + "next", k + "tat"
+        self._enqueue = self.r.register_script(_ENQUEUE)
+        self._swept = 0.0  # when claim() last looked for others' expired leases
         if not create and not self.r.exists(self.k_meta):
             self.r.close()
             raise ValueError(f"queue {redact(url)!r}: no queue named {name!r} there")
@@ -118,7 +137,7 @@ class RedisStore:
     def count(self) -> int:
         return self.r.xlen(self.k_jobs)
 
-    def init(self, meta: dict[str, str]) -> None:
+    def init(self, meta: dict[str, str], owner: bool = True) -> None:
         import redis
 
         try:
@@ -128,7 +147,8 @@ class RedisStore:
                 raise
         p = self.r.pipeline()
         p.hset(self.k_meta, mapping=meta)
-        p.hset(self.k_owners, self.owner, time.time() + self.lease)
+        if owner:
+            p.hset(self.k_owners, self.owner, time.time() + self.lease)
         p.execute()
 
     def meta(self) -> dict[str, str]:
@@ -138,20 +158,27 @@ class RedisStore:
         for at in range(0, len(blobs), _CHUNK):
             part = blobs[at : at + _CHUNK]
             args = [GROUP, self.owner, first + at, repr(submitted), *part]
-            self._add(keys=[self.k_jobs], args=args)
+            self._add(keys=[self.k_jobs, self.k_next], args=args)
         self.eids.update((job, entry(job)) for job in range(first, first + len(blobs)))
 
-    def taken(self, batch: Batch, t: float) -> None:
-        self.r.hset(self.k_running, mapping=dict.fromkeys(batch.ids, t))
+    def enqueue(self, blobs: list[bytes], submitted: float) -> list[range]:
+        """Add jobs that no consumer holds yet (any consumer's XREADGROUP may take
+        them), a script per chunk; their ids, a range per chunk (producers that write
+        at once interleave their chunks)."""
+        ids = []
+        for at in range(0, len(blobs), _CHUNK):
+            part = blobs[at : at + _CHUNK]
+            first = int(
+                self._enqueue(keys=[self.k_jobs, self.k_next], args=[repr(submitted), *part])
+            )
+            ids.append(range(first, first + len(part)))
+        return ids
 
-    def settled(
-        self,
-        rows: list[Row],
-        ok: range | list[int],
-        ended: list[tuple[int, int, str, str]],
-        again: list[tuple[int, int, int, float | None]],
-        back: list[int],
-    ) -> None:
+    def taken(self, batch: Batch, t: float) -> None:
+        self.r.hset(self.k_running, mapping=dict.fromkeys(batch.ids, f"{t!r} {self.owner}"))
+
+    def settled(self, s: Settled) -> None:
+        rows, ok, ended, again, back = s.rows, s.ok, s.ended, s.again, s.back
         p = self.r.pipeline(transaction=True)
         if rows:
             p.xadd(self.k_attempts, {"r": pickle.dumps(rows, pickle.HIGHEST_PROTOCOL)})
@@ -188,11 +215,18 @@ class RedisStore:
 
     # -- resume --------------------------------------------------------------------------
 
-    def claim(self) -> Claimed:
-        """Take over the entries of owners whose lease is over or who are gone; their
-        running attempts are recorded ``lost``, uncharged."""
+    def claim(self, limit: int | None = None) -> Claimed:
+        """Take over up to ``limit`` open jobs (all if None): entries never read, and
+        those of owners whose lease is over or who are gone (under the claim lock);
+        their running attempts are recorded ``lost``, uncharged. A consumer that asks
+        for a few at a time looks for others' expired leases every third of a lease,
+        and when no new entry is there."""
         from qlab.queues import redact
 
+        if limit is not None and time.monotonic() < self._swept + self.lease / 3:
+            got = self.r.xreadgroup(GROUP, self.owner, {self.k_jobs: ">"}, count=limit)
+            if got and got[0][1]:
+                return self._take_over(got[0][1], 0, {}, set())
         deadline = time.monotonic() + 60
         while not self.r.set(self.k_claim, self.owner, nx=True, px=20_000):
             holder = self.r.get(self.k_claim)  # a claimer killed mid-claim: take its lock
@@ -203,45 +237,58 @@ class RedisStore:
             else:
                 time.sleep(0.01)
         try:
-            return self._claim()
+            self._swept = time.monotonic()
+            return self._claim(math.inf if limit is None else limit)
         finally:
             self._unlock(keys=[self.k_claim], args=[self.owner])
 
-    def _claim(self) -> Claimed:
+    def _claim(self, limit: float) -> Claimed:
         r, now = self.r, time.time()
         owners = {k.decode(): float(v) for k, v in r.hgetall(self.k_owners).items()}
         live = {o for o, until in owners.items() if until > now and not owner_dead(o)}
         live.discard(self.owner)
         entries: list[tuple[bytes, dict]] = []
-        held = 0
+        held, drained = 0, set()
         for c in r.xinfo_consumers(self.k_jobs, GROUP):
             name, pending = c["name"].decode(), c["pending"]
-            if name == self.owner or not pending:
+            if name == self.owner:
                 continue
             if name in live:
                 held += pending
                 continue
+            want = int(min(pending, limit - len(entries)))
+            if want == pending:
+                drained.add(name)  # all its entries are ours now: forget the consumer
+            if want <= 0:
+                continue
             ids = [e["message_id"] for e in r.xpending_range(
-                self.k_jobs, GROUP, "-", "+", pending, consumername=name)]  # fmt: skip
+                self.k_jobs, GROUP, "-", "+", want, consumername=name)]  # fmt: skip
             for i in range(0, len(ids), _CHUNK):
                 entries += r.xclaim(self.k_jobs, GROUP, self.owner, 0, ids[i : i + _CHUNK])
         start = "0-0"
-        while True:  # entries idle past the lease (owners elsewhere that stopped)
+        while len(entries) < limit:  # entries idle past the lease (owners elsewhere)
+            count = int(min(_CHUNK, limit - len(entries)))
             start, got, *_ = r.xautoclaim(
-                self.k_jobs, GROUP, self.owner, int(self.lease * 1000), start, count=_CHUNK
+                self.k_jobs, GROUP, self.owner, int(self.lease * 1000), start, count=count
             )
-            entries += got
+            entries += [e for e in got if e and e[1] and int(e[1][b"i"]) not in self.eids]
             if start in (b"0-0", "0-0"):
                 break
-        for _, got in r.xreadgroup(GROUP, self.owner, {self.k_jobs: ">"}) or ():
-            entries += got  # added but never read (not expected: put is one MULTI)
-        return self._take_over([e for e in entries if e and e[1]], held, owners)
+        if len(entries) < limit:  # never read yet (enqueued, or a put cut short)
+            count = None if limit == math.inf else int(limit - len(entries))
+            for _, got in r.xreadgroup(GROUP, self.owner, {self.k_jobs: ">"}, count=count) or ():
+                entries += got
+        return self._take_over([e for e in entries if e and e[1]], held, owners, drained)
 
-    def _take_over(self, entries: list, held: int, owners: dict[str, float]) -> Claimed:
+    def _take_over(
+        self, entries: list, held: int, owners: dict[str, float], drained: set[str]
+    ) -> Claimed:
         r, c = self.r, Claimed(held=held)
         ids = [int(f[b"i"]) for _, f in entries]
-        states = r.hmget(self.k_state, ids) if ids else []
-        taken = r.hmget(self.k_running, ids) if ids else []
+        p = r.pipeline(transaction=False)
+        p.hmget(self.k_state, ids)
+        p.hmget(self.k_running, ids)
+        states, taken = p.execute() if ids else ([], [])
         lost: list[Row] = []
         acks, state = [], {}
         for (eid, f), job, st, t in zip(entries, ids, states, taken, strict=True):
@@ -256,9 +303,8 @@ class RedisStore:
                 acks.append(eid)
                 continue
             if t is not None:
-                t = float(t)
-                why = "its owner stopped while it ran"
-                lost.append((job, att + extra, -1, t, t, math.nan, LOST, "Lost", why, None, 0.0))
+                at, _, who = t.decode().partition(" ")
+                lost.append(lost_row(job, att + extra, float(at), float(at), who or "?"))
                 extra += 1
                 state[job] = f"0,{att},{extra},{'' if due is None else repr(due)}"
             self.eids[job] = eid
@@ -280,14 +326,20 @@ class RedisStore:
         gone = [o for o, until in owners.items() if until <= time.time() or owner_dead(o)]
         if gone:
             p.hdel(self.k_owners, *gone)
-            for o in gone:  # their entries are ours now
-                p.xgroup_delconsumer(self.k_jobs, GROUP, o)
+        for o in drained:  # consumers whose every entry we hold now
+            p.xgroup_delconsumer(self.k_jobs, GROUP, o)
         p.hset(self.k_owners, self.owner, time.time() + self.lease)
         p.execute()
         return c
 
     def unfinished(self) -> int:
-        return self.r.xpending(self.k_jobs, GROUP)["pending"]
+        """Open jobs: entries read and not acked, and entries no consumer read yet."""
+        info = next(g for g in self.r.xinfo_groups(self.k_jobs) if g["name"] == GROUP.encode())
+        lag = info.get("lag")
+        if lag is None:  # not known (Redis < 7): is any entry after the last read?
+            after = b"(" + info["last-delivered-id"]
+            lag = len(self.r.xrange(self.k_jobs, after, "+", count=1))
+        return info["pending"] + lag
 
     def load(self) -> tuple[list[tuple[int, float, int]], list[Row]]:
         """Every job (id, submitted, status) and every attempt row."""
@@ -299,6 +351,7 @@ class RedisStore:
             jobs.append((job, float(f[b"s"]), status.get(job, 0)))
         for _, f in _scan(r, self.k_attempts):
             rows += pickle.loads(f[b"r"])
+        rows = [row if len(row) == len(COLUMNS) else (*row, None) for row in rows]
         jobs.sort()
         return jobs, rows
 

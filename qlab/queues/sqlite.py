@@ -29,7 +29,7 @@ Example:
 
 from __future__ import annotations
 
-import math
+import itertools
 import pickle
 import sqlite3
 import time
@@ -37,33 +37,30 @@ from collections.abc import Callable
 from typing import Any
 
 from qlab.batches import Batch
-from qlab.codes import LOST
 from qlab.queues.durable import DurableQueue
-from qlab.queues.store import (
-    S_OK,
-    Claimed,
-    Row,
-    owner_dead,
-    owner_id,
-)
+from qlab.queues.store import S_OK, Claimed, Row, Settled, lost_row, owner_dead, owner_id
 from qlab.queues.urls import parse_sqlite
 
 __all__ = ["SQLiteQueue", "SQLiteStore"]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS qlab_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS qlab_jobs(
     id INTEGER PRIMARY KEY, payload BLOB NOT NULL, submitted REAL NOT NULL,
     status INTEGER NOT NULL DEFAULT 0, attempt INTEGER NOT NULL DEFAULT 1,
-    extra INTEGER NOT NULL DEFAULT 0, due REAL, owner TEXT, taken REAL);
+    extra INTEGER NOT NULL DEFAULT 0, due REAL, owner TEXT, taken REAL, claim INTEGER);
 CREATE INDEX IF NOT EXISTS qlab_jobs_open ON qlab_jobs(id) WHERE status = 0;
+CREATE INDEX IF NOT EXISTS qlab_jobs_claim ON qlab_jobs(claim) WHERE claim IS NOT NULL;
 CREATE TABLE IF NOT EXISTS qlab_attempts(
     job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, worker INTEGER, start REAL,
     end REAL, cpu REAL, outcome INTEGER NOT NULL, error_type TEXT, error TEXT, backoff REAL,
-    throttle REAL);
+    throttle REAL, consumer TEXT);
 CREATE TABLE IF NOT EXISTS qlab_owners(owner TEXT PRIMARY KEY, until REAL NOT NULL);
 """
+
+
+_INSERT_ROWS = "INSERT INTO qlab_attempts VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 
 
 class SQLiteStore:
@@ -82,6 +79,7 @@ class SQLiteStore:
         self.url, self.path = url, path
         self.lease = opts["lease"]
         self.owner = owner_id()
+        self._claims = itertools.count(1)
         if not create and not path.exists():
             raise ValueError(f"queue {url!r}: no queue file at {str(path)!r}")
         if create:
@@ -126,13 +124,16 @@ class SQLiteStore:
     def count(self) -> int:
         return self.db.execute("SELECT count(*) FROM qlab_jobs").fetchone()[0]
 
-    def init(self, meta: dict[str, str]) -> None:
+    def init(self, meta: dict[str, str], owner: bool = True) -> None:
         meta = {**meta, "schema": SCHEMA_VERSION}
-        self._tx(lambda db: (
-            db.executemany("INSERT OR REPLACE INTO qlab_meta VALUES (?, ?)", meta.items()),
-            db.execute("INSERT OR REPLACE INTO qlab_owners VALUES (?, ?)",
-                       (self.owner, time.time() + self.lease)),
-        ))  # fmt: skip
+        until = time.time() + self.lease
+
+        def work(db: sqlite3.Connection) -> None:
+            db.executemany("INSERT OR REPLACE INTO qlab_meta VALUES (?, ?)", meta.items())
+            if owner:
+                db.execute("INSERT OR REPLACE INTO qlab_owners VALUES (?, ?)", (self.owner, until))
+
+        self._tx(work)
 
     def meta(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT key, value FROM qlab_meta"))
@@ -141,6 +142,17 @@ class SQLiteStore:
         rows = ((first + i, blob, submitted, self.owner) for i, blob in enumerate(blobs))
         sql = "INSERT INTO qlab_jobs(id, payload, submitted, owner) VALUES (?, ?, ?, ?)"
         self._tx(lambda db: db.executemany(sql, rows))
+
+    def enqueue(self, blobs: list[bytes], submitted: float) -> list[range]:
+        """Add jobs that no owner holds yet (any consumer may claim them); their ids."""
+        sql = "INSERT INTO qlab_jobs(id, payload, submitted) VALUES (?, ?, ?)"
+
+        def work(db: sqlite3.Connection) -> int:
+            first = db.execute("SELECT coalesce(max(id), -1) + 1 FROM qlab_jobs").fetchone()[0]
+            db.executemany(sql, ((first + i, b, submitted) for i, b in enumerate(blobs)))
+            return [range(first, first + len(blobs))]
+
+        return self._tx(work)
 
     def taken(self, batch: Batch, t: float) -> None:
         ids = batch.ids
@@ -151,17 +163,12 @@ class SQLiteStore:
             sql = "UPDATE qlab_jobs SET taken = ? WHERE id = ?"
             self._tx(lambda db: db.executemany(sql, ((t, job) for job in ids)))
 
-    def settled(
-        self,
-        rows: list[Row],
-        ok: range | list[int],
-        ended: list[tuple[int, int, str, str]],
-        again: list[tuple[int, int, int, float | None]],
-        back: list[int],
-    ) -> None:
+    def settled(self, s: Settled) -> None:
+        rows, ok, ended, again, back = s.rows, s.ok, s.ended, s.again, s.back
+
         def work(db: sqlite3.Connection) -> None:
             if rows:
-                db.executemany("INSERT INTO qlab_attempts VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+                db.executemany(_INSERT_ROWS, rows)
             if isinstance(ok, range) and len(ok):
                 db.execute(
                     "UPDATE qlab_jobs SET status = ?, taken = NULL WHERE id BETWEEN ? AND ?",
@@ -200,47 +207,53 @@ class SQLiteStore:
 
     # -- resume --------------------------------------------------------------------------
 
-    def claim(self) -> Claimed:
-        """Take over the open jobs whose owner's lease is over (or whose owner died on
-        this host): their running attempts are recorded ``lost``, uncharged."""
-        return self._tx(self._claim)
+    def claim(self, limit: int | None = None) -> Claimed:
+        """Take over up to ``limit`` open jobs (all if None) that no live lease covers:
+        jobs no one claimed yet, and those whose owner's lease is over (or whose owner
+        died on this host); their running attempts are recorded ``lost``, uncharged."""
+        return self._tx(lambda db: self._claim(db, -1 if limit is None else limit))
 
-    def _claim(self, db: sqlite3.Connection) -> Claimed:
+    def _claim(self, db: sqlite3.Connection, limit: int) -> Claimed:
         now = time.time()
         owners = dict(db.execute("SELECT owner, until FROM qlab_owners"))
         live = sorted(o for o, until in owners.items() if until > now and not owner_dead(o))
-        if self.owner in live:
-            live.remove(self.owner)
-        # open jobs not under a live lease (a few set-wide statements, not one per job)
-        free = f"status = 0 AND (owner IS NULL OR owner NOT IN ({','.join('?' * len(live))}))"
+        others = [o for o in live if o != self.owner]
         c = Claimed()
-        c.held = db.execute(f"SELECT count(*) FROM qlab_jobs WHERE status = 0 AND NOT ({free})",
-                            live).fetchone()[0]  # fmt: skip
+        marks = ",".join("?" * len(others))
+        c.held = db.execute(f"SELECT count(*) FROM qlab_jobs WHERE status = 0 AND owner IN "
+                            f"({marks})", others).fetchone()[0]  # fmt: skip
+        # open jobs under no live lease, not ours already: marked with this claim's
+        # token (a few set-wide statements, not one per job)
+        token = next(self._claims)
+        free = f"status = 0 AND (owner IS NULL OR owner NOT IN ({marks + ',?' if marks else '?'}))"
+        db.execute(
+            f"UPDATE qlab_jobs SET claim = ? WHERE id IN "
+            f"(SELECT id FROM qlab_jobs WHERE {free} ORDER BY id LIMIT ?)",
+            [token, *others, self.owner, limit],
+        )
         lost: list[Row] = []
-        sql = f"SELECT id, attempt, extra, owner, taken FROM qlab_jobs WHERE {free} AND taken > 0"
-        for job, att, extra, owner, taken in db.execute(sql, live).fetchall():
+        sql = "SELECT id, attempt, extra, owner, taken FROM qlab_jobs WHERE claim = ? AND taken > 0"
+        for job, att, extra, owner, taken in db.execute(sql, (token,)).fetchall():
             # it ran when its owner stopped: lost, and not charged (extra counts it)
             seen = max(owners.get(owner, taken) - self.lease, taken)
-            why = f"its owner {owner} stopped while it ran"
-            lost.append((job, att + extra, -1, taken, seen, math.nan, LOST, "Lost", why, None, 0.0))
+            lost.append(lost_row(job, att + extra, taken, seen, owner))
         c.lost = len(lost)
-        db.executemany("INSERT INTO qlab_attempts VALUES (?,?,?,?,?,?,?,?,?,?,?)", lost)
+        db.executemany(_INSERT_ROWS, lost)
         db.executemany(
             "UPDATE qlab_jobs SET extra = extra + 1 WHERE id = ?", ((r[0],) for r in lost)
         )
-        db.execute(
-            f"UPDATE qlab_jobs SET owner = ?, taken = NULL WHERE {free}", [self.owner, *live]
-        )
-        sql = "SELECT id, attempt, extra, due, submitted, payload FROM qlab_jobs WHERE status = 0 "
-        sql += "AND owner = ?"
-        for job, att, extra, due, sub, blob in db.execute(sql, (self.owner,)):
+        db.execute("UPDATE qlab_jobs SET owner = ?, taken = NULL WHERE claim = ?",
+                   (self.owner, token))  # fmt: skip
+        sql = "SELECT id, attempt, extra, due, submitted, payload FROM qlab_jobs WHERE claim = ?"
+        for job, att, extra, due, sub, blob in db.execute(sql, (token,)):
             c.ids.append(job)
             c.attempts.append(att)
             c.extra.append(extra)
             c.due.append(due)
             c.submitted.append(sub)
             c.payloads.append(pickle.loads(blob))
-        gone = [(o,) for o in owners if o not in live and o != self.owner]
+        db.execute("UPDATE qlab_jobs SET claim = NULL WHERE claim = ?", (token,))
+        gone = [(o,) for o in owners if o not in live]
         db.executemany("DELETE FROM qlab_owners WHERE owner = ?", gone)
         db.execute(
             "INSERT OR REPLACE INTO qlab_owners VALUES (?, ?)", (self.owner, now + self.lease)

@@ -2,8 +2,9 @@
 the rows it holds, and who owns a lease.
 
 A store (``qlab.queues.sqlite``, ``qlab.queues.redis``) keeps a queue's jobs (payloads
-pickled), each job's status, next attempt and due time, the owner whose lease covers
-it, the jobs taken and not settled, and every attempt's row. Job statuses in a store:
+pickled, with cloudpickle where plain pickle fails), each job's status, next attempt
+and due time, the owner (consumer) whose lease covers it, the jobs taken and not
+settled, and every attempt's row, which names the consumer that ran it. Job statuses in a store:
 ``S_OPEN``, ``S_OK``, and ``qlab.codes.ST_FAILED`` / ``ST_CANCELLED``. An owner is a
 process (``host:pid:start-ms:random``); one that was a process of this host that is
 gone has no live lease, whatever its expiry says.
@@ -15,21 +16,54 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from qlab.backends.worker import dumps  # cloudpickle where pickle fails, as the process backend
 from qlab.batches import Batch
+from qlab.codes import LOST
 
-__all__ = ["S_OK", "S_OPEN", "Claimed", "Row", "Store", "fingerprint",
-           "owner_dead", "owner_id"]  # fmt: skip
+__all__ = ["S_OK", "S_OPEN", "Claimed", "Row", "Settled", "Store", "dumps", "fingerprint",
+           "lost_row", "owner_dead", "owner_id"]  # fmt: skip
 
 S_OPEN, S_OK = 0, 1  # a job's status in a store; failed and cancelled are ST_FAILED/CANCELLED
 # an attempt row: (job_id, attempt, worker, start, end, cpu, outcome, error_type, error,
-# backoff, throttle)
+# backoff, throttle, consumer); times in epoch seconds, consumer an owner_id()
 Row = tuple
+COLUMNS = ("job_id", "attempt", "worker", "start", "end", "cpu_s", "outcome", "error_type",
+           "error", "backoff_s", "throttle_s", "consumer")  # fmt: skip
+
+
+def lost_row(job: int, attempt: int, start: float, end: float, consumer: str) -> Row:
+    """The row of an attempt that was running when its consumer stopped.
+
+    Example:
+        >>> lost_row(3, 2, 10.0, 10.0, "h:1:2:ab")[:3], lost_row(3, 2, 10.0, 10.0, "c")[6:9]
+        ((3, 2, -1), (6, 'Lost', 'its consumer c stopped while it ran'))
+    """
+    why = f"its consumer {consumer} stopped while it ran"
+    return (job, attempt, -1, start, end, math.nan, LOST, "Lost", why, None, 0.0, consumer)
+
+
+@dataclass
+class Settled:
+    """What one settlement (or a cancellation) writes to a store, in one transaction.
+
+    ``rows``: attempt rows; ``ok``: jobs that succeeded; ``ended``: jobs that failed or
+    were cancelled for good, ``(job, code, error_type, error)``; ``again``: jobs that
+    run again, ``(job, next attempt, uncharged rows, due epoch seconds or None)``;
+    ``back``: jobs that go back untouched (taken, not run).
+    """
+
+    rows: list[Row] = field(default_factory=list)
+    ok: range | list[int] = field(default_factory=list)
+    ended: list[tuple[int, int, str, str]] = field(default_factory=list)
+    again: list[tuple[int, int, int, float | None]] = field(default_factory=list)
+    back: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -54,21 +88,15 @@ class Store(Protocol):
     lease: float
 
     def count(self) -> int: ...
-    def init(self, meta: dict[str, str]) -> None: ...
+    def init(self, meta: dict[str, str], owner: bool = True) -> None: ...
     def meta(self) -> dict[str, str]: ...
     def add(self, first: int, blobs: list[bytes], submitted: float) -> None: ...
+    def enqueue(self, blobs: list[bytes], submitted: float) -> list[range]: ...
     def taken(self, batch: Batch, t: float) -> None: ...
-    def settled(
-        self,
-        rows: list[Row],
-        ok: range | list[int],
-        ended: list[tuple[int, int, str, str]],
-        again: list[tuple[int, int, int, float | None]],
-        back: list[int],
-    ) -> None: ...
+    def settled(self, s: Settled) -> None: ...
     def renew(self, until: float) -> None: ...
     def release(self) -> None: ...
-    def claim(self) -> Claimed: ...
+    def claim(self, limit: int | None = None) -> Claimed: ...
     def unfinished(self) -> int: ...
     def load(self) -> tuple[list[tuple[int, float, int]], list[Row]]: ...
     def close(self) -> None: ...
