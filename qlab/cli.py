@@ -1,4 +1,4 @@
-"""The command line: ``qlab run`` and ``qlab sweep``.
+"""The command line: ``qlab run``, ``qlab sweep`` and ``qlab worker``.
 
 ``qlab run --workers 4 --jobs 100`` is the counterpart of the Go original's
 ``go run cmd/app/main.go -workers=4 -jobs=100``: it runs the seed workload (the
@@ -21,6 +21,7 @@ from typing import Any
 from qlab.backends import BACKENDS
 from qlab.cli_args import _out_file, _out_folder, _positive, _workload
 from qlab.cli_sweep import add_sweep
+from qlab.cli_worker import add_worker
 
 __all__ = ["main"]
 
@@ -75,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-v", "--verbose", action="store_true", help="log every retry")
     r.add_argument("-q", "--quiet", action="store_true", help="do not log failed jobs")
     add_sweep(sub)
+    add_worker(sub)
     return p
 
 
