@@ -1,0 +1,126 @@
+"""Shared queues with real consumers: two ``qlab worker`` processes (through the CLI)
+share one queue, on a real redis-server (started here on a free loopback port, stopped
+by PID) and on one SQLite file; the merged Run (``qlab.load_run(url)``) has each job
+exactly once, run by both. A worker stopped by SIGTERM gives its jobs back; a rate
+limit on a Redis queue holds across both consumers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import qlab
+from tests.test_resume import redis_kind, redis_server, sqlite_kind, wait_for  # noqa: F401
+
+pytestmark = pytest.mark.timeout(90)
+
+ROOT = Path(__file__).resolve().parent.parent
+GATE_ENV = "QLAB_TEST_GATE"
+
+
+def gate(x: int) -> int:
+    """A handler that lets no job finish until two processes have started one: each
+    process leaves a file named after its pid in the folder $QLAB_TEST_GATE."""
+    folder = Path(os.environ[GATE_ENV])
+    (folder / str(os.getpid())).touch()
+    done = threading.Event()
+    for _ in range(6000):  # 30 s at most, then fail the job
+        if len(os.listdir(folder)) >= 2:
+            return x
+        done.wait(0.005)
+    raise TimeoutError("the other worker never started a job")
+
+
+def slow(x: int) -> int:
+    """A handler of 20 ms per job."""
+    threading.Event().wait(0.02)
+    return x
+
+
+def worker(url: str, handler: str, *args: str, env: dict | None = None) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "qlab", "worker", "--queue", url, "--handler", handler, *args]
+    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out, err
+
+
+@pytest.fixture(params=["redis", "sqlite"])
+def url(request, tmp_path, redis_server):  # noqa: F811
+    if request.param == "sqlite":
+        return sqlite_kind(tmp_path).url
+    if redis_server is None:
+        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
+    return redis_kind(redis_server, f"w{abs(hash(request.node.name)) % 10**8}").url
+
+
+def test_two_worker_processes_share_one_queue(url, tmp_path):
+    jobs = 80
+    ids = qlab.enqueue(url, range(jobs), handler=gate)
+    assert sorted(ids) == list(range(jobs))
+    folder = tmp_path / "gate"
+    folder.mkdir()
+    env = {GATE_ENV: str(folder)}
+    procs = [worker(url, "tests.test_worker_cli:gate", "--workers", "2", "--until-empty",
+                    "--json", env=env) for _ in range(2)]  # fmt: skip
+    results = [finish(p) for p in procs]
+    for rc, _, err in results:
+        assert rc == 0, err
+    mine = [json.loads(out.strip().splitlines()[-1]) for _, out, _ in results]
+    assert all(m["ok"] > 0 for m in mine) and sum(m["ok"] for m in mine) == jobs
+    run = qlab.load_run(url)
+    att = run.attempts
+    assert len(run.jobs) == jobs and (run.jobs.status == "ok").all()
+    assert (att.outcome == "ok").sum() == jobs and att.job_id.is_unique  # once each
+    assert att.consumer.nunique() == 2  # both ran some, each named in the merged Run
+    assert (run.jobs.consumer.astype(str) == att.set_index("job_id").consumer.astype(str)).all()
+
+
+def test_sigterm_gives_the_jobs_back_and_nothing_is_lost(url):
+    jobs = 300
+    qlab.enqueue(url, range(jobs), handler=slow)
+    first = worker(url, "tests.test_worker_cli:slow", "--workers", "2")  # serves forever
+    try:
+        wait_for(lambda: len(qlab.load_run(url).attempts) >= 10 or first.poll() is not None)
+        first.send_signal(signal.SIGTERM)
+    finally:
+        rc, _, err = finish(first)
+    assert rc == 130, err  # stopped gracefully: running attempts finished, the rest given back
+    ran = qlab.load_run(url)
+    assert 10 <= (ran.jobs.status == "ok").sum() < jobs
+    rc, _, err = finish(worker(url, "tests.test_worker_cli:slow", "--workers", "4",
+                               "--until-empty"))  # fmt: skip
+    assert rc == 0, err
+    run = qlab.load_run(url)
+    att = run.attempts
+    assert (run.jobs.status == "ok").all() and len(run.jobs) == jobs
+    assert (att.outcome == "ok").sum() == jobs and run.meta["lost"] == 0
+    assert att.consumer.nunique() == 2
+
+
+def test_worker_refuses_another_handler_and_bad_input(url):
+    qlab.enqueue(url, [1], handler=slow)
+    rc, _, err = finish(worker(url, "tests.test_worker_cli:gate", "--until-empty"))
+    assert rc == 2 and "was made for handler 'tests.test_worker_cli:slow'" in err
+    rc, _, err = finish(worker(url, "tests.test_worker_cli:nothing"))
+    assert rc == 2 and "has no 'nothing'" in err
+    with pytest.raises(ValueError, match="prefetch"):
+        qlab.serve(url, slow, prefetch=0)
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        qlab.enqueue(url, [threading.Lock()])
+    assert len(qlab.load_run(url).jobs) == 1  # nothing was added or run
