@@ -36,7 +36,7 @@ from qlab.clock import REAL_CLOCK
 from qlab.drivers import Drivers
 from qlab.hooks import HookSet, progress_hook
 from qlab.jobqueue import Phase
-from qlab.ratelimit import Limiter, check_rate_limit
+from qlab.ratelimit import check_rate_limit, make_limiter
 from qlab.retry import Retry
 from qlab.settle import JobFailed
 from qlab.signals import Interrupts
@@ -132,7 +132,6 @@ class Pool:
             raise TypeError(f"clock must have a now() method, got {clock!r}")
         self._clock = clock
         limit = check_rate_limit(rate_limit)
-        self._limiter = None if limit is None else Limiter(limit, clock.now)
         self._backend = backend_ = backends.resolve(backend)
         if is_async(handler) and not getattr(backend_, "runs_coroutines", False):
             raise TypeError(
@@ -147,6 +146,7 @@ class Pool:
         )
         self._futures: dict[int, Future] | None = {} if _futures else None
         self._queue = queues.resolve(queue, capacity, now=clock.now, handler=handler)
+        self._limiter = make_limiter(limit, clock, self._queue)  # a Redis queue's is shared
         self._queue.workers = self._workers
         self._trace = Trace(0.0, self._keep_results, self._queue.submitted, self._queue.status)
         self._final: Any = None  # the Run, once the pool is joined

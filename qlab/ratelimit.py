@@ -20,8 +20,12 @@ exactly one every ``1 / rate`` seconds: over any window of ``w`` seconds at most
 ``burst + rate * w`` attempts start. Tokens reserved for jobs that then do not run
 (the pool stops, a worker process dies) are not given back: the rate errs low.
 
-A queue shared by many pools (Redis) would keep the bucket's ``tat`` in the queue's
-store instead; :class:`Limiter` is that seam (``reserve(k, now)``).
+On a queue shared by many pools (Redis) the bucket is the queue's: :func:`make_limiter`
+gives a :class:`SharedLimiter`, whose ``reserve`` runs the same algorithm in the store
+(a Lua script on the Redis server's clock, ``tat`` kept under the queue's name), one
+round trip per batch, so every consumer of the queue draws from one bucket. The
+not-before times come back as offsets from the server's clock and are put on the run's
+clock at the reply (off by at most the round trip, late rather than early).
 
 Example:
     >>> lim = Limiter(RateLimit(4, burst=2))
@@ -31,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -38,7 +43,10 @@ from typing import Any
 
 from qlab.batches import Batch
 
-__all__ = ["Limiter", "PacedBatch", "RateLimit", "check_rate_limit"]
+__all__ = ["Limiter", "PacedBatch", "RateLimit", "SharedLimiter", "check_rate_limit",
+           "make_limiter"]  # fmt: skip
+
+log = logging.getLogger("qlab")
 
 _SLICE_S = 0.02  # a waiting worker looks at the pool's stop flag this often
 
@@ -123,6 +131,58 @@ class Limiter:
             self._tat = tat
             self.reserved += k
             return times
+
+
+class SharedLimiter(Limiter):
+    """The token bucket of a queue shared by several pools, kept in its store.
+
+    Args:
+        limit: the rate and burst (every pool on the queue should use the same).
+        now: the run's clock.
+        reserve: ``reserve(k, step, tolerance)``: the store's GCRA, returning each
+            token's time as seconds from the store's now (see :func:`make_limiter`).
+
+    If the store fails, the pool goes on with a bucket of its own (logged once).
+
+    Example:
+        >>> lim = SharedLimiter(RateLimit(2), lambda: 10.0, lambda k, s, t: [0.0, 0.5][:k])
+        >>> lim.reserve(2)
+        [10.0, 10.5]
+    """
+
+    def __init__(self, limit: RateLimit, now: Any, reserve: Any) -> None:
+        super().__init__(limit, now)
+        self._shared = reserve
+
+    def reserve(self, k: int, now: float | None = None) -> list[float]:
+        if self._shared is not None:
+            try:
+                offsets = self._shared(k, self._step, self._tolerance)
+            except Exception:
+                log.exception("shared rate limit failed: this pool keeps its own bucket")
+                self._shared = None
+            else:
+                t = self._now()  # at the reply: a token is late by the round trip, not early
+                self.reserved += k
+                return [t + o for o in offsets]
+        return super().reserve(k, now)
+
+
+def make_limiter(limit: RateLimit | None, clock: Any, queue: Any) -> Limiter | None:
+    """The pool's bucket: the queue's shared one if it keeps one (a Redis queue, on a
+    real clock), else the pool's own.
+
+    Example:
+        >>> from qlab.clock import REAL_CLOCK
+        >>> type(make_limiter(RateLimit(5), REAL_CLOCK, object())).__name__
+        'Limiter'
+    """
+    if limit is None:
+        return None
+    reserve = getattr(queue, "reserve_tokens", None)
+    if reserve is not None and not getattr(clock, "autojump", False):
+        return SharedLimiter(limit, clock.now, reserve)
+    return Limiter(limit, clock.now)
 
 
 class PacedBatch(Batch):

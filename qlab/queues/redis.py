@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import pickle
 import time
 from typing import Any
@@ -39,22 +38,19 @@ from typing import Any
 from qlab.batches import Batch
 from qlab.codes import ST_FAILED
 from qlab.queues.durable import DurableQueue
+from qlab.queues.redis_claim import GROUP, UNLOCK, Claims, chunks
 from qlab.queues.store import (
     COLUMNS,
     S_OK,
-    Claimed,
     Row,
     Settled,
-    lost_row,
-    owner_dead,
     owner_id,
 )
 from qlab.queues.urls import parse_redis
 
 __all__ = ["RedisQueue", "RedisStore"]
 
-GROUP = "qlab"
-_CHUNK = 5000
+_CHUNK = chunks
 # put: add the jobs and read them to this owner (its lease), atomically, in one round
 # trip (a script: redis-py packs one command much faster than thousands). Job j is the
 # entry "j+1-0" (a fresh queue's ids only grow, so explicit entry ids are in order).
@@ -81,10 +77,22 @@ end
 return first
 """
 
-# delete the claim lock if it is still the given holder's
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+# the rate limit shared by every consumer (GCRA, as qlab.ratelimit.Limiter, on the
+# server's clock): each token's time as seconds from now
+_TOKENS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local step, tol, k = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local out = {}
+for i = 1, k do
+  local at = math.max(now, tat - tol)
+  out[i] = string.format('%.6f', at - now)
+  tat = math.max(tat, at) + step
+end
+local ttl = math.ceil((tat - now) * 1000) + 60000
+redis.call('SET', KEYS[1], string.format('%.6f', tat), 'PX', ttl)
+return out
 """
 
 
@@ -93,7 +101,7 @@ def entry(job: int) -> str:
     return f"{job + 1}-0"
 
 
-class RedisStore:
+class RedisStore(Claims):
     """A queue's jobs, leases and attempt rows in Redis (see the module).
 
     Raises:
@@ -120,7 +128,8 @@ class RedisStore:
             self.r.close()
             raise ConnectionError(f"queue {redact(url)!r}: cannot reach Redis ({exc})") from exc
         self._add = self.r.register_script(_ADD)
-        self._unlock = self.r.register_script(_UNLOCK)
+        self._unlock = self.r.register_script(UNLOCK)
+        self._tokens = self.r.register_script(_TOKENS)
         k = f"qlab:{name}:"
         self.k_jobs, self.k_state, self.k_running = k + "jobs", k + "state", k + "running"
         self.k_attempts, self.k_rows, self.k_dead = k + "attempts", k + "rows", k + "dead"
@@ -213,124 +222,11 @@ class RedisStore:
     def release(self) -> None:
         self.r.hdel(self.k_owners, self.owner)
 
-    # -- resume --------------------------------------------------------------------------
-
-    def claim(self, limit: int | None = None) -> Claimed:
-        """Take over up to ``limit`` open jobs (all if None): entries never read, and
-        those of owners whose lease is over or who are gone (under the claim lock);
-        their running attempts are recorded ``lost``, uncharged. A consumer that asks
-        for a few at a time looks for others' expired leases every third of a lease,
-        and when no new entry is there."""
-        from qlab.queues import redact
-
-        if limit is not None and time.monotonic() < self._swept + self.lease / 3:
-            got = self.r.xreadgroup(GROUP, self.owner, {self.k_jobs: ">"}, count=limit)
-            if got and got[0][1]:
-                return self._take_over(got[0][1], 0, {}, set())
-        deadline = time.monotonic() + 60
-        while not self.r.set(self.k_claim, self.owner, nx=True, px=20_000):
-            holder = self.r.get(self.k_claim)  # a claimer killed mid-claim: take its lock
-            if holder is not None and owner_dead(holder.decode()):
-                self._unlock(keys=[self.k_claim], args=[holder])
-            elif time.monotonic() > deadline:
-                raise TimeoutError(f"queue {redact(self.url)!r}: the claim lock is held")
-            else:
-                time.sleep(0.01)
-        try:
-            self._swept = time.monotonic()
-            return self._claim(math.inf if limit is None else limit)
-        finally:
-            self._unlock(keys=[self.k_claim], args=[self.owner])
-
-    def _claim(self, limit: float) -> Claimed:
-        r, now = self.r, time.time()
-        owners = {k.decode(): float(v) for k, v in r.hgetall(self.k_owners).items()}
-        live = {o for o, until in owners.items() if until > now and not owner_dead(o)}
-        live.discard(self.owner)
-        entries: list[tuple[bytes, dict]] = []
-        held, drained = 0, set()
-        for c in r.xinfo_consumers(self.k_jobs, GROUP):
-            name, pending = c["name"].decode(), c["pending"]
-            if name == self.owner:
-                continue
-            if name in live:
-                held += pending
-                continue
-            want = int(min(pending, limit - len(entries)))
-            if want == pending:
-                drained.add(name)  # all its entries are ours now: forget the consumer
-            if want <= 0:
-                continue
-            ids = [e["message_id"] for e in r.xpending_range(
-                self.k_jobs, GROUP, "-", "+", want, consumername=name)]  # fmt: skip
-            for i in range(0, len(ids), _CHUNK):
-                entries += r.xclaim(self.k_jobs, GROUP, self.owner, 0, ids[i : i + _CHUNK])
-        start = "0-0"
-        while len(entries) < limit:  # entries idle past the lease (owners elsewhere)
-            count = int(min(_CHUNK, limit - len(entries)))
-            start, got, *_ = r.xautoclaim(
-                self.k_jobs, GROUP, self.owner, int(self.lease * 1000), start, count=count
-            )
-            entries += [e for e in got if e and e[1] and int(e[1][b"i"]) not in self.eids]
-            if start in (b"0-0", "0-0"):
-                break
-        if len(entries) < limit:  # never read yet (enqueued, or a put cut short)
-            count = None if limit == math.inf else int(limit - len(entries))
-            for _, got in r.xreadgroup(GROUP, self.owner, {self.k_jobs: ">"}, count=count) or ():
-                entries += got
-        return self._take_over([e for e in entries if e and e[1]], held, owners, drained)
-
-    def _take_over(
-        self, entries: list, held: int, owners: dict[str, float], drained: set[str]
-    ) -> Claimed:
-        r, c = self.r, Claimed(held=held)
-        ids = [int(f[b"i"]) for _, f in entries]
-        p = r.pipeline(transaction=False)
-        p.hmget(self.k_state, ids)
-        p.hmget(self.k_running, ids)
-        states, taken = p.execute() if ids else ([], [])
-        lost: list[Row] = []
-        acks, state = [], {}
-        for (eid, f), job, st, t in zip(entries, ids, states, taken, strict=True):
-            status, att, extra, due = 0, 1, 0, None
-            if st is not None:
-                parts = st.decode().split(",")
-                status = int(parts[0])
-                if len(parts) > 1:
-                    att, extra = int(parts[1]), int(parts[2])
-                    due = float(parts[3]) if parts[3] else None
-            if status:  # ended, but not acked (not expected: both are one MULTI)
-                acks.append(eid)
-                continue
-            if t is not None:
-                at, _, who = t.decode().partition(" ")
-                lost.append(lost_row(job, att + extra, float(at), float(at), who or "?"))
-                extra += 1
-                state[job] = f"0,{att},{extra},{'' if due is None else repr(due)}"
-            self.eids[job] = eid
-            c.ids.append(job)
-            c.attempts.append(att)
-            c.extra.append(extra)
-            c.due.append(due)
-            c.submitted.append(float(f[b"s"]))
-            c.payloads.append(pickle.loads(f[b"p"]))
-        c.lost = len(lost)
-        p = r.pipeline(transaction=True)
-        if lost:
-            p.xadd(self.k_attempts, {"r": pickle.dumps(lost, pickle.HIGHEST_PROTOCOL)})
-            p.incrby(self.k_rows, len(lost))
-            p.hset(self.k_state, mapping=state)
-            p.hdel(self.k_running, *[row[0] for row in lost])
-        if acks:
-            p.xack(self.k_jobs, GROUP, *acks)
-        gone = [o for o, until in owners.items() if until <= time.time() or owner_dead(o)]
-        if gone:
-            p.hdel(self.k_owners, *gone)
-        for o in drained:  # consumers whose every entry we hold now
-            p.xgroup_delconsumer(self.k_jobs, GROUP, o)
-        p.hset(self.k_owners, self.owner, time.time() + self.lease)
-        p.execute()
-        return c
+    def reserve_tokens(self, k: int, step: float, tolerance: float) -> list[float]:
+        """``k`` tokens of the queue's shared bucket: each one's time, in seconds from
+        the server's now (see :class:`qlab.ratelimit.SharedLimiter`)."""
+        got = self._tokens(keys=[self.k_tat], args=[repr(step), repr(tolerance), k])
+        return [float(o) for o in got]
 
     def unfinished(self) -> int:
         """Open jobs: entries read and not acked, and entries no consumer read yet."""
@@ -375,3 +271,7 @@ class RedisQueue(DurableQueue):
 
     store_class = RedisStore
     fresh = "name"
+
+    def reserve_tokens(self, k: int, step: float, tolerance: float) -> list[float]:
+        """The queue's shared rate limit (the pool's ``rate_limit=`` uses it)."""
+        return self.store.reserve_tokens(k, step, tolerance)
