@@ -15,7 +15,8 @@ times in microseconds from the run's start:
   slice of the retry) from each failed attempt to its retry, and an instant
   (``ph: "i"``) where a backoff begins;
 - counter tracks (``ph: "C"``): jobs in flight (submitted, not finished), busy
-  workers (attempts running) and queue depth (the difference: jobs waiting).
+  workers (attempts running) and queue depth (the difference: jobs waiting), in the
+  host's process, or with several hosts in a process of their own (``all hosts``).
 
 A big run would make a big file (about 300 bytes per attempt): ``max_attempts=``
 (100,000 by default) keeps the attempts that started first, a readable window of
@@ -37,6 +38,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from qlab.perfetto_layout import counters, processes, tracks
+
 __all__ = ["COLOURS", "to_perfetto"]
 
 # outcome -> a colour name the trace viewers reserve (catapult's color scheme)
@@ -48,7 +51,6 @@ COLOURS = {
     "crashed": "black",
     "cancelled": "grey",
 }
-_PID = 1
 
 
 def to_perfetto(
@@ -78,10 +80,11 @@ def to_perfetto(
     path = Path(path)
     meta = {k: v for k, v in run.meta.items() if isinstance(v, str | int | float | bool)}
     meta.update(attempts=total, attempts_written=len(att), time_unit="microseconds")
-    tids, names = _tracks(att)
-    head = _metadata(run, att, names)
-    xs, rest = _slices(att, tids)
-    rest += _counters(run, max_counter_points)
+    tids, names = tracks(att)
+    pids, hosts = processes(att)
+    head = _metadata(run, att, tids, pids, hosts, names)
+    xs, rest = _slices(att, tids, pids)
+    rest += counters(run, max_counter_points, 1 if len(hosts) < 2 else len(hosts) + 1)
     with path.open("wb") as f:
         f.write(b'{"displayTimeUnit": "ms", "otherData": ')
         f.write(json.dumps(meta, default=str).encode())
@@ -96,78 +99,49 @@ def to_perfetto(
     return path
 
 
-def _metadata(run: Any, att: Any, names: dict[int, str]) -> list[str]:
+def _metadata(
+    run: Any, att: Any, tids: Any, pids: Any, hosts: list[str], names: dict[int, str]
+) -> list[str]:
+    """Process names (a host each, labelled with the run) and their worker tracks'
+    names and order. With one host, every worker has a track, even an idle one."""
     backend, workers = run.meta.get("backend", "?"), run.meta.get("workers", "?")
     title = f"qlab run: {run.meta.get('workload', '')} ({backend}, {workers} workers)"
-    out = [_meta("process_name", 0, {"name": title})]
+    out = []
+    for pid, host in enumerate(hosts, start=1):
+        out.append(_meta("process_name", pid, 0, {"name": host}))
+        out.append(_meta("process_labels", pid, 0, {"labels": title}))
+        out.append(_meta("process_sort_index", pid, 0, {"sort_index": pid}))
+    if len(hosts) > 1:  # the run-wide counters get a process of their own
+        out.append(_meta("process_name", len(hosts) + 1, 0, {"name": "all hosts"}))
+        out.append(_meta("process_labels", len(hosts) + 1, 0, {"labels": title}))
     n = (
         int(workers)
         if isinstance(workers, int)
         else int(att["worker"].max() + 1 if len(att) else 0)
     )
-    tracks = {w + 1: f"worker {w}" for w in range(n)} | names
-    for order, (tid, name) in enumerate(sorted(tracks.items(), key=lambda kv: kv[1])):
-        out.append(_meta("thread_name", tid, {"name": name}))
-        out.append(_meta("thread_sort_index", tid, {"sort_index": order}))
+    pairs = set(zip(pids.tolist(), tids.tolist(), strict=True))
+    if len(hosts) < 2:
+        pairs |= {(1, w + 1) for w in range(n)}
+    span = max(n, int(att["worker"].max()) + 1 if len(att) else 1, 1)
+    label = {pt: names.get(pt[1], f"worker {(pt[1] - 1) % span}") for pt in pairs}
+    for order, (pid, tid) in enumerate(sorted(pairs, key=lambda pt: (pt[0], label[pt]))):
+        out.append(_meta("thread_name", pid, tid, {"name": label[(pid, tid)]}))
+        out.append(_meta("thread_sort_index", pid, tid, {"sort_index": order}))
     return out
 
 
-def _tracks(att: Any) -> tuple[Any, dict[int, str]]:
-    """A thread track per attempt: ``worker + 1``, unless the worker ran attempts at
-    once (an asyncio lane with ``concurrency``): then each overlapping attempt goes to
-    the worker's first extra track that is free, as viewers need slices on one track
-    to nest. Returns the tids and the names of the extra tracks.
-
-    Example:
-        >>> import pandas as pd
-        >>> att = pd.DataFrame({"worker": [0, 0, 0], "start_s": [0.0, 0.5, 1.0],
-        ...                     "end_s": [1.0, 1.5, 2.0]})
-        >>> tids, names = _tracks(att)
-        >>> tids.tolist(), names
-        ([1, 2, 1], {2: 'worker 0 (2)'})
-    """
-    import numpy as np
-
-    worker = att["worker"].to_numpy().astype(np.int64)
-    start, end = att["start_s"].to_numpy(), att["end_s"].to_numpy()
-    tids = worker + 1
-    order = np.lexsort((start, worker))
-    w_s, s_s, e_s = worker[order], start[order], end[order]
-    same = w_s[1:] == w_s[:-1]
-    if not (same & (s_s[1:] < np.maximum.accumulate(e_s)[:-1])).any():
-        return tids, {}  # no worker ran two attempts at once: a track per worker
-    span = int(worker.max()) + 1 if len(worker) else 1
-    free: dict[int, list[float]] = {}  # worker -> when each of its tracks is free
-    lane = np.zeros(len(att), np.int64)
-    for i in order.tolist():
-        ends = free.setdefault(int(worker[i]), [])
-        for k, busy_until in enumerate(ends):
-            if busy_until <= start[i]:
-                ends[k], lane[i] = end[i], k
-                break
-        else:
-            ends.append(end[i])
-            lane[i] = len(ends) - 1
-    names = {
-        w + 1 + span * k: f"worker {w} ({k + 1})"
-        for w, ends in free.items()
-        for k in range(1, len(ends))
-    }
-    return tids + span * lane, names
+def _meta(name: str, pid: int, tid: int, args: dict[str, Any]) -> str:
+    return json.dumps({"ph": "M", "name": name, "pid": pid, "tid": tid, "ts": 0, "args": args})
 
 
-def _meta(name: str, tid: int, args: dict[str, Any]) -> str:
-    return json.dumps({"ph": "M", "name": name, "pid": _PID, "tid": tid, "ts": 0, "args": args})
-
-
-def _slices(att: Any, tids_a: Any) -> tuple[Any, list[str]]:
+def _slices(att: Any, tids_a: Any, pids_a: Any) -> tuple[Any, list[str]]:
     """One X event per attempt (an Arrow array of text, each ending in ",\\n"), and the
     flows and instants of the retries (a list)."""
     import numpy as np
 
     n = len(att)
     jobs, tries = att["job_id"].tolist(), att["attempt"].tolist()
-    tids = tids_a.tolist()
+    tids, pids = tids_a.tolist(), pids_a.tolist()
     ts_a = att["start_s"].to_numpy() * 1e6
     dur_a = np.maximum(att["duration_s"].to_numpy() * 1e6, 0.0)
     ts, dur = ts_a.tolist(), dur_a.tolist()
@@ -186,12 +160,12 @@ def _slices(att: Any, tids_a: Any) -> tuple[Any, list[str]]:
         err = f', "error_type": {json.dumps(etype[i])}, "error": {json.dumps(str(error[i]))}'
         extra[i] = extra.get(i, "") + err
     # the common part of every row is built column-wise in Arrow (C), not row by row
-    xs = _x_events(jobs, tries, tids, ts_a, dur_a, cpu, att["outcome"], extra)
+    xs = _x_events(jobs, tries, pids_a, tids, ts_a, dur_a, cpu, att["outcome"], extra)
     out: list[str] = []
     for i in np.flatnonzero(backoff > 0).tolist():
         out.append(
             f'{{"ph": "i", "name": "backoff", "cat": "backoff", "s": "t", '
-            f'"ts": {ts[i] + dur[i]:.3f}, "pid": {_PID}, "tid": {tids[i]}, '
+            f'"ts": {ts[i] + dur[i]:.3f}, "pid": {pids[i]}, "tid": {tids[i]}, '
             f'"args": {{"job_id": {jobs[i]}, "backoff_s": {backoff[i]:.9g}}}}}'
         )
     retried = np.flatnonzero(att["attempt"].to_numpy() > 1).tolist()
@@ -205,16 +179,17 @@ def _slices(att: Any, tids_a: Any) -> tuple[Any, list[str]]:
             flow = f'"name": "retry", "cat": "retry", "id": {jobs[i] * 65536 + tries[i]}'
             mid_prev, mid = ts[prev] + dur[prev] / 2, ts[i] + dur[i] / 2
             out.append(
-                f'{{"ph": "s", {flow}, "pid": {_PID}, "tid": {tids[prev]}, "ts": {mid_prev:.3f}}}'
+                f'{{"ph": "s", {flow}, "pid": {pids[prev]}, "tid": {tids[prev]}, '
+                f'"ts": {mid_prev:.3f}}}'
             )
-            tid = tids[i]
             out.append(
-                f'{{"ph": "f", "bp": "e", {flow}, "pid": {_PID}, "tid": {tid}, "ts": {mid:.3f}}}'
+                f'{{"ph": "f", "bp": "e", {flow}, "pid": {pids[i]}, "tid": {tids[i]}, '
+                f'"ts": {mid:.3f}}}'
             )
     return xs, out
 
 
-def _x_events(jobs, tries, tids, ts, dur, cpu, outcome, extra) -> Any:
+def _x_events(jobs, tries, pids, tids, ts, dur, cpu, outcome, extra) -> Any:
     """The X events as one Arrow string array (each ending in ",\\n"), or None."""
     import numpy as np
     import pyarrow as pa
@@ -250,7 +225,7 @@ def _x_events(jobs, tries, tids, ts, dur, cpu, outcome, extra) -> Any:
     parts = [
         '{"ph": "X", "name": "', name, '", "cat": "', outcome, '", "cname": "', cname,
         '", "ts": ', num(np.round(ts, 3)), ', "dur": ', num(np.round(dur, 3)),
-        f', "pid": {_PID}, "tid": ', num(np.asarray(tids, np.int64)),
+        ', "pid": ', num(np.asarray(pids, np.int64)), ', "tid": ', num(np.asarray(tids, np.int64)),
         ', "args": {"job_id": ', job, ', "attempt": ', num(a), ', "outcome": "', outcome,
         '"', cpu_txt, text(rare), "}},\n",
     ]  # fmt: skip
@@ -262,39 +237,3 @@ def _is_str(values: Any) -> Any:
     import numpy as np
 
     return np.fromiter((isinstance(v, str) for v in values), bool, len(values))
-
-
-def _counters(run: Any, max_points: int) -> list[str]:
-    """Counter tracks of jobs in flight, busy workers and queue depth."""
-    import numpy as np
-
-    jobs, att = run.jobs, run.attempts
-    wall = float(run.wall_s)
-    sub = jobs["submitted_s"].to_numpy()
-    end = jobs["end_s"].to_numpy()
-    ok_sub = np.isfinite(sub)
-    end = np.where(np.isfinite(end), end, wall)[ok_sub]
-    sub = sub[ok_sub]
-    starts, ends = att["start_s"].to_numpy(), att["end_s"].to_numpy()
-    times = np.concatenate([sub, end, starts, ends])
-    if not len(times):
-        return []
-    d_flight = np.concatenate([np.ones(len(sub)), -np.ones(len(end)), np.zeros(2 * len(starts))])
-    d_busy = np.concatenate([np.zeros(2 * len(sub)), np.ones(len(starts)), -np.ones(len(ends))])
-    order = np.lexsort((-(d_flight + d_busy), times))  # arrivals before departures at a tie
-    times = times[order]
-    flight, busy = np.cumsum(d_flight[order]), np.cumsum(d_busy[order])
-    last = np.r_[times[1:] != times[:-1], True]  # the value after every change at a time
-    times, flight, busy = times[last], flight[last], busy[last]
-    if len(times) > max_points:  # the value at evenly spaced times
-        grid = np.linspace(times[0], times[-1], max_points)
-        idx = np.searchsorted(times, grid, side="right") - 1
-        times, flight, busy = grid, flight[idx], busy[idx]
-    out = []
-    for t, f_, b in zip(times * 1e6, flight, busy, strict=True):
-        for name, value in (("jobs in flight", f_), ("busy workers", b), ("queue depth", f_ - b)):
-            out.append(
-                f'{{"ph": "C", "name": "{name}", "pid": {_PID}, "tid": 0, "ts": {t:.3f}, '
-                f'"args": {{"value": {int(value)}}}}}'
-            )
-    return out

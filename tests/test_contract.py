@@ -1,4 +1,9 @@
-"""The engine's contract (docs/design.md), run against every backend."""
+"""The engine's contract (docs/design.md), run against every backend.
+
+``dask`` runs on the session's real Dask cluster (a scheduler and two one-thread
+workers started through the CLI: tests/dask_cluster.py) through a user's Client, so
+its runs use at most 2 workers; a test that cannot apply there skips, saying why.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import pytest
 
 import qlab
 from qlab import workloads
+from qlab.hosts import local_host
 from qlab.testing import FakeClock
 from tests.helpers import SocketGate
 
@@ -45,6 +51,26 @@ JOB_COLUMNS = [
     "error",
 ]
 OUTCOME = ["job_id", "status", "attempts", "error_type"]
+DASK_WORKERS = 2  # the session cluster's worker threads
+
+
+@pytest.fixture(params=["thread", "process", "inline", "dask"])
+def backend(request: pytest.FixtureRequest):
+    """Each contract test runs once per backend; ``dask`` is a Dask backend on the
+    session cluster (a user's cluster: qlab never shuts it down)."""
+    if request.param != "dask":
+        return request.param
+    cluster = request.getfixturevalue("dask_cluster")
+    return qlab.backends.Dask(client=cluster.client)
+
+
+def name(backend) -> str:
+    return getattr(backend, "name", backend)
+
+
+def most(backend, workers: int) -> int:
+    """``workers``, or as many as the session Dask cluster has."""
+    return min(workers, DASK_WORKERS) if name(backend) == "dask" else workers
 
 
 class Boom(Exception):
@@ -84,7 +110,11 @@ def test_retries_then_success(backend):
 
 def test_max_retries_means_one_plus_retries_attempts(backend):
     run = qlab.run(
-        ALWAYS_FAILS, range(4), backend=backend, retry=qlab.Retry(max_retries=3, backoff=None)
+        ALWAYS_FAILS,
+        range(4),
+        workers=most(backend, 4),
+        backend=backend,
+        retry=qlab.Retry(max_retries=3, backoff=None),
     )
     assert run.jobs.attempts.tolist() == [4] * 4
     assert run.jobs.status.eq("failed").all()
@@ -132,7 +162,7 @@ def test_jitter_is_drawn_from_seed_job_and_attempt(backend):
     retry = qlab.Retry(max_retries=3, backoff=backoff)
     runs = [
         qlab.run(ALWAYS_FAILS, range(20), workers=w, backend=backend, retry=retry, seed=7)
-        for w in (1, 3)
+        for w in (1, most(backend, 3))
     ]
     a, b = (r.attempts.set_index(["job_id", "attempt"]).backoff_s for r in runs)
     pd.testing.assert_series_equal(a, b)
@@ -146,7 +176,7 @@ def test_jitter_is_drawn_from_seed_job_and_attempt(backend):
 def test_seeded_outcomes_identical_across_worker_counts(backend):
     handler = workloads.flaky(workloads.noop(), transient=0.3, permanent=0.05)
     retry = qlab.Retry(max_retries=2, backoff=None)
-    counts = (1, 4, 16) if backend == "thread" else (1, 3)  # processes take a while to start
+    counts = (1, 4, 16) if backend == "thread" else (1, most(backend, 3))  # processes start slowly
     frames = [
         qlab.run(handler, range(300), workers=w, backend=backend, retry=retry, seed=3).jobs
         for w in counts
@@ -340,17 +370,19 @@ def test_timeout_takes_a_stuck_attempt_away_and_retries(backend, gate):
 
 
 def test_generator_runs_in_bounded_memory(backend):
-    """The feeder takes payloads only as jobs finish: never more than queue_size ahead."""
+    """The feeder takes payloads only as jobs finish: never more than queue_size ahead.
+    (5,000 jobs on Dask: 10 jobs per batch is a Dask task each, a few ms apiece.)"""
     taken = []
+    n = 5_000 if name(backend) == "dask" else 20_000
 
     def payloads():
-        for i in range(20_000):
+        for i in range(n):
             taken.append(i)
             yield i
 
     run = qlab.run(workloads.noop(), payloads(), workers=2, backend=backend, queue_size=100,
                    batch_size=10)  # fmt: skip
-    assert run.summary()["ok"] == len(taken) == 20_000
+    assert run.summary()["ok"] == len(taken) == n
     # when job j was submitted, at least j + 1 - 100 jobs had ended
     jobs = run.jobs
     ended_before = np.searchsorted(np.sort(jobs.end_s), jobs.submitted_s, side="right")
@@ -370,6 +402,8 @@ def test_trace_columns_and_dtypes(backend):
     assert list(jobs.columns) == JOB_COLUMNS
     assert isinstance(att.outcome.dtype, pd.CategoricalDtype)
     assert isinstance(jobs.status.dtype, pd.CategoricalDtype)
+    here = local_host()  # every backend here runs on this machine
+    assert att.host.tolist() == [here] * len(att) and jobs.host.tolist() == [here] * 10
     assert att.start_s.dtype == "float64" and (att.end_s >= att.start_s).all()
     assert (att.cpu_s >= 0).all() and att.worker.between(0, 1).all()
     assert att.backoff_s.notna().sum() == 10 and (att.backoff_s.dropna() == 0.001).all()
@@ -378,13 +412,14 @@ def test_trace_columns_and_dtypes(backend):
     assert (retried - failed >= 0.001).all()  # the retry waited its backoff
     assert (jobs.latency_s >= jobs.service_s).all() and (jobs.queue_wait_s >= 0).all()
     meta = run.meta
-    assert meta["backend"] == backend and meta["workers"] == 2 and meta["seed"] == 0
+    assert meta["backend"] == name(backend) and meta["workers"] == 2 and meta["seed"] == 0
     assert {"qlab_version", "python", "platform", "cpu_count", "start_time"} <= set(meta)
 
 
 def test_summary_counts(backend):
     handler = workloads.flaky(workloads.noop(), transient=0.5, permanent=0.1)
-    run = qlab.run(handler, range(200), workers=3, backend=backend, retry=qlab.Retry(1, None))
+    run = qlab.run(handler, range(200), workers=most(backend, 3), backend=backend,
+                   retry=qlab.Retry(1, None))  # fmt: skip
     s = run.summary()
     assert s["jobs"] == 200 and s["ok"] + s["failed"] + s["cancelled"] == 200
     assert s["attempts"] == len(run.attempts) == s["jobs"] + s["retries"]
@@ -397,7 +432,7 @@ def test_save_and_load_round_trip(backend, tmp_path, fmt):
     run = qlab.run(FailFirst(1), range(20), workers=2, backend=backend, retry=qlab.Retry(0))
     path = run.save(tmp_path / "run", format=fmt)
     back = qlab.load_run(path)
-    assert back.meta["backend"] == backend and back.meta["workers"] == run.meta["workers"]
+    assert back.meta["backend"] == name(backend) and back.meta["workers"] == run.meta["workers"]
     pd.testing.assert_frame_equal(back.jobs[OUTCOME], run.jobs[OUTCOME], check_categorical=False)
     assert back.attempts.outcome.tolist() == run.attempts.outcome.tolist()
     assert back.summary()["failed"] == 20

@@ -1,30 +1,27 @@
-"""The Dask backend against the engine's contract, on real Dask processes.
+"""The Dask backend on real Dask processes: what the contract suite cannot show.
 
-A module fixture starts a real ``dask scheduler`` and two ``dask worker`` processes
-(each under a nanny, one thread) on 127.0.0.1 with free ports, through the CLI that
-distributed installs, waits until both workers are registered, and stops them by
-their PIDs at the end, even when a test fails. One test runs ``backend="dask"``,
-where qlab starts and closes a LocalCluster of its own.
+The session fixture ``dask_cluster`` (tests/conftest.py, tests/dask_cluster.py) is a
+real ``dask scheduler`` and two ``dask worker`` processes (each under a nanny, one
+thread) on 127.0.0.1 with free ports, started through the CLI that distributed
+installs and stopped by their PIDs at the end of the session; the contract suite
+(tests/test_contract.py) runs on it too. Two tests run ``backend="dask"``, where qlab
+starts and closes a LocalCluster of its own.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import signal
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import pytest
 
 import qlab
 from qlab import workloads
+from qlab.hosts import cpu_count, local_host, placement
+from tests.dask_cluster import DaskCluster
 from tests.helpers import SocketGate
 
 distributed = pytest.importorskip("distributed")
@@ -32,95 +29,12 @@ distributed = pytest.importorskip("distributed")
 pytestmark = pytest.mark.timeout(120)
 
 OUTCOME = ["job_id", "status", "attempts", "error_type"]
-DASK = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
-WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]
 
 
-class DaskCluster:
-    """A scheduler and workers started through distributed's CLI, stopped by PID."""
-
-    def __init__(self, tmp: Path, n: int = 2) -> None:
-        self.procs: list[subprocess.Popen] = []
-        self.descendants: set[int] = set()
-        file = tmp / "scheduler.json"
-        self._start([*DASK, "--host", "127.0.0.1", "--port", "0", "--dashboard-address",
-                     "127.0.0.1:0", "--scheduler-file", str(file)])  # fmt: skip
-        deadline = time.monotonic() + 60
-        while not file.exists() or not file.read_text().strip():
-            if time.monotonic() > deadline or self.procs[0].poll() is not None:
-                raise RuntimeError("the dask scheduler did not start")
-            threading.Event().wait(0.05)  # polling a file the scheduler writes
-        self.address = json.loads(file.read_text())["address"]
-        for i in range(n):
-            self._start([*WORKER, self.address, "--host", "127.0.0.1", "--nthreads", "1",
-                         "--nworkers", "1", "--no-dashboard", "--name", f"w{i}"])  # fmt: skip
-        self.client = distributed.Client(self.address, set_as_default=False, timeout=60)
-        self.wait_for_workers(n)
-
-    def _start(self, args: list[str]) -> None:
-        log = subprocess.DEVNULL
-        self.procs.append(subprocess.Popen(args, stdout=log, stderr=log))
-
-    def wait_for_workers(self, n: int = 2) -> None:
-        self.client.wait_for_workers(n, timeout=60)
-        self.pids()
-
-    def pids(self) -> set[int]:
-        """Every process of the cluster now (the nannies' workers change when killed)."""
-        for p in self.procs:
-            with contextlib.suppress(psutil.Error):
-                self.descendants |= {c.pid for c in psutil.Process(p.pid).children(True)}
-        return {p.pid for p in self.procs} | self.descendants
-
-    def stop(self) -> None:
-        """Kill every process of the cluster by PID (nothing in it needs a clean exit)."""
-        with contextlib.suppress(Exception):
-            self.client.close(timeout=10)
-        self.pids()
-        left = []
-        for pid in [p.pid for p in self.procs] + sorted(self.descendants):
-            with contextlib.suppress(psutil.Error):
-                proc = psutil.Process(pid)
-                proc.kill()
-                left.append(proc)
-        for p in self.procs:
-            p.wait(20)
-        _, alive = psutil.wait_procs(left, timeout=20)
-        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        assert not alive, f"dask processes left alive: {alive}"
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = DaskCluster(tmp_path_factory.mktemp("dask"))
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-@pytest.fixture(autouse=True)
-def no_leaks(request):
-    """Like conftest's: no qlab thread and no child process outlive a test, except the
-    module cluster's own processes (its nannies restart the workers tests kill)."""
-    c = request.getfixturevalue("cluster") if "cluster" in request.fixturenames else None
-    ours = c.pids() if c else set()
-    before = {p.pid for p in psutil.Process().children(recursive=True)} | ours
-    yield
-    if c is not None:
-        c.wait_for_workers(2)  # the next test gets two workers again
-    deadline = time.monotonic() + 10
-    while True:
-        ours = c.pids() if c else set()
-        threads = [t for t in threading.enumerate() if t.name.startswith("qlab-") and t.is_alive()]
-        children = [p for p in psutil.Process().children(recursive=True)
-                    if p.pid not in before | ours and p.is_running()
-                    and p.status() != psutil.STATUS_ZOMBIE]  # fmt: skip
-        if (not threads and not children) or time.monotonic() > deadline:
-            break
-        threading.Event().wait(0.05)
-    assert not threads, f"qlab threads left alive: {threads}"
-    assert not children, f"child processes left alive: {children}"
+@pytest.fixture
+def cluster(dask_cluster: DaskCluster) -> DaskCluster:
+    """The session's cluster (conftest.py; conftest's leak check spares its processes)."""
+    return dask_cluster
 
 
 def on(cluster: DaskCluster, **kwargs) -> qlab.backends.Dask:
@@ -168,6 +82,11 @@ def test_a_lambda_runs_on_a_local_cluster_that_qlab_owns():
     assert meta["dask_dashboard"] is None or "127.0.0.1" in meta["dask_dashboard"]
     assert meta["clock_offsets"] == dict.fromkeys(meta["clock_offsets"], 0.0)  # one machine
     assert sorted(meta["hosts"]) == [0, 1] and len(meta["pids"]) == 2
+    here = local_host()  # a LocalCluster: both workers on this machine, at their addresses
+    assert meta["worker_hosts"] == {w: [[0.0, here, a[0]]] for w, a in meta["dask_workers"].items()}
+    assert meta["host_cpus"] == {here: cpu_count()}
+    assert placement(meta) == {"hosts": 1, "cores": min(2, cpu_count())}
+    assert set(run.attempts.host) == set(run.jobs.host) == {here}
     assert run.jobs.first_start_s.ge(run.jobs.submitted_s).all()
 
 
@@ -280,8 +199,7 @@ def test_a_stop_cancels_and_leaves_the_users_cluster_running(cluster):
     assert run.meta["interrupted"]
     jobs = run.jobs.set_index("job_id")
     assert set(jobs.status) == {"ok", "cancelled"} and jobs.status[5] == "ok"
-    assert len(client.scheduler_info()["workers"]) == 2  # the user's cluster is up
-    assert client.status == "running" and client.submit(abs, -3).result(timeout=30) == 3
+    assert cluster.up()  # the user's cluster: both workers, and a task runs
 
 
 def test_bad_input_fails_fast_naming_the_parameter(cluster):

@@ -252,3 +252,50 @@ def test_asyncio_lane_slices_nest_on_their_tracks(tmp_path) -> None:
                    backend=AsyncioBackend(concurrency=8))  # fmt: skip
     events = json.loads(run.to_perfetto(tmp_path / "run.json").read_text())["traceEvents"]
     assert _partial_overlaps(events) == 0
+
+
+def _on_two_hosts(tmp_path):
+    """A run whose workers 0-1 are on node-a and 2-3 on node-b, and worker 0 moves to
+    node-b half-way (as a Dask slot does when its worker is replaced): the hosts are
+    put in meta as the Dask backend reports them, before the frames are built."""
+    flaky = qlab.workloads.flaky(qlab.workloads.sleep(ms=1), transient=0.3)
+    run = qlab.run(flaky, range(80), workers=4, retry=qlab.Retry(2, qlab.Constant(0.001)))
+    origin = run._trace.origin
+    half = origin + run.wall_s / 2
+    run.meta["worker_hosts"] = {
+        0: [[0.0, "node-a", "tcp://a:1"], [half, "node-b", "tcp://b:3"]],
+        1: [[0.0, "node-a", "tcp://a:2"]],
+        2: [[0.0, "node-b", "tcp://b:1"]],
+        3: [[0.0, "node-b", "tcp://b:2"]],
+    }
+    path = run.to_perfetto(tmp_path / "hosts.json")
+    return run, json.loads(path.read_text())["traceEvents"], half - origin
+
+
+def test_tracks_are_grouped_by_host_one_process_each(tmp_path) -> None:
+    run, events, half = _on_two_hosts(tmp_path)
+    att = run.attempts
+    moved = (att.worker == 0) & (att.start_s >= half)
+    expected = att.worker.map({0: "node-a", 1: "node-a", 2: "node-b", 3: "node-b"})
+    expected[moved] = "node-b"
+    assert att.host.astype(str).tolist() == expected.tolist() and moved.any()
+    procs = {e["pid"]: e["args"]["name"] for e in events if e.get("name") == "process_name"}
+    assert procs == {1: "node-a", 2: "node-b", 3: "all hosts"}
+    where = att.set_index(["job_id", "attempt"])
+    xs = [e for e in events if e["ph"] == "X"]
+    for e in xs:
+        row = where.loc[(e["args"]["job_id"], e["args"]["attempt"])]
+        assert procs[e["pid"]] == row.host and e["tid"] == row.worker + 1
+    names = {}
+    for e in events:
+        if e.get("name") == "thread_name":
+            names.setdefault(procs[e["pid"]], set()).add(e["args"]["name"])
+    assert names == {"node-a": {"worker 0", "worker 1"},
+                     "node-b": {"worker 0", "worker 2", "worker 3"}}  # fmt: skip
+    assert {e["pid"] for e in events if e["ph"] == "C"} == {3}
+    slices = {(e["pid"], e["tid"]) for e in xs}
+    for e in events:  # flow ends and backoff instants sit on their attempt's track
+        if e["ph"] in "sfi":
+            assert (e["pid"], e["tid"]) in slices
+    assert _partial_overlaps(events) == 0
+    _validator().validate({"traceEvents": events})

@@ -97,11 +97,21 @@ def _close_local(cluster: Any, client: Any, tracker_was_running: bool) -> None:
             resource_tracker._resource_tracker._stop()
 
 
+def workers_of(client: Any) -> dict[str, Any]:
+    """The scheduler's workers (address -> info), asked of the scheduler now.
+
+    Not ``client.scheduler_info()``: it refreshes the client's shared copy and returns
+    it, and the client's own periodic refresh (which asks for no workers) can replace
+    that copy in between, so a cluster of two workers sometimes seemed to have none.
+    """
+    return dict(client.sync(client.scheduler.identity, n_workers=-1)["workers"])
+
+
 def _scale(cluster: Any, client: Any, workers: int, timeout: float = 120.0) -> None:
     """Scale a LocalCluster to exactly ``workers`` workers and wait for it."""
     cluster.scale(workers)
     deadline = time.monotonic() + timeout
-    while len(client.scheduler_info(n_workers=-1)["workers"]) != workers:
+    while len(workers_of(client)) != workers:
         if time.monotonic() > deadline:
             raise RuntimeError(f"workers: the LocalCluster did not reach {workers} workers")
         time.sleep(0.05)  # the scheduler has no event for "exactly n workers"
@@ -222,7 +232,7 @@ class Cluster:
         at, cached = self._workers_cache
         now = time.monotonic()
         if fresh or now - at > 0.1:
-            cached = dict(self.client.scheduler_info(n_workers=-1)["workers"])
+            cached = workers_of(self.client)
             self._workers_cache = (now, cached)
         return cached
 
