@@ -124,6 +124,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--resume-only", action="store_true", help="only the resume measurement")
     args = ap.parse_args()
     if args.workers < 1 or args.rounds < 1:
         ap.error("--workers and --rounds must be >= 1")
@@ -139,7 +140,7 @@ def main() -> None:
     urls = Urls(folder, redis_url)
     rows = []
     try:
-        for name, (handler, jobs) in workloads.items():
+        for name, (handler, jobs) in ({} if args.resume_only else workloads).items():
             base = None
             for kind in kinds:
                 qlab.run(handler, range(min(jobs, 500)), workers=args.workers, queue=urls(kind))

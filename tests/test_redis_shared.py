@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import qlab
-from tests.test_resume import redis_kind, redis_server, wait_for  # noqa: F401
+from tests.test_resume import redis_kind, redis_server, stop_server, wait_for  # noqa: F401
 from tests.test_worker_cli import GATE_ENV, finish, worker
 
 pytestmark = pytest.mark.timeout(90)
@@ -101,12 +101,7 @@ def tls_server(tmp_path):
         wait_for(listening, 10)
         yield f"rediss://:s3cret@127.0.0.1:{port}/0", str(cert)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
 
 
 def test_tls_and_password(tls_server):
