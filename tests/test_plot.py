@@ -76,6 +76,31 @@ def test_timeline_max_workers_and_given_ax(run):
     assert "of 4" in ax.get_title()
 
 
+def test_timeline_groups_lanes_by_host_when_there_are_several(run):
+    """Workers 0 and 2 on node-b, 1 and 3 on node-a, and worker 0 moved to node-a for
+    its last attempts (a replaced Dask worker): a lane per (host, worker), in host
+    order, a line between the hosts and each host's name on its group."""
+    attempts, _ = run
+    host = np.where(attempts["worker"] % 2 == 1, "node-a", "node-b").astype(object)
+    moved = (attempts["worker"] == 0) & (attempts["start_s"] > attempts["start_s"].median())
+    host[moved.to_numpy()] = "node-a"
+    ax = plot.timeline(attempts.assign(host=pd.Categorical(host)))
+    lanes = [("node-a", 0), ("node-a", 1), ("node-a", 3), ("node-b", 0), ("node-b", 2)]
+    ys = [0.8, 1.8, 2.8, 4.6, 5.6]  # each host's lanes below a 0.8-lane band with its name
+    assert ax.get_ylim() == pytest.approx((6.1, -0.5)) and "on 2 hosts" in ax.get_title()
+    assert ax.get_yticks() == pytest.approx(ys)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "1", "3", "0", "2"]
+    assert [t.get_text() for t in ax.texts] == ["node-a", "node-b"]
+    assert [t.xy[1] for t in ax.texts] == pytest.approx([-0.1, 3.7])  # in the bands
+    assert [line.get_ydata()[0] for line in ax.get_lines()] == pytest.approx([3.3])
+    polys = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    centre = sorted(float(p.vertices[:4, 1].mean()) for c in polys for p in c.get_paths())
+    pairs = zip(host, attempts["worker"], strict=True)
+    assert centre == pytest.approx(sorted(ys[lanes.index(pair)] for pair in pairs))
+    one = plot.timeline(attempts.assign(host=pd.Categorical(["node-a"] * len(attempts))))
+    assert one.get_ylim() == (3.5, -0.5) and not one.texts  # one host: lanes are workers
+
+
 def test_timeline_draws_200k_attempts_as_one_collection_per_outcome():
     n = 200_000
     rng = np.random.default_rng(0)

@@ -44,6 +44,10 @@ def timeline(
 ) -> Axes:
     """Gantt chart: one lane per worker, each attempt a bar coloured by outcome.
 
+    When the attempts ran on more than one host (a ``host`` column, as Dask runs on
+    several machines have), lanes are grouped by host: a line between hosts, and the
+    host's name on its group.
+
     A thin dashed line after an attempt shows the backoff before that job's next attempt.
     It runs along the lower edge of the lane, between the bars, so that it never crosses
     a bar or a label written on one. Drawn with one PolyCollection per outcome, so
@@ -64,10 +68,10 @@ def timeline(
     """
     _require(attempts, ["worker", "start_s", "end_s", "outcome"], "attempts")
     n_workers = int(attempts["worker"].max()) + 1 if len(attempts) else 0
-    shown = min(n_workers, max_workers)
-    ax = _get_ax(ax, (10.0, min(2.0 + 0.3 * max(shown, 1), 12.0)))
     a = attempts[attempts["worker"] < max_workers]
-    lane = a["worker"].to_numpy(dtype=float)
+    lane, groups = _lanes(a)
+    shown = groups[0][-1] + 1 if groups else min(n_workers, max_workers)
+    ax = _get_ax(ax, (10.0, min(2.0 + 0.3 * max(shown, 1), 12.0)))
     x0, x1 = a["start_s"].to_numpy(dtype=float), a["end_s"].to_numpy(dtype=float)
     outcome = a["outcome"].astype(str).to_numpy()
     handles = []
@@ -92,11 +96,17 @@ def timeline(
     ax.set_xlim(0, x_end * 1.01 or 1.0)
     ax.set_ylim(max(shown, 1) - 0.5, -0.5)  # worker 0 on top
     ax.xaxis.set_tick_params(labelbottom=True)
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(max(shown, 1), 20)))
     ax.set_xlabel("time since run start (s)")
-    ax.set_ylabel("worker")
-    more = f", lanes for workers 0-{shown - 1} of {n_workers}" if shown < n_workers else ""
-    ax.set_title(f"Attempts per worker over time ({len(attempts):,} attempts{more})")
+    if groups:
+        _label_hosts(ax, *groups)
+    else:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(max(shown, 1), 20)))
+        ax.set_ylabel("worker")
+    more = (
+        f", lanes for workers 0-{max_workers - 1} of {n_workers}" if max_workers < n_workers else ""
+    )
+    hosts = f" on {len(set(groups[2]))} hosts" if groups else ""
+    ax.set_title(f"Attempts per worker over time{hosts} ({len(attempts):,} attempts{more})")
     if legend:
         ax.legend(
             handles=handles,
@@ -106,6 +116,44 @@ def timeline(
             bbox_to_anchor=(1.01, 1.0),
         )
     return ax
+
+
+_HEADER = 0.8  # the band above each host's lanes that holds its name, in lanes
+
+
+def _lanes(a: pd.DataFrame) -> tuple[np.ndarray, tuple[list[float], list[int], list[str]] | None]:
+    """Each attempt's lane position: its worker; or, when the attempts ran on more
+    than one host, its (host, worker) pair in host order, each host's lanes below a
+    header band (a worker that moved host has a lane on each). Grouped, also returns
+    each lane's position, worker and host."""
+    if "host" not in a.columns or a["host"].nunique() < 2:
+        return a["worker"].to_numpy(dtype=float), None
+    key = pd.DataFrame({"host": a["host"].astype(str).to_numpy(), "worker": a["worker"].to_numpy()})
+    pairs = pd.MultiIndex.from_frame(key.drop_duplicates().sort_values(["host", "worker"]))
+    workers, hosts = (pairs.get_level_values(k).tolist() for k in ("worker", "host"))
+    group = np.cumsum([i > 0 and hosts[i] != hosts[i - 1] for i in range(len(hosts))])
+    ys = np.arange(len(hosts)) + _HEADER * (group + 1)
+    return ys[pairs.get_indexer(pd.MultiIndex.from_frame(key))], (ys.tolist(), workers, hosts)
+
+
+def _label_hosts(ax: Axes, ys: list[float], workers: list[int], hosts: list[str]) -> None:
+    """Worker numbers on the lanes; above each host's lanes a band with its name, and
+    a line between hosts."""
+    step = max(1, -(-len(workers) // 24))  # at most about 24 lane labels
+    ticks = list(range(0, len(workers), step))
+    ax.set_yticks([ys[i] for i in ticks], [str(workers[i]) for i in ticks])
+    ax.set_ylabel("worker, grouped by host")
+    for i in range(len(hosts)):
+        if i and hosts[i] == hosts[i - 1]:
+            continue
+        top = ys[i] - 0.5 - _HEADER
+        if i:
+            ax.axhline(top, color="#333333", lw=1.0)
+        ax.annotate(
+            hosts[i], (0.0, top + _HEADER / 2), xycoords=("axes fraction", "data"),
+            xytext=(4, 0), textcoords="offset points", ha="left", va="center",
+            fontsize="small", fontweight="bold",
+        )  # fmt: skip
 
 
 def latency(jobs: pd.DataFrame, ax: Axes | None = None) -> Axes:
