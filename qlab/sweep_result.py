@@ -27,7 +27,8 @@ COLUMNS = (
     "throughput", "speedup", "efficiency", "latency_p50_s", "latency_p95_s", "latency_p99_s",
     "queue_wait_mean_s", "cpu_util",
 )  # fmt: skip
-_INTS = ("workers", "repeat", "jobs", "ok", "failed", "cancelled", "retries", "repeats_taken")
+_INTS = ("workers", "repeat", "jobs", "ok", "failed", "cancelled", "retries", "repeats_taken",
+         "hosts", "cores")  # fmt: skip
 _BOOLS = ("precise", "outlier", "busy")
 
 
@@ -134,7 +135,8 @@ def load_sweep(path: str | Path) -> Sweep:
         raise ValueError(f"path {str(path)!r} holds no qlab sweep: columns {missing} missing")
     if "throughput_ci_low" not in df.columns:
         df = _with_intervals(df, meta)
-    return Sweep(_typed(df[[*COLUMNS, *CI_COLUMNS]]), meta)
+    placed = [c for c in ("hosts", "cores") if c in df.columns]  # (qlab.hosts.PLACEMENT)
+    return Sweep(_typed(df[[*COLUMNS, *CI_COLUMNS, *placed]]), meta)
 
 
 def _with_intervals(df: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:

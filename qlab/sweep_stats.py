@@ -91,7 +91,8 @@ def points(df: pd.DataFrame) -> pd.DataFrame:
         agg[col] = (col, "mean")
     agg |= {c: (c, "first") for c in firsts}
     for name, col, how in (("outliers", "outlier", "sum"), ("busy_runs", "busy", "sum"),
-                            ("others_cpus", "others_cpus", "max")):  # fmt: skip
+                            ("others_cpus", "others_cpus", "max"), ("hosts", "hosts", "max"),
+                            ("cores", "cores", "max")):  # fmt: skip
         if col in df.columns:
             agg[name] = (col, how)
     out = df.groupby(keys, sort=False).agg(**agg).reset_index()

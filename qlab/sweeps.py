@@ -32,6 +32,7 @@ from qlab.backends import BACKENDS
 from qlab.checks import check_int as _check_int
 from qlab.checks import describe as _describe
 from qlab.hooks import Hook
+from qlab.hosts import PLACEMENT, placement
 from qlab.machine import BUSY_CPUS, LoadMeter
 from qlab.retry import Retry
 from qlab.stats import check_confidence, is_precise, outliers
@@ -297,7 +298,8 @@ def _check_backends(backend: Any) -> list[str]:
 def _row(run: Any, backend: str, workers: int, repeat: int) -> dict[str, Any]:
     s = run.summary()
     row = {"backend": backend, "workers": workers, "repeat": repeat}
-    return row | {c: s[c] for c in COLUMNS if c in s.index and c not in row}
+    row |= {c: s[c] for c in COLUMNS if c in s.index and c not in row}
+    return row | placement(run.meta)  # hosts and cores the run used (qlab.hosts)
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -305,10 +307,10 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     count) / that count, per backend, and efficiency = speedup / workers."""
     import pandas as pd
 
-    names = [c for c in (*COLUMNS, *CI_COLUMNS) if c not in ("speedup", "efficiency")]
+    names = [c for c in (*COLUMNS, *CI_COLUMNS, *PLACEMENT) if c not in ("speedup", "efficiency")]
     df = pd.DataFrame(rows, columns=names)
     low = df.groupby("backend")["workers"].transform("min")
     x_low = df[df["workers"] == low].groupby("backend")["throughput"].mean()
     df["speedup"] = df["throughput"] / (df["backend"].map(x_low) / low)
     df["efficiency"] = df["speedup"] / df["workers"]
-    return _typed(df[[*COLUMNS, *CI_COLUMNS]])
+    return _typed(df[[*COLUMNS, *CI_COLUMNS, *PLACEMENT]])

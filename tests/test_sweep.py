@@ -16,6 +16,7 @@ import pytest
 import qlab
 from qlab import workloads
 from qlab.cli import main
+from qlab.hosts import cpu_count
 from qlab.sweep_stats import CI_COLUMNS
 from qlab.sweeps import COLUMNS, Sweep, load_sweep, sweep
 from qlab.usl import FewLevelsWarning
@@ -43,7 +44,8 @@ def mixed_sweep() -> Sweep:
 
 def test_one_row_per_backend_workers_repeat(mixed_sweep):
     df = mixed_sweep.df
-    assert list(df.columns) == [*COLUMNS, *CI_COLUMNS]
+    assert list(df.columns) == [*COLUMNS, *CI_COLUMNS, "hosts", "cores"]
+    assert df.hosts.eq(1).all() and df.cores.tolist() == [min(w, cpu_count()) for w in df.workers]
     assert len(df) == 2 * 2 * 2
     keys = list(df[["backend", "workers", "repeat"]].itertuples(index=False, name=None))
     assert keys == [(b, w, r) for b in ("thread", "process") for w in (1, 2) for r in (0, 1)]
