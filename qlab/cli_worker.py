@@ -10,8 +10,8 @@ handler=)``). It prints a summary of the jobs it ran; exit code 0, 130 if it was
 interrupted, 2 for bad input.
 
 Example:
-    >>> _handler("qlab.workloads:noop")()(1) is None
-    True
+    >>> _handler("builtins:abs")(-3), _handler("os.path:join")("a", "b")
+    (3, 'a/b')
 """
 
 from __future__ import annotations
