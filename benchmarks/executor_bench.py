@@ -69,8 +69,33 @@ def executor_cases(n: int, rounds: int) -> dict[str, float]:
     }
 
 
+def _runner(uv: bool):
+    """``asyncio.run`` on asyncio's loop, or on uvloop's (as the backend's own loop)."""
+    if not uv:
+        return asyncio.run
+    import uvloop
+
+    def run(coro):
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coro)
+
+    return run
+
+
 def asyncio_cases(n0: int, n10: int, rounds: int) -> dict[str, float]:
-    def bare(handler, n, conc):
+    """Jobs per second. Peers on the same kind of loop, at the same concurrency:
+    ``gather_sem`` (the issue's baseline: a task per job, gathered, under an
+    ``asyncio.Semaphore``), ``consumers`` (``conc`` tasks pulling jobs from one
+    iterator: the leanest plain asyncio), ``arun`` (qlab on the caller's loop) and,
+    on uvloop when installed, ``run`` (``qlab.run(backend="asyncio")``, its own loop)."""
+    try:
+        import uvloop  # noqa: F401
+
+        loops = (False, True)
+    except ImportError:
+        loops = (False,)
+
+    def gather_sem(handler, n, conc, uv):
         async def main():
             sem = asyncio.Semaphore(conc)
 
@@ -80,18 +105,38 @@ def asyncio_cases(n0: int, n10: int, rounds: int) -> dict[str, float]:
 
             await asyncio.gather(*(one(i) for i in range(n)))
 
-        return lambda: asyncio.run(main())
+        return lambda: _runner(uv)(main())
 
-    def with_qlab(handler, n, conc):
-        return lambda: asyncio.run(qlab.arun(handler, range(n), workers=conc))
+    def consumers(handler, n, conc, uv):
+        async def main():
+            jobs = iter(range(n))
+
+            async def consume():
+                for i in jobs:
+                    await handler(i)
+
+            await asyncio.gather(*(consume() for _ in range(conc)))
+
+        return lambda: _runner(uv)(main())
+
+    def arun(handler, n, conc, uv):
+        return lambda: _runner(uv)(qlab.arun(handler, range(n), workers=conc))
+
+    def own_loop(handler, n, conc, uv):
+        return lambda: qlab.run(handler, range(n), workers=conc, backend="asyncio")
 
     out = {}
     for label, handler, n, conc in (
         ("sleep0", asleep0, n0, 1000),
         ("sleep10ms", asleep10, n10, 1000),
     ):
-        out[f"bare_{label}"] = n / timed(bare(handler, n, conc), rounds)
-        out[f"arun_{label}"] = n / timed(with_qlab(handler, n, conc), rounds)
+        for uv in loops:
+            loop = "uvloop" if uv else "asyncio"
+            cases = [("gather_sem", gather_sem), ("consumers", consumers), ("arun", arun)]
+            if uv:
+                cases.append(("run", own_loop))
+            for name, make in cases:
+                out[f"{label}/{loop}/{name}"] = n / timed(make(handler, n, conc, uv), rounds)
     return out
 
 
@@ -159,10 +204,13 @@ def main() -> None:
     )
     aio = asyncio_cases(100_000 // k, 20_000 // k, args.rounds)
     for name, rate in aio.items():
-        print(f"{name:14s} {rate:12,.0f} jobs/s")
-    for label in ("sleep0", "sleep10ms"):
-        ratio = aio[f"arun_{label}"] / aio[f"bare_{label}"]
-        print(f"arun / bare gather, {label}: {ratio:.2f}x (target 0.8x)")
+        label, loop, case = name.split("/")
+        base = aio[f"{label}/{loop}/gather_sem"]
+        lean = aio[f"{label}/{loop}/consumers"]
+        print(
+            f"{label:9s} {loop:7s} {case:10s} {rate:10,.0f} jobs/s  "
+            f"{rate / base:5.2f}x gather+Semaphore (target 0.8x)  {rate / lean:5.2f}x consumers"
+        )
     print(
         f"observe adds {observe_overhead(200_000 // k, args.rounds):.2f} us per submit "
         "(target <= 2 us)"

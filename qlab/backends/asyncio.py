@@ -1,37 +1,40 @@
 """The asyncio backend: ``async def`` handlers run as tasks on one event loop.
 
 ``workers`` is the number of jobs awaiting at once, and it may be 10,000: each worker
-is a *lane* (a lane runs one attempt at a time, and its number is the trace's
+is a *lane*, a task that runs one attempt at a time (its number is the trace's
 ``worker`` and ``qlab.current().worker``), and the lanes are fed by a few driver
 threads (:meth:`AsyncioBackend.drivers`: ``min(workers, 2)`` by default), not one
-thread each. A driver hands its batches to the event loop, where each job of a batch
-is a task that takes a free lane (:class:`~qlab.backends.asyncio_parts.Lanes`), runs,
-and gives the lane back; the driver takes more batches ahead while its share of the
-lanes has room, and returns each batch when its last job ends. The loop runs in a
-thread of its own (``qlab-asyncio-loop``; uvloop's if it is installed), or is a
-running loop the caller gives (``AsyncioBackend(loop=...)``; see :mod:`qlab.aio`)::
+thread each. A driver hands its batches to the event loop, which queues their jobs
+and starts lane tasks (:class:`~qlab.backends.asyncio_parts.Lanes`) while fewer than
+``workers`` run; a lane runs queued jobs until none is left, then ends. A job costs
+no task of its own. The driver takes more batches ahead while its share of the lanes
+has room, and gets each batch back when its last job ends. The loop runs in a thread
+of its own (``qlab-asyncio-loop``; uvloop's if it is installed), or is a running loop
+the caller gives (``AsyncioBackend(loop=...)``; see :mod:`qlab.aio`)::
 
     driver thread (a few)                     event loop thread
     ------------------------------            --------------------------------------
-    run_batch --call_soon_threadsafe------>   a task per job; each takes a lane:
-              (and batches taken ahead)           async with asyncio.timeout(timeout):
+    run_batch --call_soon_threadsafe------>   jobs queued; lane tasks (<= workers)
+              (and batches taken ahead)       each run them one by one:
+                                                  async with asyncio.timeout(timeout):
                                                       await handler(payload)
-              <--- feed.done: BatchResult ---  a batch's rows (and lanes) once all
-              (ahead=_MORE: come back for      its tasks end (the last one hands
-               the driver's other batches)     them over; no task waits for the rest)
+              <--- feed.done: BatchResult ---  a batch's rows (and lanes) once its
+              (ahead=_MORE: come back for      last job ends
+               the driver's other batches)
 
 ``AsyncioBackend(concurrency=N)`` sets the lanes apart from the workers: the pool's
 ``workers`` are then its driver threads, and ``N`` lanes run.
 
 Under ``rate_limit=`` a batch is a :class:`qlab.ratelimit.PacedBatch`: each task,
-once it has its lane, sleeps (``asyncio.sleep``) until its attempt's token time on
+on its lane, sleeps (``asyncio.sleep``) until its attempt's token time on
 the run's clock, and the wait is the attempt's ``throttle_s``.
 
 ``timeout=`` is ``asyncio.timeout``: a late attempt's task is cancelled at its
 deadline and recorded as ``timeout`` (retryable), and nothing is abandoned. A pool
 that stops for good (the grace is over, a second Ctrl-C) cancels the running tasks.
-``qlab.current()`` works inside a coroutine: each task sees its lane's state through
-a ``ContextVar``. CPU time is not measured per attempt (tasks interleave on one
+``qlab.current()`` works inside a coroutine: each lane task sets its state in a
+``ContextVar`` (a handler's own context variables, like a thread's, outlive its job
+on that lane). CPU time is not measured per attempt (tasks interleave on one
 thread): ``cpu_s`` is NaN. A handler that is not ``async def`` is a TypeError at
 start, before any job.
 """
@@ -39,6 +42,7 @@ start, before any job.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import queue
 import threading
@@ -100,7 +104,9 @@ class AsyncioBackend:
         self._most = drivers or DRIVERS
         self._per_feed = 1  # jobs in flight per driver (its share of the lanes)
         self._feeds: dict[int, Feed] = {}
-        self._flights: set[Flight] = set()
+        self._flights: set[Flight] = set()  # batches with jobs not ended
+        self._pending: collections.deque[tuple[Flight, int]] = collections.deque()
+        self._lane_tasks: dict[int, asyncio.Task] = {}  # lane -> its running task
         self.lanes: Lanes | None = None
         self._cancel = threading.Event()  # every lane's cancel flag (a pool stop)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -162,7 +168,13 @@ class AsyncioBackend:
         """Start ``batch``'s jobs as tasks (and more batches taken ahead while the
         driver's share of lanes has room); return the first of its batches to
         finish, with ``ahead`` set to come back for the others."""
-        feed = self._feeds.setdefault(slot.worker, Feed())
+        feed = self._feeds.get(slot.worker)
+        if feed is None:
+            feed = self._feeds[slot.worker] = Feed()
+            if not slot.ema:  # a share of lanes runs at once: take a full share at
+                # first, not single jobs until the first batch ends (the engine sizes
+                # batches as batch_target_s / ema, and smooths ema as batches end)
+                slot.ema = self.batch_target_s / self._per_feed
         if batch is not _MORE:
             self._launch(slot, feed, batch, res)
         while True:
@@ -177,8 +189,8 @@ class AsyncioBackend:
 
     def _top_up(self, slot: Slot, feed: Feed) -> None:
         """Take more batches while fewer than ``per_feed`` of the driver's jobs are in
-        flight (while job speed is unknown, batches are single jobs: a few dozen)."""
-        budget = 64 if slot.ema == 0 else self._per_feed
+        flight."""
+        budget = self._per_feed
         while budget > 0 and feed.items - feed.finished < self._per_feed and not slot.state.stop:
             following = self._take_ahead(slot)
             if following is None:
@@ -193,86 +205,87 @@ class AsyncioBackend:
         self.loop.call_soon_threadsafe(self._start_flight, Flight(batch, res, feed, slot.state))
 
     def _start_flight(self, flight: Flight) -> None:
-        """A task per job of the batch (in the loop's thread)."""
-        batch = flight.batch
-        paced = batch if getattr(batch, "not_before", None) is not None else None
-        create, run = self.loop.create_task, self._run  # type: ignore[union-attr]
-        flight.tasks = [create(run(flight, i, item, paced)) for i, item in enumerate(batch)]
-        self._flights.add(flight)
-        if self._killed:  # the pool stopped for good meanwhile
-            self._cancel_flight(flight)
-
-    async def _run(self, flight: Flight, i: int, item: tuple, paced: Batch | None) -> None:
-        """Row ``i`` of a flight; the last task to end hands the rows to the driver."""
-        try:
-            flight.rows[i] = await self._attempt(flight.driver, item, paced, i)
-        finally:
-            flight.feed.finished += 1
-            flight.left -= 1
-            if not flight.left:
-                self._hand_over(flight)
-
-    def _hand_over(self, flight: Flight) -> None:
-        if flight.settled:
-            return
-        flight.settled = True
-        self._flights.discard(flight)
-        res = columns(flight.batch, flight.rows, flight.res, self.spec.want_results)
-        flight.feed.done.put(res)
-
-    async def _attempt(
-        self, driver: WorkerState, item: tuple, paced: Batch | None, i: int
-    ) -> tuple | None:
-        """One attempt on a free lane: (t0, t1, value, failure, throttle_s, lane), or
-        None if it did not start. ``paced``: the batch, if it carries rate-limit
-        tokens (row ``i``'s)."""
-        job_id, attempt, payload = item
-        spec, lanes = self.spec, self.lanes
+        """Queue the batch's jobs for the lanes, and start lane tasks for them while
+        fewer than ``workers`` run (in the loop's thread)."""
+        pending, lanes = self._pending, self.lanes
         assert lanes is not None
-        if lanes.free and not lanes.waiters:  # the common case, without a coroutine
-            state = lanes.free.pop()
-        else:
-            state = await lanes.acquire()
+        pending.extend([(flight, i) for i in range(len(flight.batch))])
+        self._flights.add(flight)
+        create = self.loop.create_task  # type: ignore[union-attr]
+        for _ in range(len(pending)):
+            lane = lanes.take()
+            if lane is None:
+                break
+            self._lane_tasks[lane.worker] = create(self._lane(lane))
+        if self._killed:  # the pool stopped for good meanwhile
+            self._cancel_all()
+
+    async def _lane(self, lane: WorkerState) -> None:
+        """A lane: run queued jobs one at a time until none is left. (A task per
+        lane, not per job: a job costs no task, and no context copy.)"""
+        pending, spec = self._pending, self.spec
+        handler, timeout, now = spec.handler, spec.timeout, lane.now
+        TASK_STATE.set(lane)
         try:
-            if driver.stop:
-                return None
-            waited = 0.0
-            if paced is not None:  # rate limit: wait for this attempt's token, holding
-                # its lane as a worker thread would (tokens are in order)
-                waited = await wait_turn(paced, i, driver)
-                if driver.stop or self._cancel.is_set():
-                    return None
-            TASK_STATE.set(state)
-            t0 = state.now()
-            state.cur = (job_id, attempt, t0)
-            value = fail = scope = None
-            try:
-                if spec.timeout is None:
-                    value = await spec.handler(payload)
-                else:
-                    async with asyncio.timeout(spec.timeout) as scope:
-                        value = await spec.handler(payload)
-            except KeyboardInterrupt:
-                raise
-            except BaseException as exc:
-                fail = failure(0, exc, state, scope, spec.is_permanent)
-            return t0, state.now(), value, fail, waited, state.worker
+            while pending:
+                flight, i = pending.popleft()
+                row = None
+                try:
+                    job_id, attempt, payload = flight.batch[i]
+                    waited = 0.0
+                    if flight.paced:  # wait for the attempt's rate-limit token
+                        waited = await wait_turn(flight.batch, i, flight.driver)
+                        if self._cancel.is_set():
+                            continue
+                    if flight.driver.stop:
+                        continue  # the pool stops: the job goes back (row None)
+                    t0 = now()
+                    lane.cur = (job_id, attempt, t0)
+                    value = fail = scope = None
+                    try:
+                        if timeout is None:
+                            value = await handler(payload)
+                        else:
+                            async with asyncio.timeout(timeout) as scope:
+                                value = await handler(payload)
+                    except KeyboardInterrupt:
+                        raise
+                    except BaseException as exc:
+                        fail = failure(0, exc, lane, scope, spec.is_permanent)
+                    row = (t0, now(), value, fail, waited, lane.worker)
+                finally:
+                    self._done(flight, i, row)
+                if self._killed:
+                    break  # the pool stopped for good: end the lane
         finally:
-            lanes.release(state)
+            del self._lane_tasks[lane.worker]
+            self.lanes.give(lane)  # type: ignore[union-attr]
 
-    def _cancel_flight(self, flight: Flight) -> None:
-        for task in flight.tasks:
+    def _done(self, flight: Flight, i: int, row: tuple | None) -> None:
+        """Row ``i`` of a flight; the last one hands the rows to the driver."""
+        flight.rows[i] = row
+        flight.feed.finished += 1
+        flight.left -= 1
+        if not flight.left and not flight.settled:
+            flight.settled = True
+            self._flights.discard(flight)
+            res = columns(flight.batch, flight.rows, flight.res, self.spec.want_results)
+            flight.feed.done.put(res)
+
+    def _cancel_all(self) -> None:
+        """After a kill: cancel the lanes; then hand over what they left."""
+        tasks = list(self._lane_tasks.values())
+        for task in tasks:
             task.cancel()
-        self.loop.create_task(self._reap(flight))  # type: ignore[union-attr]
+        self.loop.create_task(self._reap(tasks))  # type: ignore[union-attr]
 
-    async def _reap(self, flight: Flight) -> None:
-        """After a kill: hand over a flight whose tasks were cancelled before they
-        started (their body, and so their ``finally``, never ran)."""
-        await asyncio.wait(flight.tasks)
-        if not flight.settled:
-            flight.feed.finished += flight.left
-            flight.left = 0
-            self._hand_over(flight)
+    async def _reap(self, tasks: list[asyncio.Task]) -> None:
+        """Jobs still queued when the lanes ended (a lane cancelled before it
+        started, or between attempts) did not run: they go back (row None)."""
+        if tasks:
+            await asyncio.wait(tasks)
+        while self._pending:
+            self._done(*self._pending.popleft(), None)
 
     def overdue(self, slot: Slot, now: float) -> None:
         """Nothing to take away: a late attempt's task is cancelled at its deadline."""
@@ -293,9 +306,7 @@ class AsyncioBackend:
         if kill and not self._killed:
             self._killed = True
             if self._flights:  # their drivers then return
-                loop.call_soon_threadsafe(
-                    lambda: [self._cancel_flight(f) for f in list(self._flights)]
-                )
+                loop.call_soon_threadsafe(self._cancel_all)
                 return
         if self._thread is None:  # the caller's loop: leave it running
             return

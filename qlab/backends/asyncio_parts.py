@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import collections
 import math
 import queue
 from typing import Any
@@ -77,70 +76,60 @@ class Feed:
 
 
 class Flight:
-    """One batch's tasks: each fills its row; the last to end hands the rows over."""
+    """One batch's jobs on the lanes: each fills its row; the last to end hands the
+    rows over. ``paced``: the batch carries rate-limit tokens."""
 
-    __slots__ = ("batch", "driver", "feed", "left", "res", "rows", "settled", "tasks")
+    __slots__ = ("batch", "driver", "feed", "left", "paced", "res", "rows", "settled")
 
     def __init__(self, batch: Batch, res: BatchResult, feed: Feed, driver: WorkerState) -> None:
         self.batch, self.res, self.feed = batch, res, feed
         self.driver = driver  # the driver's state: its ``stop`` says the pool stops
         self.rows: list[Any] = [None] * len(batch)
-        self.left = len(batch)  # tasks not ended yet
-        self.tasks: list[asyncio.Task] = []
+        self.left = len(batch)  # jobs not ended yet
+        self.paced = getattr(batch, "not_before", None) is not None
         self.settled = False
 
 
 class Lanes:
-    """The pool's ``workers`` lanes: a task takes a free lane (its worker number and
-    its ``qlab.current()`` state) before its attempt and gives it back after; at most
-    ``n`` attempts run at once. Release is O(1) (Python 3.11's ``asyncio.Semaphore``
-    scans all its waiters at each release, quadratic with thousands of queued jobs);
-    the lane freed last is taken first, so a pool with more lanes than jobs uses few.
+    """The pool's ``n`` lanes: each lane is a task that runs one attempt at a time;
+    its number is the attempts' ``worker`` and its state is what ``qlab.current()``
+    reads. A lane's state is made when first needed and kept for the next lane task
+    that takes it; the lane given back last is taken first, so a pool with more lanes
+    than jobs uses few of them.
 
     Example:
-        >>> import asyncio, threading
-        >>> async def demo():
-        ...     lanes = Lanes(2, None, None, threading.Event(), lambda: 0.0)
-        ...     a, b = await lanes.acquire(), await lanes.acquire()
-        ...     waiter = asyncio.ensure_future(lanes.acquire())
-        ...     await asyncio.sleep(0)
-        ...     lanes.release(a)
-        ...     return a.worker, b.worker, (await waiter).worker
-        >>> asyncio.run(demo())
-        (0, 1, 0)
+        >>> import threading
+        >>> lanes = Lanes(2, None, None, threading.Event(), lambda: 0.0)
+        >>> a, b = lanes.take(), lanes.take()
+        >>> lanes.take() is None, a.worker, b.worker
+        (True, 0, 1)
+        >>> lanes.give(a); lanes.take().worker, lanes.running
+        (0, 2)
     """
 
-    __slots__ = ("_args", "free", "made", "n", "waiters")
+    __slots__ = ("_args", "free", "made", "n", "running")
 
     def __init__(self, n: int, seed: int | None, timeout: float | None, event: Any, now: Any):
         self.n = n
         self._args = (seed, timeout, event, now)
-        self.made = 0  # lanes made so far (states are made when first needed)
+        self.made = 0  # lanes made so far
+        self.running = 0  # lanes taken (a task runs each)
         self.free: list[WorkerState] = []  # a stack
-        self.waiters: collections.deque[asyncio.Future] = collections.deque()
 
-    async def acquire(self) -> WorkerState:
-        if self.free and not self.waiters:
+    def take(self) -> WorkerState | None:
+        """A free lane, or None if all ``n`` run."""
+        if self.running >= self.n:
+            return None
+        self.running += 1
+        if self.free:
             return self.free.pop()
-        if self.made < self.n and not self.waiters:
-            self.made += 1
-            return WorkerState(self.made - 1, *self._args)
-        fut = asyncio.get_running_loop().create_future()
-        self.waiters.append(fut)
-        try:
-            return await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():  # granted, then cancelled: pass it on
-                self.release(fut.result())
-            raise
+        self.made += 1
+        return WorkerState(self.made - 1, *self._args)
 
-    def release(self, lane: WorkerState) -> None:
+    def give(self, lane: WorkerState) -> None:
+        """Give a lane back (its task ends)."""
         lane.cur = None
-        while self.waiters:
-            fut = self.waiters.popleft()
-            if not fut.done():
-                fut.set_result(lane)
-                return
+        self.running -= 1
         self.free.append(lane)
 
 
