@@ -6,7 +6,8 @@ starts with that tree (the fork server copies it, so process workers run the sam
 tree); samples alternate A, B, A, B... so that a change in the machine's load hits
 both sides alike. Each sample does a warm-up round and then ``--rounds`` timed rounds
 (median taken); the report is each side's median over samples, their ratio, and the
-parent's CPU per job.
+CPU per job of the parent and of the worker processes (CPU time is much less
+disturbed by a loaded machine than wall time: quote both).
 
 Usage::
 
@@ -49,6 +50,16 @@ from qlab.backends.process import warm_workers
 handler = {expr}
 retry = qlab.Retry(max_retries=3, backoff=None)
 
+def children_cpu(pids):
+    import psutil
+    total = 0.0
+    for pid in pids:
+        try:
+            total += sum(psutil.Process(pid).cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
 def one():
     c, t = time.process_time(), time.perf_counter()
     run = qlab.run(handler, range({jobs}), workers={workers}, backend={backend!r},
@@ -56,13 +67,17 @@ def one():
     run.jobs, run.attempts
     run.summary()
     wall = time.perf_counter() - t - float(run.meta.get("startup_s") or 0.0)
-    return wall, time.process_time() - c
+    pids = [p for ps in run.meta.get("pids", {{}}).values() for p in ps]
+    return wall, time.process_time() - c, pids
 
 with warm_workers():
-    one()
+    pids = one()[2]
+    w0 = children_cpu(pids)
     rounds = [one() for _ in range({rounds})]
-print(json.dumps({{"wall": statistics.median(w for w, _ in rounds),
-                  "cpu": statistics.median(c for _, c in rounds)}}))
+    w1 = children_cpu(pids)
+print(json.dumps({{"wall": statistics.median(r[0] for r in rounds),
+                  "cpu": statistics.median(r[1] for r in rounds),
+                  "workers_cpu": (w1 - w0) / {rounds}}}))
 """
 
 
@@ -105,10 +120,11 @@ def main() -> None:
     print(f"case {args.case}, A = {args.a}, B = working tree, load {os.getloadavg()[0]:.2f}")
     for side in ("A", "B"):
         cpu = statistics.median(r["cpu"] for r in got[side]) / jobs * 1e6
+        wcpu = statistics.median(r["workers_cpu"] for r in got[side]) / jobs * 1e6
         print(
             f"  {side}: {statistics.median(rate[side]):12,.0f} jobs/s (samples "
             + ", ".join(f"{x:,.0f}" for x in rate[side])
-            + f"); parent CPU {cpu:.2f} us/job"
+            + f"); CPU per job: parent {cpu:.2f} us, worker processes {wcpu:.2f} us"
         )
     ratio = statistics.median(rate["B"]) / statistics.median(rate["A"])
     print(f"  B/A = {ratio:.2f}")

@@ -35,6 +35,8 @@ __all__ = ["Drivers"]
 
 log = logging.getLogger("qlab")
 
+MIN_BATCH_S = 0.005  # a worker's share of the ready jobs is at least this much work
+
 
 class Drivers:
     """The workers of one pool, as the engine drives them."""
@@ -180,7 +182,8 @@ class Drivers:
 
     def _size(self, slot: Slot) -> Any:
         """How many jobs the slot takes: about ``batch_target_s`` of work, capped so
-        that every worker gets a share of what is ready."""
+        that every worker gets a share of what is ready, but not below ``MIN_BATCH_S``
+        of work (a batch's fixed cost, ~0.1-0.3 ms, stays a small part of it)."""
         fixed = self.pool._batch_size
         limiter = self.pool._limiter
         if fixed:
@@ -190,8 +193,9 @@ class Drivers:
         per = int(self.backend.batch_target_s / slot.ema) if slot.ema > 0 else 1
         if limiter is not None:  # a batch holds no tokens far into the future
             per = min(per, limiter.limit.batch_cap)
+        least = int(MIN_BATCH_S / slot.ema) if slot.ema > 0 else 1
         workers = len(self.slots)  # the drivers that share what is ready
-        return lambda ready: max(1, min(per, 4096, -(-ready // workers)))
+        return lambda ready: max(1, min(per, 4096, max(least, -(-ready // workers))))
 
     # -- settling ----------------------------------------------------------------------
 
