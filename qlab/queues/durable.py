@@ -42,39 +42,12 @@ from typing import Any
 from qlab.batches import Batch
 from qlab.codes import CANCELLED, OK, ST_CANCELLED, ST_FAILED
 from qlab.jobqueue import MemoryQueue, Phase
-from qlab.queues.store import Claimed, Row, Settled, Store, dumps, fingerprint
+from qlab.queues.store import Claimed, Row, Settled, Store, fingerprint, pickle_payloads
 from qlab.settle import Settlement
 
 __all__ = ["DurableQueue"]
 
 log = logging.getLogger("qlab")
-
-
-def pickle_payloads(payloads: Sequence[Any], url: str) -> list[bytes]:
-    """The payloads pickled (cloudpickle where plain pickle fails); TypeError naming
-    the first that cannot be pickled at all.
-
-    Example:
-        >>> import threading
-        >>> pickle_payloads([1, threading.Lock()], "sqlite:///q.db")
-        Traceback (most recent call last):
-        ...
-        TypeError: payload 1 (<unlocked _thread.lock object at ...>) cannot be pickled for queue 'sqlite:///q.db': TypeError: cannot pickle '_thread.lock' object
-    """  # noqa: E501
-    from qlab.queues import redact
-
-    blobs = []
-    for i, payload in enumerate(payloads):
-        try:
-            blobs.append(dumps(payload))
-        except Exception as exc:
-            shown = repr(payload)
-            shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            raise TypeError(
-                f"payload {i} ({shown}) cannot be pickled for queue "
-                f"{redact(url)!r}: {type(exc).__name__}: {exc}"
-            ) from exc
-    return blobs
 
 
 class DurableQueue(MemoryQueue):

@@ -38,9 +38,8 @@ from typing import Any
 
 from qlab import queues
 from qlab.checks import check_int
-from qlab.queues.durable import pickle_payloads
 from qlab.queues.history import load_queue
-from qlab.queues.store import Store, dumps, fingerprint
+from qlab.queues.store import Store, dumps, fingerprint, pickle_payloads
 
 __all__ = ["enqueue", "serve"]
 

@@ -20,6 +20,7 @@ import math
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,7 +29,7 @@ from qlab.batches import Batch
 from qlab.codes import LOST
 
 __all__ = ["S_OK", "S_OPEN", "Claimed", "Row", "Settled", "Store", "dumps", "fingerprint",
-           "lost_row", "owner_dead", "owner_id"]  # fmt: skip
+           "lost_row", "owner_dead", "owner_id", "pickle_payloads"]  # fmt: skip
 
 S_OPEN, S_OK = 0, 1  # a job's status in a store; failed and cancelled are ST_FAILED/CANCELLED
 # an attempt row: (job_id, attempt, worker, start, end, cpu, outcome, error_type, error,
@@ -127,6 +128,33 @@ def owner_dead(owner: str) -> bool:
         return True
     except psutil.Error:
         return False
+
+
+def pickle_payloads(payloads: Sequence[Any], url: str) -> list[bytes]:
+    """The payloads pickled (cloudpickle where plain pickle fails); TypeError naming
+    the first that cannot be pickled at all.
+
+    Example:
+        >>> import threading
+        >>> pickle_payloads([1, threading.Lock()], "sqlite:///q.db")
+        Traceback (most recent call last):
+        ...
+        TypeError: payload 1 (<unlocked _thread.lock object at ...>) cannot be pickled for queue 'sqlite:///q.db': TypeError: cannot pickle '_thread.lock' object
+    """  # noqa: E501
+    from qlab.queues import redact
+
+    blobs = []
+    for i, payload in enumerate(payloads):
+        try:
+            blobs.append(dumps(payload))
+        except Exception as exc:
+            shown = repr(payload)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise TypeError(
+                f"payload {i} ({shown}) cannot be pickled for queue "
+                f"{redact(url)!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+    return blobs
 
 
 def fingerprint(handler: Any) -> str:
