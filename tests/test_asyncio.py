@@ -4,6 +4,7 @@ timeouts by task cancellation, qlab.current() per task; qlab.arun and AsyncPool.
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -151,3 +152,59 @@ def test_a_stop_cancels_the_running_tasks(backend):
     assert run.meta["interrupted"] == "stopped"
     assert run.jobs.status.eq("cancelled").all()
     assert run.attempts.outcome.eq("cancelled").all() and len(run.attempts) >= 1
+
+
+@pytest.mark.timeout(60)
+def test_workers_are_lanes_behind_few_driver_threads():
+    n = 1000
+    seen: dict = {"started": 0, "threads": set()}
+
+    async def job(x):
+        # every lane awaits at once: the last of n to start releases them all
+        seen["started"] += 1
+        if seen["started"] == n:
+            seen["all"].set()
+        elif seen["started"] == 1:
+            seen["all"] = asyncio.Event()
+        seen["threads"] |= {t.name for t in threading.enumerate() if t.name.startswith("qlab-")}
+        await asyncio.wait_for(seen["all"].wait(), 30)
+        return qlab.current().worker
+
+    run = qlab.run(job, range(n), workers=n, backend="asyncio", keep_results=True)
+    assert run.summary()["ok"] == n
+    # the trace's worker is the lane: n lanes, each ran one job, as qlab.current() says
+    assert sorted(run.attempts.worker) == list(range(n))
+    by_job = run.attempts.set_index("job_id").worker
+    assert [by_job[j] for j in range(n)] == run.jobs.result.tolist()
+    assert run.meta["drivers"] == 2 and run.meta["concurrency"] == n
+    workers = {t for t in seen["threads"] if t.startswith("qlab-worker-")}
+    assert workers == {"qlab-worker-0", "qlab-worker-1"}
+
+
+def test_a_lane_runs_one_attempt_at_a_time():
+    run = qlab.run(double, range(300), workers=7, backend="asyncio")
+    att = run.attempts.sort_values(["worker", "start_s"])
+    assert set(att.worker) <= set(range(7))
+    for _, lane in att.groupby("worker"):
+        assert (lane.start_s.to_numpy()[1:] >= lane.end_s.to_numpy()[:-1]).all()
+
+
+@pytest.mark.timeout(60)
+def test_a_stop_cancels_many_lanes_and_returns_the_jobs_not_started():
+    started, stop = threading.Event(), threading.Event()
+    count = {"n": 0}
+
+    async def forever(x):
+        count["n"] += 1
+        if count["n"] == 100:
+            started.set()
+        await asyncio.sleep(3600)
+
+    helper = threading.Thread(target=lambda: (started.wait(30), stop.set()))
+    helper.start()
+    run = qlab.run(forever, range(300), workers=100, backend="asyncio", stop=stop, grace=0.1)
+    helper.join()
+    assert run.jobs.status.eq("cancelled").all() and len(run.jobs) == 300
+    att = run.attempts
+    assert att.outcome.eq("cancelled").all() and len(att) == 100
+    assert sorted(att.worker) == list(range(100))
