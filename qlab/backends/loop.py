@@ -15,6 +15,7 @@ caught: it belongs to the caller.
 from __future__ import annotations
 
 import time
+from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -155,7 +156,8 @@ def _run_shared(fn, batch: Batch, state, is_permanent, res: BatchResult, view) -
     charge the right attempt if the process dies, and one load of the stop flag: no
     Python call per attempt (the publish call cost as much as the rest of the loop)."""
     perf, cpu_clock = state.now, time.thread_time
-    t1s, failures = res.t1, res.failures
+    res.t1 = t1s = array("d")  # the parent gets the buffer as it is
+    failures = res.failures
     append = t1s.append
     c_start = cpu_clock()
     t = start = perf()
@@ -183,7 +185,7 @@ def _run_shared(fn, batch: Batch, state, is_permanent, res: BatchResult, view) -
                 append(t)
     finally:
         n = len(t1s)
-        res.t0 = [start, *t1s[: n - 1]] if n else []
+        res.t0 = array("d", [start]) + t1s[: n - 1] if n else array("d")
         res.start = None
         wall = t1s[-1] - start if n else 0.0
         res.cpu_share = min((cpu_clock() - c_start) / wall, 1.0) if wall > 0 else 0.0

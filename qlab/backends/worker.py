@@ -193,12 +193,17 @@ def run_site() -> bool:
 
 def pack(res: BatchResult) -> bytes:
     """Pickle a batch's result in three parts, so that one part that cannot be rebuilt
-    in the parent costs only its own rows: the columns and failures (as text), each
-    failure's exception apart, and the results. Results that do not pickle fail their
-    job. Times travel as arrays of doubles (one buffer each, not a float per row)."""
-    res.t0, res.t1 = array("d", res.t0), array("d", res.t1)
+        in the parent costs only its own rows: the columns and failures (as text), each
+        failure's exception apart, and the results. Results that do not pickle fail their
+        job. Times travel as arrays of doubles (one buffer each, not a float per row); a
+    quick batch sends only its end times and its first start (a row starts where the
+    one before it ended), which :func:`unpack` turns back into both columns."""
+    res.t1 = res.t1 if isinstance(res.t1, array) else array("d", res.t1)
+    first = None
     if res.cpu_share is None:
-        res.cpu = array("d", res.cpu)
+        res.t0, res.cpu = array("d", res.t0), array("d", res.cpu)
+    elif len(res.t0):  # a quick batch: each row starts where the one before it ended
+        first, res.t0 = res.t0[0], None
     errors: list[bytes | None] = []
     for f in res.failures:
         blob = None
@@ -226,14 +231,16 @@ def pack(res: BatchResult) -> bytes:
             res.failures = [res.failures[k] for k in order]
             errors = [errors[k] for k in order]
             blob = pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL)
-    return pickle.dumps(("done", res, errors, blob), protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps(("done", res, errors, blob, first), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def unpack(data: bytes, n_rows: int) -> BatchResult:
     """The parent's side of :func:`pack`: rebuild each error on its own (one that
     cannot be rebuilt becomes a :class:`RemoteTraceback` of its text), and the results
     (if they cannot be rebuilt, the rows that have no failure fail)."""
-    _, res, errors, blob = pickle.loads(data)
+    _, res, errors, blob, first = pickle.loads(data)
+    if res.t0 is None:
+        res.t0 = array("d", [first]) + res.t1[: len(res.t1) - 1]
     for f, err in zip(res.failures, errors, strict=True):
         if err is not None:
             try:
