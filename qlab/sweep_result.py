@@ -3,8 +3,8 @@ comparisons, charts), saved to and loaded from Parquet or CSV.
 
 Example:
     >>> from qlab.sweep_result import COLUMNS
-    >>> COLUMNS[:3]
-    ('backend', 'workers', 'repeat')
+    >>> COLUMNS[:4]
+    ('backend', 'queue', 'workers', 'repeat')
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from qlab.sweep_stats import CI_COLUMNS
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COLUMNS", "Sweep", "load_sweep"]
+__all__ = ["COLUMNS", "Sweep", "frame", "load_sweep"]
 
 #: The columns of ``Sweep.df``, in order (the contract in docs/design.md).
 COLUMNS = (
-    "backend", "workers", "repeat", "jobs", "ok", "failed", "cancelled", "retries", "wall_s",
-    "throughput", "speedup", "efficiency", "latency_p50_s", "latency_p95_s", "latency_p99_s",
-    "queue_wait_mean_s", "cpu_util",
+    "backend", "queue", "workers", "repeat", "jobs", "ok", "failed", "cancelled", "retries",
+    "wall_s", "throughput", "speedup", "efficiency", "latency_p50_s", "latency_p95_s",
+    "latency_p99_s", "queue_wait_mean_s", "cpu_util",
 )  # fmt: skip
 _INTS = ("workers", "repeat", "jobs", "ok", "failed", "cancelled", "retries", "repeats_taken",
          "hosts", "cores")  # fmt: skip
@@ -33,7 +33,7 @@ _BOOLS = ("precise", "outlier", "busy")
 
 
 class Sweep:
-    """What a sweep measured: ``df`` (one row per backend, workers, repeat), ``meta``
+    """What a sweep measured: ``df`` (one row per backend, queue, workers, repeat), ``meta``
     (provenance) and, with ``keep_runs=True``, the ``runs`` themselves.
 
     Example:
@@ -53,15 +53,17 @@ class Sweep:
         """Fit the Universal Scalability Law (or ``"amdahl"``) per backend, see
         :func:`qlab.usl.fit_frame`: lam, sigma, kappa, their errors and intervals
         (``sigma_ci_low``...), ``sigma_significant``, r2, peak_workers and its interval.
+        Indexed by backend; by (backend, queue) when the sweep ran on several queues.
         ``confidence`` defaults to the sweep's."""
         from qlab.usl import fit_frame
 
         level = self.meta.get("confidence", 0.95) if confidence is None else confidence
-        return fit_frame(self.df, by="backend", model=model, noise=noise, confidence=level)
+        by = ["backend", "queue"] if self.df["queue"].nunique() > 1 else "backend"
+        return fit_frame(self.df, by=by, model=model, noise=noise, confidence=level)
 
     @property
     def points(self) -> pd.DataFrame:
-        """One row per (backend, workers): mean throughput with its interval, latency
+        """One row per (backend, queue, workers): mean throughput with its interval, latency
         intervals, repeats taken, precise, outliers (see :func:`qlab.sweep_stats.points`)."""
         from qlab.sweep_stats import points
 
@@ -97,15 +99,19 @@ class Sweep:
 
     def __repr__(self) -> str:
         m, ws = self.meta, self.meta.get("workers") or [0]
-        what = f"{','.join(m.get('backends', []))} workers={min(ws)}..{max(ws)} x{m.get('repeats')}"
+        qs = m.get("queues") or ["memory"]
+        on = "" if qs == ["memory"] else f" on {len(qs)} queues" if len(qs) > 1 else f" on {qs[0]}"
+        what = f"{','.join(m.get('backends', []))}{on} workers={min(ws)}..{max(ws)}"
+        what += f" x{m.get('repeats')}"
         stop = ", interrupted" if m.get("interrupted") else ""
         return f"<qlab.Sweep {what}: {len(self.df)} runs of {m.get('workload')}{stop}>"
 
     def _repr_html_(self) -> str:
         import html
 
+        by = ["backend", "queue"] if self.df["queue"].nunique() > 1 else "backend"
         pivot = self.df.pivot_table(
-            index="workers", columns="backend", values="throughput", aggfunc="mean"
+            index="workers", columns=by, values="throughput", aggfunc="mean"
         )
         head = html.escape(repr(self))
         return f"<p>{head}<br>mean throughput (jobs/s)</p>{pivot.round(1).to_html()}"
@@ -130,6 +136,8 @@ def load_sweep(path: str | Path) -> Sweep:
         df = pd.read_parquet(path)
         raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
         meta = json.loads(raw) if raw else {}
+    if "queue" not in df.columns:  # saved before the queue was a dimension
+        df.insert(1, "queue", "memory")
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"path {str(path)!r} holds no qlab sweep: columns {missing} missing")
@@ -154,7 +162,7 @@ def _with_intervals(df: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
     others = meta.get("others_cpus")
     for col in CI_COLUMNS:  # object columns take floats, ints and bools alike
         df[col] = pd.Series([float("nan")] * len(df), index=df.index, dtype=object)
-    for _, g in df.groupby(["backend", "workers"], sort=False):
+    for _, g in df.groupby(["backend", "queue", "workers"], sort=False):
         cols = point_columns(g["throughput"].tolist(), [], level, meta.get("precision"))
         for col, value in cols.items():
             df.loc[g.index, col] = value
@@ -168,5 +176,28 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     def kind(c: str) -> str:
         return "int64" if c in _INTS else "bool" if c in _BOOLS else "float64"
 
-    types = {c: kind(c) for c in df.columns if c != "backend"}
-    return df.astype({"backend": str, **types}).reset_index(drop=True)
+    types = {c: kind(c) for c in df.columns if c not in ("backend", "queue")}
+    return df.astype({"backend": str, "queue": str, **types}).reset_index(drop=True)
+
+
+def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The tidy frame of a sweep's rows, with speedup over X1 = (mean throughput at the
+    lowest worker count) / that count, per (backend, queue), and efficiency = speedup /
+    workers.
+
+    Example:
+        >>> list(frame([]).columns[:4]), len(frame([]))
+        (['backend', 'queue', 'workers', 'repeat'], 0)
+    """
+    import pandas as pd
+
+    from qlab.hosts import PLACEMENT
+
+    names = [c for c in (*COLUMNS, *CI_COLUMNS, *PLACEMENT) if c not in ("speedup", "efficiency")]
+    df = pd.DataFrame(rows, columns=names)
+    by = [df["backend"], df["queue"]]
+    low = df.groupby(by)["workers"].transform("min")
+    x_low = df["throughput"].where(df["workers"] == low).groupby(by).transform("mean")
+    df["speedup"] = df["throughput"] / (x_low / low)
+    df["efficiency"] = df["speedup"] / df["workers"]
+    return _typed(df[[*COLUMNS, *CI_COLUMNS, *PLACEMENT]])

@@ -1,6 +1,6 @@
 """The statistics of a sweep point: intervals, precision, outliers, and comparisons.
 
-A *point* is one (backend, workers) pair of a sweep, measured by one or more repeats.
+A *point* is one (backend, queue, workers) of a sweep, measured by one or more repeats.
 
 - ``throughput_ci_low`` / ``_high``: Student's t interval of the mean throughput of the
   repeats (:func:`qlab.stats.mean_ci`), its low end at least 0; NaN with one repeat.
@@ -35,7 +35,9 @@ from qlab import stats
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CI_COLUMNS", "DEFAULT_PRECISION", "compare", "point_columns", "points"]
+__all__ = [
+    "CI_COLUMNS", "DEFAULT_PRECISION", "compare", "finish_point", "keys", "point_columns", "points",
+]  # fmt: skip
 
 QUANTILES = {"latency_p50_s": 0.5, "latency_p95_s": 0.95, "latency_p99_s": 0.99}
 #: The per-point columns that a sweep adds to each of the point's rows.
@@ -74,8 +76,44 @@ def point_columns(
     return out
 
 
+def finish_point(
+    point: list[dict[str, Any]],
+    latencies: list[Any],
+    confidence: float,
+    precision: float | None,
+    seed: int | None,
+) -> list[dict[str, Any]]:
+    """The point's rows (one per repeat, with ``throughput`` and ``others_cpus``) with its
+    intervals, outlier flags and busy flags; empties both buffers for the next point.
+
+    Example:
+        >>> rows = [{"throughput": x, "others_cpus": c} for x, c in [(10.0, 0.0), (12.0, 2.0)]]
+        >>> [(r["repeats_taken"], r["busy"]) for r in finish_point(rows, [], 0.95, None, 0)]
+        [(2, False), (2, True)]
+    """
+    from qlab.machine import BUSY_CPUS
+
+    rows, lat = list(point), list(latencies)
+    point.clear()
+    latencies.clear()
+    if not rows:
+        return []
+    thr = [r["throughput"] for r in rows]
+    cols = point_columns(thr, lat, confidence, precision, seed)
+    flags = stats.outliers(thr)
+    for row, flag in zip(rows, flags, strict=True):
+        row |= cols | {"outlier": bool(flag), "busy": bool(row["others_cpus"] >= BUSY_CPUS)}
+    return rows
+
+
+def keys(df: pd.DataFrame) -> list[str]:
+    """What names a point in ``df``: backend[, queue], workers (a frame saved before
+    the queue column has none)."""
+    return ["backend", *(["queue"] if "queue" in df.columns else []), "workers"]
+
+
 def points(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (backend, workers): mean throughput, its interval, the pooled latency
+    """One row per (backend, queue, workers): mean throughput, its interval, the pooled latency
     percentiles' intervals, repeats, precise, ``outliers`` and ``busy_runs`` (counts of
     flagged repeats), the most CPUs other processes used during a repeat, and
     ``why_not_precise`` (empty for a precise point).
@@ -83,7 +121,7 @@ def points(df: pd.DataFrame) -> pd.DataFrame:
     Example:
         >>> sweep.points[["throughput", "throughput_ci_low", "precise"]]  # doctest: +SKIP
     """
-    keys = ["backend", "workers"]
+    by = keys(df)
     firsts = [c for c in CI_COLUMNS if c in df.columns and c not in ("outlier", "busy")]
     firsts = [c for c in firsts if c not in ("others_cpus", "load_avg")]
     agg: dict[str, Any] = {"throughput": ("throughput", "mean"), "runs": ("throughput", "size")}
@@ -95,7 +133,7 @@ def points(df: pd.DataFrame) -> pd.DataFrame:
                             ("cores", "cores", "max")):  # fmt: skip
         if col in df.columns:
             agg[name] = (col, how)
-    out = df.groupby(keys, sort=False).agg(**agg).reset_index()
+    out = df.groupby(by, sort=False).agg(**agg).reset_index()
     out["why_not_precise"] = [_why(r) for r in out.to_dict("records")]
     return out
 
@@ -121,7 +159,7 @@ def _why(point: dict[str, Any]) -> str:
 def compare(
     a: pd.DataFrame, b: pd.DataFrame, confidence: float = 0.95, labels: tuple = ("a", "b")
 ) -> pd.DataFrame:
-    """Per (backend, workers) point measured by both ``a`` and ``b`` (sweep frames):
+    """Per (backend, queue, workers) point measured by both ``a`` and ``b`` (sweep frames):
     mean throughputs, their ratio a/b with its interval (:func:`qlab.stats.ratio_ci`),
     and a verdict: ``"faster"`` / ``"slower"`` (the interval excludes 1), ``"same"``
     (it includes 1) or ``"unknown"`` (fewer than 2 repeats on a side).
@@ -133,8 +171,10 @@ def compare(
 
     stats.check_confidence(confidence)
     rows = []
-    ga, gb = a.groupby(["backend", "workers"]), b.groupby(["backend", "workers"])
-    for key in sorted(set(ga.groups) & set(gb.groups), key=lambda k: (str(k[0]), k[1])):
+    a, b = _with_queue(a), _with_queue(b)
+    by = keys(a)
+    ga, gb = a.groupby(by), b.groupby(by)
+    for key in sorted(set(ga.groups) & set(gb.groups), key=lambda k: (*map(str, k[:-1]), k[-1])):
         xa, xb = ga.get_group(key)["throughput"], gb.get_group(key)["throughput"]
         ratio, ci = stats.ratio_ci(xa, xb, confidence)
         if math.isnan(ci.low):
@@ -146,12 +186,17 @@ def compare(
         else:
             verdict = "same"
         rows.append({
-            "backend": key[0], "workers": int(key[1]),
+            "backend": key[0], "queue": key[1], "workers": int(key[2]),
             f"throughput_{labels[0]}": float(np.mean(xa)),
             f"throughput_{labels[1]}": float(np.mean(xb)),
             "ratio": ratio, "ratio_ci_low": ci.low, "ratio_ci_high": ci.high,
             "verdict": verdict,
         })  # fmt: skip
-    columns = ["backend", "workers", f"throughput_{labels[0]}", f"throughput_{labels[1]}",
+    columns = ["backend", "queue", "workers", f"throughput_{labels[0]}", f"throughput_{labels[1]}",
                "ratio", "ratio_ci_low", "ratio_ci_high", "verdict"]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
+
+
+def _with_queue(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with a queue column ("memory" for a frame saved before there was one)."""
+    return df if "queue" in df.columns else df.assign(queue="memory")

@@ -1,7 +1,9 @@
-"""Sweeps: one workload run across worker counts and backends, as one tidy DataFrame.
+"""Sweeps: one workload run across worker counts, backends and queues, as one tidy DataFrame.
 
-For each backend: one warm-up run (not recorded), then ``repeats`` runs at every worker
-count, each one ``qlab.run(workload, range(jobs), workers=w, backend=b, seed=seed)``.
+For each backend and queue: one warm-up run (not recorded), then ``repeats`` runs at
+every worker count, each one ``qlab.run(workload, range(jobs), workers=w, backend=b,
+queue=q, seed=seed)``; a durable queue is made fresh for each run
+(:mod:`qlab.sweep_queues`: ``q.db`` becomes ``q-1.db``, ``q-2.db``...).
 The warm-up runs ``min(jobs, 10 * max(workers))`` jobs on the most workers, so that
 threads, worker processes, imports and caches exist before the first recorded run.
 With ``precision=0.05`` a point is repeated until the t interval of its mean throughput
@@ -25,22 +27,20 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from qlab import runner, workloads
 from qlab.backends import BACKENDS
 from qlab.checks import check_int as _check_int
 from qlab.checks import describe as _describe
 from qlab.hooks import Hook
-from qlab.hosts import PLACEMENT, placement
-from qlab.machine import BUSY_CPUS, LoadMeter
+from qlab.hosts import placement
+from qlab.machine import LoadMeter
 from qlab.retry import Retry
-from qlab.stats import check_confidence, is_precise, outliers
-from qlab.sweep_result import COLUMNS, Sweep, _typed, load_sweep
-from qlab.sweep_stats import CI_COLUMNS, point_columns
-
-if TYPE_CHECKING:
-    import pandas as pd
+from qlab.stats import check_confidence, is_precise
+from qlab.sweep_queues import RunQueues, check_queues
+from qlab.sweep_result import COLUMNS, Sweep, frame, load_sweep
+from qlab.sweep_stats import finish_point
 
 __all__ = ["COLUMNS", "DEFAULT_JOBS", "DEFAULT_RETRY", "Sweep", "load_sweep", "sweep"]
 
@@ -81,9 +81,11 @@ def sweep(
     max_repeats: int = 10,
     load: Iterable[float] | None = None,
     stop: Any = None,
+    queue: str | Iterable[str] | None = None,
     **run_options: Any,
 ) -> Any:
-    """Run ``workload`` at every worker count on every backend, ``repeats`` times each.
+    """Run ``workload`` at every worker count on every backend and queue, ``repeats``
+    times each.
 
     Args:
         workload: the handler; None: :func:`default_workload` (1 ms jobs, 5% transient
@@ -108,6 +110,11 @@ def sweep(
             load at one worker count on one backend (see :func:`qlab.sweep_load`).
         stop: a ``threading.Event``: when set (from another thread), the running run
             stops as ``qlab.run(stop=)`` does and the sweep ends, as after Ctrl-C.
+        queue: ``"memory"`` (None: the default), a queue URL (``sqlite:///runs/q.db``,
+            ``redis://host:6379/0?name=q``) or a list of them: the ``queue`` column.
+            Each run gets a fresh durable queue derived from the URL (SQLite: the file
+            ``q-<n>.db`` beside ``q.db``; Redis: the name ``q-<token>-<n>``), see
+            :mod:`qlab.sweep_queues`.
 
     Returns:
         A :class:`Sweep` (with ``load``: a :class:`qlab.load.LoadSweep`). After Ctrl-C
@@ -116,19 +123,21 @@ def sweep(
 
     Raises:
         ValueError / TypeError: bad input, naming the parameter, before any run.
+        ConnectionError: a Redis queue's server does not answer (before any run).
 
     Example:
         >>> sw = qlab.sweep(qlab.workloads.cpu(ms=1), workers=[1, 2], backend=["thread", "process"],
         ...                 jobs=200, repeats=2)  # doctest: +SKIP
     """
     ws = _check_workers(workers)
+    queues = check_queues(queue)
     if load is not None:  # open loop: latency against offered load
         from qlab.load import sweep_load
 
-        if len(ws) != 1 or not isinstance(backend, str):
+        if len(ws) != 1 or not isinstance(backend, str) or queues != ["memory"]:
             raise ValueError(
-                "with load=, workers must be one int and backend one name, "
-                f"got workers={workers!r}, backend={backend!r}"
+                "with load=, workers must be one int, backend one name and queue 'memory', "
+                f"got workers={workers!r}, backend={backend!r}, queue={queue!r}"
             )
         return sweep_load(
             default_workload() if workload is None else workload, load=load, workers=ws[0],
@@ -155,6 +164,9 @@ def sweep(
         from qlab.backends.process import check_picklable
 
         check_picklable("workload", workload)
+    fresh = RunQueues(queues)
+    fresh.prepare()
+    from qlab.queues import redact
     from qlab.results import provenance
 
     meta: dict[str, Any] = {
@@ -164,6 +176,7 @@ def sweep(
         "repeats": repeats,
         "seed": seed,
         "backends": backends,
+        "queues": [redact(q) for q in queues],
         "workers": ws,
         "retry": repr(retry),
         "run_options": {k: repr(v) for k, v in run_options.items()},
@@ -175,7 +188,7 @@ def sweep(
         "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     options = dict(seed=seed, retry=retry, **run_options)
-    bar = _sweep_bar(len(backends) * len(ws) * repeats) if progress else None
+    bar = _sweep_bar(len(backends) * len(queues) * len(ws) * repeats) if progress else None
     point: list[dict[str, Any]] = []  # the rows of the point being measured
     latencies: list[Any] = []
     hooks = [*hooks, bar] if bar is not None else list(hooks)
@@ -185,21 +198,23 @@ def sweep(
     t0 = time.perf_counter()
     try:
         with _warm(backends):
-            for b in backends:
+            for b, q in ((b, q) for b in backends for q in queues):
+                where = b if len(queues) == 1 else f"{b} queue={redact(q)}"
                 if warmup:
-                    at = f"warm-up of {b}"
+                    at = f"warm-up of {where}"
                     n = min(jobs, 10 * ws[-1])
                     _checked(runner.run(workload, range(n), ws[-1], backend=b, stop=stop,
-                                        **options))  # fmt: skip
+                                        queue=fresh(q), **options))  # fmt: skip
                 for w in ws:
                     for i in range(most):
-                        at = here = f"{b} workers={w} repeat={i}"
+                        at = here = f"{where} workers={w} repeat={i}"
                         meter = LoadMeter()
                         run = runner.run(
                             workload, range(jobs), w, backend=b, hooks=hooks, stop=stop,
-                            **options,
+                            queue=fresh(q), **options,
                         )  # fmt: skip
-                        point.append(_row(_checked(run), b, w, i) | meter.stop())
+                        row = _row(_checked(run), b, redact(q), w, i)
+                        point.append(row | meter.stop())
                         latencies.append(run.jobs["latency_s"].to_numpy())
                         at = f"the pause after {here}"
                         if keep_runs:
@@ -211,38 +226,16 @@ def sweep(
                             precision is None or is_precise(thr, precision, confidence)
                         ):
                             break
-                    rows += _finish(point, latencies, confidence, precision, seed)
+                    rows += finish_point(point, latencies, confidence, precision, seed)
     except KeyboardInterrupt as exc:
-        rows += _finish(point, latencies, confidence, precision, seed)
+        rows += finish_point(point, latencies, confidence, precision, seed)
         meta["interrupted"] = f"{exc.args[0] if exc.args else 'SIGINT'} during {at}"
         log.warning("sweep interrupted during %s: keeping %d runs", at, len(rows))
     finally:
         if bar is not None:
             bar.close()
     meta["duration_s"] = time.perf_counter() - t0
-    return Sweep(_frame(rows), meta, runs)
-
-
-def _finish(
-    point: list[dict[str, Any]],
-    latencies: list[Any],
-    confidence: float,
-    precision: float | None,
-    seed: int | None,
-) -> list[dict[str, Any]]:
-    """The point's rows with its intervals, outlier flags and busy flags; empties the
-    buffers for the next point."""
-    rows, lat = list(point), list(latencies)
-    point.clear()
-    latencies.clear()
-    if not rows:
-        return []
-    thr = [r["throughput"] for r in rows]
-    cols = point_columns(thr, lat, confidence, precision, seed)
-    flags = outliers(thr)
-    for row, flag in zip(rows, flags, strict=True):
-        row |= cols | {"outlier": bool(flag), "busy": bool(row["others_cpus"] >= BUSY_CPUS)}
-    return rows
+    return Sweep(frame(rows), meta, runs)
 
 
 def _sweep_bar(points: int) -> Any:
@@ -295,22 +288,8 @@ def _check_backends(backend: Any) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _row(run: Any, backend: str, workers: int, repeat: int) -> dict[str, Any]:
+def _row(run: Any, backend: str, queue: str, workers: int, repeat: int) -> dict[str, Any]:
     s = run.summary()
-    row = {"backend": backend, "workers": workers, "repeat": repeat}
+    row = {"backend": backend, "queue": queue, "workers": workers, "repeat": repeat}
     row |= {c: s[c] for c in COLUMNS if c in s.index and c not in row}
     return row | placement(run.meta)  # hosts and cores the run used (qlab.hosts)
-
-
-def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """The tidy frame, with speedup over X1 = (mean throughput at the lowest worker
-    count) / that count, per backend, and efficiency = speedup / workers."""
-    import pandas as pd
-
-    names = [c for c in (*COLUMNS, *CI_COLUMNS, *PLACEMENT) if c not in ("speedup", "efficiency")]
-    df = pd.DataFrame(rows, columns=names)
-    low = df.groupby("backend")["workers"].transform("min")
-    x_low = df[df["workers"] == low].groupby("backend")["throughput"].mean()
-    df["speedup"] = df["throughput"] / (df["backend"].map(x_low) / low)
-    df["efficiency"] = df["speedup"] / df["workers"]
-    return _typed(df[[*COLUMNS, *CI_COLUMNS, *PLACEMENT]])
