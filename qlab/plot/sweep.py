@@ -1,8 +1,11 @@
-"""Charts of a sweep (one row per backend, workers, repeat): scaling, speedup, efficiency,
-latency percentiles and queue wait vs workers, and the ``sweep.plot`` dashboard.
+"""Charts of a sweep (one row per backend, queue, workers, repeat): scaling, speedup,
+efficiency, latency percentiles and queue wait vs workers, and the ``sweep.plot`` dashboard.
 
 Every function takes ``ax=None`` (a new figure is made when None) and returns the Axes
-it drew on. ``sweep.plot`` is a :class:`SweepPlots`.
+it drew on. ``sweep.plot`` is a :class:`SweepPlots`. A sweep over several queues draws
+one line (and one colour, and one fit) per (backend, queue): its series, named by
+:func:`series` (``"sqlite synchronous=full"``, or ``"thread, redis"`` with several
+backends).
 
 Example:
     >>> scaling(sweep.df, fits=sweep.fit())  # doctest: +SKIP
@@ -32,6 +35,7 @@ from qlab.plot._style import (
     _worker_axis,
 )
 from qlab.plot.contention import _with_meta, contention
+from qlab.plot.series import ci_bands, series, shade
 
 __all__ = [
     "SweepPlots",
@@ -39,6 +43,7 @@ __all__ = [
     "latency_percentiles",
     "queue_wait",
     "scaling",
+    "series",
     "speedup",
 ]
 
@@ -66,7 +71,7 @@ def _per_backend(
         color = colors[backend]
         ax.plot(x, s["mean"], style, marker="o", ms=4, color=color, label=f"{backend}{suffix}")
         if band and (s["max"] > s["min"]).any():
-            ax.fill_between(x, s["min"], s["max"], color=color, alpha=0.18, linewidth=0)
+            shade(ax, x, s["min"], s["max"], color, alpha=0.18)
         stats[backend] = s
     _worker_axis(ax, df["workers"])
     return stats
@@ -79,7 +84,8 @@ def scaling(
     *,
     bands: bool = True,
 ) -> Axes:
-    """Throughput vs workers per backend, with ideal linear scaling and optional USL fits.
+    """Throughput vs workers per backend (and queue), with ideal linear scaling and
+    optional USL fits.
 
     Ideal (dashed) = mean throughput at the lowest worker count x N / N_lowest.
     USL (dotted): X(N) = lam N / (1 + sigma (N-1) + kappa N (N-1)). With ``bands``: the
@@ -89,7 +95,8 @@ def scaling(
 
     Args:
         df: sweep frame (backend, workers, repeat, throughput[, throughput_ci_*]).
-        fits: {backend: fit with lam/sigma/kappa[/peak_workers]} or a DataFrame indexed by backend.
+        fits: {backend: fit with lam/sigma/kappa[/peak_workers]} or a DataFrame indexed by
+            backend, or by (backend, queue) as ``sweep.fit()`` gives for several queues.
         ax: Axes to draw on; a new figure when None.
         bands: draw the bands (and say what they are in the legend).
 
@@ -102,10 +109,11 @@ def scaling(
     from qlab.plot import uncertainty as unc
 
     ax = _get_ax(ax)
+    df, fits = series(df, fits)
     colors = _backend_colors(df["backend"])
     has_ci = bands and {"throughput_ci_low", "throughput_ci_high"} <= set(df.columns)
     stats = _per_backend(ax, df, "throughput", band=bands and not has_ci)
-    ci_text = unc.draw_ci(ax, df, colors) if has_ci else None
+    ci_text = ci_bands(ax, df, colors) if has_ci else None
     rows = unc.fit_rows(fits) if fits is not None else {}
     top = float(df["workers"].max())
     pred = False
@@ -157,6 +165,7 @@ def speedup(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
         >>> speedup(sweep.df)  # doctest: +SKIP
     """
     ax = _get_ax(ax)
+    df = series(df)[0]
     _per_backend(ax, df, "speedup")
     n = np.unique(df["workers"].to_numpy(dtype=float))
     ax.plot(n, n, "--", color="black", lw=1, label="ideal (speedup = N)", gid="ideal")
@@ -177,6 +186,7 @@ def efficiency(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
         >>> efficiency(sweep.df)  # doctest: +SKIP
     """
     ax = _get_ax(ax)
+    df = series(df)[0]
     _per_backend(ax, df, "efficiency")
     ax.axhline(1.0, ls="--", color="black", lw=1, label="ideal (efficiency = 1)", gid="ideal")
     ax.set_ylim(0, max(1.1, float(df["efficiency"].max()) * 1.1))
@@ -199,6 +209,7 @@ def latency_percentiles(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
         >>> latency_percentiles(sweep.df)  # doctest: +SKIP
     """
     ax = _get_ax(ax)
+    df = series(df)[0]
     for p, style in _PCT_STYLES.items():
         _per_backend(ax, df, f"latency_{p}_s", scale=1e3, style=style, suffix=f" {p}", band=False)
     vals = df[[f"latency_{p}_s" for p in _PCT_STYLES]].to_numpy(dtype=float)
@@ -229,6 +240,7 @@ def queue_wait(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
         >>> queue_wait(sweep.df)  # doctest: +SKIP
     """
     ax = _get_ax(ax)
+    df = series(df)[0]
     _per_backend(ax, df, "queue_wait_mean_s", scale=1e3)
     ax.set_ylim(bottom=0)
     return _finish(ax, "Mean queue wait vs workers", "queue wait: submit → first start (ms)", df)
