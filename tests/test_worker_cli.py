@@ -44,6 +44,20 @@ def slow(x: int) -> int:
     return x
 
 
+_entered, _go = threading.Event(), threading.Event()
+
+
+def first_waits(x: int) -> int:
+    """The first call waits (10 s at most) for any later call: with one worker in the
+    first pool, that call comes from another pool."""
+    if not _entered.is_set():
+        _entered.set()
+        _go.wait(10)
+    else:
+        _go.set()
+    return x
+
+
 def worker(url: str, handler: str, *args: str, env: dict | None = None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "qlab", "worker", "--queue", url, "--handler", handler, *args]
     return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})},
@@ -61,12 +75,18 @@ def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
 
 
 @pytest.fixture(params=["redis", "sqlite"])
-def url(request, tmp_path, redis_server):  # noqa: F811
+def kind(request, tmp_path, redis_server):  # noqa: F811
+    """A fresh queue on each kind: its URL, and its attempt rows and jobs in flight."""
     if request.param == "sqlite":
-        return sqlite_kind(tmp_path).url
+        return sqlite_kind(tmp_path)
     if redis_server is None:
         pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
-    return redis_kind(redis_server, f"w{abs(hash(request.node.name)) % 10**8}").url
+    return redis_kind(redis_server, f"w{abs(hash(request.node.name)) % 10**8}")
+
+
+@pytest.fixture
+def url(kind) -> str:
+    return kind.url
 
 
 def test_two_worker_processes_share_one_queue(url, tmp_path):
@@ -89,6 +109,52 @@ def test_two_worker_processes_share_one_queue(url, tmp_path):
     assert (att.outcome == "ok").sum() == jobs and att.job_id.is_unique  # once each
     assert att.consumer.nunique() == 2  # both ran some, each named in the merged Run
     assert (run.jobs.consumer.astype(str) == att.set_index("job_id").consumer.astype(str)).all()
+
+
+def test_two_pools_in_one_process_share_one_queue(url):
+    _entered.clear()
+    _go.clear()
+    qlab.enqueue(url, range(40), handler=first_waits)
+    runs: list[qlab.Run] = []
+
+    def consume(workers: int) -> None:
+        runs.append(qlab.serve(url, first_waits, workers, until_empty=True, prefetch=4))
+
+    first = threading.Thread(target=consume, args=(1,))
+    first.start()
+    assert _entered.wait(20)  # the first pool holds a job (and waits in it)
+    second = threading.Thread(target=consume, args=(2,))
+    second.start()
+    for t in (first, second):
+        t.join(timeout=60)
+    assert len(runs) == 2 and all(r.summary()["ok"] > 0 for r in runs)
+    assert sum(r.summary()["ok"] for r in runs) == 40
+    merged = qlab.load_run(url)
+    assert merged.attempts.job_id.is_unique and (merged.jobs.status == "ok").all()
+    assert {r.meta["consumer"] for r in runs} == set(merged.attempts.consumer)
+
+
+def test_a_killed_worker_loses_nothing(kind):
+    url, jobs = kind.url, 200
+    qlab.enqueue(url, range(jobs), handler=slow)
+    first = worker(url, "tests.test_worker_cli:slow", "--workers", "4")
+    try:
+        wait_for(lambda: kind.rows() >= 10 or first.poll() is not None)
+    finally:
+        first.kill()  # SIGKILL: no goodbye, its lease stays until it is found dead
+        finish(first)
+    in_flight = kind.in_flight()  # taken and not settled: to be recorded lost
+    assert in_flight > 0
+    rc, _, err = finish(worker(url, "tests.test_worker_cli:slow", "--until-empty"))
+    assert rc == 0, err
+    run = qlab.load_run(url)
+    att = run.attempts
+    assert (run.jobs.status == "ok").all() and len(run.jobs) == jobs
+    ok_rows = att[att.outcome == "ok"].groupby("job_id").size()
+    assert len(ok_rows) == jobs and (ok_rows == 1).all()  # each job succeeded once
+    lost = att[att.outcome == "lost"]
+    assert run.meta["lost"] == len(lost) == in_flight
+    assert lost.consumer.isin(att.consumer[att.outcome == "ok"]).all()  # the killed one ran
 
 
 def test_sigterm_gives_the_jobs_back_and_nothing_is_lost(url):
