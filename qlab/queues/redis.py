@@ -3,16 +3,21 @@
 Through redis-py, with streams and a consumer group (keys under ``qlab:{name}:``):
 
 - ``jobs``: a stream, one entry per job (id, pickled payload, submission time), read
-  by the group ``qlab``. An entry pending for a consumer is that owner's lease: ``put``
-  adds the jobs and reads them to this owner in one MULTI; the owner renews the lease
-  (XCLAIM ... JUSTID resets the idle time, and its heartbeat in ``owners``) every third
-  of ``lease``; a job that ends is XACKed. A resumer takes over entries idle longer
-  than ``lease`` (XAUTOCLAIM), and at once those of an owner that released its lease or
-  was a process of this host that is gone (XCLAIM), under a short claim lock.
+  by the group ``qlab``; each owner (a pool: a run, a resumer, a ``qlab.serve``
+  consumer) is a consumer of the group. An entry pending for a consumer is that
+  owner's lease: a run's ``put`` adds its jobs and reads them to itself in one script;
+  ``qlab.enqueue`` only adds them (ids from ``next``), and consumers read them with
+  XREADGROUP, a few at a time. The owner renews its leases (XCLAIM ... JUSTID resets
+  the idle time, and its heartbeat in ``owners``) every third of ``lease``; a job that
+  ends is XACKed. Others take over entries idle longer than ``lease`` (XAUTOCLAIM), and
+  at once those of an owner that released its lease or was a process of this host that
+  is gone (XCLAIM), under a short claim lock (:mod:`qlab.queues.redis_claim`).
 - ``state`` (a hash: a job's status, next attempt, uncharged rows, due time),
-  ``running`` (a hash: jobs taken and not settled, found ``lost`` on resume),
-  ``attempts`` (a stream, one entry per settlement: its rows, pickled), ``dead`` (a
-  stream of the jobs that failed for good: the dead letters), ``meta``, ``owners``.
+  ``running`` (a hash: jobs taken and not settled, with their owner, found ``lost``
+  when taken over), ``attempts`` (a stream, one entry per settlement: its rows, each
+  naming its consumer, pickled), ``dead`` (a stream of the jobs that failed for good:
+  the dead letters), ``meta``, ``owners``, ``next`` (the next job id), ``tat`` (the
+  shared rate limit's bucket, see :class:`qlab.ratelimit.SharedLimiter`).
 
 Each put, batch taken and settlement is one round trip (a pipeline, MULTI/EXEC where
 several keys change together). URL: ``redis://[:password@]host[:port][/db]`` or
