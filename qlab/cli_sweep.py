@@ -1,4 +1,4 @@
-"""``qlab sweep``: a workload across worker counts and backends, from the shell."""
+"""``qlab sweep``: a workload across worker counts, backends and queues, from the shell."""
 
 from __future__ import annotations
 
@@ -51,6 +51,16 @@ def _backend_list(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _queue_list(text: str) -> list[str]:
+    """``memory``, a queue URL, or several separated by commas."""
+    from qlab.sweep_queues import check_queues
+
+    try:
+        return check_queues([q.strip() for q in text.split(",")])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_sweep(sub: Any) -> None:
     """Add ``qlab sweep`` to the command's subparsers."""
     from qlab.sweeps import DEFAULT_JOBS
@@ -69,6 +79,13 @@ def add_sweep(sub: Any) -> None:
         type=_backend_list,
         default=["thread"],
         help="thread (default), process or thread,process",
+    )
+    s.add_argument(
+        "--queue",
+        type=_queue_list,
+        action="extend",
+        help="memory (default), a queue URL (sqlite:///runs/q.db, redis://host:6379/0?name=q) "
+        "or several, comma-separated or repeated; each run gets a fresh queue (q-1.db...)",
     )
     s.add_argument(
         "--workload",
@@ -119,22 +136,32 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     sw = sweep(
         a.workload, a.workers, a.backend, a.jobs, a.repeats, a.seed, progress=a.progress,
         confidence=a.confidence, precision=a.precision, max_repeats=a.max_repeats,
+        queue=a.queue,
     )  # fmt: skip
-    table = sw.df.groupby(["backend", "workers"])[["throughput", "speedup", "efficiency"]].mean()
+    by = ["backend", "queue"] if sw.df["queue"].nunique() > 1 else ["backend"]
+    table = sw.df.groupby([*by, "workers"])[["throughput", "speedup", "efficiency"]].mean()
     fits, notes = None, []
     with warnings.catch_warnings():  # a few worker levels: said once, as a note
         warnings.simplefilter("ignore", FewLevelsWarning)
         if sw.df["workers"].nunique() < 6:
             notes.append(f"only {sw.df['workers'].nunique()} worker levels: a loose USL fit")
-        for b, g in sw.df.groupby("backend"):  # one backend's few points spoil no other's fit
+        for key, g in sw.df.groupby(by):  # one group's few points spoil no other's fit
             try:
                 fit = Sweep(g, sw.meta).fit()[["lam", "sigma", "kappa", "peak_workers", "r2"]]
+                fit.index = pd.MultiIndex.from_tuples([key], names=by) if len(by) > 1 else fit.index
                 fits = fit if fits is None else pd.concat([fits, fit])
             except (ValueError, RuntimeError) as exc:
-                notes.append(f"no USL fit for {b}: {exc}")
+                notes.append(f"no USL fit for {', '.join(map(str, key))}: {exc}")
         if a.json:
             out = {"points": table.reset_index().to_dict("records"), "meta": sw.meta}
-            out["fit"] = None if fits is None else fits.to_dict("index")
+            out["fit"] = (
+                None
+                if fits is None
+                else {  # "thread" or "thread, sqlite:///q.db"
+                    ", ".join(k) if isinstance(k, tuple) else k: v
+                    for k, v in fits.to_dict("index").items()
+                }
+            )
             print(json.dumps(_clean(out), default=str))
         else:
             print(table.to_string(float_format=lambda v: f"{v:,.2f}"))
