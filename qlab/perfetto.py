@@ -142,8 +142,12 @@ def _slices(att: Any, tids_a: Any, pids_a: Any) -> tuple[Any, list[str]]:
     n = len(att)
     jobs, tries = att["job_id"].tolist(), att["attempt"].tolist()
     tids, pids = tids_a.tolist(), pids_a.tolist()
-    ts_a = att["start_s"].to_numpy() * 1e6
-    dur_a = np.maximum(att["duration_s"].to_numpy() * 1e6, 0.0)
+    # whole nanoseconds (what viewers keep), ts and dur from the same rounded ends: an
+    # attempt that starts at the clock read that ended the one before must not overlap it
+    start_ns = np.round(att["start_s"].to_numpy() * 1e9)
+    end_ns = np.round(att["end_s"].to_numpy() * 1e9)
+    ts_a = start_ns / 1e3
+    dur_a = np.maximum(end_ns - start_ns, 0.0) / 1e3
     ts, dur = ts_a.tolist(), dur_a.tolist()
     cpu = att["cpu_s"].to_numpy()
     backoff = att["backoff_s"].to_numpy()
