@@ -172,8 +172,34 @@ def test_unreachable_redis_is_named(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # free, and nothing listens once closed
-    with pytest.raises(ConnectionError, match=r"queue 'redis://:\*\*\*@127.0.0.1"):
-        qlab.run(abs, range(3), queue=f"redis://:secret@127.0.0.1:{port}/0?name=q")
+    url = f"redis://:secret@127.0.0.1:{port}/0?name=q"
+    for call in (lambda: qlab.run(abs, range(3), queue=url), lambda: qlab.enqueue(url, [1]),
+                 lambda: qlab.serve(url, abs), lambda: qlab.load_run(url)):  # fmt: skip
+        with pytest.raises(ConnectionError, match=r"queue 'redis://:\*\*\*@127.0.0.1"):
+            call()
+
+
+def test_shared_queue_input_is_checked_before_anything_runs(tmp_path):
+    with pytest.raises(ValueError, match="no queue file"):
+        qlab.load_run(f"sqlite:///{tmp_path / 'missing.db'}")
+    url = url_of(tmp_path)
+    qlab.run(abs, range(3), queue=url)
+    with pytest.raises(ValueError, match=r"belongs to the qlab\.run that made it"):
+        qlab.enqueue(url, [1], handler=abs)
+    shared = url_of(tmp_path / "shared")
+    with pytest.raises(ValueError, match="keeps no handler"):
+        qlab.serve(shared, until_empty=True)  # made by a consumer that named none
+    assert qlab.enqueue(shared, [-1, -2], handler=abs) == [0, 1]
+    with pytest.raises(ValueError, match="made for handler"):
+        qlab.enqueue(shared, [1], handler=round)
+    with pytest.raises(TypeError, match="payloads must be"):
+        qlab.enqueue(shared, "abc")
+    with pytest.raises(ValueError, match="workers must be"):
+        qlab.serve(shared, abs, workers=0)
+    with pytest.raises(TypeError, match="queue="):
+        qlab.serve(shared, abs, queue="memory")
+    run = qlab.serve(shared, abs, until_empty=True)
+    assert run.summary()["ok"] == 2 and qlab.load_run(shared).summary()["ok"] == 2
 
 
 def test_urls_parse_and_passwords_are_redacted():

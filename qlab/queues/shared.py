@@ -58,14 +58,15 @@ def open_queue(url: str, handler: Any, force: bool, create: bool = True) -> Stor
     store = cls.store_class(url, create=create)
     try:
         meta = store.meta()
-        if not meta:
-            info = {"fingerprint": fingerprint(handler) if handler is not None else "",
-                    "created": repr(time.time()), "mode": "shared"}  # fmt: skip
-            if handler is not None:
-                info["handler_pickle"] = base64.b64encode(dumps(handler)).decode()
-            store.init(info, owner=False)
-            return store
         made_for = meta.get("fingerprint")
+        if not made_for:  # a new queue, or one a consumer made without a handler: take it
+            info = {} if meta else {"created": repr(time.time()), "mode": "shared"}
+            if handler is not None:
+                info["fingerprint"] = fingerprint(handler)
+                info["handler_pickle"] = base64.b64encode(dumps(handler)).decode()
+            if info:
+                store.init(info, owner=False)
+            return store
         if handler is not None and made_for and made_for != fingerprint(handler) and not force:
             raise ValueError(
                 f"queue {queues.redact(url)!r} was made for handler {made_for!r}, not "
