@@ -192,13 +192,14 @@ class Pool:
         """
         return self.submit_many([payload])[0]
 
-    def submit_many(self, payloads: Sequence[Any]) -> list[Future]:
+    def submit_many(self, payloads: Sequence[Any], futures: list | None = None) -> list[Future]:
         """Queue several jobs in one go (one queue operation), a Future each; blocks
         while they do not fit in ``queue_size`` (a batch larger than the whole queue
-        waits for it to be empty). See :meth:`submit`."""
+        waits for it to be empty). See :meth:`submit`. ``futures``: objects to settle
+        instead of new Futures (with Future's methods that :mod:`qlab.futures` calls)."""
         if self._futures is None:
             raise RuntimeError("submit() is not available on this pool")
-        new = [Future() for _ in payloads]
+        new = [Future() for _ in payloads] if futures is None else futures
         futures = self._futures
 
         def file(ids: range) -> None:  # under the queue's lock: before any job can finish

@@ -19,6 +19,9 @@ Where it differs from the standard executors, on purpose:
 - ``map`` is lazy and bounded: it submits ``buffersize`` calls (by default the pool's
   ``queue_size``) at once and one more per result taken (CPython 3.14's ``buffersize``);
   ``chunksize`` is accepted and ignored: qlab sizes batches to the calls' speed.
+  Its calls have no Future each (nobody else could hold them): a chunk of calls
+  shares one lock (:mod:`qlab.mapcells`), which makes ``map`` of quick calls several
+  times faster than ``submit``.
 
 Example:
     >>> import qlab
@@ -46,6 +49,7 @@ from typing import Any
 from qlab.checks import is_async
 from qlab.dispatch import FnCache, adispatch, dispatch, fn_name
 from qlab.engine import Pool
+from qlab.mapcells import Chunk
 
 __all__ = ["Executor"]
 
@@ -113,8 +117,11 @@ class Executor(cf.Executor):
         """
         return self._submit(fn, [(args, kwargs)])[0]
 
-    def _submit(self, fn: Callable[..., Any], calls: list[tuple[tuple, dict]]) -> list:
-        """Queue calls of ``fn``, all at once (one lock, one put); their Futures."""
+    def _submit(
+        self, fn: Callable[..., Any], calls: list[tuple[tuple, dict]], cells: list | None = None
+    ) -> list:
+        """Queue calls of ``fn``, all at once (one lock, one put); their Futures (or
+        ``cells``, map's stand-ins for them: :mod:`qlab.mapcells`)."""
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
         if self._async and not is_async(fn):
@@ -135,7 +142,7 @@ class Executor(cf.Executor):
             n = len(self._codes)
             self._codes.extend(array("i", [code]) * len(calls))  # so a trace finds them
             try:
-                return pool.submit_many([(ref, a, k) for a, k in calls])
+                return pool.submit_many([(ref, a, k) for a, k in calls], cells)
             except BaseException:
                 del self._codes[n:]
                 raise
@@ -174,7 +181,7 @@ class Executor(cf.Executor):
             part = [(a, {}) for a in islice(args, min(chunk, buffersize - len(window)))]
             if not part:
                 break
-            window.extend(self._submit(fn, part))
+            window.extend(self._submit(fn, part, Chunk(len(part)).cells()))
         return self._results(fn, window, args, end, buffersize, chunk)
 
     def _results(
@@ -182,23 +189,23 @@ class Executor(cf.Executor):
     ) -> Iterator:
         try:
             while window:
-                fut = window.popleft()
+                cell = window.popleft()
                 try:
-                    value = fut.result(None if end is None else end - time.monotonic())
+                    value = cell.chunk.result(cell.i, end)
                 except BaseException:
-                    fut.cancel()  # a timed-out call does not run later (CPython does so)
+                    cell.cancel()  # a timed-out call does not run later (CPython does so)
                     raise
-                del fut  # do not keep a result alive while the caller holds the next
+                del cell
                 if len(window) <= size - chunk:  # refill a chunk at a time
                     part = [(a, {}) for a in islice(args, chunk)]
                     if part:
-                        window.extend(self._submit(fn, part))
+                        window.extend(self._submit(fn, part, Chunk(len(part)).cells()))
                 box = [value]
                 del value  # the caller alone holds what it is given (test_free_reference)
                 yield box.pop()
         finally:
-            for fut in window:
-                fut.cancel()
+            for cell in window:
+                cell.cancel()
 
     # -- shutdown ----------------------------------------------------------------------
 
