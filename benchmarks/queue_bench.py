@@ -11,7 +11,9 @@ and queue kind (``memory``; ``sqlite`` with synchronous=normal in a temporary fo
 persistence), at ``--workers`` thread workers: one untimed warm-up round, then
 ``--rounds`` timed rounds of ``qlab.run``; jobs/s = jobs / wall seconds of the whole
 call (queue creation and pool start included), median over rounds; ``ratio`` is that
-over the memory queue's median for the same workload. Then the time a resume of a
+over the memory queue's median for the same workload. ``serve-sqlite``/``serve-redis``:
+the jobs enqueued first (``qlab.enqueue``, not timed), then one consumer
+(``qlab.serve(..., until_empty=True)``, default prefetch) timed. Then the time a resume of a
 queue holding 100,000 open jobs (10,000 with --smoke) takes until its first job runs.
 
 Results: ``benchmarks/results/queue.csv`` (``queue-smoke.csv`` with --smoke), with how
@@ -98,11 +100,15 @@ def time_first_job(urls: Urls, kind: str, jobs: int) -> float:
 
 
 class StopAtFirst:
+    """Stops the run at its first job, and holds that job (0.5 s at most) until the
+    stop is seen, so that the rest stays open."""
+
     def __init__(self, stop: threading.Event) -> None:
         self.stop = stop
 
     def __call__(self, payload: int) -> None:
         self.stop.set()
+        threading.Event().wait(0.5)
 
 
 class FirstCall:
@@ -155,6 +161,20 @@ def main() -> None:
                 base = base or med
                 rows.append((name, kind, args.workers, jobs, rounds, med, max(rates), med / base))
                 print(f"{name:6} {kind:7} {med:10.0f} jobs/s  (best {max(rates):.0f})  "
+                      f"x{med / base:.3f} of memory", flush=True)  # fmt: skip
+            for kind in kinds[1:]:  # a consumer of a shared queue the jobs were enqueued to
+                rates = []
+                for _ in range(rounds):
+                    url = urls(kind)
+                    qlab.enqueue(url, range(jobs), handler=handler)
+                    t0 = time.perf_counter()
+                    run = qlab.serve(url, handler, args.workers, until_empty=True)
+                    rates.append(jobs / (time.perf_counter() - t0))
+                    assert run.summary()["ok"] == jobs
+                med = statistics.median(rates)
+                rows.append((name, f"serve-{kind}", args.workers, jobs, rounds, med, max(rates),
+                             med / base))  # fmt: skip
+                print(f"{name:6} serve-{kind:7} {med:10.0f} jobs/s  (best {max(rates):.0f})  "
                       f"x{med / base:.3f} of memory", flush=True)  # fmt: skip
         big = 100_000 // scale
         for kind in kinds[1:]:

@@ -64,7 +64,7 @@ def add_worker(sub: Any) -> None:
         help="end once every job of the queue has a final status",
     )
     w.add_argument(
-        "--prefetch", type=_positive(int, 1), default=None, help="jobs held at most (4 x workers)"
+        "--prefetch", type=_positive(int, 1), default=None, help="jobs held at most (16 x workers)"
     )
     w.add_argument("--retries", type=_positive(int, 0), default=3, help="max retries (3)")
     w.add_argument(

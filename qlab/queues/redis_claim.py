@@ -64,7 +64,7 @@ class Claims:
         if limit is not None and time.monotonic() < self._swept + self.lease / 3:
             got = self.r.xreadgroup(GROUP, self.owner, {self.k_jobs: ">"}, count=limit)
             if got and got[0][1]:
-                return self._take_over(got[0][1], 0, {}, set())
+                return self._fresh(got[0][1])
         deadline = time.monotonic() + 60
         while not self.r.set(self.k_claim, self.owner, nx=True, px=20_000):
             holder = self.r.get(self.k_claim)  # a claimer killed mid-claim: take its lock
@@ -117,6 +117,19 @@ class Claims:
             for _, got in r.xreadgroup(GROUP, self.owner, {self.k_jobs: ">"}, count=count) or ():
                 entries += got
         return self._take_over([e for e in entries if e and e[1]], held, owners, drained)
+
+    def _fresh(self, entries: list) -> Claimed:
+        """Entries read for the first time: no state, nothing ran (no round trip)."""
+        c = Claimed()
+        for eid, f in entries:
+            job = int(f[b"i"])
+            self.eids[job] = eid
+            c.ids.append(job)
+            c.submitted.append(float(f[b"s"]))
+            c.payloads.append(pickle.loads(f[b"p"]))
+        n = len(c.ids)
+        c.attempts, c.extra, c.due = [1] * n, [0] * n, [None] * n
+        return c
 
     def _take_over(
         self, entries: list, held: int, owners: dict[str, float], drained: set[str]

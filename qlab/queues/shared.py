@@ -136,7 +136,7 @@ def serve(
             leases are waited for, and taken over if they expire); False: serve until
             Ctrl-C, SIGTERM or ``stop``.
         prefetch: jobs this consumer holds at most (claimed, running, retrying);
-            default ``4 * workers``, at least 16.
+            default ``16 * workers`` (it claims again when a quarter is free).
         stop: a ``threading.Event``; setting it stops the consumer as Ctrl-C does.
         **options: the options of :class:`qlab.Pool` (retry, timeout, backend,
             rate_limit...); not ``queue``.
@@ -150,7 +150,7 @@ def serve(
         ValueError / TypeError: bad input, before any job runs.
     """
     workers = check_int("workers", workers, 1)
-    prefetch = check_int("prefetch", max(16, 4 * workers) if prefetch is None else prefetch, 1)
+    prefetch = check_int("prefetch", 16 * workers if prefetch is None else prefetch, 1)
     if handler is not None and not callable(handler):
         raise TypeError(f"handler must be callable or None, got {handler!r}")
     store = open_queue(url, handler, force, create=options.pop("_create", True))
