@@ -141,7 +141,6 @@ class RedisStore(Claims):
         self.k_meta, self.k_owners, self.k_claim = k + "meta", k + "owners", k + "claim"
         self.k_next, self.k_tat = k + "next", k + "tat"
         self._enqueue = self.r.register_script(_ENQUEUE)
-        self._swept = 0.0  # when claim() last looked for others' expired leases
         if not create and not self.r.exists(self.k_meta):
             self.r.close()
             raise ValueError(f"queue {redact(url)!r}: no queue named {name!r} there")

@@ -50,21 +50,22 @@ class Claims:
     k_rows: str
     k_owners: str
     k_claim: str
-    _swept: float
+    _swept: float = 0.0  # when this consumer last looked for others' leases
+    _more: bool = False  # that look found as many as it asked for: look again at once
     _unlock: Any
 
     def claim(self, limit: int | None = None) -> Claimed:
         """Take over up to ``limit`` open jobs (all if None): entries never read, and
         those of owners whose lease is over or who are gone (under the claim lock);
         their running attempts are recorded ``lost``, uncharged. A consumer that asks
-        for a few at a time looks for others' expired leases every third of a lease,
-        and when no new entry is there."""
+        for a few at a time reads new entries only (one round trip), and looks for
+        others' gone or expired leases every third of a lease, or again at once while
+        the last look found as many as it asked for."""
         from qlab.queues import redact
 
-        if limit is not None and time.monotonic() < self._swept + self.lease / 3:
+        if limit is not None and not self._more and time.monotonic() < self._swept + self.lease / 3:
             got = self.r.xreadgroup(GROUP, self.owner, {self.k_jobs: ">"}, count=limit)
-            if got and got[0][1]:
-                return self._fresh(got[0][1])
+            return self._fresh(got[0][1] if got else [])
         deadline = time.monotonic() + 60
         while not self.r.set(self.k_claim, self.owner, nx=True, px=20_000):
             holder = self.r.get(self.k_claim)  # a claimer killed mid-claim: take its lock
@@ -76,7 +77,9 @@ class Claims:
                 time.sleep(0.01)
         try:
             self._swept = time.monotonic()
-            return self._claim(math.inf if limit is None else limit)
+            c = self._claim(math.inf if limit is None else limit)
+            self._more = limit is not None and len(c.ids) >= limit
+            return c
         finally:
             self._unlock(keys=[self.k_claim], args=[self.owner])
 

@@ -149,6 +149,8 @@ def serve(
     Raises:
         ValueError / TypeError: bad input, before any job runs.
     """
+    if "queue" in options:
+        raise TypeError("serve() takes the queue as its url, not as queue=")
     workers = check_int("workers", workers, 1)
     prefetch = check_int("prefetch", 16 * workers if prefetch is None else prefetch, 1)
     if handler is not None and not callable(handler):
@@ -192,9 +194,6 @@ def _consume(
     from qlab.engine import Pool
     from qlab.signals import Interrupts, noting_signals, why
 
-    if "queue" in options:
-        store.close()
-        raise TypeError("serve() takes the queue as its url, not as queue=")
     cls = queues.queue_class(url)
     clock = options.get("clock")
     q = cls(store, prefetch, **({} if clock is None else {"now": clock.now}))
