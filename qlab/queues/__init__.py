@@ -6,6 +6,8 @@ implements :class:`qlab.jobqueue.JobQueue`. A durable queue subclasses
 :class:`qlab.jobqueue.MemoryQueue` (which keeps the live run's books) and writes
 through to its store: jobs when they are put, outcomes and trace rows when a
 settlement is applied.
+A durable queue may also be shared by producers and consumers in other processes
+(:mod:`qlab.queues.shared`: ``qlab.enqueue``, ``qlab.serve``, ``qlab worker``).
 
 Example:
     >>> from qlab import queues
