@@ -28,8 +28,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from qlab import queues
-from qlab.queues.history import load_queue
 from qlab.queues.shared import serve
 
 __all__ = ["resume"]
@@ -72,11 +70,7 @@ def resume(
     if "queue" in options:
         raise TypeError("resume() takes the queue as its url, not as queue=")
     prefetch = options.pop("queue_size", None) or CHUNK
-    mine = serve(url, handler, workers, until_empty=True, prefetch=prefetch, force=force,
-                 _create=False, **options)  # fmt: skip
-    run = load_queue(url)
-    run.meta.update(queue=queues.redact(url), resumes=int(len(mine.attempts) > 0))
-    for key in ("interrupted", "consumer"):
-        if key in mine.meta:
-            run.meta[key] = mine.meta[key]
+    run = serve(url, handler, workers, until_empty=True, prefetch=prefetch, force=force,
+                _create=False, _whole=True, **options)  # fmt: skip
+    run.meta["resumes"] = int((run.attempts.consumer == run.meta["consumer"]).any())
     return run

@@ -155,6 +155,7 @@ def serve(
     prefetch = check_int("prefetch", 16 * workers if prefetch is None else prefetch, 1)
     if handler is not None and not callable(handler):
         raise TypeError(f"handler must be callable or None, got {handler!r}")
+    whole = options.pop("_whole", False)
     store = open_queue(url, handler, force, create=options.pop("_create", True))
     consumer = store.owner
     try:
@@ -164,7 +165,8 @@ def serve(
         store.close()
         raise
     interrupted = _consume(url, store, handler, workers, until_empty, prefetch, stop, options)
-    run = load_queue(url, consumer=consumer)
+    run = load_queue(url, consumer=None if whole else consumer)  # whole: qlab.resume's
+    run.meta["consumer"] = consumer
     if interrupted:
         run.meta["interrupted"] = interrupted
     return run
