@@ -15,6 +15,11 @@ job. URL parameters:
   expired, or at once if the owner was a process of this host that is gone.
 - ``timeout=30``: seconds to wait for another process's write lock.
 
+Several processes of one host may use one file at once (resumers, ``qlab.serve``
+consumers, ``qlab.enqueue`` producers): each claim marks the rows it takes with its
+token in one ``BEGIN IMMEDIATE`` transaction, so no two take a job. Not over a network
+file system (SQLite's locks are not reliable there).
+
 ``sqlite:///runs/q.db`` is the relative path ``runs/q.db``; ``sqlite:////tmp/q.db``
 is absolute. A queue file is a code-execution boundary: payloads are pickled, so open
 only files you trust.
