@@ -152,7 +152,8 @@ class DurableQueue(MemoryQueue):
                     self._io.release()
 
     def load(self, claimed: Claimed) -> None:
-        """Queue jobs taken over from a dead owner (before the pool starts)."""
+        """Queue jobs claimed from the store (taken over from a dead owner, or new to a
+        consumer), before the pool starts or while it runs."""
         n = len(claimed.ids)
         if not n:
             return
