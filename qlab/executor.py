@@ -39,6 +39,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import threading
 import time
+import types
 import weakref
 from array import array
 from collections import deque
@@ -54,6 +55,7 @@ from qlab.mapcells import Chunk
 __all__ = ["Executor"]
 
 _MAP_CHUNK = 256  # map queues its calls this many at a time (one lock, one put)
+_KNOWN = 256  # functions whose checks and name the executor remembers
 
 
 class Executor(cf.Executor):
@@ -101,6 +103,7 @@ class Executor(cf.Executor):
         self._codes = array("i")  # per job id: index of its function's name
         self._names: list[str] = []
         self._name_index: dict[str, int] = {}
+        self._known: dict[Any, tuple[Any, int]] = {}  # fn -> (what payloads carry, name)
         # an executor dropped without shutdown() still finishes its calls and joins its
         # workers (as ThreadPoolExecutor does), also when the interpreter exits
         self._finalizer = weakref.finalize(self, _release, self._pool)
@@ -122,6 +125,28 @@ class Executor(cf.Executor):
     ) -> list:
         """Queue calls of ``fn``, all at once (one lock, one put); their Futures (or
         ``cells``, map's stand-ins for them: :mod:`qlab.mapcells`)."""
+        try:
+            known = self._known.get(fn)
+        except TypeError:  # unhashable
+            known = None
+        ref, code = known or self._learn(fn)
+        with self._submit_lock:
+            if self._shut:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            n = len(self._codes)
+            if len(calls) == 1:  # so a trace finds their function's name
+                self._codes.append(code)
+            else:
+                self._codes.extend(array("i", [code]) * len(calls))
+            try:
+                return self._pool.submit_many([(ref, a, k) for a, k in calls], cells)
+            except BaseException:
+                del self._codes[n:]
+                raise
+
+    def _learn(self, fn: Callable[..., Any]) -> tuple[Any, int]:
+        """Check a function met for the first time; what its payloads carry and the
+        index of its name (kept for the next calls: at most ``_KNOWN`` functions)."""
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
         if self._async and not is_async(fn):
@@ -129,23 +154,17 @@ class Executor(cf.Executor):
                 f"fn: backend='asyncio' runs async def functions, got {fn_name(fn)!r}; "
                 "use backend='thread' for plain functions"
             )
-        ref = self._fns.ref(fn)
-        name = fn_name(fn)
-        pool = self._pool
+        ref, name = self._fns.ref(fn), fn_name(fn)
         with self._submit_lock:
-            if self._shut:
-                raise RuntimeError("cannot schedule new futures after shutdown")
             code = self._name_index.get(name)
             if code is None:
                 code = self._name_index[name] = len(self._names)
                 self._names.append(name)
-            n = len(self._codes)
-            self._codes.extend(array("i", [code]) * len(calls))  # so a trace finds them
-            try:
-                return pool.submit_many([(ref, a, k) for a, k in calls], cells)
-            except BaseException:
-                del self._codes[n:]
-                raise
+        if _holds_nothing(fn):
+            if len(self._known) >= _KNOWN:  # e.g. a new lambda per call: no growth
+                self._known.clear()
+            self._known[fn] = (ref, code)
+        return ref, code
 
     def map(
         self,
@@ -254,6 +273,18 @@ class Executor(cf.Executor):
     def pickles(self) -> int:
         """How many times a function went through cloudpickle (process backend)."""
         return self._fns.pickles
+
+
+def _holds_nothing(fn: Any) -> bool:
+    """Can the executor remember ``fn`` without keeping a caller's object alive? A
+    plain function without closure or defaults, or a builtin not bound to an object
+    (a bound method or a callable object is looked at every time instead)."""
+    if isinstance(fn, types.FunctionType):
+        return fn.__closure__ is None and not fn.__defaults__ and not fn.__kwdefaults__
+    if isinstance(fn, types.BuiltinFunctionType):
+        owner = fn.__self__
+        return owner is None or isinstance(owner, types.ModuleType)
+    return False
 
 
 def _release(pool: Pool, cancel: bool = False) -> threading.Thread | None:
