@@ -1,7 +1,7 @@
 """Issue 15's benchmarks, side by side in one run (median of ``--rounds`` each):
 
 - ``qlab.Executor`` on threads (``submit`` loop, and ``map``) against
-  ``ThreadPoolExecutor.submit`` on no-op calls (target: >= 5x);
+  ``ThreadPoolExecutor.submit`` (target: >= 5x) and ``.map`` on 200k no-op calls;
 - the asyncio backend (``qlab.arun``) against a bare ``asyncio.gather`` with a
   Semaphore of the same concurrency, on ``asyncio.sleep(0)`` jobs and on 10 ms sleeps
   at 1,000 concurrency (target: >= 0.8x);
@@ -48,10 +48,19 @@ def timed(fn, rounds: int) -> float:
 
 
 def executor_cases(n: int, rounds: int) -> dict[str, float]:
-    def tpe():
+    """Calls per second of ``n`` no-op calls on 2 workers, peers side by side:
+    ThreadPoolExecutor's ``submit`` loop (the issue's baseline) and ``map``, and
+    qlab.Executor's (``submit`` makes a standard Future per call; ``map`` none)."""
+
+    def tpe_submit():
         with cf.ThreadPoolExecutor(2) as ex:
             for f in [ex.submit(noop) for _ in range(n)]:
                 f.result()
+
+    def tpe_map():
+        with cf.ThreadPoolExecutor(2) as ex:
+            for _ in ex.map(abs, range(n)):
+                pass
 
     def qlab_submit():
         with qlab.Executor(2) as ex:
@@ -63,10 +72,8 @@ def executor_cases(n: int, rounds: int) -> dict[str, float]:
             for _ in ex.map(abs, range(n)):
                 pass
 
-    return {
-        name: n / timed(fn, rounds)
-        for name, fn in (("tpe_submit", tpe), ("qlab_submit", qlab_submit), ("qlab_map", qlab_map))
-    }
+    cases = (tpe_submit, tpe_map, qlab_submit, qlab_map)
+    return {fn.__name__: n / timed(fn, rounds) for fn in cases}
 
 
 def _runner(uv: bool):
@@ -140,6 +147,30 @@ def asyncio_cases(n0: int, n10: int, rounds: int) -> dict[str, float]:
     return out
 
 
+def ten_thousand(n: int, rounds: int) -> dict[str, float]:
+    """Seconds for ``n`` concurrent 10 ms sleeps: ``qlab.run(asleep(ms=10),
+    workers=n, backend="asyncio")`` with its trace built (``run.attempts``), and a
+    bare gather of ``n`` tasks on uvloop (or asyncio's loop) for scale."""
+    from qlab.workloads import asleep
+
+    def with_qlab():
+        run = qlab.run(asleep(ms=10), range(n), workers=n, backend="asyncio")
+        assert len(run.attempts) == n and run.attempts.worker.nunique() > 1
+
+    def bare():
+        async def main():
+            await asyncio.gather(*(asleep10(i) for i in range(n)))
+
+        try:
+            import uvloop  # noqa: F401
+
+            _runner(True)(main())
+        except ImportError:
+            asyncio.run(main())
+
+    return {"qlab_run_with_trace_s": timed(with_qlab, rounds), "bare_gather_s": timed(bare, rounds)}
+
+
 def observe_overhead(n: int, rounds: int) -> float:
     """Extra microseconds per submit that ``observe`` adds (submit loop only)."""
 
@@ -197,11 +228,10 @@ def main() -> None:
     print(f"load average at start: {os.getloadavg()}")
     ex = executor_cases(200_000 // k, args.rounds)
     for name, rate in ex.items():
-        print(f"{name:14s} {rate:12,.0f} calls/s")
-    print(
-        f"qlab submit / TPE submit: {ex['qlab_submit'] / ex['tpe_submit']:.2f}x, "
-        f"qlab map / TPE submit: {ex['qlab_map'] / ex['tpe_submit']:.2f}x (target 5x)"
-    )
+        print(
+            f"{name:12s} {rate:12,.0f} calls/s  {rate / ex['tpe_submit']:5.2f}x TPE.submit "
+            f"(target 5x)  {rate / ex['tpe_map']:5.2f}x TPE.map"
+        )
     aio = asyncio_cases(100_000 // k, 20_000 // k, args.rounds)
     for name, rate in aio.items():
         label, loop, case = name.split("/")
@@ -211,6 +241,11 @@ def main() -> None:
             f"{label:9s} {loop:7s} {case:10s} {rate:10,.0f} jobs/s  "
             f"{rate / base:5.2f}x gather+Semaphore (target 0.8x)  {rate / lean:5.2f}x consumers"
         )
+    big = ten_thousand(10_000 // k, args.rounds)
+    print(
+        f"{10_000 // k:,} concurrent 10 ms sleeps: qlab.run + trace "
+        f"{big['qlab_run_with_trace_s']:.3f} s, bare gather {big['bare_gather_s']:.3f} s"
+    )
     print(
         f"observe adds {observe_overhead(200_000 // k, args.rounds):.2f} us per submit "
         "(target <= 2 us)"
