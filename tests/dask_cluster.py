@@ -1,6 +1,9 @@
 """One real Dask cluster for the whole test session: a ``dask scheduler`` and two
 ``dask worker`` processes (each under a nanny, one thread) on 127.0.0.1 with free
-ports, started through the CLI that distributed installs.
+ports, started through the CLI that distributed installs. Each worker keeps its port:
+when a test kills one, its nanny restarts it at the same address, which qlab must
+tell apart from the dead worker (a regression: it took the new one for the dead one
+and waited a minute for another).
 
 conftest's ``dask_cluster`` fixture starts it on first use (tests/test_dask.py, the
 contract suite's ``dask`` backend, the signal tests) and stops it by PID at the end
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +30,12 @@ WORKERS = 2
 
 #: The session's cluster while it runs (conftest's leak check reads it).
 RUNNING: DaskCluster | None = None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class DaskCluster:
@@ -48,9 +58,10 @@ class DaskCluster:
                     raise RuntimeError("the dask scheduler did not start")
                 threading.Event().wait(0.05)  # polling a file the scheduler writes
             self.address = json.loads(file.read_text())["address"]
-            for i in range(n):
+            for i in range(n):  # a fixed port: a restarted worker comes back at its address
                 self._start([*WORKER, self.address, "--host", "127.0.0.1", "--nthreads", "1",
-                             "--nworkers", "1", "--no-dashboard", "--name", f"w{i}"])  # fmt: skip
+                             "--nworkers", "1", "--no-dashboard", "--name", f"w{i}",
+                             "--worker-port", str(free_port())])  # fmt: skip
             self.client = distributed.Client(self.address, set_as_default=False, timeout=60)
             self.wait_for_workers()
         except BaseException:

@@ -144,6 +144,11 @@ def test_os_exit_on_job_7_costs_it_one_attempt(cluster):
     assert first.outcome == "crashed" and "died" in first.error
     assert first.error_type == "WorkerCrashed"
     assert sum(len(p) for p in run.meta["dask_workers"].values()) == 3  # one replacement
+    # regression: the nanny restarts the worker at its address (the session cluster's
+    # workers keep their ports), and the slot takes it (it took it for the dead one,
+    # waited a minute, then shared the other slot's worker); since when is in meta
+    (moved,) = [v for v in run.meta["worker_hosts"].values() if len(v) == 2]
+    assert moved[0][2] == moved[1][2] and moved[1][0] > 0
 
 
 def test_sigkill_of_a_dask_worker_process_charges_only_the_running_job(cluster, tmp_path):

@@ -125,7 +125,7 @@ class DaskBackend:
         self._stopped = threading.Event()
         self._numbers = itertools.count(1)
         self._sent: dict[int, tuple[Batch, Any, int]] = {}  # slot -> batch sent ahead
-        self._killed: set[str] = set()  # addresses killed for a timeout
+        self._killed: set[str] = set()  # workers (WorkerInfo.wid) killed for a timeout
         self.replaced: list[tuple[int, float, float]] = []
         self.cluster = Cluster(self.address, self.client, self.clocks)
         self.info_: list[WorkerInfo] = []
@@ -257,11 +257,11 @@ class DaskBackend:
         sees the worker die and records the timeout (see ``_lost``)."""
         w, timeout = slot.worker, self.spec.timeout
         info = self.info_[w]
-        if timeout is None or info.address in self._killed or self._stopping:
+        if timeout is None or info.wid in self._killed or self._stopping:
             return None
         i, t0 = self.progress[w].running()
         if i >= 0 and now - (t0 + info.offset) >= timeout:
-            self._killed.add(info.address)
+            self._killed.add(info.wid)
             self._kill(info)
         return None
 

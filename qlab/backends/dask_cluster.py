@@ -127,7 +127,9 @@ class WorkerInfo:
         ('node5', 8, [0.0, 'node5', 'tcp://10.0.0.5:4000'])
     """
 
-    __slots__ = ("address", "cpus", "delay", "host", "local", "nanny", "offset", "pid", "since")
+    __slots__ = (
+        "address", "cpus", "delay", "host", "local", "nanny", "offset", "pid", "since", "wid",
+    )  # fmt: skip
 
     def __init__(self, address: str, probe: tuple, nanny: str | None, offset: float, local: bool):
         self.address = address
@@ -137,6 +139,9 @@ class WorkerInfo:
         self.offset = offset
         self.local = local  # on the parent's machine: its files and pid are reachable
         self.since = 0.0
+        # this worker process's own id: a restarted worker can come back at a dead
+        # one's address (the OS may hand its port out again)
+        self.wid = str(probe[5]) if len(probe) > 5 and probe[5] else f"{address}/{self.pid}"
 
     @property
     def hostname(self) -> str:
@@ -161,7 +166,8 @@ class Cluster:
         self.client_delay = 0.0  # scheduler wall minus this process's wall
         self._delay_measured = False
         self.warm = False  # the cluster belongs to a warm_cluster() block
-        self.dead: set[str] = set()
+        self.dead: set[str] = set()  # ids (WorkerInfo.wid) of workers seen dead
+        self.dead_at: set[str] = set()  # addresses a worker died at
         self._workers_cache: tuple[float, dict[str, Any]] = (0.0, {})
 
     # -- start and stop ----------------------------------------------------------------
@@ -254,9 +260,26 @@ class Cluster:
             out[address] = WorkerInfo(address, probe, nanny, offset, local)
         return out
 
+    def live_workers(self) -> list[str]:
+        """The scheduler's workers, asked now, but not one seen dead: a worker listed
+        at an address where one died is asked its id (the scheduler's ``id`` is the
+        worker's name, which a restarted worker keeps)."""
+        addresses = sorted(self.scheduler_workers(fresh=True))
+        again = [a for a in addresses if a in self.dead_at]
+        if again:
+            ids = self.client.run(dask_remote.worker_id, workers=again, on_error="return")
+            back = {a for a in again if isinstance(ids.get(a), str) and ids[a] not in self.dead}
+            addresses = [a for a in addresses if a not in self.dead_at or a in back]
+        return addresses
+
+    def mark_dead(self, address: str, wid: str | None = None) -> None:
+        self.dead_at.add(address)
+        if wid is not None:
+            self.dead.add(wid)
+
     def alive(self, info: WorkerInfo) -> bool:
         """Is the worker still there? (its pid on this machine, else the scheduler)"""
-        if info.address in self.dead:
+        if info.wid in self.dead:
             return False
         if info.local:
             import psutil
@@ -271,7 +294,7 @@ class Cluster:
             except Exception:
                 ok = False
         if not ok:
-            self.dead.add(info.address)
+            self.mark_dead(info.address, info.wid)
         return ok
 
     def _measure_client_delay(self) -> None:

@@ -62,7 +62,7 @@ def lost(
         return res
     if stopping:
         code, etype, msg = CANCELLED, "Cancelled", "the pool stopped the Dask task"
-    elif info.address in self._killed:
+    elif info.wid in self._killed:
         code, etype = TIMEOUT, "TimeoutError"
         msg = f"attempt exceeded timeout={self.spec.timeout}s; the Dask worker process was killed"
     else:
@@ -81,7 +81,7 @@ def replace(self: DaskBackend, w: int) -> bool:
     cluster = self.cluster
     while not (self._stopping or self.progress[w].stopped()):
         try:
-            live = [a for a in cluster.scheduler_workers(fresh=True) if a not in cluster.dead]
+            live = cluster.live_workers()
         except Exception:
             return False
         used = {self.info_[k].address for k in range(self._n) if k != w}
@@ -92,7 +92,7 @@ def replace(self: DaskBackend, w: int) -> bool:
             try:
                 info = self._probe([pick])[pick]
             except Exception:
-                cluster.dead.add(pick)
+                cluster.mark_dead(pick)  # listed, but does not answer
                 continue
             with self._lock:
                 if self._stopping:

@@ -42,6 +42,7 @@ __all__ = [
     "progress_path",
     "progress_op",
     "run_batch_remote",
+    "worker_id",
 ]
 
 # doubles: running index (-1: none), its start, cancel flag, stop flag, batch number
@@ -169,10 +170,11 @@ def progress_op(path: str, op: str, index: int = 0, value: float = 0.0) -> Any:
     return None
 
 
-def clock_probe() -> tuple[str, int, float, float, int]:
-    """(host id, pid, wall minus perf_counter, Dask's scheduler delay, CPUs) of this
-    worker: the worker's ``scheduler_delay`` is Dask's estimate of the scheduler's
-    wall clock minus this worker's; CPUs are those its process may run on.
+def clock_probe() -> tuple[str, int, float, float, int, str]:
+    """(host id, pid, wall minus perf_counter, Dask's scheduler delay, CPUs, worker
+    id) of this worker: the worker's ``scheduler_delay`` is Dask's estimate of the
+    scheduler's wall clock minus this worker's; CPUs are those its process may run
+    on; the id is :func:`worker_id`.
 
     Example:
         >>> probe = clock_probe()
@@ -188,10 +190,25 @@ def clock_probe() -> tuple[str, int, float, float, int]:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
-    return host_id(), os.getpid(), time.time() - time.perf_counter(), delay, cpus
+    return host_id(), os.getpid(), time.time() - time.perf_counter(), delay, cpus, worker_id()
 
 
-def configure(token: str, spec: bytes) -> tuple[str, int, float, float, int]:
+def worker_id() -> str:
+    """This Dask worker process's own id (unique: a worker its nanny restarts, maybe
+    at the same address, has another one); "" outside a worker.
+
+    Example:
+        >>> worker_id()
+        ''
+    """
+    with contextlib.suppress(Exception):
+        from distributed import get_worker
+
+        return str(get_worker().id)
+    return ""
+
+
+def configure(token: str, spec: bytes) -> tuple[str, int, float, float, int, str]:
     """Load the pool's job spec in this worker (so that a handler the worker cannot
     import fails before any job runs); return :func:`clock_probe`."""
     _load(token, spec)
