@@ -133,11 +133,15 @@ class Pool:
         self._clock = clock
         limit = check_rate_limit(rate_limit)
         self._backend = backend_ = backends.resolve(backend)
+        shown = handler
         if is_async(handler) and not getattr(backend_, "runs_coroutines", False):
-            raise TypeError(
-                f"handler {describe(handler)} is async def: use backend='asyncio' "
-                f"(backend={backend_.name!r} would return its coroutines unawaited)"
-            )
+            twin = getattr(handler, "__qlab_sync__", None)  # an async workload's sync twin
+            if not callable(twin):
+                raise TypeError(
+                    f"handler {describe(handler)} is async def: use backend='asyncio' "
+                    f"(backend={backend_.name!r} would return its coroutines unawaited)"
+                )
+            handler = twin()
         self._inline = bool(getattr(backend_, "in_caller", False))
         self._interrupts = _interrupts or Interrupts()
         self._keep_results = bool(keep_results)
@@ -159,7 +163,7 @@ class Pool:
             "timeout": timeout,
             "queue_size": capacity,
             "batch_size": batch_size,
-            "workload": describe(handler),
+            "workload": describe(shown),
             "queue": type(self._queue).__name__,
         }
         if limit is not None:

@@ -208,3 +208,19 @@ def test_a_stop_cancels_many_lanes_and_returns_the_jobs_not_started():
     att = run.attempts
     assert att.outcome.eq("cancelled").all() and len(att) == 100
     assert sorted(att.worker) == list(range(100))
+
+
+def test_one_async_workload_sweeps_threads_and_the_event_loop():
+    from qlab.workloads import asleep
+
+    sw = qlab.sweep(asleep(ms=1), backend=["thread", "asyncio"], workers=[1, 8], jobs=40,
+                    repeats=1)  # fmt: skip
+    assert sorted(zip(sw.df.backend, sw.df.workers, strict=True)) == [
+        ("asyncio", 1), ("asyncio", 8), ("thread", 1), ("thread", 8)
+    ]  # fmt: skip
+    assert (sw.df.ok == 40).all()
+
+
+def test_an_async_handler_without_a_sync_twin_is_refused_on_threads():
+    with pytest.raises(TypeError, match="async def: use backend='asyncio'"):
+        qlab.run(double, range(3), backend="thread")
