@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["EMPTY", "Batch", "ReadyQueue"]
@@ -92,6 +93,36 @@ class Batch:
 
 
 EMPTY = Batch(range(0), 1, ())
+
+MIN_BATCH_S = 0.005  # a worker's share of the ready jobs is at least this much work
+MAX_BATCH = 4096
+
+
+def sizer(
+    fixed: int | None, target_s: float, ema: float, workers: int, cap: int | None = None
+) -> Callable[[int], int]:
+    """How many of ``ready`` jobs a worker takes: ``fixed`` (the pool's ``batch_size``),
+    or about ``target_s`` of work at ``ema`` seconds per attempt (1 job while nothing is
+    measured), capped so that each of ``workers`` gets a share of what is ready, but not
+    below ``MIN_BATCH_S`` of work, so that a batch's fixed cost (~0.1-0.3 ms: take,
+    settle, record) stays a small part of it. ``cap`` bounds every size (rate limits).
+
+    Example:
+        >>> take = sizer(None, 0.02, 1e-6, workers=16)  # 1 us jobs: 5,000 at least
+        >>> take(10_000), take(100)  # (the queue gives at most what it has)
+        (4096, 4096)
+        >>> sizer(None, 0.02, 1e-3, workers=16)(10_000)  # 1 ms jobs: 20 ms of them
+        20
+        >>> sizer(None, 0.02, 1e-3, workers=16)(64)  # few ready: a share each
+        5
+    """
+    if fixed:
+        size = fixed if cap is None else min(fixed, cap)
+        return lambda ready: size
+    per = int(target_s / ema) if ema > 0 else 1
+    per = min(per, MAX_BATCH if cap is None else min(cap, MAX_BATCH))
+    least = int(MIN_BATCH_S / ema) if ema > 0 else 1
+    return lambda ready: max(1, min(per, max(least, -(-ready // workers))))
 
 
 class ReadyQueue:

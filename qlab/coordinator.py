@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from qlab.clock import Clock
 from qlab.jobqueue import MemoryQueue, Phase
 
-__all__ = ["Coordinator"]
+__all__ = ["Coordinator", "progress_counts"]
 
 _MAX_SLEEP_S = 0.5  # the longest sleep
 PROGRESS_EVERY_S = 0.25  # how often the progress hooks hear from the engine
@@ -79,3 +80,18 @@ class Coordinator:
             with q.lock:
                 if q.phase < Phase.JOINED:
                     q.tick.wait(wait)
+
+
+def progress_counts(q: Any, pool: Any) -> dict[str, Any]:
+    """What a progress tick tells the hooks: the queue's counts, the seconds since the
+    trace's origin, the busy workers and the queue depth (gauges read without the lock,
+    from a queue that has them) and the total when it is known."""
+    counts = q.counts()
+    counts["elapsed_s"] = pool._clock.now() - pool._trace.origin
+    if hasattr(q, "busy") and hasattr(q, "ready"):
+        counts["busy_workers"] = min(q.busy, pool._workers)
+        counts["queue_depth"] = len(q.ready) + len(getattr(q, "delayed", ()))
+    total = pool._meta.get("jobs_total")
+    if total is not None:
+        counts["total"] = total
+    return counts

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from qlab import takeover
 from qlab.backends.base import BatchResult, Slot, crash_row
-from qlab.batches import EMPTY, Batch
+from qlab.batches import EMPTY, Batch, sizer
 from qlab.context import WorkerState
-from qlab.coordinator import Coordinator
+from qlab.coordinator import Coordinator, progress_counts
 from qlab.futures import admit, resolve
 from qlab.jobqueue import Phase
 from qlab.ratelimit import PacedBatch
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["Drivers"]
 
 log = logging.getLogger("qlab")
-
-MIN_BATCH_S = 0.005  # a worker's share of the ready jobs is at least this much work
 
 
 class Drivers:
@@ -53,6 +51,7 @@ class Drivers:
         self._turn = 0  # the inline backend's next lane
         self.hard = False  # running attempts were stopped (workers are killed, not parked)
         self.coordinator: Coordinator | None = None
+        self._starter: threading.Thread | None = None  # starts the drivers after the first
         self._opened: Any = None
         self._closed = False
         self.started = False
@@ -73,13 +72,36 @@ class Drivers:
         for w in range(max(n, 1)):
             rec = Recorder(w, pool._keep_results)
             pool._trace.recorders.append(rec)
-            self.start_slot(w, rec)
+            self.start_slot(w, rec, run=w == 0)
         pool._trace.origin = spec.clock.now()
         progress = self.emit_progress if len(pool._hooks) else None
         self.coordinator = Coordinator(self.q, spec.clock, spec.timeout, self.overdue, progress)
-        self.coordinator.start()
+        if self.backend.in_caller or not getattr(self.backend, "start_later", False):
+            self._start_later(self.slots[1:])
+            return
+        # the other threads start while the first worker already runs jobs (each start
+        # waits for its thread to run: ~0.1 ms on a quiet machine, ms on a busy one)
+        self._starter = threading.Thread(
+            target=self._start_later, args=(self.slots[1:],), name="qlab-starter", daemon=True
+        )
+        self._starter.start()
 
-    def start_slot(self, worker: int, rec: Recorder) -> Slot:
+    def _start_later(self, slots: list[Slot]) -> None:
+        try:
+            for slot in slots:
+                if self.slots[slot.worker] is slot and not self.backend.in_caller:
+                    self._start_thread(slot)
+        finally:
+            self.coordinator.start()
+
+    def _start_thread(self, slot: Slot) -> None:
+        thread = threading.Thread(
+            target=self._loop, args=(slot,), name=f"qlab-worker-{slot.worker}", daemon=True
+        )
+        thread.start()
+        slot.thread = thread  # set once started: whoever joins it may
+
+    def start_slot(self, worker: int, rec: Recorder, run: bool = True) -> Slot:
         state = WorkerState(
             worker,
             self.spec.seed,
@@ -92,11 +114,8 @@ class Drivers:
             self.slots[worker] = slot
         else:
             self.slots.append(slot)
-        if not self.backend.in_caller:
-            slot.thread = threading.Thread(
-                target=self._loop, args=(slot,), name=f"qlab-worker-{worker}", daemon=True
-            )
-            slot.thread.start()
+        if run and not self.backend.in_caller:
+            self._start_thread(slot)
         return slot
 
     # -- the loop ----------------------------------------------------------------------
@@ -181,21 +200,12 @@ class Drivers:
         return PacedBatch.pace(batch, limiter, self.spec.clock)
 
     def _size(self, slot: Slot) -> Any:
-        """How many jobs the slot takes: about ``batch_target_s`` of work, capped so
-        that every worker gets a share of what is ready, but not below ``MIN_BATCH_S``
-        of work (a batch's fixed cost, ~0.1-0.3 ms, stays a small part of it)."""
-        fixed = self.pool._batch_size
+        """How many jobs the slot takes (see :func:`qlab.batches.sizer`)."""
         limiter = self.pool._limiter
-        if fixed:
-            if limiter is not None:
-                fixed = min(fixed, limiter.limit.batch_cap)
-            return lambda ready: fixed
-        per = int(self.backend.batch_target_s / slot.ema) if slot.ema > 0 else 1
-        if limiter is not None:  # a batch holds no tokens far into the future
-            per = min(per, limiter.limit.batch_cap)
-        least = int(MIN_BATCH_S / slot.ema) if slot.ema > 0 else 1
-        workers = len(self.slots)  # the drivers that share what is ready
-        return lambda ready: max(1, min(per, 4096, max(least, -(-ready // workers))))
+        cap = None if limiter is None else limiter.limit.batch_cap  # no tokens far ahead
+        return sizer(
+            self.pool._batch_size, self.backend.batch_target_s, slot.ema, len(self.slots), cap
+        )
 
     # -- settling ----------------------------------------------------------------------
 
@@ -268,6 +278,8 @@ class Drivers:
     def join(self) -> None:
         """Wait for every driver thread (not the abandoned ones) and the coordinator."""
         me = threading.current_thread()
+        if self._starter is not None and self._starter is not me:
+            self._starter.join()
         for slot in list(self.slots):
             if slot.thread is not None and slot.thread is not me and not slot.abandoned:
                 slot.thread.join()
@@ -292,14 +304,5 @@ class Drivers:
                     log.exception("the workload's __qlab_close__ failed")
 
     def emit_progress(self) -> None:
-        q = self.q
-        counts = q.counts()
-        counts["elapsed_s"] = self.spec.clock.now() - self.pool._trace.origin
-        # gauges for metrics hooks, read without the lock (a memory queue has them)
-        if hasattr(q, "busy") and hasattr(q, "ready"):
-            counts["busy_workers"] = min(q.busy, self.pool._workers)
-            counts["queue_depth"] = len(q.ready) + len(getattr(q, "delayed", ()))
-        total = self.pool._meta.get("jobs_total")
-        if total is not None:
-            counts["total"] = total
-        self.pool._hooks.call("on_progress", counts)
+        """Tell the progress hooks the counts so far (see :func:`progress_counts`)."""
+        self.pool._hooks.call("on_progress", progress_counts(self.q, self.pool))

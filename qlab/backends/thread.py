@@ -32,6 +32,9 @@ class ThreadBackend:
     can_kill = False
     in_caller = False
     batch_target_s = 0.02  # work per batch: amortises the per-batch bookkeeping
+    # the engine starts the 2nd.. driver threads from a helper thread while the first
+    # already runs jobs (a thread start waits for the new thread to be scheduled)
+    start_later = True
 
     def start(
         self, spec: JobSpec, workers: int, take_ahead: Callable[[Slot], Batch | None]
