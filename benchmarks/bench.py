@@ -103,6 +103,16 @@ WORKLOADS: tuple[Workload, ...] = (
 )
 
 
+# ---- Dask (issue 12): qlab on Dask against client.map and client.submit per job, at
+# equal workers, on cases of their own (benchmarks/dask_bench.py; --only 'dask*,qlab-dask')
+from dask_bench import DASK_CASES, dask_peers, dask_selected  # noqa: E402
+
+DASK_WORKLOADS: tuple[Workload, ...] = tuple(Workload(*case) for case in DASK_CASES)
+DASK_PEERS = dask_peers()
+DASK_NAMES = [p.name for p in DASK_PEERS] + [w.name for w in DASK_WORKLOADS]
+# ---- end of the Dask block (also: select(), --list and main() name DASK_*)
+
+
 @dataclass(frozen=True)
 class Settings:
     """How much to measure."""
@@ -533,10 +543,12 @@ def select(tokens: list[str]) -> tuple[list[Peer], list[Workload]]:
     unknown = [
         t
         for t in tokens
-        if not fnmatch.filter([p.name for p in PEERS] + [w.name for w in WORKLOADS], t)
+        if not fnmatch.filter([p.name for p in PEERS] + [w.name for w in WORKLOADS] + DASK_NAMES, t)
     ]
     if unknown:
         raise SystemExit(f"--only: unknown peer or workload {unknown}; see --list")
+    if not peer_names and not workload_names:  # only Dask names: the Dask block alone
+        return [], []
     peers = [p for p in PEERS if p.name in peer_names] or list(PEERS)
     workloads = [w for w in WORKLOADS if w.name in workload_names] or list(WORKLOADS)
     return peers, workloads
@@ -588,7 +600,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for p in PEERS:
             print(f"peer      {p.name:<17} {p.kind:<8} start-up {p.startup:<13} {p.includes}")
-        for w in WORKLOADS:
+        for p in DASK_PEERS:
+            print(f"peer      {p.name:<17} {p.kind:<8} start-up {p.startup:<13} {p.includes}")
+        for w in (*WORKLOADS, *DASK_WORKLOADS):
             print(
                 f"workload  {w.name:<17} n={w.n_full:,} (smoke {w.n_smoke:,}) workers={w.workers}"
             )
@@ -611,6 +625,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     meta = provenance(settings)
     df = run_benchmark(settings, peers, workloads)
+    dask = dask_selected(args.only, DASK_PEERS, list(DASK_WORKLOADS))
+    if dask[0]:  # the Dask block's rows
+        peers = [*peers, *dask[0]]
+        df = pd.concat([df, run_benchmark(settings, *dask)], ignore_index=True)
     meta["tracing_cost"] = (
         tracing_cost(settings) if any(p.name == "qlab-thread" for p in peers) else "not selected"
     )

@@ -14,23 +14,32 @@ rounds include its per-run set-up on the existing cluster (connecting to the cli
 loading the handler on the workers: ``startup_s``) and building ``run.jobs``.
 Results: ``benchmarks/results/dask[-smoke].csv`` with how they were taken in ``#``
 lines.
+
+``benchmarks/bench.py`` runs the same peers on the same jobs as rows of its own table
+(:data:`DASK_PEERS` on :data:`DASK_CASES`: workloads ``dask_noop`` and
+``dask_sleep_100ms``), each peer on a LocalCluster of its own (its start-up reported
+apart), with bench.py's warm-up and rounds; ``--only 'dask*'`` runs just them.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _path in (HERE, REPO):  # bench.py's peers module, and the qlab of this checkout
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 
 def noop(x):
@@ -72,6 +81,99 @@ def measure(peer, client, fn, n, workers, rounds):
         PEERS[peer](client, fn, n, workers)
         rates.append(n / (time.perf_counter() - t))
     return statistics.median(rates), max(rates)
+
+
+# ----------------------------------------------------------- the rows of bench.py
+
+
+#: bench.py's Dask workloads: (name, job, jobs, jobs with --smoke, workers, what).
+DASK_CASES = (
+    ("dask_noop", noop, 20_000, 2_000, (2,), "no-op jobs on a Dask LocalCluster"),
+    ("dask_sleep_100ms", sleep_100ms, 40, 10, (2,), "time.sleep(100 ms) on a Dask LocalCluster"),
+)
+
+
+@contextmanager
+def _local_cluster(workers: int) -> Iterator:
+    """A LocalCluster of ``workers`` processes x 1 thread on 127.0.0.1, and its Client."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        from peers import Skip
+
+        raise Skip("dask.distributed is not installed (pip install 'qlab[dask]')") from None
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      host="127.0.0.1", dashboard_address=None, silence_logs=40) as cluster, \
+            Client(cluster, set_as_default=False) as client:  # fmt: skip
+        yield client
+
+
+def _peer_factory(name: str):
+    """bench.py's factory for peer ``name``: a cluster per case, one runner per round."""
+    from peers import Outcome
+
+    @contextmanager
+    def factory(case) -> Iterator:
+        with _local_cluster(case.workers) as client:
+
+            def run() -> Outcome:
+                run = PEERS[name](client, case.job, case.n_jobs, case.workers)
+                if run is None:  # Dask's own calls: every result came back (asserted)
+                    return Outcome(ok=case.n_jobs, failed=0)
+                s, attempts = run.summary(), run.attempts
+                return Outcome(
+                    ok=int(s["ok"]), failed=int(s["failed"]),
+                    reported_jobs_per_s=float(s["throughput"]),
+                    service_s=float(attempts["duration_s"].mean()),
+                    batch_mean=len(attempts) / max(1, int(run.meta.get("batches") or 0)),
+                )  # fmt: skip
+
+            yield run
+
+    return factory
+
+
+def dask_peers() -> list:
+    """bench.py's Dask peers (its ``Peer`` records)."""
+    from peers import Peer
+
+    what = {
+        "qlab-dask": "qlab.run(backend=Dask(client=client)) + traces + summary, its per-run "
+        "set-up on the cluster included",
+        "client.map": "client.map(fn, payloads, pure=False) + client.gather",
+        "client.submit": "client.submit(fn, i, pure=False) per job + client.gather",
+    }
+    return [Peer(f"dask-{p}" if p != "qlab-dask" else p, _peer_factory(p), "external",
+                 "separate", f"{what[p]}; the LocalCluster's start apart")
+            for p in PEERS]  # fmt: skip
+
+
+def dask_selected(tokens: list[str], peers: list, workloads: list) -> tuple[list, list]:
+    """The Dask peers and workloads that ``--only`` names (all without ``--only``; a
+    name of one kind alone selects all of the other kind).
+
+    Example:
+        >>> from types import SimpleNamespace as N
+        >>> ps, ws = [N(name="qlab-dask"), N(name="dask-client.map")], [N(name="dask_noop")]
+        >>> [len(x) for x in dask_selected(["qlab-*"], ps, ws)]
+        [1, 1]
+        >>> dask_selected(["tpe-map"], ps, ws)
+        ([], [])
+    """
+    if not tokens:
+        return list(peers), list(workloads)
+
+    def hits(items: list) -> list:
+        return [x for x in items if any(fnmatch.fnmatch(x.name, t) for t in tokens)]
+
+    p, w = hits(peers), hits(workloads)
+    if not p and not w:
+        return [], []
+    return p or list(peers), w or list(workloads)
+
+
+# ------------------------------------------------------------------ standalone run
 
 
 def main() -> None:
