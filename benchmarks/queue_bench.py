@@ -13,7 +13,8 @@ persistence), at ``--workers`` thread workers: one untimed warm-up round, then
 call (queue creation and pool start included), median over rounds; ``ratio`` is that
 over the memory queue's median for the same workload. ``serve-sqlite``/``serve-redis``:
 the jobs enqueued first (``qlab.enqueue``, not timed), then one consumer
-(``qlab.serve(..., until_empty=True)``, default prefetch) timed. Then the time a resume of a
+(``qlab.serve(..., until_empty=True)``, default prefetch) timed, reading its Run
+back from the store included. Then the time a resume of a
 queue holding 100,000 open jobs (10,000 with --smoke) takes until its first job runs.
 
 Results: ``benchmarks/results/queue.csv`` (``queue-smoke.csv`` with --smoke), with how
