@@ -78,6 +78,7 @@ class Workload:
     workers: tuple[int, ...]
     description: str
     has_ideal: bool = False  # sleep jobs: ideal jobs/s = workers / sleep time
+    peers: tuple[str, ...] | None = None  # the peers that run it (None: every peer)
 
 
 WORKLOADS: tuple[Workload, ...] = (
@@ -99,6 +100,16 @@ WORKLOADS: tuple[Workload, ...] = (
         (1, 2, 4, 8, 16),
         "time.sleep(1 ms): I/O-like, releases the GIL",
         has_ideal=True,
+    ),
+    Workload(
+        "noop_threads",
+        noop_job,
+        200_000,
+        2_000,
+        (1, 4, 16),
+        "no-op jobs, qlab's thread backend alone: its rate by worker count (issue 17: at"
+        " every count >= 0.8x its 1-worker rate; the 2-worker point is the noop case)",
+        peers=("qlab-thread",),
     ),
 )
 
@@ -222,7 +233,12 @@ def sleep_service_s(workers: int, n_jobs: int) -> float:
 def run_benchmark(settings: Settings, peers: list[Peer], workloads: list[Workload]) -> pd.DataFrame:
     """Measure every peer on every case; one row per (case, peer), skipped ones included."""
     by_name = {w.name: w for w in workloads}
-    todo = [(case, peer) for case in cases(settings, workloads) for peer in peers]
+    todo = [
+        (case, peer)
+        for case in cases(settings, workloads)
+        for peer in peers
+        if by_name[case.workload].peers is None or peer.name in by_name[case.workload].peers
+    ]
     rows = []
     for k, (case, peer) in enumerate(todo, 1):
         label = f"[{k:>3}/{len(todo)}] {case.workload:<9} n={case.n_jobs:<7} w={case.workers:<2}"

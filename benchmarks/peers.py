@@ -230,6 +230,7 @@ def _qlab_handler(qlab: ModuleType, workload: str) -> Callable[..., object]:
     """qlab's own picklable handler for a workload."""
     makers: dict[str, Callable[[], Callable[..., object]]] = {
         "noop": lambda: qlab.workloads.noop(),
+        "noop_threads": lambda: qlab.workloads.noop(),
         "seed": lambda: qlab.workloads.seed(),
         "sleep_1ms": lambda: qlab.workloads.sleep(ms=1),
     }
