@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -53,6 +54,28 @@ def test_rate_limit_is_shared_by_two_consumers(redis_server, tmp_path):  # noqa:
     # each alone at `rate` would have let up to 2 * rate start in some second
     assert most_starts_in_a_second(att.start_s.to_numpy()) <= rate + burst
     assert (att.throttle_s > 0).any()
+
+
+def test_a_consumer_elsewhere_is_waited_for_then_taken_over(redis_server):  # noqa: F811
+    if redis_server is None:
+        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
+    import redis
+
+    url = f"{redis_server}?name=elsewhere&lease=1"
+    qlab.enqueue(url, range(10), handler=abs)
+    r = redis.Redis.from_url(redis_server)
+    ghost = "otherhost:1:1:feed"  # a consumer on another machine: its death is not seen
+    r.hset("qlab:elsewhere:owners", ghost, time.time() + 1)  # a live lease, for 1 s
+    r.xreadgroup("qlab", ghost, {"qlab:elsewhere:jobs": ">"}, count=4)  # it holds jobs 0-3
+    r.hset("qlab:elsewhere:running", 0, f"{time.time()!r} {ghost}")  # and was running 0
+    r.close()
+    run = qlab.serve(url, abs, until_empty=True)  # runs 4-9, waits for the lease to end
+    merged = qlab.load_run(url)
+    att = merged.attempts
+    assert (merged.jobs.status == "ok").all() and (att.outcome == "ok").sum() == 10
+    lost = att[att.outcome == "lost"]
+    assert lost.job_id.tolist() == [0] and lost.consumer.tolist() == [ghost]
+    assert run.summary()["ok"] == 10  # this consumer ran all ten in the end
 
 
 def _gate():
