@@ -7,7 +7,10 @@ jobs it holds go back to the queue for the other consumers, nothing is lost), or
 status. The handler is ``module:qualname``, imported in this process; without
 ``--handler`` the worker runs the one the producer kept (``qlab.enqueue(...,
 handler=)``). It prints a summary of the jobs it ran; exit code 0, 130 if it was
-interrupted, 2 for bad input.
+interrupted, 2 for bad input or an unreachable queue.
+
+A worker unpickles what the queue holds (payloads, a kept handler): point it only at
+queues you trust, with a password and ``rediss://`` (TLS) across machines.
 
 Example:
     >>> _handler("builtins:abs")(-3), _handler("os.path:join")("a", "b")
@@ -47,7 +50,12 @@ def _handler(text: str) -> Any:
 
 def add_worker(sub: Any) -> None:
     """Add ``qlab worker`` to the command's subparsers."""
-    w = sub.add_parser("worker", help="consume a shared durable queue (redis://, sqlite:///)")
+    w = sub.add_parser(
+        "worker",
+        help="consume a shared durable queue (redis://, sqlite:///)",
+        description="Consume a shared durable queue. It unpickles the queue's payloads: a "
+        "queue URL is a code-execution boundary, so use only queues you trust.",
+    )
     w.add_argument("--queue", required=True, help="the queue's URL, e.g. redis://host/0?name=q")
     w.add_argument(
         "--handler",
