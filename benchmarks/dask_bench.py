@@ -144,7 +144,7 @@ def dask_peers() -> list:
         "client.map": "client.map(fn, payloads, pure=False) + client.gather",
         "client.submit": "client.submit(fn, i, pure=False) per job + client.gather",
     }
-    return [Peer(f"dask-{p}" if p != "qlab-dask" else p, _peer_factory(p), "external",
+    return [Peer(f"dask-{p}" if p != "qlab-dask" else p, _peer_factory(p), "process",
                  "separate", f"{what[p]}; the LocalCluster's start apart")
             for p in PEERS]  # fmt: skip
 
