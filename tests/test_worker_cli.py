@@ -157,12 +157,12 @@ def test_a_killed_worker_loses_nothing(kind):
     assert lost.consumer.isin(att.consumer[att.outcome == "ok"]).all()  # the killed one ran
 
 
-def test_sigterm_gives_the_jobs_back_and_nothing_is_lost(url):
-    jobs = 300
+def test_sigterm_gives_the_jobs_back_and_nothing_is_lost(kind):
+    url, jobs = kind.url, 300
     qlab.enqueue(url, range(jobs), handler=slow)
     first = worker(url, "tests.test_worker_cli:slow", "--workers", "2")  # serves forever
     try:
-        wait_for(lambda: len(qlab.load_run(url).attempts) >= 10 or first.poll() is not None)
+        wait_for(lambda: kind.rows() >= 10 or first.poll() is not None)
         first.send_signal(signal.SIGTERM)
     finally:
         rc, _, err = finish(first)
