@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import threading
 
 import pytest
 
@@ -228,3 +229,45 @@ def test_observe_dask_client_executor():
         run = _observed_run(client.get_executor())
     assert run.jobs.status.tolist() == ["ok"] * 6 + ["failed"]
     assert run.meta["backend"] == "ClientExecutor"
+
+
+@pytest.mark.timeout(60)
+def test_map_closed_early_cancels_the_calls_not_started():
+    started, gate = threading.Event(), threading.Event()
+
+    def hold_one(x):
+        if x == 1:
+            started.set()
+            gate.wait(30)
+        return x
+
+    with qlab.Executor(1, batch_size=1) as ex:  # one call per batch: 2.. wait in the queue
+        it = ex.map(hold_one, range(50), buffersize=20)
+        assert next(it) == 0
+        assert started.wait(30)
+        it.close()  # the calls not started (2..19) are cancelled; call 1 runs on
+        gate.set()
+    jobs = ex.trace().jobs
+    assert jobs.status.tolist() == ["ok", "ok"] + ["cancelled"] * 18
+
+
+def test_map_cells_settle_once_and_cancel_only_what_has_not_started():
+    from concurrent.futures import CancelledError, InvalidStateError
+
+    from qlab.mapcells import Chunk
+
+    chunk = Chunk(3)
+    a, b, c = chunk.cells()
+    assert not c.done()
+    assert a.set_running_or_notify_cancel() and not a.cancel()  # running: not cancelled
+    a.set_exception(ZeroDivisionError("boom"))
+    with pytest.raises(InvalidStateError):
+        a.set_result(1)
+    assert b.cancel() and b.cancelled() and not b.set_running_or_notify_cancel()
+    with pytest.raises(TimeoutError):
+        chunk.result(2, end=0.0)  # c is pending: the deadline has passed
+    with pytest.raises(ZeroDivisionError, match="boom"):
+        chunk.result(0, None)
+    with pytest.raises(CancelledError):
+        chunk.result(1, None)
+    assert chunk.values == [None, None, None]  # the chunk lets go of what it handed over
