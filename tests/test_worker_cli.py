@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -108,6 +109,7 @@ def test_two_worker_processes_share_one_queue(url, tmp_path):
     assert len(run.jobs) == jobs and (run.jobs.status == "ok").all()
     assert (att.outcome == "ok").sum() == jobs and att.job_id.is_unique  # once each
     assert att.consumer.nunique() == 2  # both ran some, each named in the merged Run
+    assert (att.host.astype(str) == socket.gethostname()).all()  # the consumers' machine
     assert (run.jobs.consumer.astype(str) == att.set_index("job_id").consumer.astype(str)).all()
 
 

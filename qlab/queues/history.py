@@ -6,7 +6,8 @@ times are seconds from the queue's creation (so a crash's downtime is in ``wall_
 An attempt's ``attempt`` number counts every row of its job, lost ones included.
 Both frames have one more column than a live run's: ``consumer``, the owner
 (``host:pid:start-ms:random``) that ran the attempt (of the job's last attempt in
-``run.jobs``), so the Run of a queue that several pools consumed shows who ran what.
+``run.jobs``), so the Run of a queue that several pools consumed shows who ran what;
+``host`` is the host part of that name (the machine each attempt ran on).
 
 Example:
     >>> jobs = [(0, 100.0, 1), (1, 100.0, 0)]
@@ -23,7 +24,17 @@ from typing import Any
 from qlab.codes import JOB_STATUSES, OUTCOMES, ST_CANCELLED, ST_FAILED
 from qlab.queues.store import COLUMNS, S_OK, Row
 
-__all__ = ["build_run", "load_queue"]
+__all__ = ["build_run", "host_of", "load_queue"]
+
+
+def host_of(consumer: str) -> str:
+    """The host a consumer ran on (its name is ``host:pid:start-ms:random``).
+
+    Example:
+        >>> host_of("web-1:4242:1700000000000:ab12cd34")
+        'web-1'
+    """
+    return consumer.rsplit(":", 3)[0]
 
 
 def load_queue(url: str, consumer: str | None = None) -> Any:
@@ -70,6 +81,7 @@ def build_run(jobs: list[tuple[int, float, int]], rows: list[Row], meta: dict[st
             "job_id": a["job_id"].astype("int64"),
             "attempt": a["attempt"],
             "worker": a["worker"].astype("int16"),
+            "host": pd.Categorical(a["consumer"].map(host_of, na_action="ignore")),
             "start_s": start,
             "end_s": end,
             "duration_s": end - start,
@@ -105,6 +117,7 @@ def build_run(jobs: list[tuple[int, float, int]], rows: list[Row], meta: dict[st
     etype = pd.Categorical([None] * n, categories=attempts["error_type"].cat.categories)
     error = pd.array([None] * n, dtype=pd.StringDtype("pyarrow"))
     consumer = pd.Categorical([None] * n, categories=attempts["consumer"].cat.categories)
+    host = pd.Categorical([None] * n, categories=attempts["host"].cat.categories)
     if last is not None:
         pos = j["job_id"].map(pd.Series(np.arange(n), index=j["job_id"]))
         has = j["job_id"].isin(last.index).to_numpy()
@@ -112,6 +125,7 @@ def build_run(jobs: list[tuple[int, float, int]], rows: list[Row], meta: dict[st
         end_s[has] = lj["end_s"].to_numpy()
         worker[has] = lj["worker"].to_numpy()
         consumer[has] = lj["consumer"].to_numpy()
+        host[has] = lj["host"].to_numpy()
         failed = has & (code == 1)
         lf = last.reindex(j["job_id"][failed])
         etype[failed] = lf["error_type"].to_numpy()
@@ -130,6 +144,7 @@ def build_run(jobs: list[tuple[int, float, int]], rows: list[Row], meta: dict[st
             "service_s": per["service_s"].to_numpy(float),
             "latency_s": end_s - submitted,
             "worker": worker,
+            "host": host,
             "error_type": etype,
             "error": error,
             "consumer": consumer,
