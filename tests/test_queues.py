@@ -198,6 +198,11 @@ def test_shared_queue_input_is_checked_before_anything_runs(tmp_path):
         qlab.serve(shared, abs, workers=0)
     with pytest.raises(TypeError, match="queue="):
         qlab.serve(shared, abs, queue="memory")
+    stop = threading.Event()
+    stop.set()  # a consumer stopped before it runs anything: the jobs stay for others
+    stopped = qlab.serve(shared, abs, stop=stop)
+    assert stopped.meta["interrupted"] and len(stopped.jobs) == 0
+    assert (qlab.load_run(shared).jobs.status == "pending").all()
     run = qlab.serve(shared, abs, until_empty=True)
     assert run.summary()["ok"] == 2 and qlab.load_run(shared).summary()["ok"] == 2
 
