@@ -14,6 +14,7 @@ import pytest
 
 import qlab
 from qlab.backends import dask_cluster
+from qlab.hosts import cpu_count
 
 pytest.importorskip("distributed")
 
@@ -34,6 +35,9 @@ def test_a_two_point_dask_sweep_reuses_one_cluster_and_closes_it() -> None:
     assert [len(r.meta["dask_workers"]) for r in runs] == [1, 2]
     assert all(r.summary()["ok"] == 20 for r in runs)
     assert all(r.meta["dask_owned"] for r in runs)
+    # each point records its hosts and cores: one machine, a core per worker up to its CPUs
+    assert sw.df.hosts.tolist() == [1, 1] == sw.points.hosts.tolist()
+    assert sw.df.cores.tolist() == [min(w, cpu_count()) for w in (1, 2)]
     # one cluster: the same scheduler, and the 1-worker point's worker serves the 2-worker one
     assert len({r.meta["dask_scheduler"] for r in runs}) == 1
     pids = [{p for v in r.meta["pids"].values() for p in v} for r in runs]

@@ -74,7 +74,7 @@ def _start_local(distributed: Any, workers: int) -> list:
         host="127.0.0.1",
         scheduler_port=0,
         dashboard_address="127.0.0.1:0",
-        silence_logs=logging.ERROR,
+        silence_logs=logging.CRITICAL,  # a worker retired by a rescale logs its lost heartbeat
     )
     try:
         client = distributed.Client(cluster, set_as_default=False)
