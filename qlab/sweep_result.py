@@ -43,6 +43,9 @@ class Sweep:
     """
 
     def __init__(self, df: pd.DataFrame, meta: dict[str, Any], runs: list | None = None) -> None:
+        if "queue" not in df.columns:  # a frame made before the queue was a dimension
+            df = df.copy()
+            df.insert(1, "queue", "memory")
         self.df = df
         self.meta = meta
         self.runs: list = list(runs or [])
