@@ -200,9 +200,15 @@ class Drivers:
         return PacedBatch.pace(batch, limiter, self.spec.clock)
 
     def _size(self, slot: Slot) -> Any:
-        """How many jobs the slot takes (see :func:`qlab.batches.sizer`)."""
+        """How many jobs the slot takes (see :func:`qlab.batches.sizer`). A pipelining
+        backend's batches are capped so that every worker's batches in flight, and one
+        more each, fit in the queue's capacity: its next batch is ready to send ahead."""
         limiter = self.pool._limiter
         cap = None if limiter is None else limiter.limit.batch_cap  # no tokens far ahead
+        ahead = getattr(self.backend, "in_flight", 1)  # batches a worker holds at once
+        room = getattr(self.q, "capacity", 0) // ((ahead + 1) * len(self.slots))
+        if ahead > 1 and room > 0:
+            cap = room if cap is None else min(cap, room)
         return sizer(
             self.pool._batch_size, self.backend.batch_target_s, slot.ema, len(self.slots), cap
         )

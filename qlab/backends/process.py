@@ -86,6 +86,7 @@ class ProcessBackend:
     can_kill = True
     in_caller = False
     batch_target_s = 0.02  # work per batch: a round trip costs the parent ~0.3 ms of CPU
+    in_flight = 2  # batches a worker holds: the running one and the one sent ahead
 
     def start(
         self, spec: JobSpec, workers: int, take_ahead: Callable[[Slot], Batch | None]
