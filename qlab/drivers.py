@@ -209,9 +209,14 @@ class Drivers:
         room = getattr(self.q, "capacity", 0) // ((ahead + 1) * len(self.slots))
         if ahead > 1 and room > 0:
             cap = room if cap is None else min(cap, room)
-        return sizer(
-            self.pool._batch_size, self.backend.batch_target_s, slot.ema, len(self.slots), cap
-        )
+        workers = len(self.slots)
+        take = sizer(self.pool._batch_size, self.backend.batch_target_s, slot.ema, workers, cap)
+        if self.pool._batch_size:
+            return take
+        # no more jobs ready than workers: one each, so none waits in a batch behind
+        # another while a worker idles (an Executor call that waits for another call's
+        # result would wait for the whole batch: CPython's test_wait_first_exception)
+        return lambda ready: take(ready) if ready > workers else 1
 
     # -- settling ----------------------------------------------------------------------
 

@@ -19,6 +19,12 @@ Intended differences (qlab on purpose, each test says where):
   ignored (qlab sizes batches itself).
 - The process backend keeps each distinct function (cloudpickled once) while the
   executor lives, so ``test_no_stale_references`` runs on threads only.
+- Quick calls travel in batches once more calls are ready than there are workers (at
+  least 5 ms of work per batch, by their measured speed): a call batched behind one
+  that blocks comes back when the batch ends. While no more calls are ready than
+  workers, each worker takes one (so ``test_map_timeout`` and
+  ``test_wait_first_exception`` hold as in CPython); ``batch_size=1`` gives one call
+  per batch always, as the standard executors run them.
 
 ``test_free_reference`` and ``test_no_stale_references`` pin a fixed engine defect: a
 driver thread kept its last batch's payloads and results alive until it took its next.
