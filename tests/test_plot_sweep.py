@@ -132,3 +132,28 @@ def test_sweep_plots_survive_failed_fit(sweep_df):
     with pytest.warns(UserWarning, match="USL fit failed"):
         ax = sp.scaling()
     assert not any((ln.get_gid() or "").startswith("usl") for ln in ax.get_lines())
+
+
+def test_one_line_and_fit_per_backend_and_queue(sweep_df):
+    # the same frame on two queues, the second half as fast: four lines, four fits
+    slow = sweep_df.assign(queue="sqlite:///q.db?synchronous=full",
+                           throughput=sweep_df["throughput"] / 2)  # fmt: skip
+    df = pd.concat([sweep_df.assign(queue="memory"), slow], ignore_index=True)
+    names = ["thread, memory", "thread, sqlite synchronous=full", "process, memory",
+             "process, sqlite synchronous=full"]  # fmt: skip
+    rows = []
+    for (backend, queue), _ in df.groupby(["backend", "queue"]):
+        lam = PARAMS[backend][0] / (2 if queue != "memory" else 1)
+        rows.append({"backend": backend, "queue": queue, "lam": lam, "sigma": PARAMS[backend][1],
+                     "kappa": PARAMS[backend][2]})  # fmt: skip
+    fits = pd.DataFrame(rows).set_index(["backend", "queue"])  # as sweep.fit() gives it
+    ax = plot.scaling(df, fits=fits)
+    assert set(names) <= set(legend_texts(ax))
+    for name in names:
+        backend, queue = name.split(", ")
+        p = PARAMS[backend]
+        lam = p[0] / (2 if queue != "memory" else 1)
+        curve = by_gid(ax, f"usl:{name}")
+        np.testing.assert_allclose(curve.get_ydata(), usl(curve.get_xdata(), lam, *p[1:]))
+    one = plot.efficiency(df[df["backend"] == "thread"])  # one backend: lines named by queue
+    assert {"memory", "sqlite synchronous=full"} <= set(legend_texts(one))
