@@ -35,14 +35,16 @@ def test_rate_limit_is_shared_by_two_consumers(redis_server, tmp_path):  # noqa:
     if redis_server is None:
         pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
     # a start comes after its token, late by a scheduling delay d: the check holds for
-    # any d < 1 / rate (100 ms here), so a loaded machine does not break it
-    rate, burst, jobs = 10, 2, 36
+    # any d < 1 / rate (250 ms here), so a loaded machine does not break it
+    rate, burst, jobs = 4, 2, 24
     url = redis_kind(redis_server, "limited").url
     qlab.enqueue(url, range(jobs), handler=_gate())
     folder = tmp_path / "gate"
     folder.mkdir()
-    args = ["--workers", "2", "--until-empty", "--rate-limit", str(rate), "--burst-size",
-            str(burst)]  # fmt: skip
+    # prefetch < jobs / 2: the first consumer cannot hold every job while its gate
+    # waits for the second
+    args = ["--workers", "2", "--until-empty", "--prefetch", "4", "--rate-limit", str(rate),
+            "--burst-size", str(burst)]  # fmt: skip
     procs = [worker(url, "tests.test_worker_cli:gate", *args, env={GATE_ENV: str(folder)})
              for _ in range(2)]  # fmt: skip
     for rc, _, err in [finish(p) for p in procs]:

@@ -98,7 +98,7 @@ def test_two_worker_processes_share_one_queue(url, tmp_path):
     folder.mkdir()
     env = {GATE_ENV: str(folder)}
     procs = [worker(url, "tests.test_worker_cli:gate", "--workers", "2", "--until-empty",
-                    "--json", env=env) for _ in range(2)]  # fmt: skip
+                    "--prefetch", "8", "--json", env=env) for _ in range(2)]  # fmt: skip
     results = [finish(p) for p in procs]
     for rc, _, err in results:
         assert rc == 0, err
