@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 
-__all__ = ["count", "draw_ci", "draw_fit", "fit_rows", "peak_text", "small"]
+__all__ = ["count", "draw_fit", "fit_rows", "peak_text", "small"]
 
 
 def count(value: float) -> str:
@@ -43,19 +43,6 @@ def peak_text(peak: float, max_workers: float) -> str:
     if peak > max_workers:
         return f"beyond the measured range (max {max_workers:g})"
     return f"≈{peak:.1f} workers"
-
-
-def draw_ci(ax: Axes, df: pd.DataFrame, colors: dict[str, Any]) -> str | None:
-    """Shade each backend's throughput interval (``throughput_ci_low/high``) between the
-    points; returns the legend text of the band, or None when the frame has none."""
-    cols = ["throughput_ci_low", "throughput_ci_high"]
-    if not set(cols) <= set(df.columns) or not df[cols].notna().any().any():
-        return None
-    for backend, g in df.groupby(df["backend"].astype(str), sort=True):
-        s = g.groupby("workers")[cols].first().sort_index()
-        ax.fill_between(s.index.to_numpy(dtype=float), s[cols[0]], s[cols[1]],
-                        color=colors[backend], alpha=0.25, linewidth=0)  # fmt: skip
-    return "band: confidence interval of the mean"
 
 
 def draw_fit(
