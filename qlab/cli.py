@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from qlab.backends import BACKENDS
-from qlab.cli_args import _out_file, _out_folder, _positive, _workload
+from qlab.cli_args import _log_flags, _out_file, _out_folder, _positive, _workload
 from qlab.cli_sweep import add_sweep
 from qlab.cli_worker import add_worker
 
@@ -73,8 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="a progress bar on stderr (default: when stderr is a terminal)",
     )
-    r.add_argument("-v", "--verbose", action="store_true", help="log every retry")
-    r.add_argument("-q", "--quiet", action="store_true", help="do not log failed jobs")
+    _log_flags(r)
     add_sweep(sub)
     add_worker(sub)
     return p

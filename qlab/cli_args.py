@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["_out_file", "_out_folder", "_positive", "_value", "_workload"]
+__all__ = ["_log_flags", "_out_file", "_out_folder", "_positive", "_value", "_workload"]
 
 
 def _value(text: str) -> Any:
@@ -93,3 +93,10 @@ def _out_file(*suffixes: str) -> Any:
         return path
 
     return parse
+
+
+def _log_flags(p: argparse.ArgumentParser) -> None:
+    """``-v``/``--verbose`` and ``-q``/``--quiet``, which every command takes (read by
+    ``qlab.cli.main`` to set the ``qlab`` logger's level)."""
+    p.add_argument("-v", "--verbose", action="store_true", help="log every retry")
+    p.add_argument("-q", "--quiet", action="store_true", help="do not log failed jobs")

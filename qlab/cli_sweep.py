@@ -10,7 +10,7 @@ import sys
 import warnings
 from typing import Any
 
-from qlab.cli_args import _out_file, _positive, _workload
+from qlab.cli_args import _log_flags, _out_file, _positive, _workload
 
 __all__ = ["add_sweep"]
 
@@ -118,8 +118,7 @@ def add_sweep(sub: Any) -> None:
     )
     s.add_argument("--json", action="store_true", help="print points and fits as JSON")
     s.add_argument("--progress", action="store_true", help="log a line per run")
-    s.add_argument("-v", "--verbose", action="store_true", help="log every retry")
-    s.add_argument("-q", "--quiet", action="store_true", help="do not log failed jobs")
+    _log_flags(s)
     s.set_defaults(func=_cmd_sweep)
 
 

@@ -25,7 +25,7 @@ import sys
 from typing import Any
 
 from qlab.backends import BACKENDS
-from qlab.cli_args import _positive
+from qlab.cli_args import _log_flags, _positive
 
 __all__ = ["add_worker"]
 
@@ -87,8 +87,7 @@ def add_worker(sub: Any) -> None:
     w.add_argument("--burst-size", type=_positive(int, 1), default=1, help="rate limit burst")
     w.add_argument("--force", action="store_true", help="run a handler other than the queue's")
     w.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    w.add_argument("-v", "--verbose", action="store_true", help="log every retry")
-    w.add_argument("-q", "--quiet", action="store_true", help="do not log failed jobs")
+    _log_flags(w)
     w.set_defaults(func=_cmd_worker)
 
 
