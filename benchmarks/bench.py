@@ -51,6 +51,7 @@ from compare import compare, print_comparison, read_results  # noqa: E402
 from jobs import (  # noqa: E402
     MAX_RETRIES,
     SLEEP_S,
+    attempt_with_retries,
     expected_outcome,
     noop_job,
     seed_job,
@@ -79,6 +80,7 @@ class Workload:
     description: str
     has_ideal: bool = False  # sleep jobs: ideal jobs/s = workers / sleep time
     peers: tuple[str, ...] | None = None  # the peers that run it (None: every peer)
+    cpu_bound: bool = False  # CPU-bound in Python: CPython's limit = cores x the serial rate
 
 
 WORKLOADS: tuple[Workload, ...] = (
@@ -91,6 +93,7 @@ WORKLOADS: tuple[Workload, ...] = (
         (2, 4),
         "the Go seed's processor: 1000 chained SHA-256 of 'job-<i>', retryable failure"
         " when len(payload) % 3 == 0 (4 attempts, then failed)",
+        cpu_bound=True,
     ),
     Workload(
         "sleep_1ms",
@@ -230,6 +233,20 @@ def sleep_service_s(workers: int, n_jobs: int) -> float:
     return statistics.fmean(times)
 
 
+@functools.cache
+def serial_jobs_per_s(job: Callable[[int], object], n_jobs: int) -> float:
+    """Jobs/s of ``job`` run serially in this process, every attempt and retry included
+    (``jobs.attempt_with_retries``), no pool: what one core does in CPython; the faster
+    of 2 passes (the limit is what the core can do when undisturbed)."""
+    best = math.inf
+    for _ in range(2):
+        t0 = time.perf_counter()
+        for i in range(n_jobs):
+            attempt_with_retries(job, i)
+        best = min(best, time.perf_counter() - t0)
+    return n_jobs / best
+
+
 def run_benchmark(settings: Settings, peers: list[Peer], workloads: list[Workload]) -> pd.DataFrame:
     """Measure every peer on every case; one row per (case, peer), skipped ones included."""
     by_name = {w.name: w for w in workloads}
@@ -276,6 +293,11 @@ def run_benchmark(settings: Settings, peers: list[Peer], workloads: list[Workloa
                 row["ratio_to_ideal"] = row["jobs_per_s"] / row["ideal_jobs_per_s"]
                 # against the ideal of the sleep time the peer itself measured (qlab)
                 row["ratio_to_own_ideal"] = row["jobs_per_s"] * row["own_service_s"] / case.workers
+            if by_name[case.workload].cpu_bound:
+                serial = serial_jobs_per_s(case.job, case.n_jobs)
+                row["serial_jobs_per_s"] = serial
+                row["cpu_limit_jobs_per_s"] = min(case.workers, os.cpu_count() or 1) * serial
+                row["ratio_to_cpu_limit"] = row["jobs_per_s"] / row["cpu_limit_jobs_per_s"]
             shown = f"{row['jobs_per_s']:>12,.0f} jobs/s  {row['check']}"
         else:
             shown = f"{row['status']}: {row['note']}"

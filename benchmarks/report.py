@@ -10,7 +10,7 @@ import pandas as pd
 
 #: The CSV's columns and what each means (written into the CSV header).
 COLUMN_MEANINGS: dict[str, str] = {
-    "workload": "noop | seed | sleep_1ms",
+    "workload": "noop | seed | sleep_1ms | noop_threads (and the Dask block's cases)",
     "n_jobs": "jobs per round",
     "workers": "worker threads/processes/goroutines (the same for every peer of a case)",
     "peer": "who ran the jobs",
@@ -44,6 +44,11 @@ COLUMN_MEANINGS: dict[str, str] = {
     " the pool saw it, GIL waits after waking included",
     "ratio_to_own_ideal": "sleep workload, qlab only: jobs_per_s / (workers / own_service_s),"
     " the issue's '16 / mean service time'",
+    "serial_jobs_per_s": "CPU-bound workloads (seed): the jobs run serially in the benchmark's"
+    " process, retries included, no pool (faster of 2 passes): one core's rate in CPython",
+    "cpu_limit_jobs_per_s": "CPU-bound workloads: min(workers, cpu_count) x serial_jobs_per_s,"
+    " CPython's limit on this machine",
+    "ratio_to_cpu_limit": "jobs_per_s / cpu_limit_jobs_per_s",
     "x_qlab_thread": "jobs_per_s / jobs_per_s of qlab-thread in the same case (>1: faster)",
     "x_qlab_process": "jobs_per_s / jobs_per_s of qlab-process in the same case",
     "note": "why skipped, the error, or a check mismatch",
