@@ -166,7 +166,8 @@ def test_sigkill_of_a_dask_worker_process_charges_only_the_running_job(cluster, 
     jobs = run.jobs.set_index("job_id")
     assert jobs.status.eq("ok").all()  # every job has exactly one final status
     assert jobs.attempts[5] == 2 and jobs.attempts.drop(5).eq(1).all()
-    assert run.attempts.query("job_id == 5").outcome.tolist() == ["crashed", "ok"]
+    five = run.attempts.query("job_id == 5")
+    assert five.outcome.tolist() == ["crashed", "ok"], five[["outcome", "error"]].to_dict("records")
 
 
 def test_timeout_kills_the_stuck_worker_and_retries(cluster):
@@ -218,3 +219,25 @@ def test_bad_input_fails_fast_naming_the_parameter(cluster):
     with pytest.raises(ValueError, match=r"workers: the Dask cluster at .* has 2 worker"):
         qlab.run(ran.append, range(3), workers=3, backend=on(cluster))
     assert not ran
+
+
+def test_a_batch_that_dask_moves_to_another_worker_process_refuses_to_run(cluster, tmp_path):
+    """Regression: Dask reschedules a dead worker's tasks, onto a worker its nanny
+    restarted at the same address too, so a batch whose jobs qlab had already sent back
+    to the queue ran again there (it blocked that worker, and its jobs ran twice). A
+    batch carries the id of the worker process it was sent to, and no other runs it."""
+    from qlab.backends import dask_remote
+
+    ids = cluster.client.run(dask_remote.worker_id)
+    assert len(set(ids.values())) == 2 and all(i for i in ids.values())  # one id each
+    (address, wid), (other, _) = sorted(ids.items())
+    args = ("no-pool", b"", 0, str(tmp_path / "progress"), 1, b"")
+
+    def send(to: str):
+        return cluster.client.submit(dask_remote.run_batch_remote, *args, wid, workers=[to],
+                                     pure=False).result(timeout=60)  # fmt: skip
+
+    with pytest.raises(dask_remote.NotThisWorker, match=f"sent to worker {wid}"):
+        send(other)
+    with pytest.raises(EOFError):  # its own worker passes the check (then finds no spec)
+        send(address)

@@ -206,6 +206,7 @@ class DaskBackend:
             self.progress[w].path,
             number,
             data,
+            self.info_[w].dask_id,  # a reschedule onto another worker process refuses it
             key=f"qlab-batch-{self._token}-{number}",
             workers=[address],
             allow_other_workers=False,
@@ -245,6 +246,9 @@ class DaskBackend:
             return None
         try:
             return fut.result(timeout=_FETCH_S)
+        except dask_remote.NotThisWorker:  # Dask moved it: the worker it was sent to died
+            self.cluster.mark_dead(self.info_[w].address, self.info_[w].wid)
+            return None
         except Exception:
             if status == "error" and self.cluster.alive(self.info_[w]):
                 raise  # not the worker's death: the task itself failed

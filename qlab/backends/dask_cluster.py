@@ -128,7 +128,8 @@ class WorkerInfo:
     """
 
     __slots__ = (
-        "address", "cpus", "delay", "host", "local", "nanny", "offset", "pid", "since", "wid",
+        "address", "cpus", "dask_id", "delay", "host", "local", "nanny", "offset", "pid",
+        "since", "wid",
     )  # fmt: skip
 
     def __init__(self, address: str, probe: tuple, nanny: str | None, offset: float, local: bool):
@@ -141,7 +142,8 @@ class WorkerInfo:
         self.since = 0.0
         # this worker process's own id: a restarted worker can come back at a dead
         # one's address (the OS may hand its port out again)
-        self.wid = str(probe[5]) if len(probe) > 5 and probe[5] else f"{address}/{self.pid}"
+        self.dask_id = str(probe[5]) if len(probe) > 5 else ""  # "": Dask did not say
+        self.wid = self.dask_id or f"{address}/{self.pid}"
 
     @property
     def hostname(self) -> str:

@@ -32,6 +32,7 @@ from qlab.backends.worker import Flag, pack
 from qlab.context import WorkerState
 
 __all__ = [
+    "NotThisWorker",
     "ProgressFile",
     "clock_probe",
     "configure",
@@ -170,30 +171,40 @@ def progress_op(path: str, op: str, index: int = 0, value: float = 0.0) -> Any:
     return None
 
 
-def clock_probe() -> tuple[str, int, float, float, int, str]:
+def clock_probe(dask_worker: Any = None) -> tuple[str, int, float, float, int, str]:
     """(host id, pid, wall minus perf_counter, Dask's scheduler delay, CPUs, worker
     id) of this worker: the worker's ``scheduler_delay`` is Dask's estimate of the
     scheduler's wall clock minus this worker's; CPUs are those its process may run
-    on; the id is :func:`worker_id`.
+    on; the id is :func:`worker_id`. ``client.run`` passes ``dask_worker`` (its
+    functions run outside a task, where ``get_worker()`` finds none).
 
     Example:
         >>> probe = clock_probe()
         >>> probe[0] == host_id() and probe[1] == os.getpid() and probe[4] >= 1
         True
     """
+    w = dask_worker if dask_worker is not None else _current_worker()
     delay = 0.0
     with contextlib.suppress(Exception):
-        from distributed import get_worker
-
-        delay = float(get_worker().scheduler_delay)
+        delay = float(w.scheduler_delay)
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
-    return host_id(), os.getpid(), time.time() - time.perf_counter(), delay, cpus, worker_id()
+    wall_minus_perf = time.time() - time.perf_counter()
+    return host_id(), os.getpid(), wall_minus_perf, delay, cpus, worker_id(w)
 
 
-def worker_id() -> str:
+def _current_worker() -> Any:
+    """The Dask worker running the current task, or None."""
+    with contextlib.suppress(Exception):
+        from distributed import get_worker
+
+        return get_worker()
+    return None
+
+
+def worker_id(dask_worker: Any = None) -> str:
     """This Dask worker process's own id (unique: a worker its nanny restarts, maybe
     at the same address, has another one); "" outside a worker.
 
@@ -201,18 +212,18 @@ def worker_id() -> str:
         >>> worker_id()
         ''
     """
-    with contextlib.suppress(Exception):
-        from distributed import get_worker
-
-        return str(get_worker().id)
-    return ""
+    w = dask_worker if dask_worker is not None else _current_worker()
+    return "" if w is None else str(w.id)
 
 
-def configure(token: str, spec: bytes) -> tuple[str, int, float, float, int, str]:
+def configure(
+    token: str, spec: bytes, dask_worker: Any = None
+) -> tuple[str, int, float, float, int, str]:
     """Load the pool's job spec in this worker (so that a handler the worker cannot
-    import fails before any job runs); return :func:`clock_probe`."""
+    import fails before any job runs); return :func:`clock_probe` (run by
+    ``client.run``, which passes ``dask_worker``)."""
     _load(token, spec)
-    return clock_probe()
+    return clock_probe(dask_worker)
 
 
 def dump_spec(spec: Any) -> bytes:
@@ -254,11 +265,24 @@ def hard_exit() -> None:
     os._exit(70)
 
 
+class NotThisWorker(RuntimeError):
+    """A batch task that Dask moved to another worker process than the one qlab sent
+    it to (its worker died, and Dask reschedules the tasks of a dead worker, onto a
+    restarted worker at the same address too). qlab has already sent its jobs back to
+    the queue: running them here would run them twice."""
+
+
 def run_batch_remote(
-    token: str, spec: bytes, worker: int, path: str, number: int, batch: bytes
+    token: str, spec: bytes, worker: int, path: str, number: int, batch: bytes, wid: str = ""
 ) -> bytes:
     """The Dask task: run batch ``number`` of the pool ``token`` as slot ``worker``;
-    return the packed columns (:func:`qlab.backends.worker.unpack` reads them)."""
+    return the packed columns (:func:`qlab.backends.worker.unpack` reads them).
+
+    Raises:
+        NotThisWorker: ``wid`` (the worker process it was sent to) is not this one.
+    """
+    if wid and wid != worker_id():
+        raise NotThisWorker(f"batch {number} was sent to worker {wid}, not {worker_id()}")
     handler, is_permanent, keep, seed, timeout = _load(token, spec)
     pf = _file(path)
     view = pf.view
