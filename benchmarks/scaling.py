@@ -165,12 +165,40 @@ def provenance() -> list[str]:
     ]
 
 
+def markdown(path: Path) -> str:
+    """A scaling CSV as the README's table: jobs/s (run only / traces built) by size,
+    and the bytes per attempt and per job at the largest size."""
+    with path.open() as f:
+        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
+    sizes = sorted({int(r["n_jobs"]) for r in rows})
+    head = " | ".join(f"{n:,}" for n in sizes)
+    out = [f"| backend | workers | {head} | trace B/attempt | frames B/attempt, B/job |"]
+    out.append("|---|---|" + "---|" * len(sizes) + "---|---|")
+    for key in dict.fromkeys((r["backend"], r["workers"]) for r in rows):
+        mine = {int(r["n_jobs"]): r for r in rows if (r["backend"], r["workers"]) == key}
+
+        def cell(r: dict[str, str]) -> str:
+            return f"{int(r['jobs_per_s']) / 1e6:.2f} / {int(r['jobs_per_s_traced']) / 1e6:.2f}"
+
+        cells = " | ".join(cell(mine[n]) if n in mine else "-" for n in sizes)
+        big = mine[max(mine)]
+        out.append(
+            f"| {key[0]} | {key[1]} | {cells} | {big['trace_b_per_attempt']} | "
+            f"{big['attempts_b_per_attempt']}, {big['jobs_b_per_job']} |"
+        )
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backends", default="thread,process")
     ap.add_argument("--max-jobs", type=int, default=SIZES[-1])
     ap.add_argument("--out", type=Path, default=HERE / "results" / "scaling.csv")
+    ap.add_argument("--markdown", type=Path, help="print this CSV as the README's table")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(args.markdown))
+        return
     head = provenance()
     rows = []
     print(f"{'backend':8} {'w':>3} {'jobs':>9} {'jobs/s':>11} {'traced':>11} "
