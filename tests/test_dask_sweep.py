@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 import qlab
-from qlab.backends import dask_cluster
+from qlab.backends import dask_local
 from qlab.hosts import cpu_count
 
 pytest.importorskip("distributed")
@@ -43,5 +43,5 @@ def test_a_two_point_dask_sweep_reuses_one_cluster_and_closes_it() -> None:
     pids = [{p for v in r.meta["pids"].values() for p in v} for r in runs]
     assert pids[0] <= pids[1]
     # the warm block ended with the sweep: the cluster and its workers are gone
-    assert dask_cluster._WARM is None
+    assert dask_local._WARM is None
     assert all(_gone(pid) for pid in pids[1])

@@ -42,7 +42,8 @@ from typing import Any
 from qlab.backends import dask_recovery as recovery
 from qlab.backends import dask_remote
 from qlab.backends.base import BatchResult, JobSpec, Slot
-from qlab.backends.dask_cluster import Cluster, WorkerInfo, warm_cluster
+from qlab.backends.dask_cluster import Cluster, WorkerInfo
+from qlab.backends.dask_local import warm_cluster
 from qlab.backends.dask_progress import Progress, SlotFlag
 from qlab.backends.worker import dumps, unpack
 from qlab.batches import Batch

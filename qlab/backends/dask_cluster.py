@@ -2,7 +2,8 @@
 
 :class:`Cluster` owns the Dask ``Client`` side of a pool: it starts a
 ``LocalCluster`` (worker processes on 127.0.0.1, one thread each, the dashboard on
-loopback at a free port) or connects to a scheduler address or a user's Client; it
+loopback at a free port; :mod:`qlab.backends.dask_local`, which also keeps one warm
+across pools) or connects to a scheduler address or a user's Client; it
 knows each worker it uses (address, host, pid, nanny) and each worker's clock
 offset; it finds a replacement when a worker dies; and it closes only what it
 started. A cluster that qlab did not start is never shut down by qlab.
@@ -25,96 +26,13 @@ milliseconds, which is why the same machine's exact clock is preferred).
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
-from qlab.backends import dask_remote
+from qlab.backends import dask_local, dask_remote
+from qlab.backends.dask_local import close_local, scale, start_local, warm_cluster, workers_of
 
-__all__ = ["Cluster", "WorkerInfo", "warm_cluster"]
-
-_WARM: list | None = None  # [LocalCluster, Client, tracker_was_running] in a warm block
-
-
-@contextlib.contextmanager
-def warm_cluster() -> Iterator[None]:
-    """Inside this block, every ``backend="dask"`` pool shares one LocalCluster,
-    scaled to its ``workers`` (a sweep pays the cluster's start-up once); it closes
-    when the block ends. Nested blocks share the outer one.
-
-    Example:
-        >>> with warm_cluster():
-        ...     pass  # no cluster starts until a pool needs one
-        >>> with warm_cluster():  # doctest: +SKIP
-        ...     qlab.sweep(workers=[1, 2, 4], backend="dask")
-    """
-    global _WARM
-    if _WARM is not None:
-        yield
-        return
-    _WARM = []
-    try:
-        yield
-    finally:
-        warm, _WARM = _WARM, None
-        if warm:
-            _close_local(*warm)
-
-
-def _start_local(distributed: Any, workers: int) -> list:
-    """A LocalCluster of ``workers`` processes on 127.0.0.1 and its Client."""
-    from multiprocessing import resource_tracker
-
-    tracker_was_running = resource_tracker._resource_tracker._pid is not None
-    cluster = distributed.LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        scheduler_port=0,
-        dashboard_address="127.0.0.1:0",
-        silence_logs=logging.CRITICAL,  # a worker retired by a rescale logs its lost heartbeat
-    )
-    try:
-        client = distributed.Client(cluster, set_as_default=False)
-    except BaseException:
-        cluster.close()
-        raise
-    return [cluster, client, tracker_was_running]
-
-
-def _close_local(cluster: Any, client: Any, tracker_was_running: bool) -> None:
-    with contextlib.suppress(Exception):
-        client.close(timeout=10)
-    with contextlib.suppress(Exception):
-        cluster.close(timeout=10)
-    if not tracker_was_running:
-        # the nannies' multiprocessing queues started it; nothing else of ours uses it
-        from multiprocessing import resource_tracker
-
-        with contextlib.suppress(Exception):
-            resource_tracker._resource_tracker._stop()
-
-
-def workers_of(client: Any) -> dict[str, Any]:
-    """The scheduler's workers (address -> info), asked of the scheduler now.
-
-    Not ``client.scheduler_info()``: it refreshes the client's shared copy and returns
-    it, and the client's own periodic refresh (which asks for no workers) can replace
-    that copy in between, so a cluster of two workers sometimes seemed to have none.
-    """
-    return dict(client.sync(client.scheduler.identity, n_workers=-1)["workers"])
-
-
-def _scale(cluster: Any, client: Any, workers: int, timeout: float = 120.0) -> None:
-    """Scale a LocalCluster to exactly ``workers`` workers and wait for it."""
-    cluster.scale(workers)
-    deadline = time.monotonic() + timeout
-    while len(workers_of(client)) != workers:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"workers: the LocalCluster did not reach {workers} workers")
-        time.sleep(0.05)  # the scheduler has no event for "exactly n workers"
+__all__ = ["Cluster", "WorkerInfo", "warm_cluster", "workers_of"]
 
 
 class WorkerInfo:
@@ -183,14 +101,15 @@ class Cluster:
             raise ImportError(
                 "backend='dask' needs dask.distributed: pip install 'qlab[dask]'"
             ) from exc
-        if self.owned and _WARM is not None:  # inside warm_cluster(): one cluster, rescaled
-            if not _WARM:
-                _WARM.extend(_start_local(distributed, workers))
-            self.local_cluster, self.client, _ = _WARM
+        warm = dask_local._WARM
+        if self.owned and warm is not None:  # inside warm_cluster(): one cluster, rescaled
+            if not warm:
+                warm.extend(start_local(distributed, workers))
+            self.local_cluster, self.client, _ = warm
             self.warm = True
-            _scale(self.local_cluster, self.client, workers)
+            scale(self.local_cluster, self.client, workers)
         elif self.owned:
-            self.local_cluster, self.client, self._tracker_was_running = _start_local(
+            self.local_cluster, self.client, self._tracker_was_running = start_local(
                 distributed, workers
             )
         elif self.user_client is not None:
@@ -213,7 +132,7 @@ class Cluster:
         if self.warm:
             return
         if self.local_cluster is not None:
-            _close_local(self.local_cluster, self.client, self._tracker_was_running)
+            close_local(self.local_cluster, self.client, self._tracker_was_running)
         elif self.client is not None and self.user_client is None:
             with contextlib.suppress(Exception):
                 self.client.close(timeout=10)
