@@ -435,6 +435,9 @@ def test_save_and_load_round_trip(backend, tmp_path, fmt):
     assert back.meta["backend"] == name(backend) and back.meta["workers"] == run.meta["workers"]
     pd.testing.assert_frame_equal(back.jobs[OUTCOME], run.jobs[OUTCOME], check_categorical=False)
     assert back.attempts.outcome.tolist() == run.attempts.outcome.tolist()
+    for table in ("attempts", "jobs"):  # the host column survives, a category again
+        a, b = getattr(back, table).host, getattr(run, table).host
+        assert isinstance(a.dtype, pd.CategoricalDtype) and a.tolist() == b.tolist()
     assert back.summary()["failed"] == 20
 
 
