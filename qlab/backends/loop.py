@@ -199,6 +199,7 @@ def _run_careful(
     timed = state.timeout is not None and publish is None
     if pace is not None and res.throttle is None:
         res.throttle = []
+    c0 = cpu_clock()  # an attempt's CPU time runs from the end of the one before: one read
     for i, (job_id, attempt, payload) in enumerate(batch):
         if state.stop:
             break
@@ -207,7 +208,7 @@ def _run_careful(
             if state.stop:
                 break
             res.throttle.append(waited)  # before the attempt: a crash row has it too
-        c0 = cpu_clock()
+            c0 = cpu_clock()  # the wait for the token is not the attempt's
         t0 = perf()
         state.cur = (job_id, attempt, t0)
         if timed:
@@ -238,6 +239,7 @@ def _run_careful(
         t0s.append(t0)
         t1s.append(t1)
         cpus.append(c1 - c0)
+        c0 = c1
         if results is not None:
             results.append(r)
         if fail is not None and fail.code == CRASHED:
