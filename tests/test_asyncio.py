@@ -224,3 +224,21 @@ def test_one_async_workload_sweeps_threads_and_the_event_loop():
 def test_an_async_handler_without_a_sync_twin_is_refused_on_threads():
     with pytest.raises(TypeError, match="async def: use backend='asyncio'"):
         qlab.run(double, range(3), backend="thread")
+
+
+@pytest.mark.timeout(60)
+def test_one_backend_object_serves_a_pool_after_a_stopped_one():
+    backend = AsyncioBackend()
+    started, stop = threading.Event(), threading.Event()
+
+    async def forever(x):
+        started.set()
+        await asyncio.sleep(3600)
+
+    helper = threading.Thread(target=lambda: (started.wait(30), stop.set()))
+    helper.start()
+    first = qlab.run(forever, range(5), workers=3, backend=backend, stop=stop, grace=0.1)
+    helper.join()
+    assert first.jobs.status.eq("cancelled").all()  # its tasks were cancelled (a kill)
+    again = qlab.run(double, range(5), workers=3, backend=backend, keep_results=True)
+    assert again.jobs.result.tolist() == [0, 2, 4, 6, 8]

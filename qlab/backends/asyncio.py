@@ -128,6 +128,10 @@ class AsyncioBackend:
         t = time.perf_counter()
         self.spec = spec
         self._take_ahead = take_ahead
+        # a backend object may serve one pool after another: nothing of the last one
+        self._feeds, self._flights, self._lane_tasks = {}, set(), {}
+        self._pending.clear()
+        self._cancel, self._killed = threading.Event(), False
         total, drivers = self.concurrency or workers, self.drivers(workers)
         self._per_feed = -(-total // drivers)
         # batches of about 20 ms of work per lane: many jobs run at once
