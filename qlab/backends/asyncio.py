@@ -50,7 +50,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from qlab.backends.asyncio_parts import Feed, Flight, Lanes, columns, failure, new_loop, wait_turn
+from qlab.backends.asyncio_parts import (
+    Feed,
+    Flight,
+    Lanes,
+    columns,
+    failure,
+    new_loop,
+    serve_in_thread,
+    wait_turn,
+)
 from qlab.backends.base import BatchResult, JobSpec, Slot
 from qlab.batches import Batch
 from qlab.checks import is_async
@@ -141,29 +150,13 @@ class AsyncioBackend:
             self.loop, kind = self._given, "given"
         else:
             self.loop, kind = new_loop()
-            ready = threading.Event()
-            self._thread = threading.Thread(
-                target=self._serve, args=(ready,), name="qlab-asyncio-loop", daemon=True
-            )
-            self._thread.start()
-            ready.wait()
+            self._thread = serve_in_thread(self.loop)
         return {
             "startup_s": time.perf_counter() - t,
             "event_loop": kind,
             "drivers": drivers,
             "concurrency": total,
         }
-
-    def _serve(self, ready: threading.Event) -> None:
-        loop = self.loop
-        assert loop is not None
-        asyncio.set_event_loop(loop)
-        loop.call_soon(ready.set)
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
 
     def new_event(self, worker: int) -> threading.Event:
         return self._cancel

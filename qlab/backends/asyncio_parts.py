@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 import queue
+import threading
 from typing import Any
 
 from qlab.backends.base import BatchResult, Failure
@@ -29,6 +30,7 @@ __all__ = [
     "columns",
     "failure",
     "new_loop",
+    "serve_in_thread",
     "wait_turn",
 ]
 
@@ -42,6 +44,26 @@ def new_loop() -> tuple[asyncio.AbstractEventLoop, str]:
     except ImportError:
         return asyncio.new_event_loop(), "asyncio"
     return uvloop.new_event_loop(), "uvloop"
+
+
+def serve_in_thread(loop: asyncio.AbstractEventLoop) -> threading.Thread:
+    """Run ``loop`` forever in a ``qlab-asyncio-loop`` thread (started, and running,
+    when this returns); once stopped, the loop closes itself."""
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(ready.set)
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    thread = threading.Thread(target=serve, name="qlab-asyncio-loop", daemon=True)
+    thread.start()
+    ready.wait()
+    return thread
 
 
 def failure(
