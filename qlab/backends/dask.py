@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import pickle
-import signal
 import threading
 import time
 import uuid
@@ -259,24 +257,8 @@ class DaskBackend:
 
     def overdue(self, slot: Slot, now: float) -> None:
         """Kill the worker whose running attempt is past its deadline; its driver then
-        sees the worker die and records the timeout (see ``_lost``)."""
-        w, timeout = slot.worker, self.spec.timeout
-        info = self.info_[w]
-        if timeout is None or info.wid in self._killed or self._stopping:
-            return None
-        i, t0 = self.progress[w].running()
-        if i >= 0 and now - (t0 + info.offset) >= timeout:
-            self._killed.add(info.wid)
-            self._kill(info)
-        return None
-
-    def _kill(self, info: WorkerInfo) -> None:
-        if info.local:
-            with contextlib.suppress(OSError):
-                os.kill(info.pid, signal.SIGKILL)
-        else:
-            with contextlib.suppress(Exception):
-                self.cluster.client.run(dask_remote.hard_exit, workers=[info.address], wait=False)
+        sees the worker die and records the timeout (:func:`recovery.overdue`)."""
+        return recovery.overdue(self, slot, now)
 
     def stop_intake(self) -> None:
         """Running attempts finish; batches sent ahead do not start."""
@@ -284,33 +266,12 @@ class DaskBackend:
             progress.set(3, 1.0)
 
     def stop_worker(self, slot: Slot) -> None:
-        self._kill(self.info_[slot.worker])
+        recovery.kill(self, self.info_[slot.worker])
 
     def close(self, kill: bool = False) -> None:
         """Cancel what is still submitted, remove the progress files, and close the
-        cluster if qlab started it (with ``kill``, running attempts are cancelled
-        first: their drivers stop waiting)."""
-        with self._lock:
-            if self._stopping:
-                return
-            self._stopping = True
-        self._stopped.set()
-        for progress in self.progress:
-            with contextlib.suppress(Exception):
-                progress.set(3, 1.0)
-                if kill:
-                    progress.set(2, 1.0)
-        for _, fut, _ in list(self._sent.values()):
-            with contextlib.suppress(Exception):
-                fut.cancel()
-        for progress in self.progress:
-            progress.unlink()
-        if not self.cluster.owned:  # a user's workers live on: let them drop our spec
-            with contextlib.suppress(Exception):
-                addresses = sorted({i.address for i in self.info_})
-                self.cluster.client.run(dask_remote.forget, self._token, workers=addresses,
-                                        on_error="ignore")  # fmt: skip
-        self.cluster.close()
+        cluster if qlab started it (:func:`recovery.close`)."""
+        recovery.close(self, kill)
 
     def info(self) -> dict[str, Any]:
         """Provenance: each slot's Dask worker addresses (a replaced one has several),

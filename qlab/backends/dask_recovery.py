@@ -7,14 +7,20 @@ A dead worker's progress file (:mod:`qlab.backends.dask_remote`) says which atte
 was running, in which batch (the slot's batch, or the one sent ahead of it). Nobody
 can read it when the worker was on another machine and no process is left there:
 then the batch's first job is charged, the others run again.
+
+Timeouts and stops live here too: :func:`overdue` kills the worker of an attempt past
+its deadline (:func:`kill`), and :func:`close` cancels what is still submitted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import time
 from typing import TYPE_CHECKING
 
+from qlab.backends import dask_remote
 from qlab.backends.base import BatchResult, Slot, crash_row, unpicklable_rows
 from qlab.backends.worker import dumps
 from qlab.batches import EMPTY, Batch
@@ -22,8 +28,9 @@ from qlab.codes import CANCELLED, CRASHED, TIMEOUT
 
 if TYPE_CHECKING:
     from qlab.backends.dask import DaskBackend
+    from qlab.backends.dask_cluster import WorkerInfo
 
-__all__ = ["lost", "replace", "task_failed", "unpicklable"]
+__all__ = ["close", "kill", "lost", "overdue", "replace", "task_failed", "unpicklable"]
 
 _POLL_S = 0.1
 
@@ -133,3 +140,55 @@ def unpicklable(self: DaskBackend, batch: Batch, exc: Exception) -> BatchResult:
 
 
 # -- timeouts and stops ------------------------------------------------------------
+
+
+def overdue(self: DaskBackend, slot: Slot, now: float) -> None:
+    """Kill the worker whose running attempt is past its deadline; its driver then
+    sees the worker die, and :func:`lost` records the timeout."""
+    w, timeout = slot.worker, self.spec.timeout
+    info = self.info_[w]
+    if timeout is None or info.wid in self._killed or self._stopping:
+        return None
+    i, t0 = self.progress[w].running()
+    if i >= 0 and now - (t0 + info.offset) >= timeout:
+        self._killed.add(info.wid)
+        kill(self, info)
+    return None
+
+
+def kill(self: DaskBackend, info: WorkerInfo) -> None:
+    """End a worker process: SIGKILL on this machine, ``os._exit`` through
+    ``client.run`` on another (its nanny, if it has one, starts another)."""
+    if info.local:
+        with contextlib.suppress(OSError):
+            os.kill(info.pid, signal.SIGKILL)
+    else:
+        with contextlib.suppress(Exception):
+            self.cluster.client.run(dask_remote.hard_exit, workers=[info.address], wait=False)
+
+
+def close(self: DaskBackend, cancel_running: bool = False) -> None:
+    """Cancel what is still submitted, remove the progress files, and close the
+    cluster if qlab started it (with ``cancel_running``, running attempts see their
+    cancel token first: their drivers stop waiting)."""
+    with self._lock:
+        if self._stopping:
+            return
+        self._stopping = True
+    self._stopped.set()
+    for progress in self.progress:
+        with contextlib.suppress(Exception):
+            progress.set(3, 1.0)
+            if cancel_running:
+                progress.set(2, 1.0)
+    for _, fut, _ in list(self._sent.values()):
+        with contextlib.suppress(Exception):
+            fut.cancel()
+    for progress in self.progress:
+        progress.unlink()
+    if not self.cluster.owned:  # a user's workers live on: let them drop our spec
+        with contextlib.suppress(Exception):
+            addresses = sorted({i.address for i in self.info_})
+            self.cluster.client.run(dask_remote.forget, self._token, workers=addresses,
+                                    on_error="ignore")  # fmt: skip
+    self.cluster.close()
