@@ -241,3 +241,36 @@ def test_a_batch_that_dask_moves_to_another_worker_process_refuses_to_run(cluste
         send(other)
     with pytest.raises(EOFError):  # its own worker passes the check (then finds no spec)
         send(address)
+
+
+@pytest.fixture
+def elsewhere(monkeypatch):
+    """The parent believes it runs on another machine than the workers: every worker
+    takes the paths of a remote one (progress read and flags set through client.run,
+    liveness from the scheduler, a kill through client.run, clocks from Dask's delays)."""
+    from qlab.backends import dask_remote
+
+    monkeypatch.setattr(dask_remote, "host_id", lambda: "another-machine/boot")
+
+
+def test_workers_on_another_machine_recover_from_a_crash_and_a_timeout(cluster, elsewhere):
+    """The paths of remote workers, on this machine's cluster. Regression: the kill of
+    a remote worker (``client.run(hard_exit, wait=False)``) raised inside Dask, which
+    runs only coroutines without waiting, so a stuck remote attempt was never stopped."""
+    run = qlab.run(DiesOnce(), range(40), workers=2, backend=on(cluster), keep_results=True,
+                   retry=qlab.Retry(3, backoff=None), batch_size=8)  # fmt: skip
+    jobs = run.jobs.set_index("job_id")
+    assert jobs.status.eq("ok").all() and jobs.result.tolist() == list(range(40))
+    assert jobs.attempts[7] == 2 and jobs.attempts.drop(7).eq(1).all()
+    assert run.attempts.query("job_id == 7").outcome.tolist() == ["crashed", "ok"]
+    assert run.meta["clock_offsets"] and all(
+        abs(v) < 60 for v in run.meta["clock_offsets"].values()
+    )
+    gate = SocketGate()
+    try:
+        run = qlab.run(Blocks(gate, os.devnull), range(8), workers=2, backend=on(cluster),
+                       timeout=1.0, retry=qlab.Retry(3, backoff=None))  # fmt: skip
+    finally:
+        gate.close()
+    assert run.jobs.status.eq("ok").all()
+    assert run.attempts.query("job_id == 5").outcome.tolist()[0] == "timeout"

@@ -259,9 +259,10 @@ def forget(token: str) -> None:
         _FILES.pop(path).unlink()
 
 
-def hard_exit() -> None:
+async def hard_exit() -> None:
     """End this worker process now (a timed-out attempt's worker; its nanny, if it has
-    one, starts another)."""
+    one, starts another). A coroutine: ``client.run(..., wait=False)`` runs only those
+    (it refused a plain function, and the kill of a remote worker never happened)."""
     os._exit(70)
 
 
