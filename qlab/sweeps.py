@@ -31,6 +31,7 @@ from typing import Any
 
 from qlab import runner, workloads
 from qlab.backends import BACKENDS
+from qlab.backends.base import Backend
 from qlab.checks import check_int as _check_int
 from qlab.checks import describe as _describe
 from qlab.hooks import Hook
@@ -67,7 +68,7 @@ def default_workload() -> Callable[[Any], Any]:
 def sweep(
     workload: Callable[[Any], Any] | None = None,
     workers: Iterable[int] | int = range(1, 17),
-    backend: str | Iterable[str] = "thread",
+    backend: Any = "thread",
     jobs: int | None = None,
     repeats: int | None = None,
     seed: int | None = 0,
@@ -91,7 +92,9 @@ def sweep(
         workload: the handler; None: :func:`default_workload` (1 ms jobs, 5% transient
             failures, retried at once).
         workers: worker counts (ints >= 1), run in ascending order, duplicates dropped.
-        backend: ``"thread"``, ``"process"`` or a list of them.
+        backend: a backend name (``"thread"``, ``"process"``, ``"dask"``...), a Backend
+            object (``qlab.backends.Dask(address=...)``: each point uses ``workers``
+            worker threads of your cluster, which qlab leaves running), or a list.
         jobs: jobs per run (payloads ``range(jobs)``); None: ``DEFAULT_JOBS``.
         repeats: runs per (backend, workers) point; with ``precision``, the least number
             (None: 3, or 2 with ``precision``).
@@ -175,7 +178,7 @@ def sweep(
         "jobs": jobs,
         "repeats": repeats,
         "seed": seed,
-        "backends": backends,
+        "backends": [_name(b) for b in backends],
         "queues": [redact(q) for q in queues],
         "workers": ws,
         "retry": repr(retry),
@@ -199,7 +202,8 @@ def sweep(
     try:
         with _warm(backends):
             for b, q in ((b, q) for b in backends for q in queues):
-                where = b if len(queues) == 1 else f"{b} queue={redact(q)}"
+                name = _name(b)
+                where = name if len(queues) == 1 else f"{name} queue={redact(q)}"
                 if warmup:
                     at = f"warm-up of {where}"
                     n = min(jobs, 10 * ws[-1])
@@ -213,7 +217,7 @@ def sweep(
                             workload, range(jobs), w, backend=b, hooks=hooks, stop=stop,
                             queue=fresh(q), **options,
                         )  # fmt: skip
-                        row = _row(_checked(run), b, redact(q), w, i)
+                        row = _row(_checked(run), name, redact(q), w, i)
                         point.append(row | meter.stop())
                         latencies.append(run.jobs["latency_s"].to_numpy())
                         at = f"the pause after {here}"
@@ -280,12 +284,27 @@ def _check_workers(workers: Any) -> list[int]:
     return sorted(set(ws))
 
 
-def _check_backends(backend: Any) -> list[str]:
-    names = [backend] if isinstance(backend, str) else backend
-    names = list(names) if isinstance(names, Iterable) else []
-    if not names or any(b not in BACKENDS for b in names):
-        raise ValueError(f"backend must be one of {BACKENDS} or a list of them, got {backend!r}")
-    return list(dict.fromkeys(names))
+def _check_backends(backend: Any) -> list[Any]:
+    """Backend names, or Backend objects such as ``qlab.backends.Dask(address=...)`` (a
+    user's cluster, of which each point uses ``workers`` worker threads), or a list of
+    them; one per name, so that the ``backend`` column tells them apart."""
+    items = [backend] if isinstance(backend, str | Backend) else backend
+    items = list(items) if isinstance(items, Iterable) else []
+    good = [b in BACKENDS if isinstance(b, str) else isinstance(b, Backend) for b in items]
+    if not items or not all(good):
+        raise ValueError(
+            f"backend must be one of {BACKENDS}, a Backend object, or a list of them, "
+            f"got {backend!r}"
+        )
+    names = [_name(b) for b in items]
+    if len(set(names)) < len(names):
+        raise ValueError(f"backend: two entries share a name, got {names}")
+    return items
+
+
+def _name(backend: Any) -> str:
+    """The ``backend`` column's value: the name, or the Backend object's ``name``."""
+    return backend if isinstance(backend, str) else str(backend.name)
 
 
 def _row(run: Any, backend: str, queue: str, workers: int, repeat: int) -> dict[str, Any]:

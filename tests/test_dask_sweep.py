@@ -45,3 +45,25 @@ def test_a_two_point_dask_sweep_reuses_one_cluster_and_closes_it() -> None:
     # the warm block ended with the sweep: the cluster and its workers are gone
     assert dask_local._WARM is None
     assert all(_gone(pid) for pid in pids[1])
+
+
+def test_a_sweep_on_a_users_cluster_uses_n_of_its_workers_and_leaves_it_up(dask_cluster):
+    # a Backend object in backend=: each point takes `workers` worker threads of the
+    # user's scheduler (two here); qlab starts no cluster and shuts none down
+    user = qlab.backends.Dask(address=dask_cluster.address)
+    sw = qlab.sweep(abs, workers=[1, 2], backend=[user, "thread"], jobs=30, repeats=1,
+                    warmup=False, keep_runs=True)  # fmt: skip
+    assert sorted(set(sw.df.backend)) == ["dask", "thread"]
+    on_dask = [r for r in sw.runs if r.meta["backend"] == "dask"]
+    assert [len(r.meta["dask_workers"]) for r in on_dask] == [1, 2]
+    assert all(r.summary()["ok"] == 30 and not r.meta["dask_owned"] for r in on_dask)
+    assert {r.meta["dask_scheduler"] for r in on_dask} == {dask_cluster.address}
+    assert dask_local._WARM is None and dask_cluster.up()  # still serving
+    assert dask_cluster.client.submit(abs, -3).result(timeout=30) == 3
+
+
+def test_sweep_backends_are_checked_before_any_run():
+    with pytest.raises(ValueError, match="backend"):
+        qlab.sweep(abs, workers=[1], backend=[object()], jobs=2, repeats=1)
+    with pytest.raises(ValueError, match="share a name"):
+        qlab.sweep(abs, workers=[1], backend=["thread", "thread"], jobs=2, repeats=1)
