@@ -207,7 +207,7 @@ class Drivers:
         cap = None if limiter is None else limiter.limit.batch_cap  # no tokens far ahead
         ahead = getattr(self.backend, "in_flight", 1)  # batches a worker holds at once
         room = getattr(self.q, "capacity", 0) // ((ahead + 1) * len(self.slots))
-        if ahead > 1 and room > 0:
+        if ahead > 1 and room > 0 and not self.pool._batch_size:  # batch_size= is kept
             cap = room if cap is None else min(cap, room)
         workers = len(self.slots)
         take = sizer(self.pool._batch_size, self.backend.batch_target_s, slot.ema, workers, cap)
