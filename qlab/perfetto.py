@@ -80,8 +80,8 @@ def to_perfetto(
     path = Path(path)
     meta = {k: v for k, v in run.meta.items() if isinstance(v, str | int | float | bool)}
     meta.update(attempts=total, attempts_written=len(att), time_unit="microseconds")
-    tids, names = tracks(att)
     pids, hosts = processes(att)
+    tids, names = tracks(att, pids)
     head = _metadata(run, att, tids, pids, hosts, names)
     xs, rest = _slices(att, tids, pids)
     rest += counters(run, max_counter_points, 1 if len(hosts) < 2 else len(hosts) + 1)

@@ -16,7 +16,10 @@ __all__ = ["counters", "processes", "tracks"]
 
 
 def processes(att: Any) -> tuple[Any, list[str]]:
-    """Each attempt's pid (1 + its host's index) and the host names, sorted.
+    """Each attempt's pid (1 + its host's index) and the host names, sorted. A run
+    merged from several consumers of a shared queue (a ``consumer`` column with more
+    than one value) gets a process per consumer instead, named after it, as each
+    consumer numbers its workers from 0.
 
     Example:
         >>> import pandas as pd
@@ -24,14 +27,20 @@ def processes(att: Any) -> tuple[Any, list[str]]:
         >>> pids, hosts = processes(att)
         >>> pids.tolist(), hosts
         ([2, 1, 2], ['a', 'b'])
+        >>> att["consumer"] = ["b:7:1:x", "a:9:1:y", "b:8:1:z"]
+        >>> processes(att)[1]
+        ['a:9:1:y', 'b:7:1:x', 'b:8:1:z']
     """
     import numpy as np
 
-    if "host" not in att.columns:  # a frame from elsewhere: every worker on one machine
+    if "consumer" in att.columns and att["consumer"].nunique() > 1:
+        host = att["consumer"].astype(str).astype("category")
+    elif "host" not in att.columns:  # a frame from elsewhere: every worker on one machine
         from qlab.hosts import local_host
 
         return np.ones(len(att), np.int64), [local_host()]
-    host = att["host"].astype("category")
+    else:
+        host = att["host"].astype("category")
     names = [str(c) for c in host.cat.categories] + ["unknown host"]
     codes = host.cat.codes.to_numpy().astype(np.int64)
     codes[codes < 0] = len(names) - 1
@@ -41,11 +50,12 @@ def processes(att: Any) -> tuple[Any, list[str]]:
     return slot[codes], [names[c] for c in used.tolist()]
 
 
-def tracks(att: Any) -> tuple[Any, dict[int, str]]:
+def tracks(att: Any, pids: Any = None) -> tuple[Any, dict[int, str]]:
     """A thread track per attempt: ``worker + 1``, unless the worker ran attempts at
     once (an asyncio lane with ``concurrency``): then each overlapping attempt goes to
     the worker's first extra track that is free, as viewers need slices on one track
-    to nest. Returns the tids and the names of the extra tracks.
+    to nest. A worker is one per process of ``pids`` (:func:`processes`), if given.
+    Returns the tids and the names of the extra tracks.
 
     Example:
         >>> import pandas as pd
@@ -60,16 +70,18 @@ def tracks(att: Any) -> tuple[Any, dict[int, str]]:
     worker = att["worker"].to_numpy().astype(np.int64)
     start, end = att["start_s"].to_numpy(), att["end_s"].to_numpy()
     tids = worker + 1
-    order = np.lexsort((start, worker))
-    w_s, s_s, e_s = worker[order], start[order], end[order]
+    wspan = int(worker.max()) + 1 if len(worker) else 1
+    key = worker if pids is None else np.asarray(pids, np.int64) * wspan + worker
+    order = np.lexsort((start, key))
+    w_s, s_s, e_s = key[order], start[order], end[order]
     same = w_s[1:] == w_s[:-1]
     if not (same & (s_s[1:] < np.maximum.accumulate(e_s)[:-1])).any():
         return tids, {}  # no worker ran two attempts at once: a track per worker
-    span = int(worker.max()) + 1 if len(worker) else 1
-    free: dict[int, list[float]] = {}  # worker -> when each of its tracks is free
+    span = wspan
+    free: dict[int, list[float]] = {}  # worker (key) -> when each of its tracks is free
     lane = np.zeros(len(att), np.int64)
     for i in order.tolist():
-        ends = free.setdefault(int(worker[i]), [])
+        ends = free.setdefault(int(key[i]), [])
         for k, busy_until in enumerate(ends):
             if busy_until <= start[i]:
                 ends[k], lane[i] = end[i], k
@@ -78,7 +90,7 @@ def tracks(att: Any) -> tuple[Any, dict[int, str]]:
             ends.append(end[i])
             lane[i] = len(ends) - 1
     names = {
-        w + 1 + span * k: f"worker {w} ({k + 1})"
+        w % span + 1 + span * k: f"worker {w % span} ({k + 1})"
         for w, ends in free.items()
         for k in range(1, len(ends))
     }

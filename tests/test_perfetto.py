@@ -316,3 +316,22 @@ def test_tracks_are_grouped_by_host_one_process_each(tmp_path) -> None:
     for pid in (1, 2):  # a worker's slices nest on its track in each host's process
         assert _partial_overlaps([e for e in events if e["pid"] == pid]) == 0
     _validator().validate({"traceEvents": events})
+
+
+def test_consumers_of_a_shared_queue_get_a_process_each():
+    # two consumers on one host both number their workers from 0: a process each, so
+    # their worker 0 attempts that overlap in time need no extra track
+    import pandas as pd
+
+    from qlab.perfetto_layout import processes, tracks
+
+    att = pd.DataFrame({
+        "worker": [0, 0, 0, 0], "start_s": [0.0, 0.1, 1.0, 1.1], "end_s": [1.0, 1.1, 2.0, 2.1],
+        "host": ["h", "h", "h", "h"], "consumer": ["h:1:0:a", "h:2:0:b", "h:1:0:a", "h:2:0:b"],
+    })  # fmt: skip
+    pids, names = processes(att)
+    assert names == ["h:1:0:a", "h:2:0:b"] and pids.tolist() == [1, 2, 1, 2]
+    tids, extra = tracks(att, pids)
+    assert tids.tolist() == [1, 1, 1, 1] and extra == {}
+    # without the processes, the same attempts overlap on one worker: a second track
+    assert tracks(att)[0].tolist() == [1, 2, 1, 2]
