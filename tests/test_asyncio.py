@@ -137,18 +137,7 @@ def test_bad_input_names_the_parameter():
 
 @pytest.mark.parametrize("backend", ["asyncio", AsyncioBackend(concurrency=8)])
 def test_a_stop_cancels_the_running_tasks(backend):
-    import threading
-
-    started, stop = threading.Event(), threading.Event()
-
-    async def forever(x):
-        started.set()
-        await asyncio.sleep(3600)
-
-    helper = threading.Thread(target=lambda: (started.wait(30), stop.set()))
-    helper.start()
-    run = qlab.run(forever, range(20), workers=2, backend=backend, stop=stop, grace=0.1)
-    helper.join()
+    run = _stopped_once_running(backend, jobs=20, workers=2)
     assert run.meta["interrupted"] == "stopped"
     assert run.jobs.status.eq("cancelled").all()
     assert run.attempts.outcome.eq("cancelled").all() and len(run.attempts) >= 1
@@ -229,6 +218,14 @@ def test_an_async_handler_without_a_sync_twin_is_refused_on_threads():
 @pytest.mark.timeout(60)
 def test_one_backend_object_serves_a_pool_after_a_stopped_one():
     backend = AsyncioBackend()
+    first = _stopped_once_running(backend, jobs=5, workers=3)
+    assert first.jobs.status.eq("cancelled").all()  # its tasks were cancelled (a kill)
+    again = qlab.run(double, range(5), workers=3, backend=backend, keep_results=True)
+    assert again.jobs.result.tolist() == [0, 2, 4, 6, 8]
+
+
+def _stopped_once_running(backend, jobs: int, workers: int) -> qlab.Run:
+    """A run of handlers that never end, stopped (``stop=``) once one has started."""
     started, stop = threading.Event(), threading.Event()
 
     async def forever(x):
@@ -237,8 +234,8 @@ def test_one_backend_object_serves_a_pool_after_a_stopped_one():
 
     helper = threading.Thread(target=lambda: (started.wait(30), stop.set()))
     helper.start()
-    first = qlab.run(forever, range(5), workers=3, backend=backend, stop=stop, grace=0.1)
-    helper.join()
-    assert first.jobs.status.eq("cancelled").all()  # its tasks were cancelled (a kill)
-    again = qlab.run(double, range(5), workers=3, backend=backend, keep_results=True)
-    assert again.jobs.result.tolist() == [0, 2, 4, 6, 8]
+    try:
+        return qlab.run(forever, range(jobs), workers=workers, backend=backend, stop=stop,
+                        grace=0.1)  # fmt: skip
+    finally:
+        helper.join()
