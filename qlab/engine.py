@@ -25,18 +25,11 @@ from typing import Any
 
 from qlab import backends, queues
 from qlab.backends.base import JobSpec
-from qlab.checks import (
-    check_int,
-    check_retry,
-    check_seconds,
-    describe,
-    is_async,
-)
-from qlab.clock import REAL_CLOCK
 from qlab.drivers import Drivers
 from qlab.hooks import HookSet, progress_hook
 from qlab.jobqueue import Phase
-from qlab.ratelimit import check_rate_limit, make_limiter
+from qlab.options import pool_options, runnable_handler
+from qlab.ratelimit import make_limiter
 from qlab.retry import Retry
 from qlab.settle import JobFailed
 from qlab.signals import Interrupts
@@ -47,7 +40,6 @@ __all__ = ["BACKENDS", "JobFailed", "Pool"]
 log = logging.getLogger("qlab")
 
 BACKENDS = backends.BACKENDS
-DEFAULT_QUEUE_SIZE = 10_000
 _POLL_S = 0.05  # how often a waiting caller looks for a noted Ctrl-C / SIGTERM / stop
 
 
@@ -111,63 +103,32 @@ class Pool:
         _interrupts: Interrupts | None = None,
         _total: int | None = None,
     ) -> None:
-        if not callable(handler):
-            raise TypeError(f"handler must be callable, got {handler!r}")
-        self._workers = check_int("workers", workers, 1)
-        self._retry = retry = check_retry(retry)
-        timeout = check_seconds("timeout", timeout)
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise ValueError(f"seed must be an int or None, got {seed!r}")
-        self._seed = seed
-        capacity = check_int(
-            "queue_size", DEFAULT_QUEUE_SIZE if queue_size is None else queue_size, 1
-        )
-        self._batch_size = None if batch_size is None else check_int("batch_size", batch_size, 1)
-        self._grace = check_seconds("grace", grace, allow_zero=True)
+        o = pool_options(
+            handler, workers=workers, retry=retry, timeout=timeout, seed=seed,
+            queue_size=queue_size, batch_size=batch_size, grace=grace, clock=clock,
+            rate_limit=rate_limit,
+        )  # fmt: skip
+        self._workers, self._retry, self._seed, clock = o.workers, o.retry, o.seed, o.clock
+        self._batch_size, self._grace, self._clock = o.batch_size, o.grace, clock
         self._hooks = HookSet(hooks)
         if progress:
             self._hooks.add(progress_hook())
-        clock = REAL_CLOCK if clock is None else clock
-        if not callable(getattr(clock, "now", None)):
-            raise TypeError(f"clock must have a now() method, got {clock!r}")
-        self._clock = clock
-        limit = check_rate_limit(rate_limit)
         self._backend = backend_ = backends.resolve(backend)
-        shown = handler
-        if is_async(handler) and not getattr(backend_, "runs_coroutines", False):
-            twin = getattr(handler, "__qlab_sync__", None)  # an async workload's sync twin
-            if not callable(twin):
-                raise TypeError(
-                    f"handler {describe(handler)} is async def: use backend='asyncio' "
-                    f"(backend={backend_.name!r} would return its coroutines unawaited)"
-                )
-            handler = twin()
+        shown, handler = handler, runnable_handler(handler, backend_)
         self._inline = bool(getattr(backend_, "in_caller", False))
         self._interrupts = _interrupts or Interrupts()
         self._keep_results = bool(keep_results)
         self._spec = JobSpec(
-            handler, retry.is_permanent, seed, timeout, self._keep_results or _futures, clock
+            handler, o.retry.is_permanent, o.seed, o.timeout, self._keep_results or _futures, clock
         )
         self._futures: dict[int, Future] | None = {} if _futures else None
-        self._queue = queues.resolve(queue, capacity, now=clock.now, handler=handler)
-        self._limiter = make_limiter(limit, clock, self._queue)  # a Redis queue's is shared
+        self._queue = queues.resolve(queue, o.capacity, now=clock.now, handler=handler)
+        self._limiter = make_limiter(o.limit, clock, self._queue)  # a Redis queue's is shared
         self._queue.workers = self._workers
         self._trace = Trace(0.0, self._keep_results, self._queue.submitted, self._queue.status)
         self._final: Any = None  # the Run, once the pool is joined
         self._joined = False
-        self._meta: dict[str, Any] = {
-            "backend": backend_.name,
-            "workers": self._workers,
-            "seed": seed,
-            "retry": repr(retry),
-            "timeout": timeout,
-            "queue_size": capacity,
-            "batch_size": batch_size,
-            "workload": describe(shown),
-            "queue": type(self._queue).__name__,
-        }
-        if limit is not None:
-            self._meta["rate_limit"] = {"rate": limit.rate, "burst": limit.burst}
+        self._meta = o.meta(backend_.name, shown, type(self._queue).__name__)
         if _total is not None:
             self._meta["jobs_total"] = _total
         self._drivers = Drivers(self)
