@@ -70,9 +70,7 @@ class Exits(qlab.Hook):
 
 @pytest.mark.parametrize("where", ["start", "progress", "end"])
 @pytest.mark.parametrize("backend", ["thread", "process"])
-def test_a_hook_raising_system_exit_is_removed_and_the_run_completes(
-    where, backend, gate, caplog
-):
+def test_a_hook_raising_system_exit_is_removed_and_the_run_completes(where, backend, gate, caplog):
     class Until(qlab.Hook):  # keeps the run going until a progress tick has happened
         def on_progress(self, counts):
             gate.release()
