@@ -52,28 +52,22 @@ def executor_cases(n: int, rounds: int) -> dict[str, float]:
     ThreadPoolExecutor's ``submit`` loop (the issue's baseline) and ``map``, and
     qlab.Executor's (``submit`` makes a standard Future per call; ``map`` none)."""
 
-    def tpe_submit():
-        with cf.ThreadPoolExecutor(2) as ex:
+    def submit(pool: type) -> None:
+        with pool(2) as ex:
             for f in [ex.submit(noop) for _ in range(n)]:
                 f.result()
 
-    def tpe_map():
-        with cf.ThreadPoolExecutor(2) as ex:
+    def map_(pool: type) -> None:
+        with pool(2) as ex:
             for _ in ex.map(abs, range(n)):
                 pass
 
-    def qlab_submit():
-        with qlab.Executor(2) as ex:
-            for f in [ex.submit(noop) for _ in range(n)]:
-                f.result()
-
-    def qlab_map():
-        with qlab.Executor(2) as ex:
-            for _ in ex.map(abs, range(n)):
-                pass
-
-    cases = (tpe_submit, tpe_map, qlab_submit, qlab_map)
-    return {fn.__name__: n / timed(fn, rounds) for fn in cases}
+    pools = {"tpe": cf.ThreadPoolExecutor, "qlab": qlab.Executor}
+    return {
+        f"{name}_{how}": n / timed(lambda: fn(pool), rounds)  # noqa: B023 (called at once)
+        for name, pool in pools.items()
+        for how, fn in (("submit", submit), ("map", map_))
+    }
 
 
 def _runner(uv: bool):
