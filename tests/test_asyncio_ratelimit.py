@@ -20,8 +20,11 @@ from qlab.backends.asyncio_parts import wait_turn
 from qlab.context import WorkerState
 from qlab.ratelimit import PacedBatch, RateLimit
 from qlab.testing import FakeClock
+from tests import test_ratelimit
 
 pytestmark = pytest.mark.timeout(60)
+
+reserved = test_ratelimit.reserved  # the fixture: every token the pool reserves
 
 
 async def anoop(x):
@@ -37,22 +40,6 @@ class AsyncFlaky:
         if x % 3 == 0 and qlab.current().attempt == 1:
             raise OSError("flaky")
         return x
-
-
-@pytest.fixture
-def reserved(monkeypatch: pytest.MonkeyPatch) -> dict:
-    """Every token the pool reserves: (job_id, attempt) -> not-before time."""
-    times: dict = {}
-    pace = PacedBatch.pace.__func__
-
-    def recording(cls, batch, limiter, clock):
-        paced = pace(cls, batch, limiter, clock)
-        for (job_id, attempt, _), t in zip(paced, paced.not_before, strict=True):
-            times[(job_id, attempt)] = t
-        return paced
-
-    monkeypatch.setattr(PacedBatch, "pace", classmethod(recording))
-    return times
 
 
 @pytest.mark.parametrize(
