@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 
@@ -55,22 +57,34 @@ def record(names: list[str], commit: str) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name in names:
         workload, backend, workers, jobs = SWEEPS[name]
-        best = None
-        for _ in range(TRIES):  # another busy process skews a sweep: keep the quietest
-            t, busy, own = time.perf_counter(), _busy_s(), _own_s()
-            sw = sweep(workload, workers, backend, jobs=jobs, repeats=REPEATS, seed=0)
-            if sw.meta.get("interrupted"):
-                sys.exit(f"{name}: interrupted, nothing saved")
-            wall = time.perf_counter() - t
-            others = max((_busy_s() - busy) - (_own_s() - own), 0.0) / wall
-            print(f"{name}: {len(sw.df)} runs in {wall:.0f}s, others used {others:.2f} CPUs")
-            if best is None or others < best.meta["others_cpus"]:
-                best, sw.meta["others_cpus"] = sw, round(others, 3)
-            if others < QUIET:
-                break
+        run = partial(sweep, workload, workers, backend, jobs=jobs, repeats=REPEATS, seed=0)
+        best = quietest(name, run)
         best.meta["recorded_by"] = f"data/record.py {name}"
         best.meta["commit"] = commit
         best.save(OUT / f"{name}.parquet")
+
+
+def quietest(name: str, run: Callable[[], qlab.Sweep]) -> qlab.Sweep:
+    """``run()`` a sweep up to ``TRIES`` times (another busy process skews a sweep) and
+    keep the one during which the rest of the machine was least busy, as
+    ``meta["others_cpus"]``; the first quiet one (below ``QUIET``) is kept at once."""
+    best = None
+    for _ in range(TRIES):
+        t, busy, own = time.perf_counter(), _busy_s(), _own_s()
+        sw = run()
+        if sw.meta.get("interrupted"):
+            sys.exit(f"{name}: interrupted, nothing saved")
+        wall = time.perf_counter() - t
+        others = max((_busy_s() - busy) - (_own_s() - own), 0.0) / wall
+        print(
+            f"{name}: {len(sw.df)} runs in {wall:.0f}s, others used {others:.2f} CPUs", flush=True
+        )
+        sw.meta["others_cpus"] = round(others, 3)
+        if best is None or others < best.meta["others_cpus"]:
+            best = sw
+        if others < QUIET:
+            break
+    return best
 
 
 def _busy_s() -> float:

@@ -30,12 +30,11 @@ from qlab.usl import FewLevelsWarning
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from record import _busy_s, _own_s  # noqa: E402  (the same measurements)
+from record import quietest  # noqa: E402  (the same measurements)
 
 OUT = HERE / "reference" / "real-contention"
 WORKERS = list(range(1, 9))  # on threads and processes alike
 REPEATS = 3
-TRIES, QUIET = 2, 0.15  # record a sweep again (once) if others used >= 0.15 CPUs meanwhile
 
 # name -> (workload, worker counts, jobs per run): one job
 # takes 0.5-3 ms, and the shortest run (most workers) still lasts a few tenths of a second
@@ -53,24 +52,15 @@ def record_one(name: str, commit: str) -> qlab.Sweep:
     """Sweep one workload on threads and processes (one sweep: process workers stay warm
     from point to point); record it again if the first try was noisy, keep the quieter."""
     workload, workers, jobs = SWEEPS[name]
-    best = None
-    for _ in range(TRIES):
+
+    def run() -> qlab.Sweep:
         # the workload's server or folder lives for the whole sweep (opened as a pool would)
-        t, busy, own = time.perf_counter(), _busy_s(), _own_s()
         with workload if hasattr(workload, "__enter__") else contextlib.nullcontext():
-            sw = sweep(workload, workers, ["thread", "process"], jobs=jobs, repeats=REPEATS, seed=0)
-        if sw.meta.get("interrupted"):
-            sys.exit(f"{name}: interrupted, nothing saved")
-        wall = time.perf_counter() - t
-        others = max((_busy_s() - busy) - (_own_s() - own), 0.0) / wall
-        print(
-            f"{name}: {len(sw.df)} runs in {wall:.0f}s, others used {others:.2f} CPUs", flush=True
-        )
-        sw.meta["others_cpus"] = round(others, 3)
-        if best is None or others < best.meta["others_cpus"]:
-            best = sw
-        if others < QUIET:
-            break
+            return sweep(
+                workload, workers, ["thread", "process"], jobs=jobs, repeats=REPEATS, seed=0
+            )
+
+    best = quietest(name, run)
     best.meta["recorded_by"] = f"data/record_real.py {name}"
     best.meta["commit"] = commit
     return best
