@@ -50,6 +50,15 @@ class Progress:
         out = self.client.run(progress_op, self.path, op, index, value, workers=[address])
         return out[address]
 
+    def _apply(self, op: str, *args: Any) -> None:
+        """``op`` (set, reset, unlink) on the file: here if it is local, else on its
+        worker, best effort (a worker that is gone has nothing left to change)."""
+        if self._file is not None:
+            getattr(self._file, op)(*args)
+        else:
+            with contextlib.suppress(Exception):
+                self._op(op, *args)
+
     def read(self) -> tuple[int, float, bool, bool, int]:
         """(running index or -1, its start on the worker's clock, cancel, stop, batch)."""
         if self._file is not None:
@@ -69,11 +78,7 @@ class Progress:
     def set(self, index: int, value: float) -> None:
         """Set the cancel (2) or stop (3) flag."""
         self._flags[index] = bool(value)
-        if self._file is not None:
-            self._file.set(index, value)
-        else:
-            with contextlib.suppress(Exception):
-                self._op("set", index, value)
+        self._apply("set", index, value)
 
     def cancelled(self) -> bool:
         return self._file.is_set() if self._file is not None else self._flags[2]
@@ -86,11 +91,7 @@ class Progress:
         pool already stopped intake)."""
         stop = self._flags[3]
         self._flags[2] = False
-        if self._file is not None:
-            self._file.reset()
-        else:
-            with contextlib.suppress(Exception):
-                self._op("reset")
+        self._apply("reset")
         if stop:
             self.set(3, 1.0)
 
@@ -114,11 +115,7 @@ class Progress:
         return None, None, None
 
     def unlink(self) -> None:
-        if self._file is not None:
-            self._file.unlink()
-        else:
-            with contextlib.suppress(Exception):
-                self._op("unlink")
+        self._apply("unlink")
 
 
 class SlotFlag:
