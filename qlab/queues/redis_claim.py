@@ -87,6 +87,7 @@ class Claims:
         r, now = self.r, time.time()
         owners = {k.decode(): float(v) for k, v in r.hgetall(self.k_owners).items()}
         live = {o for o, until in owners.items() if until > now and not owner_dead(o)}
+        gone = [o for o in owners if o not in live]  # (this owner's lease is set anew)
         live.discard(self.owner)
         entries: list[tuple[bytes, dict]] = []
         held, drained = 0, set()
@@ -119,7 +120,7 @@ class Claims:
             count = None if limit == math.inf else int(limit - len(entries))
             for _, got in r.xreadgroup(GROUP, self.owner, {self.k_jobs: ">"}, count=count) or ():
                 entries += got
-        return self._take_over([e for e in entries if e and e[1]], held, owners, drained)
+        return self._take_over([e for e in entries if e and e[1]], held, gone, drained)
 
     def _fresh(self, entries: list) -> Claimed:
         """Entries read for the first time: no state, nothing ran (no round trip)."""
@@ -134,9 +135,7 @@ class Claims:
         c.attempts, c.extra, c.due = [1] * n, [0] * n, [None] * n
         return c
 
-    def _take_over(
-        self, entries: list, held: int, owners: dict[str, float], drained: set[str]
-    ) -> Claimed:
+    def _take_over(self, entries: list, held: int, gone: list[str], drained: set[str]) -> Claimed:
         r, c = self.r, Claimed(held=held)
         ids = [int(f[b"i"]) for _, f in entries]
         p = r.pipeline(transaction=False)
@@ -177,8 +176,7 @@ class Claims:
             p.hdel(self.k_running, *[row[0] for row in lost])
         if acks:
             p.xack(self.k_jobs, GROUP, *acks)
-        gone = [o for o, until in owners.items() if until <= time.time() or owner_dead(o)]
-        if gone:
+        if gone:  # owners whose lease is over or who died, seen by the claim
             p.hdel(self.k_owners, *gone)
         for o in drained:  # consumers whose every entry we hold now
             p.xgroup_delconsumer(self.k_jobs, GROUP, o)
