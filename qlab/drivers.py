@@ -173,19 +173,21 @@ class Drivers:
                 batch = self.q.take_nowait(self._size(slot))
             if batch is None:
                 return None
-            batch = admit(self.pool._futures, self.q, batch, start=True)
-            if len(batch):
-                return self._pace(batch)
-            self.q.untake()
+            batch = self._admit(batch, start=True)
+            if batch is not None:
+                return batch
 
     def take_ahead(self, slot: Slot) -> Batch | None:
         """For pipelining backends: the slot's next batch, if one is ready now."""
         if slot.abandoned or slot.state.stop:
             return None
         batch = self.q.take_nowait(self._size(slot))
-        if batch is None:
-            return None
-        batch = admit(self.pool._futures, self.q, batch)
+        return None if batch is None else self._admit(batch, start=False)
+
+    def _admit(self, batch: Batch, start: bool) -> Batch | None:
+        """A taken batch without the jobs whose Futures were cancelled (see
+        :func:`qlab.futures.admit`), paced; None (and the take undone) if none is left."""
+        batch = admit(self.pool._futures, self.q, batch, start=start)
         if not len(batch):
             self.q.untake()
             return None
