@@ -182,11 +182,17 @@ def quantile_ci(
 
 
 def latency_cis(
-    latencies: ArrayLike, confidence: float = 0.95, method: str = "order"
+    latencies: ArrayLike | Sequence[ArrayLike],
+    confidence: float = 0.95,
+    method: str = "order",
+    *,
+    seed: int | None = 0,
 ) -> dict[str, float]:
-    """Intervals of the p50, p95 and p99 of one run's job latencies, as the entries
+    """Intervals of the p50, p95 and p99 of one run's job latencies (or of a list of
+    runs' latencies, pooled, as a sweep point's), as the entries
     ``latency_p50_s_ci_low`` ... ``latency_p99_s_ci_high`` of ``run.summary()``. By
-    default order statistics: exact, and one sort even for a million jobs.
+    default order statistics: exact, and one sort even for a million jobs; ``method``
+    and ``seed`` as in :func:`quantile_ci`.
 
     Example:
         >>> cis = latency_cis(np.arange(1, 1001) / 1000)
@@ -194,7 +200,7 @@ def latency_cis(
         True
     """
     out = {}
-    cis = quantile_ci(latencies, [0.5, 0.95, 0.99], confidence, method=method)
+    cis = quantile_ci(latencies, [0.5, 0.95, 0.99], confidence, method=method, seed=seed)
     for name, ci in zip(("p50", "p95", "p99"), cis, strict=True):
         out[f"latency_{name}_s_ci_low"], out[f"latency_{name}_s_ci_high"] = ci.low, ci.high
     return out

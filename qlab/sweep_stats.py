@@ -39,7 +39,7 @@ __all__ = [
     "CI_COLUMNS", "DEFAULT_PRECISION", "compare", "finish_point", "keys", "point_columns", "points",
 ]  # fmt: skip
 
-QUANTILES = {"latency_p50_s": 0.5, "latency_p95_s": 0.95, "latency_p99_s": 0.99}
+QUANTILES = ("latency_p50_s", "latency_p95_s", "latency_p99_s")  # (stats.latency_cis)
 #: The per-point columns that a sweep adds to each of the point's rows.
 CI_COLUMNS = (
     "throughput_ci_low", "throughput_ci_high",
@@ -67,9 +67,7 @@ def point_columns(
     ci = stats.mean_ci(throughputs, confidence)
     # throughput is never negative: a t interval of 2 scattered repeats can reach below 0
     out: dict[str, Any] = {"throughput_ci_low": max(ci.low, 0.0), "throughput_ci_high": ci.high}
-    lat = stats.quantile_ci(list(latencies), list(QUANTILES.values()), confidence, seed=seed)
-    for name, interval in zip(QUANTILES, lat, strict=True):
-        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = interval.low, interval.high
+    out |= stats.latency_cis(list(latencies), confidence, method="auto", seed=seed)
     rel = DEFAULT_PRECISION if precision is None else precision
     out["repeats_taken"] = len(throughputs)
     out["precise"] = stats.is_precise(throughputs, rel, confidence)
