@@ -40,9 +40,7 @@ def asyncio_backend(
         2
     """
     check_int("workers", workers, 1)
-    if drivers is not None:
-        check_int("drivers", drivers, 1)
-    return AsyncioBackend(loop=loop, drivers=drivers)
+    return AsyncioBackend(loop=loop, drivers=drivers)  # which checks drivers
 
 
 async def arun(

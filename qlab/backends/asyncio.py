@@ -62,7 +62,7 @@ from qlab.backends.asyncio_parts import (
 )
 from qlab.backends.base import BatchResult, JobSpec, Slot
 from qlab.batches import Batch
-from qlab.checks import is_async
+from qlab.checks import check_int, is_async
 from qlab.context import TASK_STATE, WorkerState
 
 __all__ = ["DRIVERS", "AsyncioBackend", "is_async"]
@@ -106,8 +106,8 @@ class AsyncioBackend:
         drivers: int | None = None,
     ) -> None:
         for name, value in (("concurrency", concurrency), ("drivers", drivers)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be an int >= 1 or None, got {value!r}")
+            if value is not None:
+                check_int(name, value, 1)
         self._given = loop
         self.concurrency = concurrency
         self._most = drivers or DRIVERS
