@@ -43,7 +43,7 @@ from typing import Any
 from qlab.batches import Batch
 from qlab.codes import ST_FAILED
 from qlab.queues.durable import DurableQueue
-from qlab.queues.redis_claim import GROUP, UNLOCK, Claims, chunks
+from qlab.queues.redis_claim import GROUP, UNLOCK, Claims, chunks, open_state
 from qlab.queues.store import (
     COLUMNS,
     S_OK,
@@ -202,7 +202,7 @@ class RedisStore(Claims):
         for job, code, etype, msg in ended:
             if code == ST_FAILED:
                 p.xadd(self.k_dead, {"i": job, "t": etype, "e": msg})
-        state.update((job, f"0,{a},{x},{'' if d is None else repr(d)}") for job, a, x, d in again)
+        state.update((job, open_state(a, x, d)) for job, a, x, d in again)
         if state:
             p.hset(self.k_state, mapping=state)
         settled = [*state, *back]

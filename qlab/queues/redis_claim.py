@@ -23,7 +23,7 @@ from typing import Any
 
 from qlab.queues.store import Claimed, Row, lost_row, owner_dead
 
-__all__ = ["GROUP", "UNLOCK", "Claims", "chunks"]
+__all__ = ["GROUP", "UNLOCK", "Claims", "chunks", "open_state"]
 
 GROUP = "qlab"
 chunks = 5000  # entries per command or script at most
@@ -33,6 +33,17 @@ UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+def open_state(attempt: int, extra: int, due: float | None) -> str:
+    """An open job's entry in the queue's state hash: ``0,attempt,extra,due`` (due in
+    epoch seconds, empty for now); a job that ended has its status code alone.
+
+    Example:
+        >>> open_state(2, 1, None), open_state(3, 0, 1700000000.5)
+        ('0,2,1,', '0,3,0,1700000000.5')
+    """
+    return f"0,{attempt},{extra},{'' if due is None else repr(due)}"
 
 
 class Claims:
@@ -159,7 +170,7 @@ class Claims:
                 at, _, who = t.decode().partition(" ")
                 lost.append(lost_row(job, att + extra, float(at), float(at), who or "?"))
                 extra += 1
-                state[job] = f"0,{att},{extra},{'' if due is None else repr(due)}"
+                state[job] = open_state(att, extra, due)
             self.eids[job] = eid
             c.ids.append(job)
             c.attempts.append(att)
