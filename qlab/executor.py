@@ -197,11 +197,16 @@ class Executor(cf.Executor):
         chunk = max(1, min(_MAP_CHUNK, buffersize // 4))
         window: deque = deque()
         while len(window) < buffersize:
-            part = [(a, {}) for a in islice(args, min(chunk, buffersize - len(window)))]
-            if not part:
+            cells = self._submit_chunk(fn, args, min(chunk, buffersize - len(window)))
+            if not cells:
                 break
-            window.extend(self._submit(fn, part, Chunk(len(part)).cells()))
+            window.extend(cells)
         return self._results(fn, window, args, end, buffersize, chunk)
+
+    def _submit_chunk(self, fn: Any, args: Iterator, n: int) -> list:
+        """Queue ``map``'s next ``n`` calls (fewer at the end) as one chunk; their cells."""
+        part = [(a, {}) for a in islice(args, n)]
+        return self._submit(fn, part, Chunk(len(part)).cells()) if part else []
 
     def _results(
         self, fn: Any, window: deque, args: Iterator, end: float | None, size: int, chunk: int
@@ -216,9 +221,7 @@ class Executor(cf.Executor):
                     raise
                 del cell
                 if len(window) <= size - chunk:  # refill a chunk at a time
-                    part = [(a, {}) for a in islice(args, chunk)]
-                    if part:
-                        window.extend(self._submit(fn, part, Chunk(len(part)).cells()))
+                    window.extend(self._submit_chunk(fn, args, chunk))
                 box = [value]
                 del value  # the caller alone holds what it is given (test_free_reference)
                 yield box.pop()
