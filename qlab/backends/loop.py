@@ -143,11 +143,17 @@ def _run_fast(fn, batch: Batch, state, is_permanent, res: BatchResult, publish) 
                 if failures and failures[-1].row == i and failures[-1].code == CRASHED:
                     break
     finally:
-        n = len(t1s)
-        res.t0 = [start, *t1s[: n - 1]] if n else []
-        res.start = None
-        wall = t1s[-1] - start if n else 0.0
-        res.cpu_share = min((cpu_clock() - c_start) / wall, 1.0) if wall > 0 else 0.0
+        _end_quick(res, [start, *t1s[:-1]] if t1s else [], cpu_clock() - c_start)
+
+
+def _end_quick(res: BatchResult, t0: Any, cpu_s: float) -> None:
+    """A quick batch ends: its rows' starts ``t0`` (each where the one before it
+    ended), then its CPU time ``cpu_s`` as a share of its wall time."""
+    res.t0 = t0  # before ``start`` is cleared: len(res) stays right for a reader
+    res.start = None
+    t1s = res.t1
+    wall = t1s[-1] - t0[0] if len(t1s) else 0.0
+    res.cpu_share = min(cpu_s / wall, 1.0) if wall > 0 else 0.0
 
 
 def _run_shared(fn, batch: Batch, state, is_permanent, res: BatchResult, view) -> None:
@@ -184,11 +190,8 @@ def _run_shared(fn, batch: Batch, state, is_permanent, res: BatchResult, view) -
                 t = perf()
                 append(t)
     finally:
-        n = len(t1s)
-        res.t0 = array("d", [start]) + t1s[: n - 1] if n else array("d")
-        res.start = None
-        wall = t1s[-1] - start if n else 0.0
-        res.cpu_share = min((cpu_clock() - c_start) / wall, 1.0) if wall > 0 else 0.0
+        t0s = array("d", [start]) + t1s[:-1] if t1s else array("d")
+        _end_quick(res, t0s, cpu_clock() - c_start)
 
 
 def _run_careful(
