@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qlab.arrivals import Periodic, Poisson
+from qlab.checks import check_int
 from qlab.queueing import littles_law, mmc
 
 __all__ = ["LoadSweep", "knee", "sweep_load"]
@@ -73,9 +74,8 @@ def sweep_load(
         raise ValueError("load must name at least one offered load, got none")
     if arrivals not in ("poisson", "periodic"):
         raise ValueError(f"arrivals must be 'poisson' or 'periodic', got {arrivals!r}")
-    for name, value in (("workers", workers), ("repeats", repeats)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    check_int("workers", workers, 1)
+    check_int("repeats", repeats, 1)
     if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
         raise ValueError(f"jobs must be an int >= 1 or None, got {jobs!r}")
     if not isinstance(duration, int | float) or not duration > 0:

@@ -38,6 +38,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from qlab.checks import check_int
 from qlab.perfetto_layout import counters, processes, tracks
 
 __all__ = ["COLOURS", "to_perfetto"]
@@ -67,9 +68,8 @@ def to_perfetto(
     Raises:
         ValueError: ``max_attempts`` or ``max_counter_points`` below 1.
     """
-    for name, value in (("max_attempts", max_attempts), ("max_counter_points", max_counter_points)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    check_int("max_attempts", max_attempts, 1)
+    check_int("max_counter_points", max_counter_points, 1)
     import numpy as np
 
     att = run.attempts
