@@ -180,19 +180,7 @@ def test_a_lane_runs_one_attempt_at_a_time():
 
 @pytest.mark.timeout(60)
 def test_a_stop_cancels_many_lanes_and_returns_the_jobs_not_started():
-    started, stop = threading.Event(), threading.Event()
-    count = {"n": 0}
-
-    async def forever(x):
-        count["n"] += 1
-        if count["n"] == 100:
-            started.set()
-        await asyncio.sleep(3600)
-
-    helper = threading.Thread(target=lambda: (started.wait(30), stop.set()))
-    helper.start()
-    run = qlab.run(forever, range(300), workers=100, backend="asyncio", stop=stop, grace=0.1)
-    helper.join()
+    run = _stopped_once_running("asyncio", jobs=300, workers=100, started=100)
     assert run.jobs.status.eq("cancelled").all() and len(run.jobs) == 300
     att = run.attempts
     assert att.outcome.eq("cancelled").all() and len(att) == 100
@@ -224,15 +212,19 @@ def test_one_backend_object_serves_a_pool_after_a_stopped_one():
     assert again.jobs.result.tolist() == [0, 2, 4, 6, 8]
 
 
-def _stopped_once_running(backend, jobs: int, workers: int) -> qlab.Run:
-    """A run of handlers that never end, stopped (``stop=``) once one has started."""
-    started, stop = threading.Event(), threading.Event()
+def _stopped_once_running(backend, jobs: int, workers: int, started: int = 1) -> qlab.Run:
+    """A run of handlers that never end, stopped (``stop=``) once ``started`` of them
+    have started."""
+    enough, stop = threading.Event(), threading.Event()
+    count = {"n": 0}  # (the handlers all run on the loop's one thread)
 
     async def forever(x):
-        started.set()
+        count["n"] += 1
+        if count["n"] == started:
+            enough.set()
         await asyncio.sleep(3600)
 
-    helper = threading.Thread(target=lambda: (started.wait(30), stop.set()))
+    helper = threading.Thread(target=lambda: (enough.wait(30), stop.set()))
     helper.start()
     try:
         return qlab.run(forever, range(jobs), workers=workers, backend=backend, stop=stop,
