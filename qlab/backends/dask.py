@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import pickle
 import threading
 import time
 import uuid
@@ -175,12 +174,9 @@ class DaskBackend:
             fut, number = sent[1], sent[2]
         else:
             try:
-                data = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception:
-                try:
-                    data = dumps(batch)
-                except Exception as exc:
-                    return recovery.unpicklable(self, batch, exc)
+                data = dumps(batch)  # plain pickle, cloudpickle only if that fails
+            except Exception as exc:
+                return recovery.unpicklable(self, batch, exc)
             fut, number = self._submit(w, data)
         ahead = self._send_ahead(slot)
         try:
