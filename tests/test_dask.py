@@ -23,6 +23,8 @@ from qlab import workloads
 from qlab.hosts import cpu_count, local_host, placement
 from tests.dask_cluster import DaskCluster
 from tests.helpers import SocketGate
+from tests.test_contract import FailFirst
+from tests.test_process import run_where_job_7_dies_once
 
 distributed = pytest.importorskip("distributed")
 
@@ -39,25 +41,6 @@ def cluster(dask_cluster: DaskCluster) -> DaskCluster:
 
 def on(cluster: DaskCluster, **kwargs) -> qlab.backends.Dask:
     return qlab.backends.Dask(address=cluster.address, **kwargs)
-
-
-class FailFirst:
-    def __init__(self, n: int, exc: type[Exception] = KeyError) -> None:
-        self.n, self.exc = n, exc
-
-    def __call__(self, payload):
-        if qlab.current().attempt <= self.n:
-            raise self.exc(f"attempt {qlab.current().attempt}")
-        return payload
-
-
-class DiesOnce:
-    """Job 7's first attempt ends its own Dask worker process."""
-
-    def __call__(self, payload):
-        if payload == 7 and qlab.current().attempt == 1:
-            os._exit(1)
-        return payload
 
 
 class Blocks:
@@ -135,11 +118,7 @@ def test_same_seed_same_outcomes_as_the_thread_backend(cluster):
 
 
 def test_os_exit_on_job_7_costs_it_one_attempt(cluster):
-    run = qlab.run(DiesOnce(), range(40), workers=2, backend=on(cluster), keep_results=True,
-                   retry=qlab.Retry(3, backoff=None), batch_size=8)  # fmt: skip
-    jobs = run.jobs.set_index("job_id")
-    assert jobs.status.eq("ok").all() and jobs.result.tolist() == list(range(40))
-    assert jobs.attempts[7] == 2 and jobs.attempts.drop(7).eq(1).all()
+    run = run_where_job_7_dies_once(on(cluster))
     first = run.attempts.query("job_id == 7 and attempt == 1").iloc[0]
     assert first.outcome == "crashed" and "died" in first.error
     assert first.error_type == "WorkerCrashed"
@@ -257,12 +236,7 @@ def test_workers_on_another_machine_recover_from_a_crash_and_a_timeout(cluster, 
     """The paths of remote workers, on this machine's cluster. Regression: the kill of
     a remote worker (``client.run(hard_exit, wait=False)``) raised inside Dask, which
     runs only coroutines without waiting, so a stuck remote attempt was never stopped."""
-    run = qlab.run(DiesOnce(), range(40), workers=2, backend=on(cluster), keep_results=True,
-                   retry=qlab.Retry(3, backoff=None), batch_size=8)  # fmt: skip
-    jobs = run.jobs.set_index("job_id")
-    assert jobs.status.eq("ok").all() and jobs.result.tolist() == list(range(40))
-    assert jobs.attempts[7] == 2 and jobs.attempts.drop(7).eq(1).all()
-    assert run.attempts.query("job_id == 7").outcome.tolist() == ["crashed", "ok"]
+    run = run_where_job_7_dies_once(on(cluster))
     assert run.meta["clock_offsets"] and all(
         abs(v) < 60 for v in run.meta["clock_offsets"].values()
     )

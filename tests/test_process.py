@@ -45,13 +45,22 @@ class DiesOnce:
         return payload
 
 
-@pytest.mark.parametrize("how", ["exit", "SIGKILL"])
-def test_a_worker_that_dies_costs_its_job_one_attempt(how):
-    run = qlab.run(DiesOnce(how), range(40), workers=2, backend="process", keep_results=True,
+def run_where_job_7_dies_once(backend, how: str = "exit") -> qlab.Run:
+    """40 jobs on 2 workers in batches of 8, job 7's first attempt ending its worker
+    process (tests/test_dask.py runs it too); asserts that every job ends ok with its
+    result and that job 7 alone paid, with one crashed attempt."""
+    run = qlab.run(DiesOnce(how), range(40), workers=2, backend=backend, keep_results=True,
                    retry=qlab.Retry(3, backoff=None), batch_size=8)  # fmt: skip
     jobs = run.jobs.set_index("job_id")
     assert jobs.status.eq("ok").all() and jobs.result.tolist() == list(range(40))
     assert jobs.attempts[7] == 2 and jobs.attempts.drop(7).eq(1).all()
+    assert run.attempts.query("job_id == 7").outcome.tolist() == ["crashed", "ok"]
+    return run
+
+
+@pytest.mark.parametrize("how", ["exit", "SIGKILL"])
+def test_a_worker_that_dies_costs_its_job_one_attempt(how):
+    run = run_where_job_7_dies_once("process", how)
     first = run.attempts.query("job_id == 7 and attempt == 1").iloc[0]
     assert first.outcome == "crashed" and "died" in first.error
     assert sum(len(p) for p in run.meta["pids"].values()) == 3  # the dead one was replaced
