@@ -119,3 +119,13 @@ class SocketGate:
         with socket.create_connection(self.address, timeout=30) as s:
             assert s.recv(1) == b"x", "gate closed without release"
         return payload
+
+
+def png_count(out) -> int:
+    """How many PNG images an ipywidgets Output holds."""
+    return sum("image/png" in o.get("data", {}) for o in out.outputs)
+
+
+def html_of(out) -> str:
+    """The HTML that an ipywidgets Output holds, joined."""
+    return "".join(o.get("data", {}).get("text/html", "") for o in out.outputs)

@@ -16,16 +16,9 @@ pytest.importorskip("ipywidgets")
 pytest.importorskip("matplotlib")
 
 from qlab import widgets
+from tests.helpers import html_of, png_count
 
 WAIT_S = 60  # a bound on any background task, not a sleep
-
-
-def _png_count(out) -> int:
-    return sum("image/png" in o.get("data", {}) for o in out.outputs)
-
-
-def _html(out) -> str:
-    return "".join(o.get("data", {}).get("text/html", "") for o in out.outputs)
 
 
 # -- the explorer: sweeps ------------------------------------------------------------------
@@ -74,9 +67,9 @@ def test_sweep_tab_draws_the_scaling_chart_point_by_point(monkeypatch):
     sweep = app.wait(WAIT_S)
     assert sweep is app.last_sweep and len(sweep.df) == 4
     assert [p["workers"] for p in app.sweep_live.points] == [1, 2, 3, 4]
-    assert _png_count(app.sweep_live.chart) == 1  # the final chart, with its fit
-    assert _png_count(app.sweep_output) == 0  # one chart after a sweep, not two
-    html = _html(app.sweep_output)
+    assert png_count(app.sweep_live.chart) == 1  # the final chart, with its fit
+    assert png_count(app.sweep_output) == 0  # one chart after a sweep, not two
+    html = html_of(app.sweep_output)
     assert "USL fit per backend" in html and "sigma" in html
 
 
@@ -84,7 +77,7 @@ def test_sweep_tab_says_when_sweeps_are_missing(monkeypatch):
     monkeypatch.setattr(widgets.explorer, "sweep_function", lambda: (None, "no qlab.sweep here"))
     app = widgets.explore()
     assert app.sweep_button.disabled
-    assert "no qlab.sweep here" in _html(app.sweep_output)
+    assert "no qlab.sweep here" in html_of(app.sweep_output)
     assert not app.start_sweep()
 
 
@@ -98,4 +91,4 @@ def test_sweep_tab_with_qlab_sweep():
     sweep = app.wait(WAIT_S)
     assert sorted(sweep.df["workers"]) == [1, 2, 3]
     assert len(app.sweep_live.points) >= 3
-    assert _png_count(app.sweep_live.chart) + _png_count(app.sweep_output) == 1
+    assert png_count(app.sweep_live.chart) + png_count(app.sweep_output) == 1

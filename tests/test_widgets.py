@@ -24,6 +24,7 @@ ipywidgets = pytest.importorskip("ipywidgets")
 pytest.importorskip("matplotlib")
 
 from qlab import widgets  # noqa: E402
+from tests.helpers import html_of, png_count  # noqa: E402
 
 WAIT_S = 60  # a bound on any background task, not a sleep
 
@@ -31,14 +32,6 @@ WAIT_S = 60  # a bound on any background task, not a sleep
 def _counts(**kw):
     base = dict.fromkeys(("submitted", "ok", "failed", "cancelled", "retries", "attempts"), 0)
     return {**base, "unfinished": 0, "elapsed_s": 1.0, **kw}
-
-
-def _png_count(out) -> int:
-    return sum("image/png" in o.get("data", {}) for o in out.outputs)
-
-
-def _html(out) -> str:
-    return "".join(o.get("data", {}).get("text/html", "") for o in out.outputs)
 
 
 class EventHook(qlab.Hook):
@@ -100,7 +93,7 @@ def test_live_view_chart_grows_one_point_per_run():
     for w in (1, 2, 3):
         qlab.run(workloads.sleep(ms=1), range(30), workers=w, hooks=[live])
         assert len(live.points) == w
-        assert _png_count(live.chart) == 1  # redrawn, not appended
+        assert png_count(live.chart) == 1  # redrawn, not appended
     assert [p["workers"] for p in live.points] == [1, 2, 3]
     assert all(p["throughput"] > 0 for p in live.points)
     assert "point 3 of 3" in live.status.value
@@ -123,9 +116,9 @@ def test_explorer_runs_with_the_chosen_settings_and_shows_the_results():
     assert run.meta["backend"] == "thread" and run.meta["workers"] == 3
     s = run.summary()
     assert (s["ok"], s["failed"]) == (30, 90)  # the seed's rule: len("job-<i>") % 3
-    html = _html(app.output)
+    html = html_of(app.output)
     assert "120 jobs, 30 ok, 90 failed" in html and "qlab-summary" in html
-    assert _png_count(app.output) == 2  # timeline and latency
+    assert png_count(app.output) == 2  # timeline and latency
     assert not app.run_button.disabled and app.stop_button.disabled
     assert "<b>120</b> / 120 completed" in app.live.labels["completed"].value
 
@@ -191,7 +184,7 @@ def test_stop_cancels_a_long_run_and_every_job_has_one_final_status():
     assert counts.get("pending", 0) == 0 and counts.get("failed", 0) == 0
     assert jobs["job_id"].is_unique and jobs["status"].notna().all()
     assert run.meta["interrupted"] == "stopped"
-    assert "Stopped" in _html(app.output)
+    assert "Stopped" in html_of(app.output)
     assert app.live.bar.bar_style == "warning"
     assert "<b>stopped</b>" in app.live.status.value and "done" not in app.live.status.value
     assert "run stopped" in app.status.value
@@ -221,7 +214,7 @@ def test_stop_while_the_run_starts():
     hold.release.set()
     run = app.wait(WAIT_S)
     assert run.meta["interrupted"] == "stopped"
-    assert "of the 100 jobs never started" in _html(app.output)
+    assert "of the 100 jobs never started" in html_of(app.output)
     assert len(run.jobs) == 100 and (run.jobs["status"] == "cancelled").any()
     assert run.jobs["status"].isin(["ok", "cancelled"]).all()
 
