@@ -76,9 +76,7 @@ def run(
                 _feed(pool, payloads)
             else:
                 _feed_open(pool, payloads, arrivals)
-            pool.shutdown(wait=False)
-            pool._wait_idle(None)
-            pool._join()
+            pool.shutdown(wait=True)  # every job finished, every worker joined
         except KeyboardInterrupt as exc:
             if total is not None:
                 pool._queue.cancel_unsubmitted(total)
