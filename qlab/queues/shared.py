@@ -67,7 +67,7 @@ def open_queue(url: str, handler: Any, force: bool, create: bool = True) -> Stor
             if info:
                 store.init(info, owner=False)
             return store
-        if handler is not None and made_for and made_for != fingerprint(handler) and not force:
+        if handler is not None and made_for != fingerprint(handler) and not force:
             raise ValueError(
                 f"queue {queues.redact(url)!r} was made for handler {made_for!r}, not "
                 f"{fingerprint(handler)!r}: pass force=True to use this one"
