@@ -150,7 +150,7 @@ def build_run(jobs: list[tuple[int, float, int]], rows: list[Row], meta: dict[st
             "consumer": consumer,
         }
     )
-    ends = [e for e in (end_s.max() if n else np.nan, end.max() if len(end) else np.nan)]
+    ends = [end_s.max() if n else np.nan, end.max() if len(end) else np.nan]
     wall = float(np.nanmax(ends)) if not np.isnan(ends).all() else 0.0
     info = {k: v for k, v in meta.items() if k not in ("created", "schema", "handler_pickle")}
     info["lost"] = int((attempts["outcome"] == "lost").sum())
