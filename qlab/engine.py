@@ -32,7 +32,7 @@ from qlab.options import pool_options, runnable_handler
 from qlab.ratelimit import make_limiter
 from qlab.retry import Retry
 from qlab.settle import JobFailed
-from qlab.signals import Interrupts
+from qlab.signals import Interrupts, why
 from qlab.trace import Trace
 
 __all__ = ["BACKENDS", "JobFailed", "Pool"]
@@ -262,7 +262,7 @@ class Pool:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
-            self._interrupted(getattr(exc, "why", "SIGINT"))
+            self._interrupted(why(exc))
         else:
             self.shutdown(wait=True)
 
