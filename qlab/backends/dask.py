@@ -38,7 +38,7 @@ from typing import Any
 
 from qlab.backends import dask_recovery as recovery
 from qlab.backends import dask_remote
-from qlab.backends.base import BatchResult, JobSpec, Slot
+from qlab.backends.base import BatchResult, JobSpec, Slot, unpicklable_rows
 from qlab.backends.dask_cluster import Cluster, WorkerInfo
 from qlab.backends.dask_local import warm_cluster
 from qlab.backends.dask_progress import Progress, SlotFlag
@@ -176,7 +176,7 @@ class DaskBackend:
             try:
                 data = dumps(batch)  # plain pickle, cloudpickle only if that fails
             except Exception as exc:
-                return recovery.unpicklable(self, batch, exc)
+                return unpicklable_rows(batch, exc, "dask", self.spec.want_results, dumps)
             fut, number = self._submit(w, data)
         ahead = self._send_ahead(slot)
         try:

@@ -21,8 +21,7 @@ import time
 from typing import TYPE_CHECKING
 
 from qlab.backends import dask_remote
-from qlab.backends.base import BatchResult, Slot, crash_row, unpicklable_rows
-from qlab.backends.worker import dumps
+from qlab.backends.base import BatchResult, Slot, crash_row
 from qlab.batches import EMPTY, Batch
 from qlab.codes import CANCELLED, CRASHED, TIMEOUT
 
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
     from qlab.backends.dask import DaskBackend
     from qlab.backends.dask_cluster import WorkerInfo
 
-__all__ = ["close", "kill", "lost", "overdue", "replace", "task_failed", "unpicklable"]
+__all__ = ["close", "kill", "lost", "overdue", "replace", "task_failed"]
 
 _POLL_S = 0.1
 
@@ -132,11 +131,6 @@ def task_failed(
     crash_row(res, exc, now, now, CRASHED)
     res.failures[-1].error = f"the Dask task failed: {type(exc).__name__}: {exc}"
     return res
-
-
-def unpicklable(self: DaskBackend, batch: Batch, exc: Exception) -> BatchResult:
-    """Fail (for good) the jobs whose payload cannot be pickled; rerun the others."""
-    return unpicklable_rows(batch, exc, "dask", self.spec.want_results, dumps)
 
 
 # -- timeouts and stops ------------------------------------------------------------
