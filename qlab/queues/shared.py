@@ -213,9 +213,7 @@ def _consume(
         pool._meta["queue"] = queues.redact(url)
         try:
             _feed(pool, q, store, until_empty)
-            pool.shutdown(wait=False)
-            pool._wait_idle(None)
-            pool._join()
+            pool.shutdown(wait=True)  # every claimed job finished, every worker joined
         except KeyboardInterrupt as exc:
             pool._interrupted(why(exc))
         except BaseException:
