@@ -30,6 +30,7 @@ from qlab.backends.base import BatchResult
 from qlab.backends.loop import execute
 from qlab.backends.worker import Flag, pack
 from qlab.context import WorkerState
+from qlab.hosts import cpu_count
 
 __all__ = [
     "NotThisWorker",
@@ -187,12 +188,8 @@ def clock_probe(dask_worker: Any = None) -> tuple[str, int, float, float, int, s
     delay = 0.0
     with contextlib.suppress(Exception):
         delay = float(w.scheduler_delay)
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
     wall_minus_perf = time.time() - time.perf_counter()
-    return host_id(), os.getpid(), wall_minus_perf, delay, cpus, worker_id(w)
+    return host_id(), os.getpid(), wall_minus_perf, delay, cpu_count(), worker_id(w)
 
 
 def _current_worker() -> Any:
