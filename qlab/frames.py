@@ -198,12 +198,10 @@ class _Columns:
                 err_rows.append(base + row)
                 err_types.append(etype)
                 err_msgs.append(msg)
-            if r.backoff:
-                rows = np.fromiter(r.backoff.keys(), np.int64, len(r.backoff))
-                self.backoff[base + rows] = np.fromiter(r.backoff.values(), float, len(rows))
-            if r.throttle:
-                rows = np.fromiter(r.throttle.keys(), np.int64, len(r.throttle))
-                self.throttle[base + rows] = np.fromiter(r.throttle.values(), float, len(rows))
+            for dense, sparse in ((self.backoff, r.backoff), (self.throttle, r.throttle)):
+                if sparse:
+                    rows = np.fromiter(sparse.keys(), np.int64, len(sparse))
+                    dense[base + rows] = np.fromiter(sparse.values(), float, len(rows))
             if r.results is not None:
                 results.extend(r.results)
             base += len(r)
