@@ -55,7 +55,6 @@ from qlab.queues.urls import parse_redis
 
 __all__ = ["RedisQueue", "RedisStore"]
 
-_CHUNK = chunks
 # put: add the jobs and read them to this owner (its lease), atomically, in one round
 # trip (a script: redis-py packs one command much faster than thousands). Job j is the
 # entry "j+1-0" (a fresh queue's ids only grow, so explicit entry ids are in order).
@@ -168,8 +167,8 @@ class RedisStore(Claims):
         return {k.decode(): v.decode() for k, v in self.r.hgetall(self.k_meta).items()}
 
     def add(self, first: int, blobs: list[bytes], submitted: float) -> None:
-        for at in range(0, len(blobs), _CHUNK):
-            part = blobs[at : at + _CHUNK]
+        for at in range(0, len(blobs), chunks):
+            part = blobs[at : at + chunks]
             args = [GROUP, self.owner, first + at, repr(submitted), *part]
             self._add(keys=[self.k_jobs, self.k_next], args=args)
         self.eids.update((job, entry(job)) for job in range(first, first + len(blobs)))
@@ -179,8 +178,8 @@ class RedisStore(Claims):
         them), a script per chunk; their ids, a range per chunk (producers that write
         at once interleave their chunks)."""
         ids = []
-        for at in range(0, len(blobs), _CHUNK):
-            part = blobs[at : at + _CHUNK]
+        for at in range(0, len(blobs), chunks):
+            part = blobs[at : at + chunks]
             first = int(
                 self._enqueue(keys=[self.k_jobs, self.k_next], args=[repr(submitted), *part])
             )
@@ -219,8 +218,8 @@ class RedisStore(Claims):
         p = self.r.pipeline()
         p.hset(self.k_owners, self.owner, until)
         eids = list(self.eids.values())
-        for i in range(0, len(eids), _CHUNK):
-            p.xclaim(self.k_jobs, GROUP, self.owner, 0, eids[i : i + _CHUNK], justid=True)
+        for i in range(0, len(eids), chunks):
+            p.xclaim(self.k_jobs, GROUP, self.owner, 0, eids[i : i + chunks], justid=True)
         p.execute()
 
     def release(self) -> None:
@@ -263,9 +262,9 @@ def _scan(r: Any, key: str) -> Any:
     """Every entry of a stream, read in chunks."""
     start = "-"
     while True:
-        got = r.xrange(key, start, "+", count=_CHUNK)
+        got = r.xrange(key, start, "+", count=chunks)
         yield from got
-        if len(got) < _CHUNK:
+        if len(got) < chunks:
             return
         start = b"(" + got[-1][0]
 
@@ -274,7 +273,6 @@ class RedisQueue(DurableQueue):
     """A :class:`~qlab.queues.durable.DurableQueue` in Redis streams (see the module)."""
 
     store_class = RedisStore
-    fresh = "name"
 
     def reserve_tokens(self, k: int, step: float, tolerance: float) -> list[float]:
         """The queue's shared rate limit (the pool's ``rate_limit=`` uses it)."""
