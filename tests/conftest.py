@@ -30,6 +30,17 @@ def _children() -> list[psutil.Process]:
     return [p for p in psutil.Process().children(recursive=True) if p.is_running()]
 
 
+@pytest.fixture
+def gate():
+    """A :class:`tests.helpers.SocketGate` (handlers in worker processes wait on it),
+    closed after the test."""
+    from tests.helpers import SocketGate
+
+    g = SocketGate()
+    yield g
+    g.close()
+
+
 @pytest.fixture(scope="session")
 def dask_cluster(tmp_path_factory):
     """One real Dask scheduler and two workers for the session (tests/dask_cluster.py)."""

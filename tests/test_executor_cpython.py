@@ -70,13 +70,6 @@ def executor(backend):
 
 
 @pytest.fixture
-def gate():
-    g = SocketGate()
-    yield g
-    g.close()
-
-
-@pytest.fixture
 def gate2():
     g = SocketGate()
     yield g

@@ -14,15 +14,6 @@ import pytest
 import qlab
 from qlab import workloads
 from qlab.testing import FakeClock
-from tests.helpers import SocketGate
-
-
-@pytest.fixture
-def gate():
-    g = SocketGate()
-    yield g
-    g.close()
-
 
 # -- defect 2: Future.cancel() on a pending future -------------------------------------
 
