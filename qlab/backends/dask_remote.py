@@ -296,7 +296,8 @@ def run_batch_remote(
         state.stop = view[3] != 0.0  # the pool stops intake: leave after this attempt
 
     try:
-        res = execute(handler, pickle.loads(batch), state, is_permanent, keep, publish)
+        res = execute(handler, pickle.loads(batch), state, is_permanent, keep, publish,
+                      shared=view)  # fmt: skip
     finally:
         view[0] = -1.0
         state.unbind()
