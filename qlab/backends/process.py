@@ -111,8 +111,11 @@ class ProcessBackend:
             warm = len(self.procs)
             if warm < workers:
                 forkserver.preload([])  # the server boots while the parent pickles
-            check_picklable("handler", spec.handler)
-            self._config = check_picklable("the retry policy's permanent=", spec)
+            try:  # the spec holds the handler: pickled once, named if it is the culprit
+                self._config = check_picklable("the retry policy's permanent=", spec)
+            except TypeError:
+                check_picklable("handler", spec.handler)
+                raise
             if warm < workers:
                 forkserver.preload(forkserver.module_hints(self._config))
             for w in range(warm, workers):  # all forks requested before any wait
