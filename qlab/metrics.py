@@ -42,7 +42,7 @@ from typing import Any
 
 from qlab.hooks import Hook
 
-__all__ = ["LATENCY_BUCKETS", "Prometheus"]
+__all__ = ["LATENCY_BUCKETS", "Prometheus", "count_samples"]
 
 # seconds: 100 us to 60 s, about three buckets a decade
 LATENCY_BUCKETS = (
@@ -51,6 +51,42 @@ LATENCY_BUCKETS = (
     30.0,
     60.0,
 )
+
+
+def count_samples(c: Any) -> list[tuple[str, str, str, str | None, list[tuple[Any, float]]]]:
+    """The counters and gauges a progress tick's counts give, as ``(kind, name, doc,
+    label, [(label value, value)])``: what :class:`Prometheus` exports and what the
+    live view (``qlab.widgets.live.prometheus_values``) shows, from one table. A gauge
+    whose count is missing (a durable queue has no busy_workers) is NaN, and every
+    value is 0 before the first tick.
+
+    Example:
+        >>> rows = count_samples({"ok": 3, "retries": 1, "attempts": 5})
+        >>> [(name, samples) for _, name, _, _, samples in rows][2]
+        ('qlab_attempts', [('ok', 3), ('retry', 1), ('failed', 1)])
+        >>> rows[-1][-1]  # qlab_jobs_in_flight: not in these counts
+        [(None, nan)]
+    """
+    ok, retries, attempts = c.get("ok", 0), c.get("retries", 0), c.get("attempts", 0)
+    failed = attempts - ok - retries
+
+    def gauge(key: str) -> list[tuple[Any, float]]:
+        return [(None, c.get(key, math.nan) if c else 0)]
+
+    return [
+        ("counter", "qlab_jobs", "Finished jobs by status.", "status",
+         [(s, c.get(s, 0)) for s in ("ok", "failed", "cancelled")]),
+        ("counter", "qlab_jobs_submitted", "Jobs submitted.", None,
+         [(None, c.get("submitted", 0))]),
+        ("counter", "qlab_attempts", "Attempts by outcome.", "outcome",
+         [("ok", max(ok, 0)), ("retry", max(retries, 0)), ("failed", max(failed, 0))]),
+        ("counter", "qlab_retries", "Attempts followed by a retry.", None, [(None, retries)]),
+        ("gauge", "qlab_queue_depth", "Jobs waiting: ready, or for a backoff.", None,
+         gauge("queue_depth")),
+        ("gauge", "qlab_busy_workers", "Workers running a batch.", None, gauge("busy_workers")),
+        ("gauge", "qlab_jobs_in_flight", "Jobs submitted and not finished.", None,
+         gauge("unfinished")),
+    ]  # fmt: skip
 
 
 class Prometheus(Hook):
@@ -188,29 +224,12 @@ class _Collector:
         def family(kind: Any, name: str, doc: str, extra: str | None = None) -> Any:
             return kind(name, doc, labels=names + ([extra] if extra else []))
 
-        jobs = family(CounterMetricFamily, "qlab_jobs", "Finished jobs by status.", "status")
-        for status in ("ok", "failed", "cancelled"):
-            jobs.add_metric([*values, status], c.get(status, 0))
-        yield jobs
-        sub = family(CounterMetricFamily, "qlab_jobs_submitted", "Jobs submitted.")
-        sub.add_metric(values, c.get("submitted", 0))
-        yield sub
-        ok, retries, attempts = c.get("ok", 0), c.get("retries", 0), c.get("attempts", 0)
-        att = family(CounterMetricFamily, "qlab_attempts", "Attempts by outcome.", "outcome")
-        for outcome, n in (("ok", ok), ("retry", retries), ("failed", attempts - ok - retries)):
-            att.add_metric([*values, outcome], max(n, 0))
-        yield att
-        ret = family(CounterMetricFamily, "qlab_retries", "Attempts followed by a retry.")
-        ret.add_metric(values, retries)
-        yield ret
-        for key, name, doc in (
-            ("queue_depth", "qlab_queue_depth", "Jobs waiting: ready, or for a backoff."),
-            ("busy_workers", "qlab_busy_workers", "Workers running a batch."),
-            ("unfinished", "qlab_jobs_in_flight", "Jobs submitted and not finished."),
-        ):
-            g = family(GaugeMetricFamily, name, doc)
-            g.add_metric(values, c.get(key, math.nan) if c else 0)
-            yield g
+        kinds = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily}
+        for kind, name, doc, label, samples in count_samples(c):
+            f = family(kinds[kind], name, doc, label)
+            for value_of_label, value in samples:
+                f.add_metric(values if label is None else [*values, value_of_label], value)
+            yield f
         for key, name, doc in (
             ("latency", "qlab_job_latency_seconds", "Job latency, submission to end."),
             ("queue_wait", "qlab_queue_wait_seconds", "Submission to first start."),

@@ -60,22 +60,13 @@ def prometheus_values(counts: Mapping[str, Any]) -> dict[str, float]:
         >>> prometheus_values({})["qlab_queue_depth"]
         0
     """
-    c = counts
-    out: dict[str, float] = {
-        f'qlab_jobs_total{{status="{status}"}}': c.get(status, 0)
-        for status in ("ok", "failed", "cancelled")
-    }
-    out["qlab_jobs_submitted_total"] = c.get("submitted", 0)
-    ok, retries, attempts = c.get("ok", 0), c.get("retries", 0), c.get("attempts", 0)
-    for outcome, n in (("ok", ok), ("retry", retries), ("failed", attempts - ok - retries)):
-        out[f'qlab_attempts_total{{outcome="{outcome}"}}'] = max(n, 0)
-    out["qlab_retries_total"] = retries
-    for key, name in (
-        ("queue_depth", "qlab_queue_depth"),
-        ("busy_workers", "qlab_busy_workers"),
-        ("unfinished", "qlab_jobs_in_flight"),
-    ):
-        out[name] = c.get(key, math.nan) if c else 0
+    from qlab.metrics import count_samples
+
+    out: dict[str, float] = {}
+    for kind, name, _, label, samples in count_samples(counts):
+        name += "_total" if kind == "counter" else ""
+        for value_of_label, value in samples:
+            out[name if label is None else f'{name}{{{label}="{value_of_label}"}}'] = value
     return out
 
 
