@@ -143,6 +143,27 @@ class BatchResult:
         return kept
 
 
+def require_real_clock(spec: JobSpec, who: str) -> None:
+    """Refuse a fake clock for a backend whose workers time attempts in other
+    processes (``who``: "worker processes", "Dask workers"), naming ``clock``.
+
+    Example:
+        >>> from qlab.testing import FakeClock
+        >>> spec = JobSpec(abs, lambda exc: False, clock=FakeClock())
+        >>> require_real_clock(spec, "worker processes")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: clock: worker processes time attempts on the real clock; use a fake ...
+    """
+    from qlab.clock import RealClock
+
+    if not isinstance(spec.clock, RealClock):
+        raise ValueError(
+            f"clock: {who} time attempts on the real clock; use a fake "
+            "clock with backend='thread' or 'inline'"
+        )
+
+
 def crash_row(
     res: BatchResult,
     exc: BaseException,

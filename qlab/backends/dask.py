@@ -38,13 +38,12 @@ from typing import Any
 
 from qlab.backends import dask_recovery as recovery
 from qlab.backends import dask_remote
-from qlab.backends.base import BatchResult, JobSpec, Slot, unpicklable_rows
+from qlab.backends.base import BatchResult, JobSpec, Slot, require_real_clock, unpicklable_rows
 from qlab.backends.dask_cluster import Cluster, WorkerInfo
 from qlab.backends.dask_local import warm_cluster
 from qlab.backends.dask_progress import Progress, SlotFlag
 from qlab.backends.worker import dumps, unpack
 from qlab.batches import Batch
-from qlab.clock import RealClock
 
 __all__ = ["Dask", "DaskBackend", "warm_cluster"]
 
@@ -109,11 +108,7 @@ class DaskBackend:
     def start(
         self, spec: JobSpec, workers: int, take_ahead: Callable[[Slot], Batch | None]
     ) -> dict[str, Any]:
-        if not isinstance(spec.clock, RealClock):
-            raise ValueError(
-                "clock: Dask workers time attempts on the real clock; use a fake "
-                "clock with backend='thread' or 'inline'"
-            )
+        require_real_clock(spec, "Dask workers")
         t = time.perf_counter()
         self.spec, self._take_ahead, self._n = spec, take_ahead, workers
         self._spec_bytes = dask_remote.dump_spec(spec)

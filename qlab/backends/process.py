@@ -30,7 +30,14 @@ from collections.abc import Callable
 from typing import Any
 
 from qlab.backends import forkserver
-from qlab.backends.base import BatchResult, JobSpec, Slot, crash_row, unpicklable_rows
+from qlab.backends.base import (
+    BatchResult,
+    JobSpec,
+    Slot,
+    crash_row,
+    require_real_clock,
+    unpicklable_rows,
+)
 from qlab.backends.procs import (
     Proc,
     RemoteTraceback,
@@ -43,7 +50,6 @@ from qlab.backends.procs import (
     warm_workers,
 )
 from qlab.batches import EMPTY, Batch
-from qlab.clock import RealClock
 from qlab.codes import CANCELLED, CRASHED, TIMEOUT
 from qlab.context import Cancelled
 
@@ -91,11 +97,7 @@ class ProcessBackend:
     def start(
         self, spec: JobSpec, workers: int, take_ahead: Callable[[Slot], Batch | None]
     ) -> dict[str, Any]:
-        if not isinstance(spec.clock, RealClock):
-            raise ValueError(
-                "clock: worker processes time attempts on the real clock; use a fake "
-                "clock with backend='thread' or 'inline'"
-            )
+        require_real_clock(spec, "worker processes")
         t = time.perf_counter()
         self.spec = spec
         self._take_ahead = take_ahead
