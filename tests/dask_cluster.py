@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -24,18 +23,14 @@ from pathlib import Path
 
 import psutil
 
+from tests.helpers import free_port
+
 SCHEDULER = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
 WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]
 WORKERS = 2
 
 #: The session's cluster while it runs (conftest's leak check reads it).
 RUNNING: DaskCluster | None = None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class DaskCluster:

@@ -129,3 +129,12 @@ def png_count(out) -> int:
 def html_of(out) -> str:
     """The HTML that an ipywidgets Output holds, joined."""
     return "".join(o.get("data", {}).get("text/html", "") for o in out.outputs)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (nothing listens on it once closed)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

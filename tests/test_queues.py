@@ -13,6 +13,7 @@ import qlab
 from qlab import queues
 from qlab.queues.sqlite import SQLiteStore
 from qlab.queues.urls import parse_sqlite
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -166,12 +167,8 @@ def test_lambdas_and_local_functions_go_through_cloudpickle(tmp_path):
 
 
 def test_unreachable_redis_is_named(tmp_path):
-    import socket
-
     pytest.importorskip("redis")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # free, and nothing listens once closed
+    port = free_port()
     url = f"redis://:secret@127.0.0.1:{port}/0?name=q"
     for call in (lambda: qlab.run(abs, range(3), queue=url), lambda: qlab.enqueue(url, [1]),
                  lambda: qlab.serve(url, abs), lambda: qlab.load_run(url)):  # fmt: skip

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import qlab
+from tests.helpers import free_port
 from tests.test_resume import redis_kind, redis_server, stop_server, wait_for  # noqa: F401
 from tests.test_worker_cli import GATE_ENV, finish, worker
 
@@ -105,9 +106,7 @@ def tls_server(tmp_path):
     )  # fmt: skip
     if made.returncode:
         pytest.skip(f"openssl could not make a certificate: {made.stderr.decode()[-200:]}")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [exe, "--bind", "127.0.0.1", "--port", "0", "--tls-port", str(port),
          "--tls-cert-file", str(cert), "--tls-key-file", str(key),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from collections.abc import Callable
 import pytest
 
 import qlab
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -115,9 +115,7 @@ def redis_server(tmp_path_factory):
         return
     import redis
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     folder = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
         [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",

@@ -14,6 +14,7 @@ import pytest
 import qlab
 from qlab.plot.series import series
 from qlab.sweep_queues import RunQueues, check_queues, labels
+from tests.helpers import free_port
 from tests.test_resume import redis_server  # noqa: F401  (the module's redis-server)
 
 matplotlib.use("Agg")
@@ -129,16 +130,13 @@ def test_bad_queues_are_named_before_any_run(queue, error, says):
 
 
 def test_an_earlier_sweeps_files_and_a_dead_redis_stop_the_sweep_first(tmp_path):
-    import socket
 
     calls = Calls()
     (tmp_path / "q-3.db").write_bytes(b"")
     with pytest.raises(ValueError, match=r"queue .*q-3.db' exists"):
         qlab.sweep(calls, workers=[1], jobs=5, queue=["memory", f"sqlite:///{tmp_path / 'q.db'}"])
     pytest.importorskip("redis")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # free: nothing listens once closed
+    port = free_port()
     with pytest.raises(ConnectionError, match=r"queue 'redis://:\*\*\*@127.0.0.1"):
         qlab.sweep(calls, workers=[1], jobs=5, queue=["memory", f"redis://:pw@127.0.0.1:{port}/0"])
     with pytest.raises(ValueError, match=r"with load=.*queue 'memory'"):
