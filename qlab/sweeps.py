@@ -95,6 +95,8 @@ def sweep(
         backend: a backend name (``"thread"``, ``"process"``, ``"dask"``...), a Backend
             object (``qlab.backends.Dask(address=...)``: each point uses ``workers``
             worker threads of your cluster, which qlab leaves running), or a list.
+            ``"joblib:loky"``, ``"joblib:qlab"``...: ``workload`` is a callable taking
+            ``n_jobs``, swept over ``workers`` as its n_jobs (:func:`qlab.joblib.sweep`).
         jobs: jobs per run (payloads ``range(jobs)``); None: ``DEFAULT_JOBS``.
         repeats: runs per (backend, workers) point; with ``precision``, the least number
             (None: 3, or 2 with ``precision``).
@@ -132,6 +134,12 @@ def sweep(
         >>> sw = qlab.sweep(qlab.workloads.cpu(ms=1), workers=[1, 2], backend=["thread", "process"],
         ...                 jobs=200, repeats=2)  # doctest: +SKIP
     """
+    if _is_joblib(backend):  # joblib code: workers are its n_jobs (qlab.joblib.sweep)
+        from qlab.joblib import sweep as joblib_sweep
+
+        return joblib_sweep(workload, n_jobs=workers, backend=backend, repeats=repeats,
+                            precision=precision, max_repeats=max_repeats,
+                            confidence=confidence, warmup=warmup, keep_runs=keep_runs, seed=seed)  # fmt: skip
     ws = _check_workers(workers)
     queues = check_queues(queue)
     if load is not None:  # open loop: latency against offered load
@@ -272,6 +280,14 @@ def _checked(run: Any) -> Any:
     if why:
         raise KeyboardInterrupt(why)
     return run
+
+
+def _is_joblib(backend: Any) -> bool:
+    """``"joblib:loky"`` or a list of such names: a sweep of joblib code."""
+    names = [backend] if isinstance(backend, str) else backend
+    return isinstance(names, list | tuple) and any(
+        isinstance(b, str) and b.startswith("joblib:") for b in names
+    )
 
 
 def _check_workers(workers: Any) -> list[int]:

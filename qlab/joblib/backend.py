@@ -18,6 +18,8 @@ a callback to call when each is done. This backend submits every batch to a
   duration of each ``Parallel`` call (thread pools are per process).
 - **Errors** keep their type: a task's exception is raised by ``Parallel`` as raised in
   the task (on the process backend with the remote traceback as ``__cause__``).
+- **Nested calls**: a ``Parallel(backend="qlab")`` inside a task gets a thread pool of
+  its own for that call (the warm pool's workers may all be busy waiting for it).
 - ``n_jobs=1`` makes joblib itself run the tasks one by one in the caller (joblib's rule
   for every backend); ``n_jobs=-1`` means every CPU, ``-2`` all but one.
 
@@ -82,6 +84,7 @@ class QlabBackend(AutoBatchingMixin, ParallelBackendBase):
         self.uses_threads = self.supports_sharedmem = pools.in_process(inner)
         self._key: tuple | None = None
         self._executor: Any = None
+        self._own = False  # a nested call's private pool
         self._limit: int | None = None
         self._limiter: Any = None
         self._pending: set[cf.Future] = set()
@@ -106,13 +109,24 @@ class QlabBackend(AutoBatchingMixin, ParallelBackendBase):
         """Take (or start) the pool for ``n_jobs`` workers; return that number."""
         n = self.effective_n_jobs(n_jobs)
         self.parallel = parallel
+        if self.nesting_level:  # inside a task: the shared pool's workers may all be
+            # waiting for this call, so it gets a pool of its own (threads: a task in
+            # a worker process does not start processes), ended by terminate()
+            self._release()
+            self._executor = pools.private(self.inner, n, self.options)
+            self._own = True
+            return self._limits(n)
         key = pools.key(self.inner, n, self.options)
         if key != self._key:
             self._release()
             self._executor = pools.acquire(key, self.inner, n, self.options)
             self._key = key
+        return self._limits(n)
+
+    def _limits(self, n: int) -> int:
+        """Note the thread limit for worker processes (see the module docs); ``n``."""
         self._limit = self.inner_max_num_threads
-        if self._limit is None and not self.uses_threads:
+        if self._limit is None and not (self.uses_threads or self._own):
             self._limit = max(cpu_count() // n, 1)  # loky's default for worker processes
         return n
 
@@ -133,7 +147,8 @@ class QlabBackend(AutoBatchingMixin, ParallelBackendBase):
         """Run the batch ``func`` on the pool; ``callback(future)`` when it is done."""
         if self._executor is None:
             raise RuntimeError("QlabBackend.submit before configure (joblib calls configure)")
-        future = pools.submit(self._executor, func, self.uses_threads, self._limit)
+        local = self.uses_threads or self._own  # a nested call's pool runs threads
+        future = pools.submit(self._executor, func, local, self._limit)
         with self._pending_lock:
             self._pending.add(future)
         future.add_done_callback(self._forget)
@@ -147,7 +162,10 @@ class QlabBackend(AutoBatchingMixin, ParallelBackendBase):
 
     def retrieve_result_callback(self, out: cf.Future) -> Any:
         """The batch's results, or its exception raised with its own type."""
-        return out.result()
+        value = out.result()
+        if isinstance(value, pools.Raised):
+            raise value.exc
+        return value
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
         """After an error: cancel the batches that have not started (running ones
@@ -168,7 +186,10 @@ class QlabBackend(AutoBatchingMixin, ParallelBackendBase):
     def _release(self) -> None:
         if self._key is not None:
             pools.release(self._key)
+        if self._own and self._executor is not None:
+            self._executor.shutdown(wait=True)
         self._key = self._executor = None
+        self._own = False
 
     def __reduce__(self) -> tuple:
         # a nested Parallel in a worker process gets a fresh, unconfigured backend

@@ -26,8 +26,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["acquire", "check_inner", "in_process", "key", "release", "run_pickled", "shutdown",
-           "submit"]  # fmt: skip
+__all__ = ["Raised", "acquire", "check_inner", "in_process", "key", "private", "release", "run_captured",
+           "run_pickled", "shutdown", "submit"]  # fmt: skip
 
 _LOCK = threading.Lock()
 _POOLS: dict[tuple, Any] = {}  # key -> qlab.Executor
@@ -78,6 +78,14 @@ def acquire(k: tuple, inner: Any, workers: int, options: dict[str, Any]) -> Any:
     return ex
 
 
+def private(inner: Any, workers: int, options: dict[str, Any]) -> Any:
+    """A pool for one nested ``Parallel`` call: on threads, whatever ``inner`` is."""
+    import qlab
+
+    kind = inner if in_process(inner) else "thread"
+    return qlab.Executor(workers, backend=kind, **options)
+
+
 def release(k: tuple) -> None:
     """A backend is done with the pool ``k`` (it stays warm for the next call)."""
     with _LOCK:
@@ -104,10 +112,34 @@ def submit(ex: Any, batch: Callable[[], Any], local: bool, limit: int | None) ->
     """Submit joblib's ``batch`` to ``ex``: as it is on threads; cloudpickled, with the
     thread limit, to worker processes."""
     if local:
-        return ex.submit(batch)
+        return ex.submit(run_captured, batch)
     import cloudpickle
 
     return ex.submit(run_pickled, cloudpickle.dumps(batch), limit)
+
+
+class Raised:
+    """A batch that raised a BaseException that is not an Exception (KeyboardInterrupt,
+    SystemExit): carried back as a value, for the caller to raise, as joblib's own
+    backends do, instead of ending a qlab worker."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __reduce__(self) -> tuple:
+        return (Raised, (self.exc,))
+
+
+def run_captured(batch: Callable[[], Any]) -> Any:
+    """Run the batch; a KeyboardInterrupt or SystemExit comes back as :class:`Raised`."""
+    try:
+        return batch()
+    except Exception:
+        raise
+    except BaseException as exc:
+        return Raised(exc)
 
 
 def run_pickled(blob: bytes, limit: int | None) -> Any:
@@ -115,7 +147,7 @@ def run_pickled(blob: bytes, limit: int | None) -> Any:
     import pickle
 
     _limit_threads(limit)
-    return pickle.loads(blob)()
+    return run_captured(pickle.loads(blob))
 
 
 def _limit_threads(limit: int | None) -> None:

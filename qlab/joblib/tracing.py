@@ -274,6 +274,8 @@ def _settle(token: int, out: Any) -> None:
         cancelled = out.cancelled()
         error = None if cancelled else out.exception()
         value = None if cancelled or error is not None else out.result()
+        if not isinstance(value, list | Done) and isinstance(getattr(value, "exc", None), BaseException):
+            error, value = value.exc, None  # a wrapped KeyboardInterrupt (batch results are lists)
     elif isinstance(out, BaseException) or type(out).__name__ == "_ExceptionWithTraceback":
         error = getattr(out, "exc", out)
     times = getattr(error, _TIMES, None) if error is not None else getattr(value, "times", None)
