@@ -137,9 +137,11 @@ def sweep(
     if _is_joblib(backend):  # joblib code: workers are its n_jobs (qlab.joblib.sweep)
         from qlab.joblib import sweep as joblib_sweep
 
-        return joblib_sweep(workload, n_jobs=workers, backend=backend, repeats=repeats,
-                            precision=precision, max_repeats=max_repeats,
-                            confidence=confidence, warmup=warmup, keep_runs=keep_runs, seed=seed)  # fmt: skip
+        return joblib_sweep(
+            workload, n_jobs=workers, backend=backend, repeats=repeats, precision=precision,
+            max_repeats=max_repeats, confidence=confidence, warmup=warmup,
+            keep_runs=keep_runs, seed=seed,
+        )  # fmt: skip
     ws = _check_workers(workers)
     queues = check_queues(queue)
     if load is not None:  # open loop: latency against offered load

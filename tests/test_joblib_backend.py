@@ -51,17 +51,17 @@ def where(_: object = None) -> tuple[int, int]:
 
 
 class Finicky(Exception):
-    """An exception whose __init__ takes two arguments (joblib's
-    MyExceptionWithFinickyInit): it must survive the trip back from a worker."""
+    """An exception whose __init__ takes four arguments and does not call the base
+    class's (joblib's MyExceptionWithFinickyInit): it must survive the trip back from a
+    worker process."""
 
-    def __init__(self, a: object, b: object) -> None:
-        super().__init__(a)
-        self.b = b
+    def __init__(self, a: object, b: object, c: object, d: object) -> None:
+        pass
 
 
 def raise_finicky(i: int) -> int:
     if i == 7:
-        raise Finicky(i, "b")
+        raise Finicky("a", "b", "c", "d")
     return i
 
 
@@ -85,7 +85,9 @@ def nested_raise(_: int) -> None:
 @pytest.mark.parametrize("n_jobs", [1, 2, -1, -2])
 def test_results_in_order(inner: str, n_jobs: int) -> None:
     """test_simple_parallel: the results are the sequential results, in order."""
-    out = Parallel(n_jobs=n_jobs, backend="qlab", inner=inner)(delayed(square)(i) for i in range(50))
+    out = Parallel(n_jobs=n_jobs, backend="qlab", inner=inner)(
+        delayed(square)(i) for i in range(50)
+    )
     assert out == [i * i for i in range(50)]
 
 
@@ -103,7 +105,9 @@ def test_exhausted_iterator(inner: str) -> None:
 
 def test_lambda(inner: str) -> None:
     """test_lambda_expression: lambdas run (cloudpickled to worker processes)."""
-    out = Parallel(n_jobs=2, backend="qlab", inner=inner)(delayed(lambda x: x**2)(i) for i in range(10))
+    out = Parallel(n_jobs=2, backend="qlab", inner=inner)(
+        delayed(lambda x: x**2)(i) for i in range(10)
+    )
     assert out == [i**2 for i in range(10)]
 
 
@@ -153,8 +157,10 @@ def test_error_type_reaches_caller(inner: str) -> None:
 def test_finicky_exception(inner: str) -> None:
     """test_error_capture: an exception with an unusual __init__ arrives whole."""
     with pytest.raises(Finicky) as info:
-        Parallel(n_jobs=2, backend="qlab", inner=inner)(delayed(raise_finicky)(i) for i in range(30))
-    assert info.value.b == "b"
+        Parallel(n_jobs=2, backend="qlab", inner=inner)(
+            delayed(raise_finicky)(i) for i in range(30)
+        )
+    assert info.value.args == ("a", "b", "c", "d")
 
 
 def test_keyboard_interrupt_in_a_task(inner: str) -> None:
@@ -247,18 +253,22 @@ def test_generator_results_in_order(inner: str) -> None:
 
 def test_unordered_generator_gives_quick_results_first(inner: str) -> None:
     """test_parallel_unordered_generator_returns_fastest_first: a slow task (it waits on
-    a gate) does not hold back the others."""
+    a gate) does not hold back the others. On worker processes, qlab sends each worker
+    its next batch while it runs one (pipelining), so one quick batch may wait behind the
+    slow one there: 8 of the 9 come first at least (all 9 on threads)."""
     from tests.helpers import SocketGate
 
     gate = SocketGate()
+    first = 9 if inner == "thread" else 8
     try:
         tasks = [delayed(gate)(-1)] + [delayed(square)(i) for i in range(9)]
         gen = Parallel(n_jobs=2, backend="qlab", inner=inner, return_as="generator_unordered",
                        batch_size=1)(tasks)  # fmt: skip
-        quick = sorted(next(gen) for _ in range(9))
+        quick = [next(gen) for _ in range(first)]
         gate.release()
-        assert quick == [i * i for i in range(9)]
-        assert list(gen) == [-1]
+        rest = list(gen)
+        assert -1 not in quick
+        assert sorted(quick + rest) == [-1] + [i * i for i in range(9)]
     finally:
         gate.close()
 
@@ -291,11 +301,13 @@ def test_abort_on_error(inner: str, n_jobs: int) -> None:
         with qlab.joblib.trace() as t, pytest.raises(ZeroDivisionError):
             Parallel(n_jobs=n_jobs, backend="qlab", inner=inner, batch_size=1)(tasks)
         gate.release()
+        qlab.joblib.shutdown()  # the gate tasks that had started finish
     finally:
         gate.close()
     jobs = t.run.jobs
     assert jobs.tasks.sum() < 101
-    assert (jobs.status == "failed").sum() == 1
+    assert jobs.status.value_counts()["failed"] == 1
+    assert set(jobs.status) <= {"ok", "failed", "cancelled"}
 
 
 # -- callbacks: lazy dispatch (test_dispatch_multiprocessing) ---------------------------
@@ -341,7 +353,9 @@ def test_pool_reused_across_parallel_calls(inner: str) -> None:
 def test_sharedmem_with_threads() -> None:
     """require="sharedmem": thread workers share the caller's objects."""
     box: list[int] = []
-    Parallel(n_jobs=2, backend="qlab", require="sharedmem")(delayed(box.append)(i) for i in range(5))
+    Parallel(n_jobs=2, backend="qlab", require="sharedmem")(
+        delayed(box.append)(i) for i in range(5)
+    )
     assert sorted(box) == list(range(5))
 
 

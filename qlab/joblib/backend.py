@@ -18,6 +18,9 @@ a callback to call when each is done. This backend submits every batch to a
   duration of each ``Parallel`` call (thread pools are per process).
 - **Errors** keep their type: a task's exception is raised by ``Parallel`` as raised in
   the task (on the process backend with the remote traceback as ``__cause__``).
+- **Pipelining**: on ``inner="process"`` qlab sends each worker process its next batch
+  while it runs one, so a batch can wait behind a slow one on its worker
+  (``return_as="generator_unordered"`` then gives it later than on threads).
 - **Nested calls**: a ``Parallel(backend="qlab")`` inside a task gets a thread pool of
   its own for that call (the warm pool's workers may all be busy waiting for it).
 - ``n_jobs=1`` makes joblib itself run the tasks one by one in the caller (joblib's rule
@@ -42,6 +45,11 @@ from joblib.parallel import AutoBatchingMixin, ParallelBackendBase
 from qlab.joblib import pools
 
 __all__ = ["QlabBackend"]
+
+#: What joblib's Parallel passes to every backend's configure (for memmapping pools).
+_JOBLIB_KWARGS = frozenset(
+    {"max_nbytes", "mmap_mode", "temp_folder", "verbose", "context", "idle_worker_timeout"}
+)
 
 
 class QlabBackend(AutoBatchingMixin, ParallelBackendBase):
@@ -106,9 +114,19 @@ class QlabBackend(AutoBatchingMixin, ParallelBackendBase):
         self, n_jobs: int | None = 1, parallel: Any = None, prefer: Any = None,
         require: Any = None, **backend_kwargs: Any,
     ) -> int:  # fmt: skip
-        """Take (or start) the pool for ``n_jobs`` workers; return that number."""
+        """Take (or start) the pool for ``n_jobs`` workers; return that number.
+
+        ``Parallel(backend="qlab", inner="process", ...)`` passes its extra arguments
+        here (not to the constructor): ``inner`` and Executor options are taken from them.
+        """
         n = self.effective_n_jobs(n_jobs)
         self.parallel = parallel
+        extra = {k: v for k, v in backend_kwargs.items() if k not in _JOBLIB_KWARGS}
+        if "inner" in extra:
+            self.inner = extra.pop("inner")
+            pools.check_inner(self.inner)
+            self.uses_threads = self.supports_sharedmem = pools.in_process(self.inner)
+        self.options = {**self.options, **extra}
         if self.nesting_level:  # inside a task: the shared pool's workers may all be
             # waiting for this call, so it gets a pool of its own (threads: a task in
             # a worker process does not start processes), ended by terminate()
@@ -193,7 +211,10 @@ class QlabBackend(AutoBatchingMixin, ParallelBackendBase):
 
     def __reduce__(self) -> tuple:
         # a nested Parallel in a worker process gets a fresh, unconfigured backend
-        return (_rebuild, (self.inner, self.nesting_level, self.inner_max_num_threads, self.options))
+        return (
+            _rebuild,
+            (self.inner, self.nesting_level, self.inner_max_num_threads, self.options),
+        )
 
 
 def _rebuild(inner: Any, nesting: int | None, threads: int | None, options: dict) -> QlabBackend:

@@ -26,8 +26,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Raised", "acquire", "check_inner", "in_process", "key", "private", "release", "run_captured",
-           "run_pickled", "shutdown", "submit"]  # fmt: skip
+__all__ = [
+    "Raised", "acquire", "check_inner", "in_process", "key", "private", "release",
+    "run_captured", "run_pickled", "shutdown", "submit",
+]  # fmt: skip
 
 _LOCK = threading.Lock()
 _POOLS: dict[tuple, Any] = {}  # key -> qlab.Executor
@@ -71,7 +73,7 @@ def acquire(k: tuple, inner: Any, workers: int, options: dict[str, Any]) -> Any:
         for o in stale:
             _USERS.pop(o, None)
         if ex is None:
-            ex = _POOLS[k] = qlab.Executor(workers, backend=inner, **options)
+            ex = _POOLS[k] = qlab.Executor(workers, backend=inner, **_one_at_a_time(options))
         _USERS[k] = _USERS.get(k, 0) + 1
     for other in old:  # outside the lock: joining workers may take a moment
         other.shutdown(wait=True)
@@ -83,7 +85,13 @@ def private(inner: Any, workers: int, options: dict[str, Any]) -> Any:
     import qlab
 
     kind = inner if in_process(inner) else "thread"
-    return qlab.Executor(workers, backend=kind, **options)
+    return qlab.Executor(workers, backend=kind, **_one_at_a_time(options))
+
+
+def _one_at_a_time(options: dict[str, Any]) -> dict[str, Any]:
+    """joblib batches tasks itself: each worker takes one of its batches at a time, so
+    a slow batch holds up no other behind it (qlab's own batching would, by default)."""
+    return {"batch_size": 1, **options}
 
 
 def release(k: tuple) -> None:

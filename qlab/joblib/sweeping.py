@@ -62,7 +62,9 @@ def parse_backend(name: Any) -> tuple[str, dict[str, Any]]:
     if base not in BACKENDS and base not in EXTERNAL_BACKENDS:
         raise ValueError(f"backend: joblib knows {sorted(BACKENDS)}, got {name!r}")
     if inner and base != "qlab":
-        raise ValueError(f"backend: only 'qlab' takes an inner backend ('qlab:process'), got {name!r}")
+        raise ValueError(
+            f"backend: only 'qlab' takes an inner backend ('qlab:process'), got {name!r}"
+        )
     config: dict[str, Any] = {"backend": base} | ({"inner": inner} if inner else {})
     return f"joblib:{bare}", config
 
@@ -108,7 +110,9 @@ def sweep(
     if not backends:
         raise ValueError("backend: give at least one joblib backend name")
     confidence = check_confidence(confidence)
-    repeats = check_int("repeats", (3 if precision is None else 2) if repeats is None else repeats, 1)
+    repeats = check_int(
+        "repeats", (3 if precision is None else 2) if repeats is None else repeats, 1
+    )
     most = repeats if precision is None else max(check_int("max_repeats", max_repeats, 2), repeats)
     rows: list[dict[str, Any]] = []
     runs: list[Any] = []
@@ -123,7 +127,9 @@ def sweep(
                 point.append(_row(label, n, i, wall, run) | load)
                 runs += [run] if keep_runs else []
                 thr = [r["throughput"] for r in point]
-                if i + 1 >= repeats and (precision is None or is_precise(thr, precision, confidence)):
+                if i + 1 >= repeats and (
+                    precision is None or is_precise(thr, precision, confidence)
+                ):
                     break
             rows += _finish(point, confidence, precision, seed)
     return _result(rows, runs, fn, ns, backends, repeats, most, confidence, precision, t0)

@@ -274,8 +274,9 @@ def _settle(token: int, out: Any) -> None:
         cancelled = out.cancelled()
         error = None if cancelled else out.exception()
         value = None if cancelled or error is not None else out.result()
-        if not isinstance(value, list | Done) and isinstance(getattr(value, "exc", None), BaseException):
-            error, value = value.exc, None  # a wrapped KeyboardInterrupt (batch results are lists)
+        wrapped = getattr(value, "exc", None)  # a KeyboardInterrupt come back as a value
+        if not isinstance(value, list | Done) and isinstance(wrapped, BaseException):
+            error, value = wrapped, None  # (a batch's results are a list)
     elif isinstance(out, BaseException) or type(out).__name__ == "_ExceptionWithTraceback":
         error = getattr(out, "exc", out)
     times = getattr(error, _TIMES, None) if error is not None else getattr(value, "times", None)
