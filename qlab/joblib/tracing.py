@@ -33,7 +33,6 @@ import contextlib
 import functools
 import itertools
 import math
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -41,16 +40,15 @@ from typing import Any
 
 from joblib import parallel as jp
 
+from qlab.joblib.timed import NAN, OPEN, TIMES, Done, Timed, note
+
 __all__ = ["JoblibTrace", "Timed", "trace", "traced"]
 
 _LOCK = threading.Lock()
 _ACTIVE: list[JoblibTrace] = []
 _SAVED: dict[str, Any] = {}  # what the traces replaced: Parallel.__call__
 _CLASSES: dict[type, type] = {}  # backend class -> its traced subclass
-_OPEN: dict[int, list[tuple[JoblibTrace, int]]] = {}  # token -> the records it fills
 _TOKENS = itertools.count()
-_TIMES = "_qlab_times"  # the attribute that carries a failed batch's times
-_NAN = math.nan
 
 
 class JoblibTrace:
@@ -68,7 +66,7 @@ class JoblibTrace:
     def open(self, fn: str, tasks: int, backend: str) -> int:
         """A batch was submitted: its record's index."""
         with self._lock:
-            self._records.append([time.perf_counter(), _NAN, _NAN, _NAN, None, None, None, False])
+            self._records.append([time.perf_counter(), NAN, NAN, NAN, None, None, None, False])
             self._fns.append(fn)
             self._tasks.append(tasks)
             self._backends.append(backend)
@@ -84,7 +82,7 @@ class JoblibTrace:
         with self._lock:
             r = self._records[i]
             if math.isnan(r[2]) and not cancelled:
-                r[1:5] = [r[0], time.perf_counter(), _NAN, ("?", 0)]
+                r[1:5] = [r[0], time.perf_counter(), NAN, ("?", 0)]
             if error is not None:
                 r[5], r[6] = type(error).__qualname__, str(error)
                 r[7] = "crashed" if isinstance(error, cf.BrokenExecutor) else False
@@ -174,7 +172,7 @@ def traced(cls: type) -> type:
                 return super().submit(func, callback)
             token = next(_TOKENS)
             name, n = _fn_name(func), _size(func)
-            _OPEN[token] = [(t, t.open(name, n, cls.__name__)) for t in tracers]
+            OPEN[token] = [(t, t.open(name, n, cls.__name__)) for t in tracers]
             settle = functools.partial(_settle, token)
             done = settle if callback is None else _then(settle, callback)
             return super().submit(Timed(func, token), callback=done)
@@ -198,64 +196,6 @@ def traced(cls: type) -> type:
     return Traced
 
 
-class Timed:
-    """A batch that records where and when it runs (see the module docs)."""
-
-    __slots__ = ("batch", "home", "token")
-
-    def __init__(self, batch: Any, token: int) -> None:
-        self.batch, self.token, self.home = batch, token, os.getpid()
-
-    @property
-    def items(self) -> Any:  # joblib's Dask backend unpacks a batch's tasks
-        return self.batch.items
-
-    def __len__(self) -> int:
-        return len(self.batch)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        local = os.getpid() == self.home
-        c0 = _NAN if local else time.thread_time()
-        t0 = time.perf_counter()
-        try:
-            value = self.batch(*args, **kwargs)
-        except BaseException as exc:
-            times = _times(t0, c0)
-            if local:
-                _note(self.token, times)
-            else:
-                setattr(exc, _TIMES, times)
-            raise
-        times = _times(t0, c0)
-        if local:
-            _note(self.token, times)
-            return value
-        return Done(value, times)
-
-
-class Done:
-    """A batch's results from another process, with its times."""
-
-    __slots__ = ("times", "value")
-
-    def __init__(self, value: Any, times: tuple) -> None:
-        self.value, self.times = value, times
-
-    def __reduce__(self) -> tuple:
-        return (Done, (self.value, self.times))
-
-
-def _times(t0: float, c0: float) -> tuple:
-    t1 = time.perf_counter()
-    cpu = _NAN if math.isnan(c0) else time.thread_time() - c0
-    return (t0, t1, cpu, (os.getpid(), threading.get_ident()))
-
-
-def _note(token: int, times: tuple) -> None:
-    for t, i in _OPEN.get(token, ()):
-        t.note(i, *times)
-
-
 def _then(first: Any, second: Any) -> Any:
     def callback(out: Any) -> None:
         first(out)
@@ -267,7 +207,7 @@ def _then(first: Any, second: Any) -> Any:
 def _settle(token: int, out: Any) -> None:
     """joblib's callback for a traced batch is about to run: close its records from
     ``out`` (a Future, or the value or wrapped exception that a Pool hands over)."""
-    if token not in _OPEN:
+    if token not in OPEN:
         return
     error, cancelled, value = None, False, out
     if isinstance(out, cf.Future):
@@ -279,10 +219,10 @@ def _settle(token: int, out: Any) -> None:
             error, value = wrapped, None  # (a batch's results are a list)
     elif isinstance(out, BaseException) or type(out).__name__ == "_ExceptionWithTraceback":
         error = getattr(out, "exc", out)
-    times = getattr(error, _TIMES, None) if error is not None else getattr(value, "times", None)
+    times = getattr(error, TIMES, None) if error is not None else getattr(value, "times", None)
     if isinstance(times, tuple) and (error is not None or isinstance(value, Done)):
-        _note(token, times)  # from another process (in this one, Timed noted them)
-    for t, i in _OPEN.pop(token, ()):
+        note(token, times)  # from another process (in this one, Timed noted them)
+    for t, i in OPEN.pop(token, ()):
         t.close(i, error, cancelled)
 
 
@@ -292,7 +232,7 @@ def _unwrap(retrieve: Any, *args: Any) -> Any:
         value = retrieve(*args)
     except BaseException as exc:
         with contextlib.suppress(AttributeError):
-            delattr(exc, _TIMES)
+            delattr(exc, TIMES)
         raise
     return value.value if isinstance(value, Done) else value
 
