@@ -20,6 +20,8 @@ Example:
     ...     squares = joblib.Parallel()(joblib.delayed(pow)(i, 2) for i in range(4))
     >>> squares, int(t.run.jobs.tasks.sum())
     ([0, 1, 4, 9], 4)
+    >>> qlab.joblib.shutdown()  # the warm pool
+    1
 """
 
 from __future__ import annotations

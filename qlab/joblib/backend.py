@@ -31,6 +31,8 @@ Example:
     >>> with joblib.parallel_config(backend="qlab", n_jobs=2):
     ...     joblib.Parallel()(joblib.delayed(pow)(i, 2) for i in range(5))
     [0, 1, 4, 9, 16]
+    >>> qlab.joblib.shutdown()  # the warm pool (else it ends at the interpreter's exit)
+    1
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ class QlabBackend(AutoBatchingMixin, ParallelBackendBase):
         >>> with joblib.parallel_config(backend=qlab.joblib.QlabBackend(inner="thread")):
         ...     joblib.Parallel(n_jobs=2)(joblib.delayed(abs)(-i) for i in range(3))
         [0, 1, 2]
+        >>> qlab.joblib.shutdown()
+        1
     """
 
     supports_retrieve_callback = True

@@ -25,6 +25,8 @@ Example:
     >>> sw = qlab.joblib.sweep(work, n_jobs=[1, 2], backend="qlab", repeats=2)
     >>> sw.df[["backend", "workers"]].drop_duplicates().values.tolist()
     [['joblib:qlab', 1], ['joblib:qlab', 2]]
+    >>> qlab.joblib.shutdown()
+    1
 """
 
 from __future__ import annotations

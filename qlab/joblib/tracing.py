@@ -126,6 +126,8 @@ def trace() -> Iterator[JoblibTrace]:
         ...         joblib.delayed(divmod)(i, 3) for i in range(6))
         >>> t.run.jobs.status.unique().tolist()
         ['ok']
+        >>> qlab.joblib.shutdown()
+        1
     """
     t = JoblibTrace()
     with _LOCK:
