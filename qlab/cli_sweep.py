@@ -26,9 +26,22 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _budget(text: str) -> str | None:
+    """A sweep's budget: ``1min``, ``90s``, ``1m30s``... or ``none``."""
+    from qlab.sweep_plan import parse_budget
+
+    if text.strip().lower() == "none":
+        return None
+    try:
+        parse_budget(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _worker_list(text: str) -> list[int]:
     """``1-16``, ``1,2,4,8`` or a mix (``1,2,4-8``)."""
-    from qlab.sweeps import _check_workers
+    from qlab.sweep_options import check_workers as _check_workers
 
     out: list[int] = []
     try:
@@ -43,7 +56,7 @@ def _worker_list(text: str) -> list[int]:
 
 
 def _backend_list(text: str) -> list[str]:
-    from qlab.sweeps import _check_backends
+    from qlab.sweep_options import check_backends as _check_backends
 
     try:
         return _check_backends([b.strip() for b in text.split(",")])
@@ -88,11 +101,20 @@ def add_sweep(sub: Any) -> None:
         "or several, comma-separated or repeated; each run gets a fresh queue (q-1.db...)",
     )
     s.add_argument(
+        "--handler",
         "--workload",
+        dest="workload",
         type=_workload,
         help="NAME or NAME:key=value,... (default: 1 ms sleeps, 5%% failing)",
     )
-    s.add_argument("--jobs", type=_positive(int, 1), help=f"jobs per run ({DEFAULT_JOBS})")
+    s.add_argument(
+        "--jobs", type=_positive(int, 1),
+        help=f"jobs per run (default: planned from --budget, at most {DEFAULT_JOBS:,})",
+    )  # fmt: skip
+    s.add_argument(
+        "--budget", type=_budget, default="1min",
+        help="time the sweep may take: 1min (default), 90s, 2min, 1m30s, or none",
+    )  # fmt: skip
     s.add_argument(
         "--repeats",
         type=_positive(int, 1),
@@ -101,7 +123,7 @@ def add_sweep(sub: Any) -> None:
     )
     s.add_argument(
         "--precision",
-        type=_positive(float, 1e-9),
+        type=_positive(float, 0, strict=True),
         default=None,
         help="repeat a point until its throughput interval is within this share of the mean",
     )
@@ -117,7 +139,13 @@ def add_sweep(sub: Any) -> None:
         "--plot", type=_out_file(".png", ".svg", ".pdf"), help="save the sweep's charts (.png...)"
     )
     s.add_argument("--json", action="store_true", help="print points and fits as JSON")
-    s.add_argument("--progress", action="store_true", help="log a line per run")
+    s.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a bar over the runs with the plan and an ETA, and a line per run "
+        "(default: a bar when stderr is a terminal)",
+    )
     _log_flags(s)
     s.set_defaults(func=_cmd_sweep)
 
@@ -127,26 +155,30 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from qlab.sweeps import Sweep, sweep
-    from qlab.usl import FewLevelsWarning
+    from qlab.usl import FewLevelsWarning, MisfitWarning
 
     a = args
-    if a.progress:
+    if a.progress:  # a line per run on the qlab.sweeps logger, and the plan
         logging.getLogger("qlab.sweeps").setLevel(logging.INFO)
     sw = sweep(
         a.workload, a.workers, a.backend, a.jobs, a.repeats, a.seed, progress=a.progress,
         confidence=a.confidence, precision=a.precision, max_repeats=a.max_repeats,
-        queue=a.queue,
+        queue=a.queue, budget=a.budget,
     )  # fmt: skip
     by = ["backend", "queue"] if sw.df["queue"].nunique() > 1 else ["backend"]
     table = sw.df.groupby([*by, "workers"])[["throughput", "speedup", "efficiency"]].mean()
     fits, notes = None, []
     with warnings.catch_warnings():  # a few worker levels: said once, as a note
         warnings.simplefilter("ignore", FewLevelsWarning)
+        warnings.simplefilter("ignore", MisfitWarning)  # said as a note, per group
         if sw.df["workers"].nunique() < 6:
             notes.append(f"only {sw.df['workers'].nunique()} worker levels: a loose USL fit")
         for key, g in sw.df.groupby(by):  # one group's few points spoil no other's fit
             try:
-                fit = Sweep(g, sw.meta).fit()[["lam", "sigma", "kappa", "peak_workers", "r2"]]
+                full = Sweep(g, sw.meta).fit()
+                for why in full["misfit"][full["misfit"] != ""]:
+                    notes.append(f"the USL does not fit {', '.join(map(str, key))}: {why}")
+                fit = full[["lam", "sigma", "kappa", "peak_workers", "r2"]]
                 fit.index = pd.MultiIndex.from_tuples([key], names=by) if len(by) > 1 else fit.index
                 fits = fit if fits is None else pd.concat([fits, fit])
             except (ValueError, RuntimeError) as exc:
