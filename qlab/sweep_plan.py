@@ -144,7 +144,7 @@ class Budget:
     Example:
         >>> b = Budget(60.0, points=4)
         >>> b.start_point()
-        >>> b.allows(last_run_s=5.0), b.allows(last_run_s=20.0)
+        >>> b.allows(last_run_s=5.0), b.allows(last_run_s=40.0)
         (True, False)
     """
 

@@ -11,6 +11,7 @@ Example:
     ...                   budget=None, run_options={})
     >>> s = Sweeper(o, {"seed": 0}, hooks=[], stop=None, keep_runs=False, bar=None)
     >>> s.prepare(warmup=False, meta={})
+    >>> s.begin("thread", "memory")
     >>> for w in o.workers:
     ...     s.point("thread", "memory", w)
     >>> s.result({}).df["workers"].tolist()
@@ -73,6 +74,7 @@ class Sweeper:
         self._point: list[dict[str, Any]] = []
         self._latencies: list[Any] = []
         self._cut = False
+        self._warmup = False
 
     # -- before the points: calibration or warm-up, and the plan --------------------------
 
@@ -96,9 +98,7 @@ class Sweeper:
             self.plans[(backend_name(b), q)] = JobsPlan(
                 dict.fromkeys(o.workers, jobs), o.repeats, 0
             )
-            if warmup:
-                self.at = f"warm-up of {self._where(b, q)}"
-                self._run(b, q, o.workers[-1], range(min(jobs, 10 * o.workers[-1])), False)
+        self._warmup = warmup and not o.planned  # a planned sweep's calibration warmed up
         left = None if o.budget_s is None else o.budget_s - (time.perf_counter() - t0)
         self.budget = Budget(left, len(o.pairs) * len(o.workers))
         meta["plan"] = self._describe()
@@ -106,6 +106,15 @@ class Sweeper:
         plan_log.info("sweep plan: %s", meta["plan"])
         if self.bar is not None:
             self.bar.announce(len(o.pairs) * len(o.workers) * o.repeats, f"plan: {meta['plan']}")
+
+    def begin(self, b: Any, q: str) -> None:
+        """Before the points of (b, q): the warm-up run, unrecorded, on the most workers
+        (a planned sweep's calibration was its warm-up)."""
+        if self._warmup:
+            top = self.o.workers[-1]
+            jobs = self.plans[(backend_name(b), q)].jobs[top]
+            self.at = f"warm-up of {self._where(b, q)}"
+            self._run(b, q, top, range(min(jobs, 10 * top)), False)
 
     def _calibrate(self, b: Any, q: str) -> tuple[float, float, float]:
         """Two short unrecorded runs, on 1 worker and on the most (the warm-up too):

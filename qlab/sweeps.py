@@ -159,6 +159,7 @@ def sweep(
         with _warm(o.backends):
             s.prepare(warmup, meta)
             for b, q in o.pairs:
+                s.begin(b, q)
                 for w in o.workers:
                     s.point(b, q, w)
     except KeyboardInterrupt as exc:

@@ -118,8 +118,10 @@ def encode_results(jobs: pd.DataFrame) -> pd.DataFrame | None:
     values = jobs["result"].tolist()
     if not any(isinstance(v, dict | list) for v in values) or not all(map(is_plain, values)):
         return None
+    import pandas as pd
+
     text = [None if v is None else json.dumps(v) for v in values]
-    return jobs.assign(result=text)
+    return jobs.assign(result=pd.Series(text, index=jobs.index, dtype=object))
 
 
 def decode_results(jobs: pd.DataFrame) -> pd.DataFrame:

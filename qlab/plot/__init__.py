@@ -17,7 +17,7 @@ Example:
     >>> run = qlab.run(qlab.workloads.sleep(ms=1), range(20), workers=2)
     >>> ax = timeline(run.attempts)
     >>> ax.get_xlabel()
-    'time since start (ms)'
+    'time since run start (s)'
     >>> ax.figure.savefig("timeline.png")  # doctest: +SKIP
 """
 
