@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from qlab.usl import usl
+from qlab.lab.usl import usl
 
 OUT = Path(__file__).with_name("usl-lambda-sigma-kappa.png")
 

@@ -21,8 +21,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import qlab
 from qlab import usl, workloads
 from qlab.cli import main
-from qlab.load import knee
-from qlab.sweep_result import Sweep, frame
+from qlab.lab.load import knee
+from qlab.lab.sweep_result import Sweep, frame
 
 WAIT_S = 60  # a bound on any background task, not a sleep
 
@@ -31,7 +31,7 @@ WAIT_S = 60  # a bound on any background task, not a sleep
 
 
 def test_a_planned_sweep_states_its_plan_and_runs_it(caplog):
-    with caplog.at_level("INFO", logger="qlab.sweeps.plan"):
+    with caplog.at_level("INFO", logger="qlab.lab.sweep.plan"):
         sw = qlab.sweep(workloads.sleep(ms=1), workers=[1, 2], budget="2s", progress=False)
     plan = sw.meta["plan"]
     assert re.fullmatch(r"2 points × .+ jobs × 3 repeats ≈ [\d.]+s \(budget 2s\)", plan), plan
@@ -59,7 +59,7 @@ def test_repeats_asked_for_run_whatever_the_budget():
 
 
 def test_budget_shares_the_time_left_point_by_point():
-    from qlab.sweep_plan import Budget
+    from qlab.lab.sweep_plan import Budget
 
     now = [0.0]
     budget = Budget(30.0, points=3, clock=lambda: now[0])
@@ -74,7 +74,7 @@ def test_budget_shares_the_time_left_point_by_point():
 
 @pytest.mark.parametrize("bad", ["soon", "-1s", 0, "2 parsecs", True])
 def test_a_bad_budget_names_the_parameter(bad):
-    from qlab.sweep_plan import parse_budget
+    from qlab.lab.sweep_plan import parse_budget
 
     with pytest.raises(ValueError, match="budget"):
         qlab.sweep(abs, workers=[1], budget=bad, progress=False)
@@ -163,7 +163,7 @@ def test_progress_falls_back_to_a_text_bar_without_tqdm_widgets(monkeypatch):
     import tqdm.notebook
     import tqdm.std
 
-    from qlab.progress import TqdmProgress
+    from qlab.hooks.progress import TqdmProgress
 
     monkeypatch.setattr(tqdm.notebook, "IProgress", None)  # ipywidgets missing
     bar = TqdmProgress(tqdm_class=tqdm.notebook.tqdm, file=io.StringIO())
