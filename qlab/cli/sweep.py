@@ -131,6 +131,12 @@ def add_sweep(sub: Any) -> None:
     s.add_argument(
         "--confidence", type=_fraction, default=0.95, help="level of every interval (0.95)"
     )
+    _add_output(s)
+    s.set_defaults(func=_cmd_sweep)
+
+
+def _add_output(s: Any) -> None:
+    """The sweep's seed, and where its results, charts, progress and logs go."""
     s.add_argument("--seed", type=int, default=0)
     s.add_argument(
         "--out", type=out_file(".parquet", ".csv"), help="save the sweep (.parquet, or .csv)"
@@ -147,14 +153,11 @@ def add_sweep(sub: Any) -> None:
         "(default: a bar when stderr is a terminal)",
     )
     log_flags(s)
-    s.set_defaults(func=_cmd_sweep)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     """``qlab sweep``: run, print the table and the fits, save; 130 after Ctrl-C."""
-    import pandas as pd
-
-    from qlab.lab.sweep import Sweep, sweep
+    from qlab.lab.sweep import sweep
     from qlab.lab.usl.model import FewLevelsWarning, MisfitWarning
 
     a = args
@@ -167,22 +170,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     )  # fmt: skip
     by = ["backend", "queue"] if sw.df["queue"].nunique() > 1 else ["backend"]
     table = sw.df.groupby([*by, "workers"])[["throughput", "speedup", "efficiency"]].mean()
-    fits, notes = None, []
-    with warnings.catch_warnings():  # a few worker levels: said once, as a note
+    with warnings.catch_warnings():  # a few worker levels, a misfit: said once, as notes
         warnings.simplefilter("ignore", FewLevelsWarning)
-        warnings.simplefilter("ignore", MisfitWarning)  # said as a note, per group
-        if sw.df["workers"].nunique() < 6:
-            notes.append(f"only {sw.df['workers'].nunique()} worker levels: a loose USL fit")
-        for key, g in sw.df.groupby(by):  # one group's few points spoil no other's fit
-            try:
-                full = Sweep(g, sw.meta).fit()
-                for why in full["misfit"][full["misfit"] != ""]:
-                    notes.append(f"the USL does not fit {', '.join(map(str, key))}: {why}")
-                fit = full[["lam", "sigma", "kappa", "peak_workers", "r2"]]
-                fit.index = pd.MultiIndex.from_tuples([key], names=by) if len(by) > 1 else fit.index
-                fits = fit if fits is None else pd.concat([fits, fit])
-            except (ValueError, RuntimeError) as exc:
-                notes.append(f"no USL fit for {', '.join(map(str, key))}: {exc}")
+        warnings.simplefilter("ignore", MisfitWarning)
+        fits, notes = _fits(sw, by)
         if a.json:
             out = {"points": table.reset_index().to_dict("records"), "meta": sw.meta}
             out["fit"] = (
@@ -206,6 +197,30 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         if a.plot:
             _save_plot(sw, a.plot)
     return 130 if sw.meta.get("interrupted") else 0
+
+
+def _fits(sw: Any, by: list[str]) -> tuple[Any, list[str]]:
+    """The USL fit of each (backend[, queue]) group, and notes on the fits: a loose fit
+    of few worker levels, a fit that does not describe the data, a group with no fit."""
+    import pandas as pd
+
+    from qlab.lab.sweep import Sweep
+
+    fits, notes = None, []
+    if sw.df["workers"].nunique() < 6:
+        notes.append(f"only {sw.df['workers'].nunique()} worker levels: a loose USL fit")
+    for key, g in sw.df.groupby(by):  # one group's few points spoil no other's fit
+        name = ", ".join(map(str, key))
+        try:
+            full = Sweep(g, sw.meta).fit()
+        except (ValueError, RuntimeError) as exc:
+            notes.append(f"no USL fit for {name}: {exc}")
+            continue
+        notes += [f"the USL does not fit {name}: {why}" for why in full["misfit"] if why]
+        fit = full[["lam", "sigma", "kappa", "peak_workers", "r2"]]
+        fit.index = pd.MultiIndex.from_tuples([key], names=by) if len(by) > 1 else fit.index
+        fits = fit if fits is None else pd.concat([fits, fit])
+    return fits, notes
 
 
 def _save_plot(sw: Any, path: str) -> None:

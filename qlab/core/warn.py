@@ -22,7 +22,7 @@ import warnings
 
 __all__ = ["warn"]
 
-_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # qlab/
 
 
 def warn(message: str, category: type[Warning]) -> None:

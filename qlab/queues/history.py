@@ -46,6 +46,13 @@ def load_run(path: str | Path) -> Run:
 
     Raises:
         FileNotFoundError: a path that holds no saved run.
+
+    Example:
+        >>> import os, tempfile, qlab
+        >>> run = qlab.run(abs, range(10))
+        >>> folder = run.save(os.path.join(tempfile.mkdtemp(), "run"))
+        >>> len(qlab.load_run(folder).jobs)
+        10
     """
     if isinstance(path, str) and "://" in path:
         return load_queue(path)

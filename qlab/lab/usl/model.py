@@ -179,14 +179,7 @@ def fit(
     units = np.array([scale, 1.0, 1.0])
     full *= np.outer(units, units)
     se = np.sqrt(np.abs(np.diag(full)))
-    predicted = usl(n, scale * params[0], params[1], params[2])
-    ss_res = float(np.sum((x - predicted) ** 2))
-    ss_tot = float(np.sum((x - x.mean()) ** 2))
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
-    why = misfit(n, x, predicted, r2)
-    if why:
-        warn(f"the {model.upper()} does not describe these data: {why}; read its parameters "
-             "as a summary, not a model (see qlab.lab.usl.check)", MisfitWarning)  # fmt: skip
+    r2, why = _quality(n, x, usl(n, scale * params[0], params[1], params[2]), model)
     return USLFit(
         model,
         scale * float(params[0]),
@@ -203,6 +196,18 @@ def fit(
         cov=tuple(tuple(float(v) for v in row) for row in full),
         misfit=why,
     )
+
+
+def _quality(n: np.ndarray, x: np.ndarray, predicted: np.ndarray, model: str) -> tuple:
+    """R² of the fitted curve, and why it does not describe the data ("" when it does,
+    see :mod:`qlab.lab.usl.check`), said by a MisfitWarning at the user's line."""
+    ss_tot = float(np.sum((x - x.mean()) ** 2))
+    r2 = 1.0 - float(np.sum((x - predicted) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
+    why = misfit(n, x, predicted, r2)
+    if why:
+        warn(f"the {model.upper()} does not describe these data: {why}; read its parameters "
+             "as a summary, not a model (see qlab.lab.usl.check)", MisfitWarning)  # fmt: skip
+    return r2, why
 
 
 def _least_squares(n: np.ndarray, y: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
