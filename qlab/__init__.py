@@ -58,6 +58,7 @@ __all__ = [
     # results
     "Run",
     "load_run",
+    "StoreError",
     # durable queues
     "resume",
     "enqueue",
@@ -92,6 +93,7 @@ _LAZY = {
     "Run": "qlab.results",
     "load_run": "qlab.results",
     "resume": "qlab.resuming",
+    "StoreError": "qlab.queues.store",
     "enqueue": "qlab.queues.shared",
     "serve": "qlab.queues.shared",
     "sweep": "qlab.sweeps",

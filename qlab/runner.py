@@ -17,6 +17,7 @@ from typing import Any
 
 from qlab.arrivals import Arrivals, check_arrivals
 from qlab.engine import _POLL_S, Pool
+from qlab.queues.durable import raise_fault
 from qlab.signals import Interrupts, noting_signals, why
 
 __all__ = ["run"]
@@ -46,7 +47,8 @@ def run(
     omission. The Poisson schedule is drawn from the run's ``seed`` unless it has its own.
 
     If iterating ``payloads`` raises, the pool is stopped as by Ctrl-C and the error
-    propagates; the Run of what did run is attached to it as ``exc.qlab_run``.
+    propagates; the Run of what did run is attached to it as ``exc.qlab_run``. So for
+    a durable queue whose store fails (:class:`qlab.StoreError`, docs/design.md §6).
 
     Returns:
         A :class:`qlab.Run`.
@@ -88,6 +90,7 @@ def run(
                 exc.add_note("the Run of the jobs that ran is attached as exc.qlab_run")
             raise
     result = pool.trace()
+    raise_fault(pool._queue, result)  # a durable queue's store failed: no plain Run
     late = interrupts.unseen()
     if late and "interrupted" not in result.meta:
         # a Ctrl-C after the last job, while the pool was being joined: still say so

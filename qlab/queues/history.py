@@ -45,10 +45,11 @@ def load_queue(url: str, consumer: str | None = None) -> Any:
     Raises:
         ValueError: an unknown kind, a missing or foreign queue.
         ConnectionError: Redis cannot be reached.
+        StoreError: the store failed while it was read.
     """
     from qlab import queues
 
-    store = queues.queue_class(url).open(url)
+    store = queues.queue_class(url).open(url, readonly=True)
     try:
         jobs, rows = store.load()
         meta = store.meta()

@@ -38,8 +38,10 @@ from typing import Any
 
 from qlab import queues
 from qlab.checks import check_int
+from qlab.queues.durable import raise_fault
 from qlab.queues.history import load_queue
 from qlab.queues.store import Store, dumps, fingerprint, pickle_payloads
+from qlab.queues.urls import shown
 
 __all__ = ["enqueue", "serve"]
 
@@ -69,7 +71,7 @@ def open_queue(url: str, handler: Any, force: bool, create: bool = True) -> Stor
             return store
         if handler is not None and made_for != fingerprint(handler) and not force:
             raise ValueError(
-                f"queue {queues.redact(url)!r} was made for handler {made_for!r}, not "
+                f"queue {shown(url)} was made for handler {made_for!r}, not "
                 f"{fingerprint(handler)!r}: pass force=True to use this one"
             )
     except BaseException:
@@ -104,7 +106,7 @@ def enqueue(url: str, payloads: Iterable[Any], handler: Any = None, *, force: bo
     try:
         if store.meta().get("mode") != "shared":
             raise ValueError(
-                f"queue {queues.redact(url)!r} belongs to the qlab.run that made it: "
+                f"queue {shown(url)} belongs to the qlab.run that made it: "
                 "enqueue to a queue of its own (qlab.resume or qlab.serve finish this one)"
             )
         ranges = store.enqueue(blobs, time.time()) if blobs else []
@@ -175,9 +177,7 @@ def serve(
 def _stored_handler(url: str, meta: dict[str, str]) -> Any:
     blob = meta.get("handler_pickle")
     if not blob:
-        raise ValueError(
-            f"queue {queues.redact(url)!r} keeps no handler: pass one (handler=, --handler)"
-        )
+        raise ValueError(f"queue {shown(url)} keeps no handler: pass one (handler=, --handler)")
     return pickle.loads(base64.b64decode(blob))
 
 
@@ -216,9 +216,12 @@ def _consume(
             pool.shutdown(wait=True)  # every claimed job finished, every worker joined
         except KeyboardInterrupt as exc:
             pool._interrupted(why(exc))
-        except BaseException:
+        except BaseException as exc:
             pool._interrupted("error")
+            if isinstance(exc, Exception):
+                exc.qlab_run = pool.trace()  # type: ignore[attr-defined]
             raise
+    raise_fault(q, pool.trace())  # the store failed: the consumer's Run, with the error
     return pool.trace().meta.get("interrupted") or interrupts.unseen()
 
 
@@ -231,14 +234,17 @@ def _feed(pool: Any, q: Any, store: Store, until_empty: bool) -> None:
         if q.space() < q.refill and q.unfinished:
             q.wait_space(q.refill, _POLL_S)
             continue
-        with q._io:  # the store's connection is the queue's; released before load
-            claimed = store.claim(q.space())
+        q.check()  # the store failed (a write of the pool's): stop
+        try:
+            with q._io:  # the store's connection is the queue's; released before load
+                claimed = store.claim(q.space())
+            if not claimed.ids and until_empty and q.unfinished == 0:
+                with q._io:
+                    if not store.unfinished():
+                        return
+        except Exception as exc:
+            raise q.fail(exc) from exc
         if claimed.ids:
             q.load(claimed)
             continue
-        if until_empty and q.unfinished == 0:
-            with q._io:
-                left = store.unfinished()
-            if not left:
-                return
         idle.wait(_POLL_S)
