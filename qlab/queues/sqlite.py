@@ -98,8 +98,10 @@ class SQLiteStore:
                 )
         except sqlite3.DatabaseError as exc:
             self.db.close()
-            if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
-                raise ValueError(f"queue {shown(url)}: {str(path)!r} is read-only") from exc
+            if isinstance(exc, sqlite3.OperationalError):  # full, locked...: not its content
+                if "readonly" in str(exc):
+                    raise ValueError(f"queue {shown(url)}: {str(path)!r} is read-only") from exc
+                raise StoreError(url, exc) from exc
             raise ValueError(
                 f"queue {shown(url)}: {str(path)!r} is not a qlab queue ({exc})"
             ) from exc
