@@ -33,7 +33,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from qlab.jobqueue import Phase
+from qlab.queues.memory import Phase
 from qlab.queues.store import StoreError
 
 __all__ = ["STOPPED", "FailingStore", "raise_fault"]
@@ -67,7 +67,7 @@ class FailingStore:
     _told: bool  # the fault was raised to the pool's caller
 
     def _guard(self, write: Callable[..., Any], *args: Any) -> bool:
-        """Run a store write (under ``_io``); False if it failed now or before."""
+        """Run a store write (under ``io``); False if it failed now or before."""
         if self.fault is not None:
             return False
         try:

@@ -89,7 +89,7 @@ redis.pcall('XGROUP', 'CREATE', KEYS[1], 'qlab', '0', 'MKSTREAM')
 return {0, ''}
 """
 
-# the rate limit shared by every consumer (GCRA, as qlab.ratelimit.Limiter, on the
+# the rate limit shared by every consumer (GCRA, as qlab.engine.ratelimit.Limiter, on the
 # server's clock): each token's time as seconds from now
 TOKENS = """
 local t = redis.call('TIME')

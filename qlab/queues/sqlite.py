@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from qlab.batches import Batch
+from qlab.core.batches import Batch
 from qlab.queues.durable import DurableQueue
 from qlab.queues.sqlite_files import SCHEMA, SCHEMA_VERSION, check_file, connect, prepare
 from qlab.queues.store import (
