@@ -12,6 +12,7 @@ import threading
 import pytest
 
 import qlab
+from qlab.queues.memory import Phase
 from tests.faults import FaultAt, RedisServer, tiny_disk
 from tests.helpers import free_port
 
@@ -109,8 +110,8 @@ def test_the_password_is_redacted_in_repr_logs_errors_and_worker_stderr(tmp_path
         try:
             assert CANARY not in repr(q) and "***" in repr(q)
         finally:
-            q.close()
-            server.keys("pw")  # (the queue is unused: nothing to clean)
+            q.advance_phase(Phase.JOINED)
+            q.close()  # (gives up the queue and closes its connection)
         caplog.set_level(logging.DEBUG, logger="qlab")
         with pytest.raises(qlab.StoreError) as info:
             qlab.run(FaultAt(50, server.kill), range(500), queue=f"{server.url}?name=pw2",
