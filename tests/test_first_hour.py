@@ -263,3 +263,18 @@ def test_every_public_name_has_a_docstring_with_a_running_example():
 def test_sweep_df_keeps_its_columns_with_the_budget_flag():
     df = pd.DataFrame(frame([]))
     assert "budget_cut" in df.columns and np.dtype(df["budget_cut"].dtype) == np.dtype(bool)
+
+
+def test_a_hook_that_shows_progress_keeps_the_sweeps_own_bar_away(monkeypatch):
+    """Regression: in Jupyter a sweep drew its own bar on top of the one the caller's
+    hook (the explorer's live view, a bar) already shows."""
+    import sys
+
+    from qlab.hooks.progress import SweepProgress
+    from qlab.lab.sweep import _progress
+
+    monkeypatch.setitem(sys.modules, "ipykernel", sys)  # as if in a Jupyter kernel
+    assert isinstance(_progress(None), SweepProgress)
+    assert _progress(None, [SweepProgress()]) is None
+    assert _progress(None, [qlab.Hook()]) is not None  # a plain hook shows nothing
+    assert isinstance(_progress(True, [SweepProgress()]), SweepProgress)  # asked for

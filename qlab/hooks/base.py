@@ -42,6 +42,10 @@ class Hook:
         5 jobs
     """
 
+    #: True for a hook that shows progress itself (a bar, the live view): a sweep whose
+    #: ``progress=`` is left at None then draws no bar of its own beside it.
+    shows_progress = False
+
     def on_start(self, meta: dict[str, Any]) -> None:
         """The pool's workers are up; ``meta`` is the run's provenance so far."""
 
@@ -55,6 +59,8 @@ class Hook:
 
 class LogProgress(Hook):
     """``progress=True`` without a display: a line on the ``qlab`` logger per second."""
+
+    shows_progress = True
 
     def __init__(self, every_s: float = 1.0) -> None:
         self.every_s = every_s

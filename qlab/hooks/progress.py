@@ -113,6 +113,8 @@ class TqdmProgress(Hook):
         ImportError: tqdm is not installed (and no ``tqdm_class`` was given).
     """
 
+    shows_progress = True
+
     def __init__(
         self,
         desc: str | None = None,
@@ -190,6 +192,8 @@ class SweepProgress(Hook):
         >>> points.bar.n
         2
     """
+
+    shows_progress = True
 
     def __init__(
         self,

@@ -153,7 +153,7 @@ def sweep(
     )  # fmt: skip
     meta = _meta(o, seed, retry, warmup)
     s = Sweeper(o, dict(seed=seed, retry=retry, **o.run_options), list(hooks), stop,
-                keep_runs, _progress(progress))  # fmt: skip
+                keep_runs, _progress(progress, hooks))  # fmt: skip
     t0 = time.perf_counter()
     try:
         with _warm(o.backends):
@@ -200,13 +200,15 @@ def _meta(o: Any, seed: Any, retry: Any, warmup: bool) -> dict[str, Any]:
     }
 
 
-def _progress(progress: bool | None) -> Any:
+def _progress(progress: bool | None, hooks: Any = ()) -> Any:
     """The sweep's bar (:class:`qlab.hooks.progress.SweepProgress`), or None when off. None
-    means: on in a Jupyter kernel, or when stderr is a terminal."""
+    means: on in a Jupyter kernel, or when stderr is a terminal, unless one of ``hooks``
+    shows progress itself (``Hook.shows_progress``: the explorer's live view, a bar)."""
     if progress is None:
         import sys
 
-        progress = "ipykernel" in sys.modules or sys.stderr.isatty()
+        shown = any(getattr(h, "shows_progress", False) for h in hooks)
+        progress = not shown and ("ipykernel" in sys.modules or sys.stderr.isatty())
     if not progress:
         return None
     from qlab.hooks.progress import SweepProgress
