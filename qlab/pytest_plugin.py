@@ -16,7 +16,7 @@ Installed with qlab (entry point ``pytest11``: ``qlab = "qlab.pytest_plugin"``),
 - the option ``--scaling-budget=SECONDS`` (default 60): how long one check may repeat.
 
 Example (the verdict rule alone):
-    >>> from qlab.stats import Interval
+    >>> from qlab.core.stats import Interval
     >>> verdict(Interval(2.8, 3.6, 0.95, "log-welch"), at_least=2.5)
     'pass'
     >>> verdict(Interval(0.9, 1.1, 0.95, "log-welch"), at_least=2.5)
@@ -113,7 +113,7 @@ class ScalingCheck:
             ValueError: bad input, naming the parameter, before any run.
         """
         import qlab
-        from qlab.stats import check_confidence, ratio_ci
+        from qlab.core.stats import check_confidence, ratio_ci
 
         pair = _check(workers, at_least, jobs, repeats)
         confidence = check_confidence(confidence)

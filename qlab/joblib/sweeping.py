@@ -101,8 +101,8 @@ def sweep(
     Raises:
         ValueError / TypeError: bad input, naming the parameter, before any call.
     """
-    from qlab.checks import check_int
-    from qlab.stats import check_confidence, is_precise
+    from qlab.core.checks import check_int
+    from qlab.core.stats import check_confidence, is_precise
 
     if not callable(fn):
         raise TypeError(f"fn must be callable (it takes n_jobs), got {fn!r}")
@@ -148,7 +148,7 @@ def _check_n_jobs(n_jobs: Any) -> list[int]:
 
 def _call(fn: Callable[[int], Any], n: int, config: dict[str, Any]) -> tuple[float, Any, dict]:
     """One traced call ``fn(n)``: its wall time, its Run and the machine's load."""
-    from qlab.machine import LoadMeter
+    from qlab.lab.machine import LoadMeter
 
     meter = LoadMeter()
     with joblib.parallel_config(**config), trace() as t:
@@ -172,7 +172,7 @@ def _row(label: str, n: int, repeat: int, wall: float, run: Any) -> dict[str, An
 
 
 def _finish(point: list[dict], confidence: float, precision: float | None, seed: Any) -> list:
-    from qlab.sweep_stats import finish_point
+    from qlab.lab.sweep_stats import finish_point
 
     walls = [[r["wall_s"]] for r in point]
     return finish_point(point, walls, confidence, precision, seed)
@@ -180,9 +180,9 @@ def _finish(point: list[dict], confidence: float, precision: float | None, seed:
 
 def _result(rows: list, runs: list, fn: Any, ns: list[int], backends: list, repeats: int,
             most: int, confidence: float, precision: float | None, t0: float) -> Any:  # fmt: skip
-    from qlab.checks import describe
-    from qlab.results import provenance
-    from qlab.sweep_result import Sweep, frame
+    from qlab.core.checks import describe
+    from qlab.lab.sweep_result import Sweep, frame
+    from qlab.trace.results import provenance
 
     meta = {
         **provenance(), "workload": describe(fn), "jobs": 1, "repeats": repeats,

@@ -95,7 +95,7 @@ class JoblibTrace:
         function), one attempt each; batches still running are ``pending``."""
         import pandas as pd
 
-        from qlab.observe_run import build_run
+        from qlab.executor.observe_run import build_run
 
         with self._lock:
             records = [list(r) for r in self._records]

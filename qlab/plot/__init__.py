@@ -13,15 +13,19 @@ contract in ``docs/design.md``); nothing here imports the engine.
   :func:`contention_summary`), for a run or a sweep's kept runs.
 
 Example:
-    >>> ax = timeline(run.attempts)  # doctest: +SKIP
+    >>> import qlab
+    >>> run = qlab.run(qlab.workloads.sleep(ms=1), range(20), workers=2)
+    >>> ax = timeline(run.attempts)
+    >>> ax.get_xlabel()
+    'time since run start (s)'
     >>> ax.figure.savefig("timeline.png")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from qlab.plot._style import OUTCOME_COLORS
 from qlab.plot.contention import contention, contention_summary
 from qlab.plot.run import RunPlots, latency, queue_depth, timeline
+from qlab.plot.style import OUTCOME_COLORS
 from qlab.plot.sweep import (
     SweepPlots,
     efficiency,

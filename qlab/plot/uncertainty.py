@@ -45,13 +45,25 @@ def peak_text(peak: float, max_workers: float) -> str:
     return f"≈{peak:.1f} workers"
 
 
+def caveat(row: Mapping[str, Any], name: str) -> str:
+    """What a legend adds after sigma or kappa: on its bound, not significant, or nothing.
+
+    Example:
+        >>> caveat({"sigma_on_bound": True, "sigma_significant": False}, "sigma")
+        ' (on its bound)'
+    """
+    if row.get(f"{name}_on_bound", False):
+        return " (on its bound)"
+    return "" if row.get(f"{name}_significant", True) else " (n.s.)"
+
+
 def draw_fit(
     ax: Axes, g: pd.DataFrame, row: dict[str, Any], color: Any, label: str, band: bool
 ) -> bool:
     """Draw the USL curve of ``row`` (lam, sigma, kappa[, model, noise, confidence]) over
     the measured workers of ``g`` and, with ``band``, its prediction band, from a refit of
     ``g`` with the same options. Returns whether a band was drawn."""
-    from qlab import usl
+    from qlab.lab.usl import model as usl
 
     n = g["workers"].to_numpy(dtype=float)
     grid = np.linspace(n.min(), n.max(), 200)
