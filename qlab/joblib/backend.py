@@ -42,7 +42,12 @@ import threading
 from typing import Any
 
 from joblib import cpu_count
-from joblib.parallel import AutoBatchingMixin, ParallelBackendBase
+from joblib.parallel import (
+    AutoBatchingMixin,
+    FallbackToBackend,
+    ParallelBackendBase,
+    SequentialBackend,
+)
 
 from qlab.joblib import pools
 
@@ -125,6 +130,8 @@ class QlabBackend(AutoBatchingMixin, ParallelBackendBase):
         """
         n = self.effective_n_jobs(n_jobs)
         self.parallel = parallel
+        if n == 1:  # joblib runs one job at a time in the caller: no pool to start
+            raise FallbackToBackend(SequentialBackend(nesting_level=self.nesting_level))
         extra = {k: v for k, v in backend_kwargs.items() if k not in _JOBLIB_KWARGS}
         if "inner" in extra:
             self.inner = extra.pop("inner")

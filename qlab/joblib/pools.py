@@ -4,8 +4,8 @@ joblib makes a new backend object for every ``Parallel(backend="qlab")`` and con
 it at every call; starting worker processes each time would cost more than most
 batches. So, as loky keeps one reusable executor, this module keeps one
 :class:`qlab.Executor` per (inner backend, workers, options), counted while in use.
-Asking for a new size of the same inner backend shuts down the idle pools of other
-sizes (a sweep over ``n_jobs`` keeps one pool alive, not one per size);
+Asking for a new size of the same inner backend keeps the two most recently used pools
+of that backend and shuts down the older idle ones (a sweep over ``n_jobs`` restarts few);
 :func:`shutdown` ends them all, and ``qlab.Executor``'s finalizer ends any left at exit.
 
 On the process backend a batch is cloudpickled in the parent (joblib's tasks are
@@ -35,6 +35,7 @@ _LOCK = threading.Lock()
 _POOLS: dict[tuple, Any] = {}  # key -> qlab.Executor
 _USERS: dict[tuple, int] = {}  # key -> backends holding it now
 _IN_PROCESS = ("thread", "inline")
+_KEEP = 2  # warm pools kept per inner backend (a sweep over n_jobs goes back and forth)
 _applied: int | None = None  # the thread limit applied in this worker process
 
 
@@ -67,8 +68,11 @@ def acquire(k: tuple, inner: Any, workers: int, options: dict[str, Any]) -> Any:
     import qlab
 
     with _LOCK:
-        ex = _POOLS.get(k)
-        stale = [o for o in _POOLS if o[0] == k[0] and o != k and not _USERS.get(o)]
+        ex = _POOLS.pop(k, None)
+        if ex is not None:
+            _POOLS[k] = ex  # the most recently used last
+        kin = [o for o in _POOLS if o[0] == k[0] and o != k]
+        stale = [o for o in kin[: max(len(kin) - _KEEP + 1, 0)] if not _USERS.get(o)]
         old = [_POOLS.pop(o) for o in stale]
         for o in stale:
             _USERS.pop(o, None)

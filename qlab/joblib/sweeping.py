@@ -102,7 +102,7 @@ def sweep(
         ValueError / TypeError: bad input, naming the parameter, before any call.
     """
     from qlab.core.checks import check_int
-    from qlab.core.stats import check_confidence, is_precise
+    from qlab.core.stats import check_confidence
 
     if not callable(fn):
         raise TypeError(f"fn must be callable (it takes n_jobs), got {fn!r}")
@@ -123,18 +123,28 @@ def sweep(
         if warmup:
             _call(fn, ns[-1], config)
         for n in ns:
-            point: list[dict[str, Any]] = []
-            for i in range(most):
-                wall, run, load = _call(fn, n, config)
-                point.append(_row(label, n, i, wall, run) | load)
-                runs += [run] if keep_runs else []
-                thr = [r["throughput"] for r in point]
-                if i + 1 >= repeats and (
-                    precision is None or is_precise(thr, precision, confidence)
-                ):
-                    break
+            point = _point(fn, n, label, config, repeats, most, precision, confidence, runs)
             rows += _finish(point, confidence, precision, seed)
+            if not keep_runs:
+                runs.clear()
     return _result(rows, runs, fn, ns, backends, repeats, most, confidence, precision, t0)
+
+
+def _point(fn: Any, n: int, label: str, config: dict, repeats: int, most: int,
+           precision: float | None, confidence: float, runs: list) -> list[dict]:  # fmt: skip
+    """One (backend, n_jobs) point: ``repeats`` calls, more (up to ``most``) until the
+    throughput interval is within ``precision``; each call's Run goes to ``runs``."""
+    from qlab.core.stats import is_precise
+
+    point: list[dict[str, Any]] = []
+    for i in range(most):
+        wall, run, load = _call(fn, n, config)
+        point.append(_row(label, n, i, wall, run) | load)
+        runs.append(run)
+        thr = [r["throughput"] for r in point]
+        if i + 1 >= repeats and (precision is None or is_precise(thr, precision, confidence)):
+            break
+    return point
 
 
 def _check_n_jobs(n_jobs: Any) -> list[int]:
