@@ -19,7 +19,7 @@ from typing import Any
 
 from qlab.backends.base import Backend
 
-__all__ = ["BACKENDS", "Backend", "Dask", "resolve"]
+__all__ = ["BACKENDS", "Backend", "Dask", "Process", "resolve"]
 
 # name -> "module:class", imported on first use (the process backend loads joblib)
 _REGISTRY = {
@@ -65,9 +65,13 @@ def check_names(backend: Any) -> list[str]:
 
 def __getattr__(name: str) -> Any:
     """``qlab.backends.Dask`` loads the Dask backend on first use (``import qlab``
-    does not import dask)."""
+    does not import dask); ``qlab.backends.Process`` the process backend."""
     if name == "Dask":
         from qlab.backends.dask import DaskBackend
 
         return DaskBackend
+    if name == "Process":
+        from qlab.backends.process import ProcessBackend
+
+        return ProcessBackend
     raise AttributeError(f"module 'qlab.backends' has no attribute {name!r}")

@@ -18,6 +18,7 @@ import pickle
 import signal
 import socket
 import struct
+import sys
 import time
 import traceback
 from array import array
@@ -125,11 +126,23 @@ class Flag:
         return True
 
 
-def child_main(conn: Any, mm_fd: int, worker: int) -> None:
+def open_shared(shared: int | str) -> mmap.mmap:
+    """Map the parent's shared memory: a file descriptor (closed then), or on Windows
+    the name of a mapping."""
+    if isinstance(shared, int):
+        try:
+            return mmap.mmap(shared, MMAP_SIZE)
+        finally:
+            os.close(shared)
+    if sys.platform == "win32":
+        return mmap.mmap(-1, MMAP_SIZE, tagname=shared)
+    raise TypeError(f"shared memory is passed as a file descriptor here, got {shared!r}")
+
+
+def child_main(conn: Any, shared: int | str, worker: int) -> None:
     """A worker process: configure, then run batches until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    mm = mmap.mmap(mm_fd, MMAP_SIZE)
-    os.close(mm_fd)
+    mm = open_shared(shared)
     view = memoryview(mm).cast("d")
     state = WorkerState(worker, None, None, Flag(view))
     state.bind()
