@@ -27,6 +27,7 @@ server's workers import (:mod:`qlab.backends.boot`), and nothing is left behind.
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
 import socket
 import subprocess
@@ -101,8 +102,13 @@ class SpawnLauncher:
         args = boot_args(f"from {spawn_main.__name__} import main\nmain()")
         try:  # a console's Ctrl-C reaches the parent only: it decides what Ctrl-C means
             if sys.platform == "win32":
+                # a venv's python.exe only redirects to the base interpreter, in a process
+                # of its own that killing the redirector would leave running: start the
+                # base one (as multiprocessing does, bpo-35797); sys.path is passed anyway
+                args[0] = getattr(sys, "_base_executable", None) or sys.executable
+                env = dict(os.environ, __PYVENV_LAUNCHER__=sys.executable)
                 flags = subprocess.CREATE_NEW_PROCESS_GROUP
-                popen = subprocess.Popen(args, stdin=subprocess.PIPE, creationflags=flags)
+                popen = subprocess.Popen(args, stdin=subprocess.PIPE, creationflags=flags, env=env)
             else:
                 fds = [theirs.fileno(), int(shared)]
                 popen = subprocess.Popen(args, stdin=subprocess.PIPE, pass_fds=fds, process_group=0)
