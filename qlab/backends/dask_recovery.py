@@ -155,7 +155,7 @@ def kill(self: DaskBackend, info: WorkerInfo) -> None:
     ``client.run`` on another (its nanny, if it has one, starts another)."""
     if info.local:
         with contextlib.suppress(OSError):
-            os.kill(info.pid, signal.SIGKILL)
+            os.kill(info.pid, getattr(signal, "SIGKILL", signal.SIGTERM))  # no SIGKILL: Windows
     else:
         with contextlib.suppress(Exception):
             self.cluster.client.run(dask_remote.hard_exit, workers=[info.address], wait=False)
