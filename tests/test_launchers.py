@@ -18,8 +18,7 @@ import psutil
 import pytest
 
 import qlab
-from qlab.backends import boot, forkserver
-from qlab.backends.process import warm_workers
+from qlab.backends.process import boot, forkserver, warm_workers
 from tests.test_process import run_where_job_7_dies_once
 
 
@@ -82,7 +81,7 @@ def test_spawned_workers_import_no_multiprocessing_and_no_engine():
     run = qlab.run(lambda x: sorted(sys.modules), [0], workers=1, backend=spawn(),
                    keep_results=True)  # fmt: skip
     modules = set(run.jobs.result[0])
-    assert "qlab.backends.loop" in modules
+    assert "qlab.core.loop" in modules
     assert not {"multiprocessing", "pandas", "numpy", "qlab.engine"} & modules
 
 

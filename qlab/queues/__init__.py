@@ -2,8 +2,8 @@
 
 ``queue=`` takes ``"memory"`` (the default), a URL whose scheme names a registered
 kind (``sqlite:///runs/q.db``, ``redis://127.0.0.1:6379/0?name=q``), or an object that
-implements :class:`qlab.jobqueue.JobQueue`. A durable queue subclasses
-:class:`qlab.jobqueue.MemoryQueue` (which keeps the live run's books) and writes
+implements :class:`qlab.queues.memory.JobQueue`. A durable queue subclasses
+:class:`qlab.queues.memory.MemoryQueue` (which keeps the live run's books) and writes
 through to its store: jobs when they are put, outcomes and trace rows when a
 settlement is applied.
 A durable queue may also be shared by producers and consumers in other processes
@@ -22,7 +22,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from qlab.jobqueue import JobQueue, MemoryQueue
+from qlab.queues.memory import JobQueue, MemoryQueue
 
 __all__ = ["KINDS", "queue_class", "redact", "register", "resolve"]
 

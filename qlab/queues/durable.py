@@ -1,6 +1,6 @@
 """Durable queues: the live run's books in memory, written through to a store.
 
-A :class:`DurableQueue` is a :class:`qlab.jobqueue.MemoryQueue` (which keeps the live
+A :class:`DurableQueue` is a :class:`qlab.queues.memory.MemoryQueue` (which keeps the live
 run's ready queue, delay heap and counts, under its one lock) that writes each change
 of a job's fate to a :class:`Store` (SQLite, Redis), one transaction per call:
 
@@ -11,8 +11,8 @@ of a job's fate to a :class:`Store` (SQLite, Redis), one transaction per call:
 - the coordinator's ticks (``promote``) renew the owner's lease; a pool that is done
   releases it.
 
-The store's I/O runs under a second lock (``_io``), not under the queue's: a put or a
-settlement takes ``_io`` while it still holds the queue's lock and writes once it has
+The store's I/O runs under a second lock (``io``), not under the queue's: a put or a
+settlement takes ``io`` while it still holds the queue's lock and writes once it has
 let that go, so a job's writes reach the store in the order its fate changed (a job
 is in the store before any worker can mark it taken, a retry's settlement before its
 next take), while waiters on the queue (a Ctrl-C, a submitter) are not kept out by a
@@ -39,11 +39,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from qlab.batches import Batch
-from qlab.codes import CANCELLED, OK, ST_CANCELLED, ST_FAILED
-from qlab.jobqueue import MemoryQueue, Phase
+from qlab.core.batches import Batch
+from qlab.core.codes import CANCELLED, OK, ST_CANCELLED, ST_FAILED
+from qlab.core.settle import Settlement
+from qlab.queues.memory import MemoryQueue, Phase
 from qlab.queues.store import Claimed, Row, Settled, Store, fingerprint, pickle_payloads
-from qlab.settle import Settlement
 
 __all__ = ["DurableQueue"]
 
@@ -55,7 +55,7 @@ class DurableQueue(MemoryQueue):
 
     Args:
         store: where jobs, leases and attempt rows are kept.
-        capacity, now: as for :class:`~qlab.jobqueue.MemoryQueue`.
+        capacity, now: as for :class:`~qlab.queues.memory.MemoryQueue`.
     """
 
     store_class: Any = None  # each kind names its Store class
@@ -102,7 +102,7 @@ class DurableQueue(MemoryQueue):
         self.offset = time.time() - now()  # clock reading + offset = epoch seconds
         self.extra: dict[int, int] = {}  # job -> uncharged rows before (lost, stopped)
         self._renew_at = 0.0
-        self._io = threading.Lock()  # the store's one connection; see the module doc
+        self.io = threading.Lock()  # the store's one connection; see the module doc
         self._released = False
         self._failed = False
 
@@ -137,7 +137,7 @@ class DurableQueue(MemoryQueue):
         held: list[range] = []
 
         def write(ids: range) -> None:  # under the queue's lock, before they are queued
-            self._io.acquire()
+            self.io.acquire()
             held.append(ids)
             if on_ids is not None:
                 on_ids(ids)
@@ -149,7 +149,7 @@ class DurableQueue(MemoryQueue):
                 try:
                     self._guard(self.store.add, held[0].start, blobs, now + self.offset)
                 finally:
-                    self._io.release()
+                    self.io.release()
 
     def load(self, claimed: Claimed) -> None:
         """Queue jobs claimed from the store (taken over from a dead owner, or new to a
@@ -199,7 +199,7 @@ class DurableQueue(MemoryQueue):
 
     def _taken(self, batch: Batch | None) -> Batch | None:
         if batch is not None:
-            with self._io:
+            with self.io:
                 self._guard(self.store.taken, batch, time.time())
         return batch
 
@@ -212,7 +212,7 @@ class DurableQueue(MemoryQueue):
         def write(applied: Settlement) -> Any:  # under the queue's lock
             if record(applied) is False:
                 return False
-            self._io.acquire()
+            self.io.acquire()
             held.append((applied, self.phase >= Phase.CANCELLING))
             return True
 
@@ -223,13 +223,13 @@ class DurableQueue(MemoryQueue):
                 try:
                     self._guard(self._write, s, *held[0], worker)
                 finally:
-                    self._io.release()
+                    self.io.release()
         if self.phase >= Phase.JOINED:
             self._release()
         return done
 
     def _write(self, orig: Settlement, s: Settlement, stopping: bool, worker: int) -> None:
-        """Turn a settlement into store writes (under ``_io``); ``stopping``: the pool
+        """Turn a settlement into store writes (under ``io``); ``stopping``: the pool
         was cancelling when it was applied."""
         items, res, off, extra = s.items, s.res, self.offset, self.extra
         cpu = res.cpu_list() if res.cpu_share is not None else res.cpu
@@ -277,7 +277,7 @@ class DurableQueue(MemoryQueue):
     def cancel_jobs(self, ids: Sequence[int]) -> None:
         """Cancel jobs whose futures were cancelled: for good, in the store too."""
         super().cancel_jobs(ids)
-        with self._io:
+        with self.io:
             ended = [(job, ST_CANCELLED, "", "") for job in ids]
             self._guard(self.store.settled, Settled(ended=ended))
 
@@ -289,7 +289,7 @@ class DurableQueue(MemoryQueue):
         wall = time.time()
         if wall >= self._renew_at:
             self._renew_at = wall + self.store.lease / 3
-            with self._io:
+            with self.io:
                 if not self._released:
                     self._guard(self.store.renew, wall + self.store.lease)
         return due
@@ -311,6 +311,6 @@ class DurableQueue(MemoryQueue):
             if self._released or self.phase < Phase.JOINED or self.busy:
                 return
             self._released = True
-        with self._io:
+        with self.io:
             self._guard(self.store.release)
             self._guard(self.store.close)

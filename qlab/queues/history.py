@@ -19,12 +19,14 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from qlab.codes import JOB_STATUSES, OUTCOMES, ST_CANCELLED, ST_FAILED
+from qlab.core.codes import JOB_STATUSES, OUTCOMES, ST_CANCELLED, ST_FAILED
 from qlab.queues.store import COLUMNS, S_OK, Row
+from qlab.trace.results import Run, load_saved
 
-__all__ = ["build_run", "host_of", "load_queue"]
+__all__ = ["build_run", "host_of", "load_queue", "load_run"]
 
 
 def host_of(consumer: str) -> str:
@@ -35,6 +37,19 @@ def host_of(consumer: str) -> str:
         'web-1'
     """
     return consumer.rsplit(":", 3)[0]
+
+
+def load_run(path: str | Path) -> Run:
+    """A Run saved with :meth:`Run.save` (a folder of Parquet or CSV files), or the
+    merged Run of a durable queue's URL (``redis://...``, ``sqlite:///...``: every
+    consumer's jobs and attempts, see :func:`load_queue`).
+
+    Raises:
+        FileNotFoundError: a path that holds no saved run.
+    """
+    if isinstance(path, str) and "://" in path:
+        return load_queue(path)
+    return load_saved(path)
 
 
 def load_queue(url: str, consumer: str | None = None) -> Any:
@@ -67,8 +82,6 @@ def build_run(jobs: list[tuple[int, float, int]], rows: list[Row], meta: dict[st
     """The Run of a store's jobs ``(id, submitted, status)`` and attempt rows."""
     import numpy as np
     import pandas as pd
-
-    from qlab.results import Run
 
     origin = float(meta.get("created") or (min(j[1] for j in jobs) if jobs else 0.0))
     a = pd.DataFrame.from_records(rows, columns=list(COLUMNS))

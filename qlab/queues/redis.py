@@ -17,7 +17,7 @@ Through redis-py, with streams and a consumer group (keys under ``qlab:{name}:``
   when taken over), ``attempts`` (a stream, one entry per settlement: its rows, each
   naming its consumer, pickled), ``dead`` (a stream of the jobs that failed for good:
   the dead letters), ``meta``, ``owners``, ``next`` (the next job id), ``tat`` (the
-  shared rate limit's bucket, see :class:`qlab.ratelimit.SharedLimiter`).
+  shared rate limit's bucket, see :class:`qlab.engine.ratelimit.SharedLimiter`).
 
 Each put, batch taken and settlement is one round trip (a pipeline, MULTI/EXEC where
 several keys change together). URL: ``redis://[:password@]host[:port][/db]`` or
@@ -40,8 +40,8 @@ import pickle
 import time
 from typing import Any
 
-from qlab.batches import Batch
-from qlab.codes import ST_FAILED
+from qlab.core.batches import Batch
+from qlab.core.codes import ST_FAILED
 from qlab.queues.durable import DurableQueue
 from qlab.queues.redis_claim import GROUP, UNLOCK, Claims, chunks, open_state
 from qlab.queues.store import (
@@ -81,7 +81,7 @@ end
 return first
 """
 
-# the rate limit shared by every consumer (GCRA, as qlab.ratelimit.Limiter, on the
+# the rate limit shared by every consumer (GCRA, as qlab.engine.ratelimit.Limiter, on the
 # server's clock): each token's time as seconds from now
 _TOKENS = """
 local t = redis.call('TIME')
@@ -227,7 +227,7 @@ class RedisStore(Claims):
 
     def reserve_tokens(self, k: int, step: float, tolerance: float) -> list[float]:
         """``k`` tokens of the queue's shared bucket: each one's time, in seconds from
-        the server's now (see :class:`qlab.ratelimit.SharedLimiter`)."""
+        the server's now (see :class:`qlab.engine.ratelimit.SharedLimiter`)."""
         got = self._tokens(keys=[self.k_tat], args=[repr(step), repr(tolerance), k])
         return [float(o) for o in got]
 

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from qlab.batches import Batch
+from qlab.core.batches import Batch
 from qlab.queues.durable import DurableQueue
 from qlab.queues.store import S_OK, Claimed, Row, Settled, lost_row, owner_dead, owner_id
 from qlab.queues.urls import parse_sqlite

@@ -5,7 +5,7 @@ A store (``qlab.queues.sqlite``, ``qlab.queues.redis``) keeps a queue's jobs (pa
 pickled, with cloudpickle where plain pickle fails), each job's status, next attempt
 and due time, the owner (consumer) whose lease covers it, the jobs taken and not
 settled, and every attempt's row, which names the consumer that ran it. Job statuses in a store:
-``S_OPEN``, ``S_OK``, and ``qlab.codes.ST_FAILED`` / ``ST_CANCELLED``. An owner is a
+``S_OPEN``, ``S_OK``, and ``qlab.core.codes.ST_FAILED`` / ``ST_CANCELLED``. An owner is a
 process (``host:pid:start-ms:random``); one that was a process of this host that is
 gone has no live lease, whatever its expiry says.
 
@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from qlab.backends.worker import dumps  # cloudpickle where pickle fails, as the process backend
-from qlab.batches import Batch
-from qlab.codes import LOST
+from qlab.core.batches import Batch
+from qlab.core.codes import LOST
+from qlab.core.pickling import dumps  # cloudpickle where pickle fails
 
 __all__ = ["S_OK", "S_OPEN", "Claimed", "Row", "Settled", "Store", "dumps", "fingerprint",
            "lost_row", "owner_dead", "owner_id", "pickle_payloads"]  # fmt: skip
