@@ -15,9 +15,13 @@ Example:
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qlab.core.protocol import Backend
+
+if TYPE_CHECKING:  # the lazy names of __getattr__, as type checkers should see them
+    from qlab.backends.dask.backend import DaskBackend as Dask
+    from qlab.backends.process.backend import ProcessBackend as Process
 
 __all__ = ["BACKENDS", "Backend", "Dask", "Process", "resolve"]
 

@@ -137,6 +137,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         confidence=a.confidence, precision=a.precision, max_repeats=a.max_repeats,
         queue=a.queue,
     )  # fmt: skip
+    assert isinstance(sw, Sweep)  # no load=: a sweep over worker counts
     by = ["backend", "queue"] if sw.df["queue"].nunique() > 1 else ["backend"]
     table = sw.df.groupby([*by, "workers"])[["throughput", "speedup", "efficiency"]].mean()
     fits, notes = None, []

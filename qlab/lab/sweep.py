@@ -27,7 +27,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qlab import workloads
 from qlab.backends import BACKENDS
@@ -43,6 +43,9 @@ from qlab.lab.sweep_queues import RunQueues, check_queues
 from qlab.lab.sweep_result import COLUMNS, Sweep, frame, load_sweep
 from qlab.lab.sweep_stats import finish_point
 from qlab.trace.hosts import placement
+
+if TYPE_CHECKING:
+    from qlab.lab.load import LoadSweep
 
 __all__ = ["COLUMNS", "DEFAULT_JOBS", "DEFAULT_RETRY", "Sweep", "load_sweep", "sweep"]
 
@@ -85,7 +88,7 @@ def sweep(
     stop: Any = None,
     queue: str | Iterable[str] | None = None,
     **run_options: Any,
-) -> Any:
+) -> Sweep | LoadSweep:
     """Run ``workload`` at every worker count on every backend and queue, ``repeats``
     times each.
 

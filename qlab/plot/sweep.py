@@ -147,7 +147,7 @@ def scaling(
     reps = df["repeat"].nunique() if "repeat" in df.columns else 1
     title = f"mean of {reps} repeats" + ("" if has_ci or reps < 2 else ", band = min to max")
     finish(ax, "Throughput vs workers", "throughput (jobs/s)", handles=handles)
-    ax.get_legend().set_title(title, prop={"size": "small"})
+    ax.get_legend().set_title(title, prop={"size": "small"})  # type: ignore[union-attr,arg-type]
     return ax
 
 

@@ -89,9 +89,10 @@ def legend_patches(ci_text: str | None, pred: bool, confidence: float) -> list[P
 def fit_rows(fits: Mapping[str, Any] | pd.DataFrame) -> dict[str, dict[str, Any]]:
     """{backend: {lam, sigma, kappa, peak_workers, ...}} from fit objects or a DataFrame."""
     rows = fits.to_dict("index") if isinstance(fits, pd.DataFrame) else fits
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for backend, f in rows.items():
-        d = dict(f) if isinstance(f, Mapping) else getattr(f, "to_dict", lambda f=f: vars(f))()
+        made = f if isinstance(f, Mapping) else getattr(f, "to_dict", lambda f=f: vars(f))()
+        d: dict[str, Any] = dict(made)  # a copy: never write into the caller's object
         if not all(math.isfinite(float(d.get(k, math.nan))) for k in ("lam", "sigma", "kappa")):
             continue
         if math.isnan(float(d.get("peak_workers", math.nan))):

@@ -28,7 +28,7 @@ __all__ = ["KINDS", "queue_class", "redact", "register", "resolve"]
 
 # URL scheme -> "module:class"; the class has from_url(url, capacity=, handler=, now=)
 _REGISTRY: dict[str, str] = {}
-KINDS = ("memory",)
+KINDS: tuple[str, ...] = ("memory",)
 
 
 def register(scheme: str, target: str) -> None:

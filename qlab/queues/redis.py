@@ -273,6 +273,7 @@ class RedisQueue(DurableQueue):
     """A :class:`~qlab.queues.durable.DurableQueue` in Redis streams (see the module)."""
 
     store_class = RedisStore
+    store: RedisStore
 
     def reserve_tokens(self, k: int, step: float, tolerance: float) -> list[float]:
         """The queue's shared rate limit (the pool's ``rate_limit=`` uses it)."""

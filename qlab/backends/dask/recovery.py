@@ -81,7 +81,8 @@ class Recovery:
         if sent is None and ahead is not None:
             res.ahead = ahead  # never submitted: the engine runs it next
         items, rest = batch, EMPTY
-        if queued is not None and running == sent[2]:  # died in the batch sent ahead
+        died_ahead = sent is not None and running == sent[2]  # in the batch sent ahead
+        if queued is not None and died_ahead:
             items, rest = queued, batch
         elif queued is not None:
             rest = queued

@@ -105,7 +105,7 @@ class ProcessBackend:
         self._stopping = False
         self._sent: dict[int, Batch] = {}  # worker -> the batch sent ahead to it
         self.procs: list[Proc] = []
-        self.pids: dict[int, list[int]] = {}
+        self.pids: dict[int, list[int | None]] = {}
         self.replaced: list[tuple[int, float, float]] = []  # (worker, death seen, ready)
         launcher = self.launcher
         launcher.hold()  # released by close(), or below if the start fails
@@ -148,7 +148,7 @@ class ProcessBackend:
         proc = self.procs[slot.worker]
         if self._sent.pop(slot.worker, None) is not batch:  # else it is with the worker
             try:
-                data = dumps(("batch", batch))
+                data: bytes | bytearray = dumps(("batch", batch))
             except Exception as exc:
                 return unpicklable_rows(batch, exc, "process", self.spec.want_results, dumps)
             with contextlib.suppress(OSError):  # a dead worker: recv_bytes says so
@@ -159,7 +159,7 @@ class ProcessBackend:
         except (EOFError, OSError):
             out = self._lost(slot, proc, batch)
             if self._sent.pop(slot.worker, None) is not None:
-                out.rest = (out.rest or EMPTY) + ahead  # lost before it started: uncharged
+                out.rest = (out.rest or EMPTY) + (ahead or EMPTY)  # lost unstarted: uncharged
             elif ahead is not None:
                 out.ahead = ahead  # never sent: the engine runs it next
             return out
@@ -232,7 +232,9 @@ class ProcessBackend:
         thread then sees the process die and records the timeout (see ``_lost``)."""
         proc = self.procs[slot.worker]
         timeout = self.spec.timeout
-        if proc.view[0] >= 0 and now - proc.view[1] >= timeout and not proc.killed_for_timeout:
+        if timeout is None or proc.killed_for_timeout:
+            return None
+        if proc.view[0] >= 0 and now - proc.view[1] >= timeout:
             proc.killed_for_timeout = True
             kill_process(proc.process)
         return None

@@ -289,7 +289,7 @@ def module_hints(data: bytes, limit: int = 1 << 20) -> list[str]:
                 names.append(recent[-2])
                 recent.append(None)
             elif name == "GLOBAL":
-                names.append(arg.split(" ")[0])
+                names.append(str(arg).split(" ")[0])
                 recent.append(None)
             else:
                 recent.append(None)

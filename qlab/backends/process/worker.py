@@ -58,7 +58,7 @@ class Channel:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
 
-    def send_bytes(self, data: bytes) -> None:
+    def send_bytes(self, data: bytes | bytearray) -> None:
         if len(data) < 65536:  # one system call for the usual small message
             self.sock.sendall(_HEADER.pack(len(data)) + data)
         else:
@@ -88,7 +88,7 @@ class Flag:
     """The cancel flag in the shared mmap, with the ``threading.Event`` methods that
     ``CancelToken`` uses (the child polls it: no semaphore, so no resource tracker)."""
 
-    def __init__(self, view: memoryview) -> None:
+    def __init__(self, view: memoryview[float]) -> None:
         self._view = view
 
     def is_set(self) -> bool:
@@ -183,7 +183,7 @@ def run_site() -> bool:
 
     if getattr(site, "_qlab_ran", False) or not __import__("sys").flags.no_site:
         return False
-    site._qlab_ran = True
+    site._qlab_ran = True  # type: ignore[attr-defined]
     site.main()
     return True
 
@@ -255,7 +255,7 @@ def pack(res: BatchResult) -> bytes:
     return pickle.dumps(("done", res, errors, blob, first), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def unpack(data: bytes, n_rows: int) -> BatchResult:
+def unpack(data: bytes | bytearray, n_rows: int) -> BatchResult:
     """The parent's side of :func:`pack`: rebuild each error on its own (one that
     cannot be rebuilt becomes a :class:`RemoteTraceback` of its text), and the results
     (if they cannot be rebuilt, the rows that have no failure fail)."""
