@@ -84,6 +84,12 @@ class RedisStore(Claims):
             queue's keys gone); every method raises it, naming the queue.
     """
 
+    _add: Any  # the Lua scripts, registered in __init__
+    _tokens: Any
+    _enqueue: Any
+    _guard: Any
+    _create: Any
+
     def __init__(self, url: str, create: bool = False) -> None:
         import redis
         from redis.backoff import ExponentialBackoff
