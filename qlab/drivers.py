@@ -144,8 +144,8 @@ class Drivers:
                 return
             self._turn += 1
             self._settle(slot, batch, self._run(slot, batch))
-            if self.pool._limiter is not None:  # paced batches wait: look for a stop between
-                self.pool._interrupts.check()
+            # between batches, the caller's thread looks for Ctrl-C, SIGTERM and stop=
+            self.pool._interrupts.check()
 
     def _run(self, slot: Slot, batch: Batch) -> BatchResult:
         res = BatchResult()

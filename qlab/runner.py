@@ -87,11 +87,13 @@ def run(
                 exc.qlab_run = pool.trace()  # type: ignore[attr-defined]
                 exc.add_note("the Run of the jobs that ran is attached as exc.qlab_run")
             raise
-    result = pool.trace()
-    late = interrupts.unseen()
-    if late and "interrupted" not in result.meta:
-        # a Ctrl-C after the last job, while the pool was being joined: still say so
-        result.meta["interrupted"] = late
+        # the Run is built while signals are still only noted: a Ctrl-C now cannot
+        # escape from here and lose it (it is reported in the Run instead)
+        result = pool.trace()
+        late = interrupts.unseen()
+        if late and "interrupted" not in result.meta:
+            # a Ctrl-C after the last job, while the pool was being joined: still say so
+            result.meta["interrupted"] = late
     return result
 
 
