@@ -7,6 +7,10 @@ lanes that take batches in turn, one at a time, so the trace has the same shape 
 on the other backends. It cannot take a running attempt away: ``timeout=`` is
 cooperative here (the attempt's cancel token turns true at its deadline; a handler
 that raises ``Cancelled`` then is recorded as ``timeout``).
+
+Ctrl-C, SIGTERM and ``stop=`` are looked for between every two jobs: unless
+``batch_size=`` says otherwise, each batch is one job (a debugging backend can
+afford the bookkeeping per job, and people Ctrl-C it).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class InlineBackend(ThreadBackend):
 
     name = "inline"
     in_caller = True
+    batch_target_s = 0.0  # one job per batch: the caller looks for interrupts between jobs
 
     def run_batch(self, slot: Slot, batch: Batch, res: BatchResult) -> BatchResult:
         slot.state.bind()  # the caller's thread is this lane's while the batch runs
