@@ -55,6 +55,7 @@ class Drivers:
         self._opened: Any = None
         self._closed = False
         self.started = False
+        self._here = threading.local()  # a driver thread's slot
 
     # -- start -------------------------------------------------------------------------
 
@@ -122,6 +123,7 @@ class Drivers:
 
     def _loop(self, slot: Slot) -> None:
         slot.state.bind()
+        self._here.slot = slot  # for runs_here(): this thread runs the slot's jobs
         batch = self._next(slot)
         while batch is not None:
             res = self._run(slot, batch)
@@ -299,6 +301,15 @@ class Drivers:
         if self.coordinator is not None:
             self.coordinator.join()
         self.joined = True
+
+    def runs_here(self) -> bool:
+        """Does the calling thread run this pool's jobs (a driver thread, or one the
+        backend runs jobs in: the inline caller's, the asyncio loop's)?"""
+        slot = getattr(self._here, "slot", None)
+        if slot is not None and not slot.abandoned:
+            return True
+        here = getattr(self.backend, "runs_here", None)
+        return bool(self.started and callable(here) and here())
 
     def close(self) -> None:
         """Release the backend's workers and the workload's resources (once)."""

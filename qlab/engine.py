@@ -211,6 +211,13 @@ class Pool:
         self._queue.advance_phase(Phase.DRAINING)
         if cancel_pending:
             self._drivers.cancel_pending()
+        if wait and self._drivers.runs_here():
+            # as ThreadPoolExecutor's "cannot join current thread": the pool is shut
+            # down (no more submits), but a job cannot wait for itself to finish
+            raise RuntimeError(
+                "shutdown(wait=True) from one of the pool's own jobs would wait for that "
+                "job itself; the pool is shut down, use shutdown(wait=False) in a job"
+            )
         if wait:
             self._wait_idle(None)
             self._join()
@@ -309,6 +316,11 @@ class Pool:
             if final:
                 self._final = run
         return run
+
+    def called_from_job(self) -> bool:
+        """True in a thread that runs one of this pool's jobs now (a worker thread,
+        the asyncio loop, or the caller lent to an inline batch)."""
+        return self._drivers.runs_here()
 
     @property
     def workers(self) -> int:

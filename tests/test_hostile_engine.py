@@ -78,3 +78,57 @@ def test_a_ctrl_c_while_the_run_is_built_does_not_lose_it(monkeypatch):
     run = qlab.run(abs, range(20), workers=2)
     assert sent and run.meta["interrupted"] == "SIGINT"
     assert (run.jobs.status == "ok").sum() == 20
+
+
+class ShutsItsOwnPool:
+    """A job that calls ``shutdown(wait=True)`` on the pool (or executor) running it."""
+
+    def __init__(self) -> None:
+        self.owner = None
+
+    def __call__(self, x: int) -> str:
+        try:
+            self.owner.shutdown(wait=True)
+        except RuntimeError as exc:
+            return f"refused: {exc}"
+        return "returned"
+
+
+async def _async_shuts(box, x):
+    try:
+        box.owner.shutdown(wait=True)
+    except RuntimeError as exc:
+        return f"refused: {exc}"
+    return "returned"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("backend", ["thread", "inline", "asyncio"])
+def test_a_job_shutting_down_its_own_pool_is_refused_at_once(backend):
+    """Defect 11: pool.shutdown(wait=True) from one of its own jobs deadlocked."""
+    import functools
+
+    job = ShutsItsOwnPool()
+    fn = functools.partial(_async_shuts, job) if backend == "asyncio" else job
+    with qlab.Pool(fn, workers=2, backend=backend, retry=None) as pool:
+        job.owner = pool
+        fut = pool.submit(1)
+    assert fut.result().startswith("refused: shutdown(wait=True) from one of the pool's own jobs")
+    with pytest.raises(RuntimeError, match="after shutdown|shut"):
+        pool.submit(2)
+
+
+@pytest.mark.timeout(30)
+def test_a_call_shutting_down_its_own_executor_is_refused_at_once():
+    """Defect 11: Executor.shutdown(wait=True) from one of its own calls deadlocked;
+    ThreadPoolExecutor raises "cannot join current thread" at once."""
+    job = ShutsItsOwnPool()
+    ex = qlab.Executor(workers=2)
+    job.owner = ex
+    try:
+        fut = ex.submit(job, 1)
+        assert fut.result(timeout=20).startswith("refused: cannot join current thread")
+        with pytest.raises(RuntimeError):
+            ex.submit(job, 2)
+    finally:
+        ex.shutdown(wait=True)

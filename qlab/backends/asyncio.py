@@ -284,6 +284,16 @@ class AsyncioBackend:
         while self._pending:
             self._done(*self._pending.popleft(), None)
 
+    def runs_here(self) -> bool:
+        """Is the calling thread the event loop's (where the handlers run)?"""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return False
+        try:
+            return asyncio.get_running_loop() is loop
+        except RuntimeError:
+            return False
+
     def overdue(self, slot: Slot, now: float) -> None:
         """Nothing to take away: a late attempt's task is cancelled at its deadline."""
         return None

@@ -15,6 +15,8 @@ afford the bookkeeping per job, and people Ctrl-C it).
 
 from __future__ import annotations
 
+import threading
+
 from qlab.backends.base import BatchResult, Slot
 from qlab.backends.thread import ThreadBackend
 from qlab.batches import Batch
@@ -38,12 +40,20 @@ class InlineBackend(ThreadBackend):
     in_caller = True
     batch_target_s = 0.0  # one job per batch: the caller looks for interrupts between jobs
 
+    _running: int | None = None  # the thread running a batch now
+
     def run_batch(self, slot: Slot, batch: Batch, res: BatchResult) -> BatchResult:
         slot.state.bind()  # the caller's thread is this lane's while the batch runs
+        outer, self._running = self._running, threading.get_ident()
         try:
             return super().run_batch(slot, batch, res)
         finally:
+            self._running = outer
             slot.state.unbind()
+
+    def runs_here(self) -> bool:
+        """Is the calling thread running one of this pool's jobs now?"""
+        return self._running == threading.get_ident()
 
     def overdue(self, slot: Slot, now: float) -> None:
         """Nothing can be taken from the caller's own thread."""
