@@ -103,35 +103,44 @@ class Pool:
         _interrupts: Interrupts | None = None,
         _total: int | None = None,
     ) -> None:
-        o = pool_options(
-            handler, workers=workers, retry=retry, timeout=timeout, seed=seed,
-            queue_size=queue_size, batch_size=batch_size, grace=grace, clock=clock,
-            rate_limit=rate_limit,
-        )  # fmt: skip
-        self._workers, self._retry, self._seed, clock = o.workers, o.retry, o.seed, o.clock
-        self._batch_size, self._grace, self._clock = o.batch_size, o.grace, clock
         self._hooks = HookSet(hooks)
         if progress:
             self._hooks.add(progress_hook())
-        self._backend = backend_ = backends.resolve(backend)
-        shown, handler = handler, runnable_handler(handler, backend_)
-        self._inline = bool(getattr(backend_, "in_caller", False))
-        self._interrupts = _interrupts or Interrupts()
-        self._keep_results = bool(keep_results)
-        self._spec = JobSpec(
-            handler, o.retry.is_permanent, o.seed, o.timeout, self._keep_results or _futures, clock
-        )
-        self._futures: dict[int, Future] | None = {} if _futures else None
-        self._queue = queues.resolve(queue, o.capacity, now=clock.now, handler=handler)
-        self._limiter = make_limiter(o.limit, clock, self._queue)  # a Redis queue's is shared
-        self._queue.workers = self._workers
-        self._trace = Trace(0.0, self._keep_results, self._queue.submitted, self._queue.status)
-        self._final: Any = None  # the Run, once the pool is joined
-        self._joined = False
-        self._meta = o.meta(backend_.name, shown, type(self._queue).__name__)
-        if _total is not None:
-            self._meta["jobs_total"] = _total
-        self._drivers = Drivers(self)
+        try:  # a bad option: the hooks hear that no run comes (a server they hold stops)
+            o = pool_options(
+                handler, workers=workers, retry=retry, timeout=timeout, seed=seed,
+                queue_size=queue_size, batch_size=batch_size, grace=grace, clock=clock,
+                rate_limit=rate_limit,
+            )  # fmt: skip
+            self._workers, self._retry, self._seed, clock = o.workers, o.retry, o.seed, o.clock
+            self._batch_size, self._grace, self._clock = o.batch_size, o.grace, clock
+            self._backend = backend_ = backends.resolve(backend)
+            shown, handler = handler, runnable_handler(handler, backend_)
+            self._inline = bool(getattr(backend_, "in_caller", False))
+            self._interrupts = _interrupts or Interrupts()
+            self._keep_results = bool(keep_results)
+            self._spec = JobSpec(
+                handler,
+                o.retry.is_permanent,
+                o.seed,
+                o.timeout,
+                self._keep_results or _futures,
+                clock,
+            )
+            self._futures: dict[int, Future] | None = {} if _futures else None
+            self._queue = queues.resolve(queue, o.capacity, now=clock.now, handler=handler)
+            self._limiter = make_limiter(o.limit, clock, self._queue)  # a Redis queue's is shared
+            self._queue.workers = self._workers
+            self._trace = Trace(0.0, self._keep_results, self._queue.submitted, self._queue.status)
+            self._final: Any = None  # the Run, once the pool is joined
+            self._joined = False
+            self._meta = o.meta(backend_.name, shown, type(self._queue).__name__)
+            if _total is not None:
+                self._meta["jobs_total"] = _total
+            self._drivers = Drivers(self)
+        except BaseException as exc:
+            self._hooks.call("on_abort", exc)
+            raise
         try:
             self._drivers.start()
             self._meta["start_time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")

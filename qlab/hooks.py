@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Hook", "HookSet", "LogProgress", "progress_hook"]
+__all__ = ["Hook", "HookSet", "LogProgress", "abort", "progress_hook"]
 
 log = logging.getLogger("qlab")
 
@@ -40,6 +40,10 @@ class Hook:
 
     def on_end(self, run: Any) -> None:
         """The run is over; ``run`` is the final :class:`qlab.Run`."""
+
+    def on_abort(self, error: BaseException) -> None:
+        """The pool was not made (``error``: a bad option, say): no ``on_start`` and no
+        ``on_end`` follow. A hook that holds a resource for the run lets it go."""
 
 
 class LogProgress(Hook):
@@ -112,6 +116,16 @@ class HookSet:
         with self._lock:
             if hook in self._hooks:
                 self._hooks.remove(hook)
+
+
+def abort(hooks: Any, error: BaseException) -> None:
+    """Tell ``hooks`` (as given to a pool, checked or not) that no run comes: a
+    check before the pool failed with ``error``."""
+    try:
+        hook_set = HookSet(hooks)
+    except TypeError:
+        return  # not hooks at all: nothing holds a resource
+    hook_set.call("on_abort", error)
 
 
 def progress_hook() -> Hook:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from qlab import hooks
 from qlab.arrivals import Arrivals, check_arrivals
 from qlab.engine import _POLL_S, Pool
 from qlab.signals import Interrupts, noting_signals, why
@@ -57,11 +58,15 @@ def run(
         >>> run.summary()[["ok", "failed"]].tolist()
         [10, 90]
     """
-    if isinstance(payloads, str | bytes) or not isinstance(payloads, Iterable):
-        raise TypeError(f"payloads must be an iterable of payloads, got {payloads!r}")
-    arrivals = check_arrivals(arrivals)
+    try:
+        if isinstance(payloads, str | bytes) or not isinstance(payloads, Iterable):
+            raise TypeError(f"payloads must be an iterable of payloads, got {payloads!r}")
+        arrivals = check_arrivals(arrivals)
+        interrupts = Interrupts(stop=stop)
+    except BaseException as exc:  # no pool: its hooks hear it here (a server stops)
+        hooks.abort(options.get("hooks", ()), exc)
+        raise
     total = len(payloads) if hasattr(payloads, "__len__") else None
-    interrupts = Interrupts(stop=stop)
     # In the main thread, Ctrl-C and SIGTERM are only noted, and raised by the engine
     # where it waits, so an interrupt never lands halfway through an update of the
     # queue's books (nor between the pool's start and this try).
