@@ -28,7 +28,7 @@ from qlab.backends.base import JobSpec
 from qlab.drivers import Drivers
 from qlab.hooks import HookSet, progress_hook
 from qlab.jobqueue import Phase
-from qlab.options import pool_options, runnable_handler
+from qlab.options import fit_workers, pool_options, runnable_handler
 from qlab.ratelimit import make_limiter
 from qlab.retry import Retry
 from qlab.settle import JobFailed
@@ -112,9 +112,10 @@ class Pool:
                 queue_size=queue_size, batch_size=batch_size, grace=grace, clock=clock,
                 rate_limit=rate_limit,
             )  # fmt: skip
-            self._workers, self._retry, self._seed, clock = o.workers, o.retry, o.seed, o.clock
+            self._retry, self._seed, clock = o.retry, o.seed, o.clock
             self._batch_size, self._grace, self._clock = o.batch_size, o.grace, clock
             self._backend = backend_ = backends.resolve(backend)
+            self._workers = fit_workers(o.workers, backend_, _total)  # not more than jobs
             shown, handler = handler, runnable_handler(handler, backend_)
             self._inline = bool(getattr(backend_, "in_caller", False))
             self._interrupts = _interrupts or Interrupts()
@@ -137,6 +138,8 @@ class Pool:
             self._meta = o.meta(backend_.name, shown, type(self._queue).__name__)
             if _total is not None:
                 self._meta["jobs_total"] = _total
+            if self._workers < o.workers:  # fewer jobs than workers asked for
+                self._meta["workers_started"] = self._workers
             self._drivers = Drivers(self)
         except BaseException as exc:
             self._hooks.call("on_abort", exc)

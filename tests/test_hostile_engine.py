@@ -132,3 +132,50 @@ def test_a_call_shutting_down_its_own_executor_is_refused_at_once():
             ex.submit(job, 2)
     finally:
         ex.shutdown(wait=True)
+
+
+@pytest.mark.parametrize("backend", ["thread", "process", "inline", "asyncio"])
+def test_a_million_workers_on_ten_jobs_start_ten(backend):
+    """Defect 8: workers=10**6 on 10 jobs hung (the thread backend was still starting
+    after 90 s; the process backend forked thousands of processes)."""
+    handler = qlab.workloads.asleep(0) if backend == "asyncio" else qlab.workloads.noop()
+    run = qlab.run(handler, range(10), workers=10**6, backend=backend)
+    assert run.meta["workers"] == 10**6 and run.meta["workers_started"] == 10
+    assert (run.jobs.status == "ok").sum() == 10
+    assert run.attempts.worker.max() < 10
+
+
+@pytest.mark.parametrize(
+    ("backend", "limit"), [("thread", "10,000"), ("process", "512"), ("inline", "10,000")]
+)
+def test_workers_above_the_backends_limit_is_a_clear_error(backend, limit):
+    """Defect 8: with no job count to cap them, a million workers is refused before
+    any job, naming the parameter and the backend's limit."""
+    msg = f"workers=1,000,000 is above the {backend} backend's limit of {limit} workers"
+    with pytest.raises(ValueError, match=msg):
+        qlab.run(abs, iter(range(10)), workers=10**6, backend=backend)
+    with pytest.raises(ValueError, match=msg):
+        qlab.Pool(abs, workers=10**6, backend=backend)
+
+
+def test_asyncio_lanes_stay_cheap_far_above_the_thread_limit():
+    """Defect 8: the asyncio backend's lanes are not threads: 100,000 of them start
+    (as jobs come), on a generator whose length is not known."""
+    handler = qlab.workloads.asleep(0)
+    run = qlab.run(handler, iter(range(50)), workers=100_000, backend="asyncio")
+    assert run.meta["concurrency"] == 100_000 and (run.jobs.status == "ok").sum() == 50
+
+
+@pytest.mark.timeout(120)
+def test_cli_with_a_million_workers_and_two_jobs_finishes():
+    """Defect 8: ``qlab run --workers 1000000 --jobs 2`` hung."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "qlab", "run", "--workers", "1000000", "--jobs", "2", "--json"],
+        capture_output=True, text=True, timeout=100, check=True,
+    )  # fmt: skip
+    summary = json.loads(out.stdout)
+    assert summary["ok"] + summary["failed"] == 2

@@ -96,6 +96,7 @@ class AsyncioBackend:
     name = "asyncio"
     can_kill = False
     in_caller = False
+    max_workers = 1_000_000  # lanes are tasks started as jobs come: cheap
     runs_coroutines = True  # handlers are ``async def`` (the engine checks before start)
     batch_target_s = 0.02
 

@@ -80,6 +80,7 @@ class DaskBackend:
     name = "dask"
     can_kill = True
     in_caller = False
+    max_workers = 512  # worker processes (LocalCluster), or slots on a cluster
     batch_target_s = 0.05  # work per batch: a Dask task costs a scheduler round trip (ms)
 
     def __init__(

@@ -38,6 +38,7 @@ class InlineBackend(ThreadBackend):
 
     name = "inline"
     in_caller = True
+    max_workers = 10_000  # lanes taking turns in one thread
     batch_target_s = 0.0  # one job per batch: the caller looks for interrupts between jobs
 
     _running: int | None = None  # the thread running a batch now
