@@ -179,3 +179,44 @@ def test_cli_with_a_million_workers_and_two_jobs_finishes():
     )  # fmt: skip
     summary = json.loads(out.stdout)
     assert summary["ok"] + summary["failed"] == 2
+
+
+def _slow_on_the_real_clock(x: int) -> str:
+    threading.Event().wait(3)  # the workload: 3 s of real time, no cancel check
+    return "done"
+
+
+def test_fake_clock_a_handlers_real_time_is_invisible_as_documented():
+    """Defect 10, the documented difference (qlab.testing.FakeClock): 3 s of real time
+    in a handler is 0 s on a FakeClock, so timeout=1 does not fire there; on the real
+    clock the same attempt is a timeout (its thread abandoned)."""
+    from qlab.testing import FakeClock
+
+    fake = qlab.run(_slow_on_the_real_clock, [0], workers=1, timeout=1, retry=None,
+                    clock=FakeClock())  # fmt: skip
+    assert fake.attempts.outcome.tolist() == ["ok"] and fake.attempts.duration_s[0] == 0.0
+    real = qlab.run(_slow_on_the_real_clock, [0], workers=1, timeout=1, retry=None)
+    assert real.attempts.outcome.tolist() == ["timeout"]
+
+
+def test_fake_clock_time_spent_on_the_clock_times_out_exactly_as_on_the_real_clock():
+    """Defect 10: a handler that spends 3 s on the run's clock under timeout=1 is a
+    timeout on a FakeClock as on the real clock (there: a 3 s cancellable sleep), and
+    on the FakeClock it lasts exactly 3.0 s and takes no real time."""
+    from qlab.testing import FakeClock
+
+    clock = FakeClock()
+
+    def three_seconds_on_the_clock(x: int) -> None:
+        clock.advance(3)
+        qlab.current().cancelled.check()
+
+    def three_seconds_real(x: int) -> None:
+        qlab.current().cancelled.wait(3)
+        qlab.current().cancelled.check()
+
+    fake = qlab.run(three_seconds_on_the_clock, [0], workers=1, timeout=1, retry=None,
+                    clock=clock)  # fmt: skip
+    real = qlab.run(three_seconds_real, [0], workers=1, timeout=1, retry=None)
+    assert fake.attempts.outcome.tolist() == real.attempts.outcome.tolist() == ["timeout"]
+    assert fake.attempts.duration_s[0] == 3.0
