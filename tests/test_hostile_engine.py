@@ -220,3 +220,37 @@ def test_fake_clock_time_spent_on_the_clock_times_out_exactly_as_on_the_real_clo
     real = qlab.run(three_seconds_real, [0], workers=1, timeout=1, retry=None)
     assert fake.attempts.outcome.tolist() == real.attempts.outcome.tolist() == ["timeout"]
     assert fake.attempts.duration_s[0] == 3.0
+
+
+class SlowToCancel:
+    """An async handler that takes 3 s to honour a cancellation; the 5th job to start
+    sets ``stop``."""
+
+    def __init__(self, stop: threading.Event, running: int) -> None:
+        self.stop, self.running, self.started = stop, running, 0
+
+    async def __call__(self, x: int) -> None:
+        import asyncio
+
+        self.started += 1  # the loop's thread only
+        if self.started == self.running:
+            self.stop.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await asyncio.sleep(3)
+            raise
+
+
+def test_asyncio_stop_with_handlers_slow_to_cancel_leaves_nothing_behind():
+    """Defect 5: with handlers slow to cancel, stop= returned with 6 of 11 jobs still
+    pending, 2 attempt rows for 5 started attempts, and qlab-abandoned threads alive."""
+    stop = threading.Event()
+    run = qlab.run(SlowToCancel(stop, 5), range(11), workers=5, backend="asyncio",
+                   stop=stop, grace=1)  # fmt: skip
+    alive = [t.name for t in threading.enumerate() if t.name.startswith("qlab-")]
+    assert alive == []  # at once, not after a while
+    assert run.meta["interrupted"] == "stopped"
+    assert (run.jobs.status == "cancelled").sum() == 11
+    assert sorted(run.attempts.job_id) == list(range(5))  # one row per started attempt
+    assert (run.attempts.outcome == "cancelled").all() and run.meta["abandoned_threads"] == 0
