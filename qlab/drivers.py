@@ -18,7 +18,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from qlab import takeover
-from qlab.backends.base import BatchResult, Slot, crash_row
+from qlab.backends.base import BackendLost, BatchResult, Slot, crash_row
 from qlab.batches import EMPTY, Batch, sizer
 from qlab.context import WorkerState
 from qlab.coordinator import Coordinator, progress_counts
@@ -156,6 +156,13 @@ class Drivers:
             return self.backend.run_batch(slot, batch, res)
         except KeyboardInterrupt:
             raise
+        except BackendLost as exc:  # not the jobs' fault: nothing is charged
+            log.error("worker %d: %s", slot.worker, exc)
+            self.pool._interrupts.fail(exc)  # the caller stops the pool and raises it
+            slot.state.stop = True
+            lost = BatchResult(results=[] if self.spec.want_results else None)
+            lost.items, lost.rest = EMPTY, exc.rest
+            return lost
         except BaseException as exc:  # the backend itself failed (the loop catches handlers')
             log.exception("worker %d: the backend failed running a batch", slot.worker)
             cur = slot.state.running()

@@ -24,6 +24,13 @@ out attempt gets its worker process killed (a nanny restarts it). Dask cannot st
 a running task otherwise: at a stop the tasks' futures are cancelled and the
 running attempts see their cancel token; on a user's cluster an attempt that does
 not stop by itself runs on in its worker after the pool has returned.
+
+Losing the scheduler is not the jobs' fault: no attempt is charged. A driver that
+finds it gone waits up to ``reconnect_timeout`` for the client to reconnect (a
+scheduler restarted at its address) and sends its batches back to the queue; if it
+does not come back, the pool stops and the run raises
+:class:`~qlab.backends.base.BackendLost`, with the jobs not run still pending
+(resumable with ``qlab.resume`` on a durable queue).
 """
 
 from __future__ import annotations
@@ -38,12 +45,19 @@ from typing import Any
 
 from qlab.backends import dask_recovery as recovery
 from qlab.backends import dask_remote
-from qlab.backends.base import BatchResult, JobSpec, Slot, require_real_clock, unpicklable_rows
+from qlab.backends.base import (
+    BackendLost,
+    BatchResult,
+    JobSpec,
+    Slot,
+    require_real_clock,
+    unpicklable_rows,
+)
 from qlab.backends.dask_cluster import Cluster, WorkerInfo
 from qlab.backends.dask_local import warm_cluster
 from qlab.backends.dask_progress import Progress, SlotFlag
 from qlab.backends.worker import dumps, unpack
-from qlab.batches import Batch
+from qlab.batches import EMPTY, Batch
 
 __all__ = ["Dask", "DaskBackend", "warm_cluster"]
 
@@ -62,6 +76,8 @@ class DaskBackend:
             corrected by Dask's measured delays) or ``"dask"`` (correct every worker).
         replace_timeout: seconds to wait for a dead worker's replacement before the
             slot shares a live worker.
+        reconnect_timeout: seconds to wait for a lost scheduler to come back before
+            the pool stops (its jobs not run stay pending).
 
     Raises:
         ValueError / TypeError: bad arguments, naming the parameter.
@@ -90,6 +106,7 @@ class DaskBackend:
         *,
         clocks: str = "auto",
         replace_timeout: float = 60.0,
+        reconnect_timeout: float = 10.0,
     ) -> None:
         if address is not None and client is not None:
             raise ValueError("address and client: give one of them, not both")
@@ -103,6 +120,9 @@ class DaskBackend:
             raise ValueError(f"replace_timeout must be seconds >= 0, got {replace_timeout!r}")
         self.address, self.client, self.clocks = address, client, clocks
         self.replace_timeout = float(replace_timeout)
+        if not isinstance(reconnect_timeout, int | float) or reconnect_timeout < 0:
+            raise ValueError(f"reconnect_timeout must be seconds >= 0, got {reconnect_timeout!r}")
+        self.reconnect_timeout = float(reconnect_timeout)
 
     # -- start -------------------------------------------------------------------------
 
@@ -117,6 +137,7 @@ class DaskBackend:
         self._lock = threading.Lock()
         self._stopping = False
         self._stopped = threading.Event()
+        self._gone: str | None = None  # the scheduler is lost for good: why
         self._numbers = itertools.count(1)
         self._sent: dict[int, tuple[Batch, Any, int]] = {}  # slot -> batch sent ahead
         self._killed: set[str] = set()  # workers (WorkerInfo.wid) killed for a timeout
@@ -164,22 +185,28 @@ class DaskBackend:
     def run_batch(self, slot: Slot, batch: Batch, res: BatchResult) -> BatchResult:
         """Submit ``batch`` (unless it went ahead), submit the next one ahead, then
         wait for ``batch``'s columns or its worker's death."""
-        w = slot.worker
+        w, ahead = slot.worker, None
+        if self._gone is not None:
+            return self._no_scheduler(slot, batch, None)
         sent = self._sent.pop(w, None)
-        if sent is not None and sent[0] is batch:
-            fut, number = sent[1], sent[2]
-        else:
-            try:
-                data = dumps(batch)  # plain pickle, cloudpickle only if that fails
-            except Exception as exc:
-                return unpicklable_rows(batch, exc, "dask", self.spec.want_results, dumps)
-            fut, number = self._submit(w, data)
-        ahead = self._send_ahead(slot)
         try:
+            if sent is not None and sent[0] is batch:
+                fut, number = sent[1], sent[2]
+            else:
+                try:
+                    data = dumps(batch)  # plain pickle, cloudpickle only if that fails
+                except Exception as exc:
+                    return unpicklable_rows(batch, exc, "dask", self.spec.want_results, dumps)
+                fut, number = self._submit(w, data)
+            ahead = self._send_ahead(slot)
             data = self._wait(w, fut)
         except Exception as exc:  # the task itself failed (a payload the worker
-            return recovery.task_failed(self, slot, batch, exc, ahead)  # cannot unpickle, say)
+            if self._scheduler_down(probe=True):  # cannot unpickle), or no scheduler
+                return self._no_scheduler(slot, batch, ahead)
+            return recovery.task_failed(self, slot, batch, exc, ahead)
         if data is None:
+            if self._scheduler_down(probe=not self._stopping):
+                return self._no_scheduler(slot, batch, ahead)
             return recovery.lost(self, slot, batch, number, ahead)
         out = unpack(data, len(batch))
         _shift(out, self.info_[w].offset)
@@ -228,7 +255,7 @@ class DaskBackend:
         done = threading.Event()
         fut.add_done_callback(lambda _: done.set())
         while not done.wait(_POLL_S):
-            if self._stopping or not self.cluster.alive(self.info_[w]):
+            if self._stopping or self._scheduler_down() or not self.cluster.alive(self.info_[w]):
                 with contextlib.suppress(Exception):
                     fut.cancel()
                 return None
@@ -246,6 +273,40 @@ class DaskBackend:
             if self._stopping or not self.cluster.alive(self.info_[w]):
                 return None
             raise
+
+    def _scheduler_down(self, probe: bool = False) -> bool:
+        """Has the client lost its scheduler (reconnecting, or closed)? With ``probe``,
+        ask the scheduler (a task that failed or vanished may be the first sign)."""
+        if self._gone is not None or getattr(self.cluster.client, "status", "") != "running":
+            return True
+        if probe:
+            try:
+                self.cluster.scheduler_workers(fresh=True)
+            except Exception:
+                return True
+        return False
+
+    def _no_scheduler(self, slot: Slot, batch: Batch, ahead: Batch | None) -> BatchResult:
+        """The scheduler is gone: the slot's batches go back to the queue uncharged once
+        it reconnects (within ``reconnect_timeout``); if it does not, BackendLost."""
+        sent = self._sent.pop(slot.worker, None)
+        if sent is not None:
+            rest = batch + sent[0]  # the batch sent ahead did not come back either
+        else:
+            rest = batch if ahead is None else batch + ahead
+        if self._gone is None and recovery.await_scheduler(self):
+            res = BatchResult(results=[] if self.spec.want_results else None)
+            res.items, res.rest = EMPTY, rest
+            return res
+        with self._lock:
+            if self._gone is None:
+                self._gone = (
+                    f"the Dask scheduler at {self.cluster.scheduler_address()} is gone and "
+                    f"did not come back within reconnect_timeout={self.reconnect_timeout:g}s; "
+                    "no attempt was charged for it, and the jobs not run stay pending "
+                    "(qlab.resume runs them on a durable queue)"
+                )
+        raise BackendLost(self._gone, rest)
 
     def overdue(self, slot: Slot, now: float) -> None:
         """Kill the worker whose running attempt is past its deadline; its driver then

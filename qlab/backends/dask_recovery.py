@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from qlab.backends.dask import DaskBackend
     from qlab.backends.dask_cluster import WorkerInfo
 
-__all__ = ["close", "kill", "lost", "overdue", "replace", "task_failed"]
+__all__ = ["await_scheduler", "close", "kill", "lost", "overdue", "replace", "task_failed"]
 
 _POLL_S = 0.1
 
@@ -78,6 +78,21 @@ def lost(
     start = None if t0 is None else t0 + info.offset
     crash_row(res, RuntimeError(msg), start, now, code, etype)
     return res
+
+
+def await_scheduler(self: DaskBackend) -> bool:
+    """Wait up to ``reconnect_timeout`` for the client to reconnect to its scheduler;
+    False if it closed or the time ran out (or the pool stops)."""
+    deadline = time.monotonic() + self.reconnect_timeout
+    client = self.cluster.client
+    while not self._stopping:
+        status = getattr(client, "status", "")
+        if status == "running":
+            return True
+        if status in ("closing", "closed", "failed") or time.monotonic() > deadline:
+            return False
+        self._stopped.wait(_POLL_S)
+    return False
 
 
 def replace(self: DaskBackend, w: int) -> bool:
@@ -180,7 +195,8 @@ def close(self: DaskBackend, cancel_running: bool = False) -> None:
             fut.cancel()
     for progress in self.progress:
         progress.unlink()
-    if not self.cluster.owned:  # a user's workers live on: let them drop our spec
+    if not self.cluster.owned and not self._scheduler_down():  # a user's workers live
+        # on: let them drop our spec (a gone scheduler cannot tell them)
         with contextlib.suppress(Exception):
             addresses = sorted({i.address for i in self.info_})
             self.cluster.client.run(dask_remote.forget, self._token, workers=addresses,
