@@ -290,10 +290,8 @@ class DaskBackend:
         """The scheduler is gone: the slot's batches go back to the queue uncharged once
         it reconnects (within ``reconnect_timeout``); if it does not, BackendLost."""
         sent = self._sent.pop(slot.worker, None)
-        if sent is not None:
-            rest = batch + sent[0]  # the batch sent ahead did not come back either
-        else:
-            rest = batch if ahead is None else batch + ahead
+        following = sent[0] if sent is not None else ahead  # sent ahead, or not sent
+        rest = batch if following is None else batch + following
         if self._gone is None and recovery.await_scheduler(self):
             res = BatchResult(results=[] if self.spec.want_results else None)
             res.items, res.rest = EMPTY, rest
