@@ -75,7 +75,9 @@ def lost(
         code, etype = CRASHED, "WorkerCrashed"
         msg = f"Dask worker {info.address} (pid {info.pid}) died"
     res.items, res.rest = items[i : i + 1], items[:i] + items[i + 1 :] + rest
-    start = None if t0 is None else t0 + info.offset
+    # its start is unknown when nobody can read its progress: from the moment its
+    # death was seen, which is before any replacement (the row names the dead host)
+    start = seen if t0 is None else t0 + info.offset
     crash_row(res, RuntimeError(msg), start, now, code, etype)
     return res
 
