@@ -124,8 +124,9 @@ def test_dask_hosts_are_named_and_a_cut_link_keeps_the_invariant(two_hosts, tmp_
         cutter = threading.Thread(target=lambda: hook.seen.wait(120) and host.cut())
         cutter.start()
         try:
+            backend = Dask(client=client, replace_timeout=1)
             run = qlab.run(qlab.workloads.sleep(ms=30), range(200), workers=2, retry=3,
-                           backend=Dask(client=client, replace_timeout=1), hooks=[hook])  # fmt: skip
+                           backend=backend, hooks=[hook])  # fmt: skip
         finally:
             hook.seen.set()
             cutter.join()
