@@ -136,3 +136,77 @@ def test_dask_hosts_are_named_and_a_cut_link_keeps_the_invariant(two_hosts, tmp_
     others = run.attempts[run.attempts.outcome != "ok"]
     assert set(others.outcome) <= {"crashed", "retry"}  # charged to the cut host's loss
     assert set(others.host) <= {host.name}
+
+
+@contextlib.contextmanager
+def redis_for(host: netns.Host):
+    """A redis-server on 127.0.0.1 and on ``host.gateway`` (the root side of the
+    host's link: reachable from the host and from here, nowhere else)."""
+    import shutil
+
+    import redis
+
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
+    from tests.helpers import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([exe, "--bind", "127.0.0.1", host.gateway, "--port", str(port),
+                             "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        client = redis.Redis(port=port, socket_timeout=5)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                threading.Event().wait(0.05)  # polling a server that starts
+        client.close()
+        yield port
+    finally:
+        _stop([proc])
+
+
+def _ok_on(url: str, who: str) -> int:
+    att = qlab.load_run(url).attempts
+    return int(((att.outcome == "ok") & att.consumer.str.startswith(who)).sum())
+
+
+def test_a_qlab_worker_on_another_host_is_named_and_its_cut_link_loses_nothing(two_hosts):
+    import time as time_module
+
+    host = two_hosts[1]
+    jobs = 120
+    with redis_for(host) as port:
+        name = "multihost?lease=2"
+        here, there = f"redis://127.0.0.1:{port}/0", f"redis://{host.gateway}:{port}/0"
+        qlab.enqueue(f"{here}?name={name}", [0.03] * jobs, handler=time_module.sleep)
+        consumer = host.popen(["-m", "qlab", "worker", "--queue", f"{there}?name={name}",
+                               "--handler", "time:sleep", "--workers", "2", "--prefetch", "8",
+                               "--until-empty"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while _ok_on(f"{here}?name={name}", f"{host.name}:") < 10:  # its rows so far
+                assert consumer.poll() is None and time.monotonic() < deadline
+                threading.Event().wait(0.1)  # polling the queue another host writes
+            host.cut()  # the consumer holds jobs, some running: its lease will expire
+            run = qlab.serve(f"{here}?name={name}", time_module.sleep, workers=2,
+                             until_empty=True)  # fmt: skip
+        finally:
+            _stop([consumer])
+        merged = qlab.load_run(f"{here}?name={name}")
+    att = merged.attempts
+    ok = att[att.outcome == "ok"]
+    assert (merged.jobs.status == "ok").all() and len(merged.jobs) == jobs
+    assert ok.job_id.is_unique and len(ok) == jobs  # every job ok exactly once
+    hosts = {c.split(":")[0] for c in att.consumer}
+    assert hosts == {socket.gethostname(), host.name}  # the consumers name their hosts
+    lost = att[att.outcome == "lost"]
+    assert set(lost.consumer.str.split(":").str[0]) <= {host.name}  # only the cut host's
+    assert run.summary()["ok"] == (ok.consumer == run.meta["consumer"]).sum()
