@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import threading
 
-from qlab.backends.base import BatchResult, Slot
 from qlab.backends.thread import ThreadBackend
-from qlab.batches import Batch
+from qlab.core.batches import Batch
+from qlab.core.protocol import BatchResult, Slot
 
 __all__ = ["InlineBackend"]
 
