@@ -37,7 +37,7 @@ class OkAfter(qlab.Hook):
 
 
 def test_a_dead_scheduler_charges_no_attempt_and_leaves_the_rest_resumable(tmp_path):
-    from qlab.backends.dask import Dask
+    from qlab.backends import Dask
     from tests.dask_cluster import DaskCluster
 
     (tmp_path / "dask").mkdir()

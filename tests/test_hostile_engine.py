@@ -64,7 +64,7 @@ def test_inline_honours_ctrl_c_between_jobs():
 def test_a_ctrl_c_while_the_run_is_built_does_not_lose_it(monkeypatch):
     """Defect 9: a Ctrl-C that arrived while run() built its Run (after the signal
     guard was lifted) escaped as KeyboardInterrupt, and the Run was lost."""
-    from qlab import results
+    from qlab.trace import results
 
     real_init, sent = results.Run.__init__, []
 

@@ -103,7 +103,7 @@ def dask_on(host: netns.Host, tmp: Path):
 
 
 def test_dask_hosts_are_named_and_a_cut_link_keeps_the_invariant(two_hosts, tmp_path):
-    from qlab.backends.dask import Dask
+    from qlab.backends import Dask
 
     host = two_hosts[0]
     here = socket.gethostname()

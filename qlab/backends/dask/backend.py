@@ -49,16 +49,9 @@ from qlab.backends.dask.local import warm_cluster
 from qlab.backends.dask.progress import Progress, SlotFlag
 from qlab.backends.dask.recovery import Recovery
 from qlab.backends.process.worker import unpack
-from qlab.core.batches import EMPTY, Batch
+from qlab.core.batches import Batch
 from qlab.core.pickling import dumps
-from qlab.core.protocol import (
-    BackendLost,
-    BatchResult,
-    JobSpec,
-    Slot,
-    require_real_clock,
-    unpicklable_rows,
-)
+from qlab.core.protocol import BatchResult, JobSpec, Slot, require_real_clock, unpicklable_rows
 
 __all__ = ["Dask", "DaskBackend", "warm_cluster"]
 
@@ -274,38 +267,6 @@ class DaskBackend(Recovery):
             if self._stopping or not self.cluster.alive(self.info_[w]):
                 return None
             raise
-
-    def _scheduler_down(self, probe: bool = False) -> bool:
-        """Has the client lost its scheduler (reconnecting, or closed)? With ``probe``,
-        ask the scheduler (a task that failed or vanished may be the first sign)."""
-        if self._gone is not None or getattr(self.cluster.client, "status", "") != "running":
-            return True
-        if probe:
-            try:
-                self.cluster.scheduler_workers(fresh=True)
-            except Exception:
-                return True
-        return False
-
-    def _no_scheduler(self, slot: Slot, batch: Batch, ahead: Batch | None) -> BatchResult:
-        """The scheduler is gone: the slot's batches go back to the queue uncharged once
-        it reconnects (within ``reconnect_timeout``); if it does not, BackendLost."""
-        sent = self._sent.pop(slot.worker, None)
-        following = sent[0] if sent is not None else ahead  # sent ahead, or not sent
-        rest = batch if following is None else batch + following
-        if self._gone is None and self._recover_await_scheduler():
-            res = BatchResult(results=[] if self.spec.want_results else None)
-            res.items, res.rest = EMPTY, rest
-            return res
-        with self._lock:
-            if self._gone is None:
-                self._gone = (
-                    f"the Dask scheduler at {self.cluster.scheduler_address()} is gone and "
-                    f"did not come back within reconnect_timeout={self.reconnect_timeout:g}s; "
-                    "no attempt was charged for it, and the jobs not run stay pending "
-                    "(qlab.resume runs them on a durable queue)"
-                )
-        raise BackendLost(self._gone, rest)
 
     def overdue(self, slot: Slot, now: float) -> None:
         """Kill the worker whose running attempt is past its deadline; its driver then

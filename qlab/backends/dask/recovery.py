@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from qlab.backends.dask import remote as dask_remote
 from qlab.core.batches import EMPTY, Batch
 from qlab.core.codes import CANCELLED, CRASHED, TIMEOUT
-from qlab.core.protocol import BatchResult, Slot, crash_row
+from qlab.core.protocol import BackendLost, BatchResult, Slot, crash_row
 
 if TYPE_CHECKING:
     from qlab.backends.dask.cluster import Cluster, WorkerInfo
@@ -56,12 +56,42 @@ class Recovery:
     _token: str
 
     reconnect_timeout: float
+    _gone: str | None
 
     def _probe(self, addresses: list[str]) -> dict[str, WorkerInfo]:
         raise NotImplementedError  # the backend's own
 
     def _scheduler_down(self, probe: bool = False) -> bool:
-        raise NotImplementedError  # the backend's own
+        """Has the client lost its scheduler (reconnecting, or closed)? With ``probe``,
+        ask the scheduler (a task that failed or vanished may be the first sign)."""
+        if self._gone is not None or getattr(self.cluster.client, "status", "") != "running":
+            return True
+        if probe:
+            try:
+                self.cluster.scheduler_workers(fresh=True)
+            except Exception:
+                return True
+        return False
+
+    def _no_scheduler(self, slot: Slot, batch: Batch, ahead: Batch | None) -> BatchResult:
+        """The scheduler is gone: the slot's batches go back to the queue uncharged once
+        it reconnects (within ``reconnect_timeout``); if it does not, BackendLost."""
+        sent = self._sent.pop(slot.worker, None)
+        following = sent[0] if sent is not None else ahead  # sent ahead, or not sent
+        rest = batch if following is None else batch + following
+        if self._gone is None and self._recover_await_scheduler():
+            res = BatchResult(results=[] if self.spec.want_results else None)
+            res.items, res.rest = EMPTY, rest
+            return res
+        with self._lock:
+            if self._gone is None:
+                self._gone = (
+                    f"the Dask scheduler at {self.cluster.scheduler_address()} is gone and "
+                    f"did not come back within reconnect_timeout={self.reconnect_timeout:g}s; "
+                    "no attempt was charged for it, and the jobs not run stay pending "
+                    "(qlab.resume runs them on a durable queue)"
+                )
+        raise BackendLost(self._gone, rest)
 
     def _recover_await_scheduler(self) -> bool:
         """Wait up to ``reconnect_timeout`` for the client to reconnect to its scheduler;
