@@ -29,7 +29,7 @@ Losing the scheduler is not the jobs' fault: no attempt is charged. A driver tha
 finds it gone waits up to ``reconnect_timeout`` for the client to reconnect (a
 scheduler restarted at its address) and sends its batches back to the queue; if it
 does not come back, the pool stops and the run raises
-:class:`~qlab.backends.base.BackendLost`, with the jobs not run still pending
+:class:`~qlab.core.protocol.BackendLost`, with the jobs not run still pending
 (resumable with ``qlab.resume`` on a durable queue).
 """
 
