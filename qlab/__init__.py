@@ -80,6 +80,7 @@ __all__ = [
     "Run",
     "load_run",
     "StoreError",
+    "BackendLost",
     # durable queues
     "resume",
     "enqueue",
@@ -122,6 +123,7 @@ _LAZY = {
     "load_run": "qlab.queues.history",
     "resume": "qlab.engine.resume",
     "StoreError": "qlab.queues.store",
+    "BackendLost": "qlab.core.protocol",
     "enqueue": "qlab.engine.serve",
     "serve": "qlab.engine.serve",
     "sweep": "qlab.lab.sweep",

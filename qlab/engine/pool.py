@@ -28,7 +28,7 @@ from qlab.core.protocol import JobSpec
 from qlab.core.retry import Retry
 from qlab.core.settle import JobFailed
 from qlab.engine.drivers import Drivers
-from qlab.engine.options import pool_options, runnable_handler
+from qlab.engine.options import fit_workers, pool_options, runnable_handler
 from qlab.engine.parts import Parts
 from qlab.engine.ratelimit import make_limiter
 from qlab.engine.signals import Interrupts, why
@@ -114,37 +114,44 @@ class Pool:
         interrupts: Interrupts | None = None,
         total: int | None = None,
     ) -> None:
-        o = pool_options(
-            handler, workers=workers, retry=retry, timeout=timeout, seed=seed,
-            queue_size=queue_size, batch_size=batch_size, grace=grace, clock=clock,
-            rate_limit=rate_limit,
-        )  # fmt: skip
-        clock = o.clock
-        self._grace = o.grace
         hookset = HookSet(hooks)
         if progress:
             hookset.add(progress_hook())
-        backend_ = backends.resolve(backend)
-        shown, handler = handler, runnable_handler(handler, backend_)
-        self._inline = bool(getattr(backend_, "in_caller", False))
-        keep = bool(keep_results)
-        spec = JobSpec(handler, o.retry.is_permanent, o.seed, o.timeout, keep or futures, clock)
-        queue_ = queues.resolve(queue, o.capacity, now=clock.now, handler=handler)
-        queue_.workers = o.workers
-        self.parts = Parts(
-            queue=queue_, backend=backend_, spec=spec,
-            trace=Trace(0.0, keep, queue_.submitted, queue_.status), hooks=hookset,
-            clock=clock, retry=o.retry, seed=o.seed, workers=o.workers,
-            batch_size=o.batch_size, keep_results=keep,
-            limiter=make_limiter(o.limit, clock, queue_),  # a Redis queue's is shared
-            futures={} if futures else None, interrupts=interrupts or Interrupts(),
-            meta=o.meta(backend_.name, shown, type(queue_).__name__),
-        )  # fmt: skip
-        self._final: Any = None  # the Run, once the pool is joined
-        self._joined = False
-        if total is not None:
-            self.parts.meta["jobs_total"] = total
-        self._drivers = Drivers(self.parts)
+        try:  # a bad option: the hooks hear that no run comes (a server they hold stops)
+            o = pool_options(
+                handler, workers=workers, retry=retry, timeout=timeout, seed=seed,
+                queue_size=queue_size, batch_size=batch_size, grace=grace, clock=clock,
+                rate_limit=rate_limit,
+            )  # fmt: skip
+            clock = o.clock
+            self._grace = o.grace
+            backend_ = backends.resolve(backend)
+            workers_ = fit_workers(o.workers, backend_, total)  # not more than jobs
+            shown, handler = handler, runnable_handler(handler, backend_)
+            self._inline = bool(getattr(backend_, "in_caller", False))
+            keep = bool(keep_results)
+            spec = JobSpec(handler, o.retry.is_permanent, o.seed, o.timeout, keep or futures, clock)
+            queue_ = queues.resolve(queue, o.capacity, now=clock.now, handler=handler)
+            queue_.workers = workers_
+            self.parts = Parts(
+                queue=queue_, backend=backend_, spec=spec,
+                trace=Trace(0.0, keep, queue_.submitted, queue_.status), hooks=hookset,
+                clock=clock, retry=o.retry, seed=o.seed, workers=workers_,
+                batch_size=o.batch_size, keep_results=keep,
+                limiter=make_limiter(o.limit, clock, queue_),  # a Redis queue's is shared
+                futures={} if futures else None, interrupts=interrupts or Interrupts(),
+                meta=o.meta(backend_.name, shown, type(queue_).__name__),
+            )  # fmt: skip
+            self._final: Any = None  # the Run, once the pool is joined
+            self._joined = False
+            if total is not None:
+                self.parts.meta["jobs_total"] = total
+            if workers_ < o.workers:  # fewer jobs than workers asked for
+                self.parts.meta["workers_started"] = workers_
+            self._drivers = Drivers(self.parts)
+        except BaseException as exc:
+            hookset.call("on_abort", exc)
+            raise
         try:
             self._drivers.start()
             self.parts.meta["start_time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -227,6 +234,13 @@ class Pool:
         self.parts.queue.advance_phase(Phase.DRAINING)
         if cancel_pending:
             self._drivers.cancel_pending()
+        if wait and self._drivers.runs_here():
+            # as ThreadPoolExecutor's "cannot join current thread": the pool is shut
+            # down (no more submits), but a job cannot wait for itself to finish
+            raise RuntimeError(
+                "shutdown(wait=True) from one of the pool's own jobs would wait for that "
+                "job itself; the pool is shut down, use shutdown(wait=False) in a job"
+            )
         if wait:
             try:
                 self._wait_idle(None)
@@ -329,6 +343,11 @@ class Pool:
             if final:
                 self._final = run
         return run
+
+    def called_from_job(self) -> bool:
+        """True in a thread that runs one of this pool's jobs now (a worker thread,
+        the asyncio loop, or the caller lent to an inline batch)."""
+        return self._drivers.runs_here()
 
     @property
     def inline(self) -> bool:
