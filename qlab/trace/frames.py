@@ -137,7 +137,7 @@ def _categories(values: list, positions: Any, size: int) -> Any:
 
 
 def _strings(values: list, positions: Any, size: int) -> Any:
-    """A string column (Arrow) of ``size`` rows with ``values`` (strings or None) at
+    """A string column (Arrow ``large_string``, as pandas keeps it) of ``size`` rows with ``values`` (strings or None) at
     ``positions``, NA elsewhere: an Arrow array of the values taken by index, no
     Python object per row."""
     import numpy as np
@@ -145,8 +145,8 @@ def _strings(values: list, positions: Any, size: int) -> Any:
     import pyarrow as pa
 
     if not len(values):
-        return pd.array(pa.nulls(size, pa.string()), dtype=pd.StringDtype("pyarrow"))
+        return pd.array(pa.nulls(size, pa.large_string()), dtype=pd.StringDtype("pyarrow"))
     index = np.full(size, -1, np.int64)
     index[np.asarray(positions, np.int64)] = np.arange(len(values))
-    taken = pa.array(values, pa.string()).take(pa.array(index, mask=index < 0))
+    taken = pa.array(values, pa.large_string()).take(pa.array(index, mask=index < 0))
     return pd.array(taken, dtype=pd.StringDtype("pyarrow"))

@@ -71,15 +71,21 @@ def _codes(col: pd.Series, names: tuple[str, ...]) -> np.ndarray:
     return index[cat.cat.codes.to_numpy()]  # code -1 (NA) takes the trailing -1
 
 
-def _nanmean(x: np.ndarray) -> float:
-    """The mean skipping NaN, summed as pandas sums it (NaN as 0, one pairwise sum)."""
+def _nansum(x: np.ndarray) -> tuple[float, int]:
+    """The sum skipping NaN, as pandas sums it (NaN as 0, one pairwise sum), and the
+    count of the values that are not NaN."""
     import numpy as np
 
     nan = np.isnan(x)
-    count = len(x) - int(nan.sum())
-    if not len(x) or not count:
-        return math.nan
-    return float(np.where(nan, 0.0, x).sum() / count)
+    missing = int(nan.sum())
+    total = x.sum() if not missing else np.where(nan, 0.0, x).sum()
+    return float(total), len(x) - missing
+
+
+def _nanmean(x: np.ndarray) -> float:
+    """The mean skipping NaN, as pandas computes it (NaN if none is known)."""
+    total, count = _nansum(x)
+    return total / count if count else math.nan
 
 
 def summarize(a: dict[str, np.ndarray], wall: float, workers: int) -> dict[str, Any]:
@@ -92,10 +98,12 @@ def summarize(a: dict[str, np.ndarray], wall: float, workers: int) -> dict[str, 
     st = np.bincount(status[status >= 0].astype(np.int64), minlength=len(JOB_STATUSES))
     out = a["outcome"]
     oc = np.bincount(out[out >= 0].astype(np.int64), minlength=len(OUTCOMES))
-    lat = a["latency"][~np.isnan(a["latency"])]
+    lat = a["latency"]
+    known = ~np.isnan(lat)
+    lat = lat if known.all() else lat[known]
     q = np.quantile(lat, [0.5, 0.95, 0.99]).tolist() if len(lat) else [math.nan] * 3
     finished = int(st[0] + st[1])
-    cpu = float(np.where(np.isnan(a["cpu"]), 0.0, a["cpu"]).sum())
+    cpu = _nansum(a["cpu"])[0]
     return {
         "jobs": len(status),
         "ok": int(st[0]),
