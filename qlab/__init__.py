@@ -57,6 +57,7 @@ __all__ = [
     # results
     "Run",
     "load_run",
+    "StoreError",
     # durable queues
     "resume",
     "enqueue",
@@ -98,6 +99,7 @@ _LAZY = {
     "Run": "qlab.trace.results",
     "load_run": "qlab.queues.history",
     "resume": "qlab.engine.resume",
+    "StoreError": "qlab.queues.store",
     "enqueue": "qlab.engine.serve",
     "serve": "qlab.engine.serve",
     "sweep": "qlab.lab.sweep",

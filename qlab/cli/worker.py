@@ -7,7 +7,8 @@ jobs it holds go back to the queue for the other consumers, nothing is lost), or
 status. The handler is ``module:qualname``, imported in this process; without
 ``--handler`` the worker runs the one the producer kept (``qlab.enqueue(...,
 handler=)``). It prints a summary of the jobs it ran; exit code 0, 130 if it was
-interrupted, 2 for bad input or an unreachable queue.
+interrupted, 2 for bad input or an unreachable queue, 1 if the queue's store failed
+while it ran (the error names the queue and the cause; passwords are redacted).
 
 A worker unpickles what the queue holds (payloads, a kept handler): point it only at
 queues you trust, with a password and ``rediss://`` (TLS) across machines.
@@ -94,13 +95,15 @@ def add_worker(sub: Any) -> None:
 def _cmd_worker(args: argparse.Namespace) -> int:
     import qlab
     from qlab.cli.summary import print_summary
+    from qlab.queues import StoreError, redact
 
     limit = None if args.rate_limit is None else qlab.RateLimit(args.rate_limit, args.burst_size)
     try:
         run = _serve(args, limit)
-    except ConnectionError as exc:
-        print(f"qlab: error: {exc}", file=sys.stderr)
-        return 2
+    except (ConnectionError, ValueError, TypeError, StoreError) as exc:
+        # every message goes out redacted (a password in --queue never reaches stderr)
+        print(f"qlab: error: {redact(str(exc))}", file=sys.stderr)
+        return 1 if isinstance(exc, StoreError) else 2
     print_summary(run.summary(), args.workers, args.json)
     print(f"consumer {run.meta['consumer']}", file=sys.stderr)
     return 130 if run.meta.get("interrupted") else 0

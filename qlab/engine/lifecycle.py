@@ -23,6 +23,8 @@ from typing import Any
 
 from qlab.engine.pool import Pool
 from qlab.engine.signals import Interrupts, noting_signals, why
+from qlab.queues.failing import raise_fault
+from qlab.queues.store import StoreError
 
 __all__ = ["drive", "finished", "guarded"]
 
@@ -43,7 +45,8 @@ def drive(pool: Pool, feed: Callable[[], None], *, total: int | None = None) -> 
     A Ctrl-C, SIGTERM or ``stop`` while feeding or draining cancels the pending jobs,
     gives running attempts the pool's ``grace`` and joins the pool; jobs ``0..total``
     that were never fed are recorded as cancelled. Any other error stops the pool the
-    same way and propagates, with the Run of what ran attached as ``exc.qlab_run``.
+    same way and propagates, with the Run of what ran attached as ``exc.qlab_run``:
+    so does a durable queue's :class:`~qlab.queues.store.StoreError` (its store failed).
     """
     try:
         feed()
@@ -55,15 +58,22 @@ def drive(pool: Pool, feed: Callable[[], None], *, total: int | None = None) -> 
     except BaseException as exc:
         pool.interrupted("error")
         if isinstance(exc, Exception):
-            exc.qlab_run = pool.trace()  # type: ignore[attr-defined]
-            exc.add_note("the Run of the jobs that ran is attached as exc.qlab_run")
+            exc.qlab_run = run = pool.trace()  # type: ignore[attr-defined]
+            if isinstance(exc, StoreError):  # (its message says where the Run is)
+                run.meta["store_error"] = str(exc)
+            else:
+                exc.add_note("the Run of the jobs that ran is attached as exc.qlab_run")
         raise
 
 
 def finished(pool: Pool, interrupts: Interrupts) -> Any:
     """The joined pool's Run; a Ctrl-C that came after the last job, while the pool
-    was being joined, still shows in ``run.meta["interrupted"]``."""
+    was being joined, still shows in ``run.meta["interrupted"]``. If the pool's durable
+    queue's store failed and nothing raised it yet (a failure during a Ctrl-C, or at
+    the last write), its StoreError is raised here with the Run attached: a run on a
+    failed store never returns as if it were durable."""
     result = pool.trace()
+    raise_fault(pool.parts.queue, result)  # a durable queue's store failed: no plain Run
     late = interrupts.unseen()
     if late and "interrupted" not in result.meta:
         result.meta["interrupted"] = late

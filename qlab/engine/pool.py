@@ -225,7 +225,11 @@ class Pool:
         if cancel_pending:
             self._drivers.cancel_pending()
         if wait:
-            self._wait_idle(None)
+            try:
+                self._wait_idle(None)
+            except Exception:  # a durable queue's store failed: stop as on an error
+                self.interrupted("error")
+                raise
             self._join()
 
     def _wait_idle(self, timeout: float | None) -> bool:

@@ -42,6 +42,7 @@ from qlab.engine.lifecycle import drive, finished, guarded
 from qlab.engine.pool import Pool
 from qlab.queues.history import load_queue
 from qlab.queues.store import Store, dumps, fingerprint, pickle_payloads
+from qlab.queues.urls import shown
 
 __all__ = ["enqueue", "serve"]
 
@@ -71,7 +72,7 @@ def open_queue(url: str, handler: Any, force: bool, create: bool = True) -> Stor
             return store
         if handler is not None and made_for != fingerprint(handler) and not force:
             raise ValueError(
-                f"queue {queues.redact(url)!r} was made for handler {made_for!r}, not "
+                f"queue {shown(url)} was made for handler {made_for!r}, not "
                 f"{fingerprint(handler)!r}: pass force=True to use this one"
             )
     except BaseException:
@@ -106,7 +107,7 @@ def enqueue(url: str, payloads: Iterable[Any], handler: Any = None, *, force: bo
     try:
         if store.meta().get("mode") != "shared":
             raise ValueError(
-                f"queue {queues.redact(url)!r} belongs to the qlab.run that made it: "
+                f"queue {shown(url)} belongs to the qlab.run that made it: "
                 "enqueue to a queue of its own (qlab.resume or qlab.serve finish this one)"
             )
         ranges = store.enqueue(blobs, time.time()) if blobs else []
@@ -196,9 +197,7 @@ def consume(
 def _stored_handler(url: str, meta: dict[str, str]) -> Any:
     blob = meta.get("handler_pickle")
     if not blob:
-        raise ValueError(
-            f"queue {queues.redact(url)!r} keeps no handler: pass one (handler=, --handler)"
-        )
+        raise ValueError(f"queue {shown(url)} keeps no handler: pass one (handler=, --handler)")
     return pickle.loads(base64.b64decode(blob))
 
 
@@ -240,14 +239,17 @@ def _feed(pool: Any, q: Any, store: Store, until_empty: bool) -> None:
         if q.space() < q.refill and q.unfinished:
             q.wait_space(q.refill, POLL_S)
             continue
-        with q.io:  # the store's connection is the queue's; released before load
-            claimed = store.claim(q.space())
+        q.check()  # the store failed (a write of the pool's): stop
+        try:
+            with q.io:  # the store's connection is the queue's; released before load
+                claimed = store.claim(q.space())
+            if not claimed.ids and until_empty and q.unfinished == 0:
+                with q.io:
+                    if not store.unfinished():
+                        return
+        except Exception as exc:
+            raise q.fail(exc) from exc
         if claimed.ids:
             q.load(claimed)
             continue
-        if until_empty and q.unfinished == 0:
-            with q.io:
-                left = store.unfinished()
-            if not left:
-                return
         idle.wait(POLL_S)

@@ -48,6 +48,9 @@ def load_run(path: str | Path) -> Run:
 
     Raises:
         FileNotFoundError: a path that holds no saved run.
+        ValueError: a damaged saved run (naming the folder); for a URL, a missing,
+            empty or foreign queue.
+        StoreError: the queue's store failed while it was read.
     """
     if isinstance(path, str) and "://" in path:
         return load_queue(path)
@@ -62,10 +65,11 @@ def load_queue(url: str, consumer: str | None = None) -> Any:
     Raises:
         ValueError: an unknown kind, a missing or foreign queue.
         ConnectionError: Redis cannot be reached.
+        StoreError: the store failed while it was read.
     """
     from qlab import queues
 
-    store = queues.queue_class(url).open(url)
+    store = queues.queue_class(url).open(url, readonly=True)
     try:
         jobs, rows = store.load()
         meta = store.meta()

@@ -258,17 +258,28 @@ def read_frame(path: Path) -> pd.DataFrame:
 
 def load_saved(path: str | Path) -> Run:
     """Load a Run saved with :meth:`Run.save` (Parquet or CSV); ``qlab.load_run``
-    (:func:`qlab.queues.history.load_run`) also reads a durable queue's URL."""
+    (:func:`qlab.queues.history.load_run`) also reads a durable queue's URL.
+
+    Raises:
+        FileNotFoundError: no saved run there (no meta.json).
+        ValueError: a damaged saved run (the message names the folder and what is wrong).
+    """
     folder = Path(path)
     if not (folder / "meta.json").exists():
         raise FileNotFoundError(f"path {str(path)!r} holds no saved qlab run (no meta.json)")
-    meta = json.loads((folder / "meta.json").read_text())
-    fmt = meta.get("format") or ("parquet" if (folder / "jobs.parquet").exists() else "csv")
-    jobs = read_frame(folder / f"jobs.{fmt}")
-    attempts = read_frame(folder / f"attempts.{fmt}")
     from qlab.trace.hosts import with_host  # a run saved before the host column: from meta
 
-    jobs, attempts = with_host(jobs, meta), with_host(attempts, meta)
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        if not isinstance(meta, dict):
+            raise TypeError(f"meta.json holds a {type(meta).__name__}, not an object")
+        fmt = meta.get("format") or ("parquet" if (folder / "jobs.parquet").exists() else "csv")
+        jobs = read_frame(folder / f"jobs.{fmt}")
+        attempts = read_frame(folder / f"attempts.{fmt}")
+        jobs, attempts = with_host(jobs, meta), with_host(attempts, meta)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # (ArrowInvalid: a ValueError)
+        raise ValueError(f"path {str(path)!r} holds a damaged saved run "
+                         f"({type(exc).__name__}: {exc})") from exc  # fmt: skip
     run = Run(None, {}, meta.get("wall_s", math.nan), frames=(jobs, attempts))
     run.meta = meta
     return run
