@@ -94,26 +94,24 @@ def summarize(a: dict[str, np.ndarray], wall: float, workers: int) -> dict[str, 
 
     from qlab.core.stats import latency_cis
 
-    status = a["status"]
-    st = np.bincount(status[status >= 0].astype(np.int64), minlength=len(JOB_STATUSES))
-    out = a["outcome"]
-    oc = np.bincount(out[out >= 0].astype(np.int64), minlength=len(OUTCOMES))
+    status, out = a["status"], a["outcome"]
+    st = [int(np.count_nonzero(status == k)) for k in range(len(JOB_STATUSES))]
     lat = a["latency"]
     known = ~np.isnan(lat)
     lat = lat if known.all() else lat[known]
     q = np.quantile(lat, [0.5, 0.95, 0.99]).tolist() if len(lat) else [math.nan] * 3
-    finished = int(st[0] + st[1])
+    finished = st[0] + st[1]
     cpu = _nansum(a["cpu"])[0]
     return {
         "jobs": len(status),
-        "ok": int(st[0]),
-        "failed": int(st[1]),
-        "cancelled": int(st[2]),
-        "pending": int(st[3]),
+        "ok": st[0],
+        "failed": st[1],
+        "cancelled": st[2],
+        "pending": st[3],
         "attempts": len(out),
-        "retries": int((a["attempt"] > 1).sum()),
-        "timeouts": int(oc[TIMEOUT]),
-        "crashed": int(oc[CRASHED]),
+        "retries": int(np.count_nonzero(a["attempt"] > 1)),
+        "timeouts": int(np.count_nonzero(out == TIMEOUT)),
+        "crashed": int(np.count_nonzero(out == CRASHED)),
         "wall_s": wall,
         "throughput": finished / wall if wall > 0 else math.nan,
         "latency_p50_s": q[0],
