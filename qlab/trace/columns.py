@@ -217,7 +217,8 @@ class PerJob:
         self.single = c.single
         fi = (np.cumsum(counts, dtype=np.int64) - counts)[has]  # each job's first row
         self.first, self.last = fi, fi + counts[has] - 1
-        last_out = self.of_last(c.sorted("out").view(np.uint8), 255)
+        out = c.sorted("out").view(np.uint8)
+        last_out = out if self.single else self.of_last(out, 255)  # read only: no copy
         self.code = code = np.frombuffer(STATUS_INDEX, np.uint8)[c.status].view(np.int8)
         code[(c.status == ST_OPEN) & (last_out == OK)] = 0
         del last_out
