@@ -137,9 +137,9 @@ def _categories(values: list, positions: Any, size: int) -> Any:
 
 
 def _strings(values: list, positions: Any, size: int) -> Any:
-    """A string column (Arrow ``large_string``, as pandas keeps it) of ``size`` rows with ``values`` (strings or None) at
-    ``positions``, NA elsewhere: an Arrow array of the values taken by index, no
-    Python object per row."""
+    """A string column (Arrow ``large_string``, as pandas keeps it) of ``size`` rows
+    with ``values`` (strings or None) at ``positions``, NA elsewhere: an Arrow array of
+    the values taken by index, no Python object per row."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
