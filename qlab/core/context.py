@@ -43,7 +43,15 @@ def _state() -> WorkerState | None:
 
 
 class Cancelled(Exception):
-    """Raised by a handler (or ``ctx.cancelled.check()``) to stop a cancelled attempt."""
+    """Raised by a handler (or ``ctx.cancelled.check()``) to stop a cancelled attempt.
+
+    Example:
+        >>> import qlab
+        >>> def handler(payload):
+        ...     raise qlab.Cancelled()
+        >>> qlab.run(handler, range(2), retry=0).jobs["status"].tolist()
+        ['failed', 'failed']
+    """
 
 
 class CancelToken:
@@ -155,7 +163,16 @@ class WorkerState:
 
 
 class JobContext:
-    """A view of the running attempt (see :func:`current`)."""
+    """A view of the running attempt (see :func:`current`).
+
+    Example:
+        >>> import qlab
+        >>> def handler(payload):
+        ...     ctx = qlab.current()
+        ...     return [ctx.job_id, ctx.attempt]
+        >>> qlab.run(handler, range(2), keep_results=True).jobs["result"].tolist()
+        [[0, 1], [1, 1]]
+    """
 
     __slots__ = ("attempt", "cancelled", "job_id", "seed", "worker")
 

@@ -32,7 +32,14 @@ __all__ = ["JobFailed", "Settlement", "settle"]
 
 
 class JobFailed(Exception):
-    """Set on a job's Future when it failed and its own exception could not be kept."""
+    """Set on a job's Future when it failed and its own exception could not be kept.
+
+    Example:
+        >>> import qlab
+        >>> err = qlab.JobFailed("job 3 failed: ValueError('bad')")
+        >>> isinstance(err, Exception), str(err)
+        (True, "job 3 failed: ValueError('bad')")
+    """
 
 
 @dataclass

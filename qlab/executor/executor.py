@@ -74,6 +74,13 @@ class Executor(cf.Executor):
 
     Raises:
         ValueError / TypeError: bad input, naming the parameter, before any call runs.
+    Example:
+        >>> import qlab
+        >>> with qlab.Executor(workers=2) as ex:
+        ...     print(ex.submit(pow, 2, 10).result(), list(ex.map(abs, [-1, -2])))
+        1024 [1, 2]
+        >>> len(ex.trace().jobs)
+        3
     """
 
     def __init__(
@@ -89,7 +96,11 @@ class Executor(cf.Executor):
     ) -> None:
         if workers is not None and max_workers is not None:
             raise TypeError("pass workers= or max_workers=, not both")
-        workers = 4 if workers is None and max_workers is None else workers or max_workers
+        workers = (
+            4
+            if workers is None and max_workers is None
+            else (workers if workers is not None else max_workers)
+        )
         name = backend if isinstance(backend, str) else getattr(backend, "name", "")
         self._async = name == "asyncio"
         handler = adispatch if self._async else dispatch

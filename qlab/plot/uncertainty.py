@@ -45,6 +45,18 @@ def peak_text(peak: float, max_workers: float) -> str:
     return f"≈{peak:.1f} workers"
 
 
+def caveat(row: Mapping[str, Any], name: str) -> str:
+    """What a legend adds after sigma or kappa: on its bound, not significant, or nothing.
+
+    Example:
+        >>> caveat({"sigma_on_bound": True, "sigma_significant": False}, "sigma")
+        ' (on its bound)'
+    """
+    if row.get(f"{name}_on_bound", False):
+        return " (on its bound)"
+    return "" if row.get(f"{name}_significant", True) else " (n.s.)"
+
+
 def draw_fit(
     ax: Axes, g: pd.DataFrame, row: dict[str, Any], color: Any, label: str, band: bool
 ) -> bool:
