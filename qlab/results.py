@@ -150,7 +150,9 @@ class Run:
             "cpu_s": cpu,
             "cpu_util": cpu / (wall * workers) if wall > 0 else math.nan,
         }
-        return pd.Series(data, name="summary", dtype=object)
+        from qlab.summary import Summary
+
+        return Summary(data, name="summary", dtype=object)
 
     @cached_property
     def plot(self) -> Any:
@@ -188,18 +190,25 @@ class Run:
         return folder
 
     def __repr__(self) -> str:
+        from qlab import fmt
+
         s = self.summary()
         m = self.meta
+        pending = s.get("pending", 0)
         return (
-            f"<qlab.Run {m.get('backend')} workers={m.get('workers')}: {s['jobs']} jobs, "
-            f"{s['ok']} ok, {s['failed']} failed, {s['cancelled']} cancelled, "
-            + (f"{pending} pending, " if (pending := s.get("pending", 0)) else "")
-            + f"{s['throughput']:.0f} jobs/s>"
+            f"<qlab.Run {m.get('backend')} workers={m.get('workers')}: "
+            f"{fmt.plural(s['jobs'], 'job')}, {fmt.count(s['ok'])} ok, "
+            f"{fmt.count(s['failed'])} failed, {fmt.count(s['cancelled'])} cancelled, "
+            + (f"{fmt.count(pending)} pending, " if pending else "")
+            + f"{fmt.rate(s['throughput'])}>"
         )
 
     def _repr_html_(self) -> str:
-        table = self.summary().to_frame().to_html()
-        return f"<p>{self!r}</p>".replace("<qlab", "&lt;qlab").replace(">", "&gt;", 1) + table
+        """A headline and the summary as a formatted table (units, separators); the
+        raw values stay in ``summary()``, ``jobs`` and ``attempts``."""
+        import html
+
+        return f"<p>{html.escape(repr(self))}</p>" + self.summary()._repr_html_()
 
 
 def write_frame(df: pd.DataFrame, path: Path, meta_json: str) -> None:

@@ -115,7 +115,6 @@ def scaling(
     stats = _per_backend(ax, df, "throughput", band=bands and not has_ci)
     ci_text = ci_bands(ax, df, colors) if has_ci else None
     rows = unc.fit_rows(fits) if fits is not None else {}
-    top = float(df["workers"].max())
     pred = False
     for backend, s in stats.items():
         n = s.index.to_numpy(dtype=float)
@@ -129,7 +128,7 @@ def scaling(
             label = (
                 rf"{backend} USL: $\sigma$={unc.small(r['sigma'])}{ns['sigma']}, "
                 rf"$\kappa$={unc.small(r['kappa'])}{ns['kappa']}, "
-                f"peak {unc.peak_text(r['peak_workers'], top)}"
+                f"peak {unc.peak_text(r['peak_workers'], s.index.max())}"
             )
             g = df[df["backend"].astype(str) == backend]
             g.name = backend
@@ -146,7 +145,10 @@ def scaling(
     handles += unc.legend_patches(ci_text, pred, level)
     reps = df["repeat"].nunique() if "repeat" in df.columns else 1
     title = f"mean of {reps} repeats" + ("" if has_ci or reps < 2 else ", band = min to max")
-    _finish(ax, "Throughput vs workers", "throughput (jobs/s)", handles=handles)
+    # below the axes, where it covers no point, curve or band (constrained layout makes room)
+    wide = ax.figure.get_figwidth() * ax.get_position().width >= 6.0  # inches: room for 2
+    _finish(ax, "Throughput vs workers", "throughput (jobs/s)", handles=handles,
+            ncols=2 if wide else 1, loc="upper center", bbox_to_anchor=(0.5, -0.13))  # fmt: skip
     ax.get_legend().set_title(title, prop={"size": "small"})
     return ax
 
