@@ -19,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-from qlab.plot._style import OUTCOME_COLORS
+from qlab.plot._style import OUTCOME_COLORS, readable_axes
 from qlab.plot.contention import contention, contention_summary
 from qlab.plot.run import RunPlots, latency, queue_depth, timeline
 from qlab.plot.sweep import (
@@ -42,6 +42,7 @@ __all__ = [
     "latency_percentiles",
     "queue_depth",
     "queue_wait",
+    "readable_axes",
     "scaling",
     "speedup",
     "timeline",

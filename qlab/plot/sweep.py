@@ -33,6 +33,7 @@ from qlab.plot._style import (
     _get_ax,
     _require,
     _worker_axis,
+    below,
 )
 from qlab.plot.contention import _with_meta, contention
 from qlab.plot.series import ci_bands, series, shade
@@ -146,9 +147,7 @@ def scaling(
     reps = df["repeat"].nunique() if "repeat" in df.columns else 1
     title = f"mean of {reps} repeats" + ("" if has_ci or reps < 2 else ", band = min to max")
     # below the axes, where it covers no point, curve or band (constrained layout makes room)
-    wide = ax.figure.get_figwidth() * ax.get_position().width >= 6.0  # inches: room for 2
-    _finish(ax, "Throughput vs workers", "throughput (jobs/s)", handles=handles,
-            ncols=2 if wide else 1, loc="upper center", bbox_to_anchor=(0.5, -0.13))  # fmt: skip
+    _finish(ax, "Throughput vs workers", "throughput (jobs/s)", handles=handles, **below(ax))
     ax.get_legend().set_title(title, prop={"size": "small"})
     return ax
 
@@ -171,7 +170,7 @@ def speedup(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
     _per_backend(ax, df, "speedup")
     n = np.unique(df["workers"].to_numpy(dtype=float))
     ax.plot(n, n, "--", color="black", lw=1, label="ideal (speedup = N)", gid="ideal")
-    return _finish(ax, "Speedup vs workers", "speedup (vs. lowest worker count)", df)
+    return _finish(ax, "Speedup vs workers", "speedup (vs. lowest worker count)", df, **below(ax))
 
 
 def efficiency(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -192,7 +191,9 @@ def efficiency(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
     _per_backend(ax, df, "efficiency")
     ax.axhline(1.0, ls="--", color="black", lw=1, label="ideal (efficiency = 1)", gid="ideal")
     ax.set_ylim(0, max(1.1, float(df["efficiency"].max()) * 1.1))
-    return _finish(ax, "Parallel efficiency vs workers", "efficiency (speedup / N)", df)
+    return _finish(
+        ax, "Parallel efficiency vs workers", "efficiency (speedup / N)", df, **below(ax)
+    )
 
 
 def latency_percentiles(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -225,7 +226,7 @@ def latency_percentiles(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ]
     handles += [Line2D([], [], color="black", ls=st, label=p) for p, st in _PCT_STYLES.items()]
     title = "Job latency percentiles vs workers"
-    return _finish(ax, title, "latency (ms, mean of repeats)", handles=handles, ncols=2)
+    return _finish(ax, title, "latency (ms, mean of repeats)", handles=handles, **below(ax, 2))
 
 
 def queue_wait(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -245,7 +246,8 @@ def queue_wait(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
     df = series(df)[0]
     _per_backend(ax, df, "queue_wait_mean_s", scale=1e3)
     ax.set_ylim(bottom=0)
-    return _finish(ax, "Mean queue wait vs workers", "queue wait: submit → first start (ms)", df)
+    title = "Mean queue wait vs workers"
+    return _finish(ax, title, "queue wait: submit → first start (ms)", df, **below(ax))
 
 
 class SweepPlots:

@@ -93,9 +93,7 @@ class Explorer(ipw.VBox):
         self.tabs = ipw.Tab(tabs(self))
         self.tabs.set_title(0, "Run")
         self.tabs.set_title(1, "Sweep")
-        super().__init__(
-            [ipw.HTML("<h3>qlab explorer</h3>"), shared_controls(c), self.tabs]
-        )
+        super().__init__([ipw.HTML("<h3>qlab explorer</h3>"), shared_controls(c), self.tabs])
         self.add_class("qlab-explorer")
 
         c["workload"].observe(self._on_workload, names="value")

@@ -18,7 +18,6 @@ from typing import Any
 import ipywidgets as ipw
 
 from qlab import fmt
-
 from qlab.widgets.outputs import figure_output, html_output, new_figure, outputs_html, seconds
 
 __all__ = [
@@ -37,7 +36,8 @@ def summary_html(run: Any, note: str = "") -> str:
     s, m = run.summary(), run.meta
     esc = html.escape
     head = (
-        f"<b>{esc(str(m.get('backend')))}</b> × {fmt.plural(m.get('workers') or 1, 'worker')}, workload "
+        f"<b>{esc(str(m.get('backend')))}</b> × {fmt.plural(m.get('workers') or 1, 'worker')}, "
+        "workload "
         f"<code>{esc(str(m.get('workload')))}</code>: {s['jobs']:,} jobs, {s['ok']:,} ok, "
         f"{s['failed']:,} failed, {s['cancelled']:,} cancelled; "
         f"<b>{fmt.rate(s['throughput'])}</b>"
