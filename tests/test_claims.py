@@ -139,11 +139,11 @@ def test_claims_hold_on_the_reference_and_flip_on_perturbed_data(name):
     ref = load()
     held = story(ref)
     shown = {k for k, c in held.items() if c.shown}
-    # every claim is tested here; a claim that the reference cannot show is named, and
-    # there must be few of them (08's reference comes from a busy machine)
-    assert len(shown) >= len(held) - (2 if name == "08" else 0), {
-        k: c.text for k, c in held.items() if not c.shown
-    }
+    # a quiet reference shows every claim; 08's comes from a busy machine (its README
+    # says which points), and shows only the claims that survive that: numpy and zlib
+    # scaling on threads
+    must = {"numpy", "compress"} if name == "08" else set(held)
+    assert must <= shown, {k: c.text for k, c in held.items() if not c.shown}
     assert shown, f"notebook {name}: the reference shows none of its claims"
     for kind, perturb in PERTURB.items():
         moved = {k: perturb(df) for k, df in ref.items()}
