@@ -71,6 +71,10 @@ __all__ = [
     "plot",
     "explore",
     "testing",
+    # numbers for people, and claims decided by the data
+    "fmt",
+    "claims",
+    "stories",
 ]
 
 logging.getLogger("qlab").addHandler(logging.NullHandler())
@@ -103,6 +107,9 @@ _LAZY = {
     "testing": None,
     "widgets": None,
     "progress": None,
+    "fmt": None,
+    "claims": None,
+    "stories": None,
 }
 
 
