@@ -276,18 +276,27 @@ def little_wait(wait_share: Any, what: str, most: float = 0.1) -> Claim:
 
 
 def decide(
-    claim: Claim, *, others: float = math.nan, cores: int | None = None,
+    claim: Claim,
+    *,
+    others: float = math.nan,
+    cores: int | None = None,
     reference: Claim | None = None,
-) -> Claim:  # fmt: skip
+    reference_others: float = math.nan,
+) -> Claim:
     """The sentence a notebook prints: the claim when this run shows it; else "this run
-    cannot show that …", why, how busy the machine was, and what the reference run
-    (recorded on a quiet machine) shows."""
+    cannot show that …", why, how busy the machine was, and what the reference run shows,
+    with how quiet the machine was when the reference was recorded (``reference_others``:
+    CPUs that other processes used then; "a quiet machine" below 0.15)."""
     if claim.shown:
         return claim
     text = f"this run cannot show that {claim.subject}: {claim.text}"
     if math.isfinite(others) and others >= 0.15 and cores:
         text += f"; other processes used {fmt.number(others, 2)} of {fmt.plural(cores, 'CPU')}"
     if reference is not None:
+        if math.isfinite(reference_others) and reference_others >= 0.15:
+            when = f"recorded while other processes used {fmt.number(reference_others, 2)} CPUs"
+        else:
+            when = "recorded on a quiet machine"
         seen = reference.text if reference.shown else f"it cannot either ({reference.text})"
-        text += f". The reference run, recorded on a quiet machine, shows: {seen}"
+        text += f". The reference run, {when}, shows: {seen}"
     return Claim(False, text, claim.subject)

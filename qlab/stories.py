@@ -62,9 +62,10 @@ def decided(
     cores = cores or os.cpu_count() or 1
     fresh = story(frames, cores=cores, **kw)
     ref = story(reference, cores=cores, **kw) if reference is not None else {}
-    load = others(frames)
+    load, ref_load = others(frames), others(reference) if reference is not None else math.nan
     return {
-        k: c.decide(v, others=load, cores=cores, reference=ref.get(k)) for k, v in fresh.items()
+        k: c.decide(v, others=load, cores=cores, reference=ref.get(k), reference_others=ref_load)
+        for k, v in fresh.items()
     }
 
 

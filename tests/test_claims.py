@@ -151,7 +151,9 @@ def test_claims_hold_on_the_reference_and_flip_on_perturbed_data(name):
         for key in shown & {k for k, kinds in flips.items() if kind in kinds}:
             assert not out[key].shown, f"{name} {key} survived {kind}: {out[key].text}"
             assert out[key].text.startswith("this run cannot show that"), out[key].text
-            assert "The reference run, recorded on a quiet machine, shows:" in out[key].text
+            quiet = stories.others(ref) < 0.15
+            said = "recorded on a quiet machine" if quiet else "recorded while other processes used"
+            assert f"The reference run, {said}" in out[key].text, out[key].text
 
 
 def test_every_claim_of_a_story_is_covered_by_a_perturbation():
