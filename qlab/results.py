@@ -116,7 +116,6 @@ class Run:
         percentile comes with its confidence interval (``latency_p95_s_ci_low`` and
         ``_ci_high``, 95 %, from order statistics: see :func:`qlab.stats.latency_cis`).
         """
-        import pandas as pd
 
         from qlab.stats import latency_cis
 

@@ -30,8 +30,9 @@ class Summary(pd.Series):
         return pd.Series
 
     def _repr_html_(self) -> str:
+        th = "<th style='text-align:left'>"
         rows = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td>{html.escape(v)}</td></tr>"
+            f"<tr>{th}{html.escape(str(k))}</th><td>{html.escape(v)}</td></tr>"
             for k, v in fmt.table(self).items()
         )
         return f"<table class='qlab-summary'>{rows}</table>"
