@@ -1,6 +1,6 @@
 """Record notebook 06's reference sweep: ``sleep(ms=2)`` with one job per task
-(``batch_size=1``) on the process backend and on a Dask LocalCluster, 1 to 6 workers, 300 jobs per run (the notebook runs 1,000
-at full size, 150 at the small one).
+(``batch_size=1``) on the process backend and on a Dask LocalCluster, 1 to 6 workers,
+300 jobs per run (the notebook runs 1,000 at full size, 150 at the small one).
 
 Usage (from the repository root, on an otherwise idle machine; a few minutes):
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import qlab
 from qlab import workloads
-from qlab.backends.dask import warm_cluster
+from qlab.backends.dask.backend import warm_cluster
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -20,7 +20,7 @@ import pytest
 from scipy import stats as st
 
 import qlab
-from qlab import claims, stories
+from qlab.lab import claims, stories
 
 REF = Path(__file__).resolve().parents[1] / "data" / "reference"
 CI = ["throughput_ci_low", "throughput_ci_high"]

@@ -11,7 +11,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 import qlab
-from qlab import fmt, workloads
+from qlab import workloads
+from qlab.core import fmt
 
 
 def test_a_runs_repr_and_html_are_formatted_and_its_values_stay_raw():

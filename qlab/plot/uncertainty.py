@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 
-from qlab import fmt
+from qlab.core import fmt
 
 __all__ = ["count", "draw_fit", "fit_rows", "peak_text", "small"]
 
@@ -48,7 +48,7 @@ def draw_fit(
     """Draw the USL curve of ``row`` (lam, sigma, kappa[, model, noise, confidence]) over
     the measured workers of ``g`` and, with ``band``, its prediction band, from a refit of
     ``g`` with the same options. Returns whether a band was drawn."""
-    from qlab import usl
+    from qlab.lab.usl import model as usl
 
     n = g["workers"].to_numpy(dtype=float)
     grid = np.linspace(n.min(), n.max(), 200)

@@ -70,7 +70,7 @@ def new_figure(width: float, height: float) -> Any:
 
 def seconds(s: float) -> str:
     """A duration for people (:func:`qlab.fmt.duration`); "-" when not measured."""
-    from qlab import fmt
+    from qlab.core import fmt
 
     return "-" if not math.isfinite(s) else fmt.duration(s)
 

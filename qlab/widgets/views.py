@@ -17,7 +17,7 @@ from typing import Any
 
 import ipywidgets as ipw
 
-from qlab import fmt
+from qlab.core import fmt
 from qlab.widgets.outputs import figure_output, html_output, new_figure, outputs_html, seconds
 
 __all__ = [

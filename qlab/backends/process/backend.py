@@ -1,0 +1,262 @@
+"""The process backend: each worker is a process forked by qlab's fork server.
+
+Data flow (parent on the left, one worker process on the right)::
+
+    driver thread (one per worker)        worker process (forked by the fork server)
+    --------------------------------      -----------------------------------
+    config: cloudpickled JobSpec  ----->  spec = pickle.loads(...)
+    batch: ids, attempts, payloads ---->  execute(spec.handler, batch): columns
+                                   <----  columns (t0, t1, cpu), failures, results
+    settle (engine): outcomes, retries
+                                          mmap (4 doubles per worker):
+    watchdog reads  <-------------------  [running index, its start, cancel, stop]
+
+Handlers go through cloudpickle, so lambdas and functions defined in a notebook
+run. A worker that dies mid-batch (os._exit, a signal, a segfault) costs the
+running job one attempt (``crashed``); the other jobs of the batch run again,
+uncharged, on a fresh worker. A timed-out attempt gets its worker killed and
+replaced. Workers ignore SIGINT: the parent decides what Ctrl-C means. Worker
+processes are started by :mod:`qlab.backends.forkserver` (a few ms each), handled
+in :mod:`qlab.backends.procs`, and run :mod:`qlab.backends.worker`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from qlab.backends.process import forkserver
+from qlab.backends.process.procs import (
+    Proc,
+    RemoteTraceback,
+    acquire,
+    kill_process,
+    park,
+    stop_all,
+    unpack,
+    warm_workers,
+)
+from qlab.core.batches import EMPTY, Batch
+from qlab.core.codes import CANCELLED, CRASHED, TIMEOUT
+from qlab.core.context import Cancelled
+from qlab.core.pickling import check_picklable, dumps
+from qlab.core.protocol import (
+    BatchResult,
+    JobSpec,
+    Slot,
+    crash_row,
+    require_real_clock,
+    unpicklable_rows,
+)
+
+__all__ = ["ProcessBackend", "RemoteTraceback", "WorkerCrashed", "warm_workers"]
+
+
+class WorkerCrashed(RuntimeError):
+    """A worker process died while it ran this job's attempt (set on its Future)."""
+
+
+class ProcessBackend:
+    """Runs batches in worker processes; the engine's driver threads feed them.
+
+    Example:
+        >>> import qlab
+        >>> qlab.run(abs, range(5), workers=1, backend="process").summary()["ok"]
+        5
+    """
+
+    name = "process"
+    can_kill = True
+    in_caller = False
+    batch_target_s = 0.02  # work per batch: a round trip costs the parent ~0.3 ms of CPU
+    in_flight = 2  # batches a worker holds: the running one and the one sent ahead
+
+    def start(
+        self, spec: JobSpec, workers: int, take_ahead: Callable[[Slot], Batch | None]
+    ) -> dict[str, Any]:
+        require_real_clock(spec, "worker processes")
+        t = time.perf_counter()
+        self.spec = spec
+        self._take_ahead = take_ahead
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._sent: dict[int, Batch] = {}  # worker -> the batch sent ahead to it
+        self.procs: list[Proc] = []
+        self.pids: dict[int, list[int]] = {}
+        self.replaced: list[tuple[int, float, float]] = []  # (worker, death seen, ready)
+        forkserver.hold()  # released by close(), or below if the start fails
+        try:
+            self.procs = acquire(workers)
+            warm = len(self.procs)
+            if warm < workers:
+                forkserver.preload([])  # the server boots while the parent pickles
+            try:  # the spec holds the handler: pickled once, named if it is the culprit
+                self._config = check_picklable("the retry policy's permanent=", spec)
+            except TypeError:
+                check_picklable("handler", spec.handler)
+                raise
+            if warm < workers:
+                forkserver.preload(forkserver.module_hints(self._config))
+            for w in range(warm, workers):  # all forks requested before any wait
+                self.procs.append(Proc(w))  # (appended one by one: stopped on failure)
+            for w, proc in enumerate(self.procs):
+                if w >= warm:
+                    proc.wait_ready()
+                proc.configure(self._config_for(w))
+                self.pids[w] = [proc.process.pid]
+        except BaseException:
+            try:
+                stop_all(self.procs, kill=True)
+            finally:
+                forkserver.release()
+            raise
+        return {"startup_s": time.perf_counter() - t, "warm_workers": warm}
+
+    def _config_for(self, worker: int) -> bytes:
+        return pickle.dumps(("config", self._config, worker), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def new_event(self, worker: int) -> Any:
+        return _SlotFlag(self, worker)
+
+    def run_batch(self, slot: Slot, batch: Batch, res: BatchResult) -> BatchResult:
+        """Send ``batch`` (unless it went ahead), send the next one ahead so that the
+        worker never waits for this thread, then wait for ``batch``'s columns."""
+        proc = self.procs[slot.worker]
+        if self._sent.pop(slot.worker, None) is not batch:  # else it is with the worker
+            try:
+                data = dumps(("batch", batch))
+            except Exception as exc:
+                return unpicklable_rows(batch, exc, "process", self.spec.want_results, dumps)
+            with contextlib.suppress(OSError):  # a dead worker: recv_bytes says so
+                proc.conn.send_bytes(data)
+        ahead = self._send_ahead(slot, proc)
+        try:
+            data = proc.conn.recv_bytes()
+        except (EOFError, OSError):
+            out = self._lost(slot, proc, batch)
+            if self._sent.pop(slot.worker, None) is not None:
+                out.rest = (out.rest or EMPTY) + ahead  # lost before it started: uncharged
+            elif ahead is not None:
+                out.ahead = ahead  # never sent: the engine runs it next
+            return out
+        out = unpack(data, len(batch))
+        out.ahead = ahead
+        return out
+
+    def _send_ahead(self, slot: Slot, proc: Proc) -> Batch | None:
+        """Pipelining: hand the worker its next batch while it runs this one. The
+        batch comes back as ``res.ahead``, which the engine runs next."""
+        following = self._take_ahead(slot)
+        if following is None:
+            return None
+        try:
+            data = dumps(("batch", following))
+        except Exception:  # a payload that does not pickle: returned unsent
+            return following
+        with contextlib.suppress(OSError):
+            proc.conn.send_bytes(data)
+            self._sent[slot.worker] = following
+        return following
+
+    def _lost(self, slot: Slot, proc: Proc, batch: Batch) -> BatchResult:
+        """The worker died: charge the running job an attempt, rerun the rest."""
+        i, t0 = int(proc.view[0]), proc.view[1]
+        seen = time.perf_counter()
+        proc.process.join(1)
+        now = time.perf_counter()
+        stopping = self._stopping or slot.state.stop
+        if not stopping and self._replace(slot.worker):
+            self.replaced.append((slot.worker, seen, time.perf_counter()))
+        res = BatchResult(results=[] if self.spec.want_results else None)
+        if i < 0:  # died between jobs: nobody to charge
+            res.items, res.rest = EMPTY, batch
+            return res
+        exc: BaseException
+        if stopping:
+            code, etype = CANCELLED, "Cancelled"
+            exc = Cancelled("worker stopped by an interrupt")
+        elif proc.killed_for_timeout:
+            code, etype = TIMEOUT, "TimeoutError"
+            exc = TimeoutError(
+                f"attempt exceeded timeout={self.spec.timeout}s; the worker process was killed"
+            )
+        else:
+            code, etype = CRASHED, "WorkerCrashed"
+            exc = WorkerCrashed(
+                f"worker process {proc.process.pid} died (exit code {proc.process.exitcode})"
+            )
+        res.items, res.rest = batch[i : i + 1], batch[:i] + batch[i + 1 :]
+        crash_row(res, exc, t0, now, code, etype)
+        return res
+
+    def _replace(self, worker: int) -> bool:
+        """Start a new worker in place of a dead one (under the lock, so that a
+        concurrent close() either stops it or prevents it); False if closing."""
+        with self._lock:
+            if self._stopping:
+                return False
+            self.procs[worker].stop(kill=True)
+            proc = Proc(worker)
+            self.procs[worker] = proc
+            proc.wait_ready()
+            proc.configure(self._config_for(worker))
+            self.pids.setdefault(worker, []).append(proc.process.pid)
+            return True
+
+    def overdue(self, slot: Slot, now: float) -> None:
+        """Kill the worker whose running attempt is past its deadline; its driver
+        thread then sees the process die and records the timeout (see ``_lost``)."""
+        proc = self.procs[slot.worker]
+        timeout = self.spec.timeout
+        if proc.view[0] >= 0 and now - proc.view[1] >= timeout and not proc.killed_for_timeout:
+            proc.killed_for_timeout = True
+            kill_process(proc.process)
+        return None
+
+    def stop_intake(self) -> None:
+        """Running attempts finish; batches sent ahead do not start."""
+        for proc in self.procs:
+            proc.view[3] = 1.0
+
+    def stop_worker(self, slot: Slot) -> None:
+        kill_process(self.procs[slot.worker].process)
+
+    def close(self, kill: bool = False) -> None:
+        """Stop the workers (killing them with ``kill``), or park them for reuse inside
+        ``warm_workers()``. The engine calls it once the driver threads are done, and
+        first with ``kill=True`` to stop running attempts at a second Ctrl-C."""
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
+        try:
+            if kill or not park(self.procs):
+                stop_all(self.procs, kill)
+        finally:
+            forkserver.release()
+
+    def info(self) -> dict[str, Any]:
+        """Each worker's pids (a replaced worker has several), and each replacement as
+        (worker, perf_counter when its death was seen, when the new one was ready)."""
+        return {
+            "pids": {w: list(p) for w, p in self.pids.items()},
+            "replacements": list(self.replaced),
+        }
+
+
+class _SlotFlag:
+    """The parent's handle on a worker's cancel flag (the engine calls ``set()``)."""
+
+    def __init__(self, backend: ProcessBackend, worker: int) -> None:
+        self.backend = backend
+        self.worker = worker
+
+    def set(self) -> None:
+        self.backend.procs[self.worker].flag.set()
+
+    def is_set(self) -> bool:
+        return self.backend.procs[self.worker].flag.is_set()
