@@ -31,6 +31,7 @@ class ThreadBackend:
     name = "thread"
     can_kill = False
     in_caller = False
+    max_workers = 10_000  # threads: more start slowly (seconds) and do not run faster
     batch_target_s = 0.02  # work per batch: amortises the per-batch bookkeeping
     # the engine starts the 2nd.. driver threads from a helper thread while the first
     # already runs jobs (a thread start waits for the new thread to be scheduled)
@@ -53,14 +54,14 @@ class ThreadBackend:
 
     def overdue(self, slot: Slot, now: float) -> tuple[int, float] | None:
         """Claim the slot's running attempt if it is past its deadline (see ``execute``)."""
-        box = slot.state.box
-        if not box or slot.abandoned:
+        box, timeout = slot.state.box, self.spec.timeout
+        if not box or slot.abandoned or timeout is None:
             return None
         try:
             i, t0 = box[0]
         except IndexError:
             return None
-        if now - t0 < self.spec.timeout + _grace(self.spec.timeout):
+        if now - t0 < timeout + _grace(timeout):
             return None
         try:
             box.pop()  # atomic: either we take the attempt or its worker finished it

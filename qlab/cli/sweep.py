@@ -157,7 +157,7 @@ def _add_output(s: Any) -> None:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     """``qlab sweep``: run, print the table and the fits, save; 130 after Ctrl-C."""
-    from qlab.lab.sweep import sweep
+    from qlab.lab.sweep import Sweep, sweep
     from qlab.lab.usl.model import FewLevelsWarning, MisfitWarning
 
     a = args
@@ -168,6 +168,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         confidence=a.confidence, precision=a.precision, max_repeats=a.max_repeats,
         queue=a.queue, budget=a.budget,
     )  # fmt: skip
+    assert isinstance(sw, Sweep)  # no load=: a sweep over worker counts
     by = ["backend", "queue"] if sw.df["queue"].nunique() > 1 else ["backend"]
     table = sw.df.groupby([*by, "workers"])[["throughput", "speedup", "efficiency"]].mean()
     with warnings.catch_warnings():  # a few worker levels, a misfit: said once, as notes

@@ -218,7 +218,7 @@ def current_or_none() -> JobContext | None:
     """Like :func:`current`, but None outside a handler (for handlers that run anywhere)."""
     state = _state()
     cur = None if state is None else state.running()
-    if cur is None:
+    if state is None or cur is None:
         return None
     job_id, attempt, start = cur
     deadline = None if state.timeout is None else start + state.timeout

@@ -257,7 +257,7 @@ class Retry:
             >>> Retry(permanent=lambda e: "quota" in str(e)).is_permanent(OSError("quota"))
             True
         """
-        seen = exc
+        seen: BaseException | None = exc
         for _ in range(32):  # a cause chain is short; a cycle must not hang
             if seen is None:
                 break

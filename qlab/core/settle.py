@@ -113,11 +113,13 @@ def settle(
         s = Settlement(items, res, bytes(n), n, rest)
         return s.stopped() if stopping else s
     out = bytearray(n)
-    s = Settlement(items, res, out, n - len(res.failures), rest, {}, {})
+    errors: dict[int, tuple[str, str]] = {}
+    backoff: dict[int, float] = {}
+    s = Settlement(items, res, out, n - len(res.failures), rest, errors, backoff)
     allowed = retry.attempts_allowed
     for f in res.failures:
         job_id, attempt, payload = items[f.row]
-        s.errors[f.row] = (f.error_type, f.error)
+        errors[f.row] = (f.error_type, f.error)
         if f.code == CANCELLED:
             out[f.row] = CANCELLED
             s.finals.append((job_id, ST_CANCELLED, None))
@@ -131,7 +133,7 @@ def settle(
         else:
             out[f.row] = f.code
             delay = retry.delay(seed, job_id, attempt)
-            s.backoff[f.row] = delay
+            backoff[f.row] = delay
             item = (job_id, attempt + 1, payload)
             if delay > 0:
                 s.retry_later.append((res.t1[f.row] + delay, item))

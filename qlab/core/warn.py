@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 import warnings
 
 __all__ = ["warn"]
@@ -30,7 +31,8 @@ def warn(message: str, category: type[Warning]) -> None:
     if sys.version_info >= (3, 12):
         warnings.warn(message, category, skip_file_prefixes=(_PACKAGE,))
         return
-    level, frame = 2, sys._getframe(1)  # stacklevel 2: the caller of warn()
+    level = 2  # stacklevel 2: the caller of warn()
+    frame: types.FrameType | None = sys._getframe(1)
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
         level, frame = level + 1, frame.f_back
     warnings.warn(message, category, stacklevel=level)

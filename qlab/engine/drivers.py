@@ -19,7 +19,7 @@ from typing import Any
 
 from qlab.core.batches import EMPTY, Batch, sizer
 from qlab.core.context import WorkerState
-from qlab.core.protocol import BatchResult, Slot, crash_row
+from qlab.core.protocol import BackendLost, BatchResult, Slot, crash_row
 from qlab.core.settle import Settlement, settle
 from qlab.engine.coordinator import Coordinator, progress_counts
 from qlab.engine.futures import admit, resolve
@@ -53,6 +53,7 @@ class Drivers(Takeover):
         self._opened: Any = None
         self._closed = False
         self.started = False
+        self._here = threading.local()  # a driver thread's slot
 
     # -- start -------------------------------------------------------------------------
 
@@ -90,7 +91,8 @@ class Drivers(Takeover):
                 if self.slots[slot.worker] is slot and not self.backend.in_caller:
                     self._start_thread(slot)
         finally:
-            self.coordinator.start()
+            if self.coordinator is not None:  # set by start() before this thread starts
+                self.coordinator.start()
 
     def _start_thread(self, slot: Slot) -> None:
         thread = threading.Thread(
@@ -120,7 +122,9 @@ class Drivers(Takeover):
 
     def _loop(self, slot: Slot) -> None:
         slot.state.bind()
+        self._here.slot = slot  # for runs_here(): this thread runs the slot's jobs
         batch = self._next(slot)
+        res: BatchResult | None
         while batch is not None:
             res = self._run(slot, batch)
             if res.abandoned or not self._settle(slot, batch, res):
@@ -142,8 +146,8 @@ class Drivers(Takeover):
                 return
             self._turn += 1
             self._settle(slot, batch, self._run(slot, batch))
-            if self.parts.limiter is not None:  # paced batches wait: look for a stop between
-                self.parts.interrupts.check()
+            # between batches, the caller's thread looks for Ctrl-C, SIGTERM and stop=
+            self.parts.interrupts.check()
 
     def _run(self, slot: Slot, batch: Batch) -> BatchResult:
         res = BatchResult()
@@ -152,6 +156,13 @@ class Drivers(Takeover):
             return self.backend.run_batch(slot, batch, res)
         except KeyboardInterrupt:
             raise
+        except BackendLost as exc:  # not the jobs' fault: nothing is charged
+            log.error("worker %d: %s", slot.worker, exc)
+            self.parts.interrupts.fail(exc)  # the caller stops the pool and raises it
+            slot.state.stop = True
+            lost = BatchResult(results=[] if self.spec.want_results else None)
+            lost.items, lost.rest = EMPTY, exc.rest
+            return lost
         except BaseException as exc:  # the backend itself failed (the loop catches handlers')
             log.exception("worker %d: the backend failed running a batch", slot.worker)
             cur = slot.state.running()
@@ -293,6 +304,15 @@ class Drivers(Takeover):
         if self.coordinator is not None:
             self.coordinator.join()
         self.joined = True
+
+    def runs_here(self) -> bool:
+        """Does the calling thread run this pool's jobs (a driver thread, or one the
+        backend runs jobs in: the inline caller's, the asyncio loop's)?"""
+        slot = getattr(self._here, "slot", None)
+        if slot is not None and not slot.abandoned:
+            return True
+        here = getattr(self.backend, "runs_here", None)
+        return bool(self.started and callable(here) and here())
 
     def close(self) -> None:
         """Release the backend's workers and the workload's resources (once)."""

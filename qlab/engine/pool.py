@@ -21,14 +21,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qlab import backends, queues
 from qlab.core.protocol import JobSpec
 from qlab.core.retry import Retry
 from qlab.core.settle import JobFailed
 from qlab.engine.drivers import Drivers
-from qlab.engine.options import pool_options, runnable_handler
+from qlab.engine.options import fit_workers, pool_options, runnable_handler
 from qlab.engine.parts import Parts
 from qlab.engine.ratelimit import make_limiter
 from qlab.engine.signals import Interrupts, why
@@ -36,6 +36,9 @@ from qlab.hooks.base import HookSet
 from qlab.hooks.progress import progress_hook
 from qlab.queues.memory import Phase
 from qlab.trace.recorder import Trace
+
+if TYPE_CHECKING:
+    from qlab.trace.results import Run
 
 __all__ = ["BACKENDS", "JobFailed", "Pool"]
 
@@ -111,37 +114,44 @@ class Pool:
         interrupts: Interrupts | None = None,
         total: int | None = None,
     ) -> None:
-        o = pool_options(
-            handler, workers=workers, retry=retry, timeout=timeout, seed=seed,
-            queue_size=queue_size, batch_size=batch_size, grace=grace, clock=clock,
-            rate_limit=rate_limit,
-        )  # fmt: skip
-        clock = o.clock
-        self._grace = o.grace
         hookset = HookSet(hooks)
         if progress:
             hookset.add(progress_hook())
-        backend_ = backends.resolve(backend)
-        shown, handler = handler, runnable_handler(handler, backend_)
-        self._inline = bool(getattr(backend_, "in_caller", False))
-        keep = bool(keep_results)
-        spec = JobSpec(handler, o.retry.is_permanent, o.seed, o.timeout, keep or futures, clock)
-        queue_ = queues.resolve(queue, o.capacity, now=clock.now, handler=handler)
-        queue_.workers = o.workers
-        self.parts = Parts(
-            queue=queue_, backend=backend_, spec=spec,
-            trace=Trace(0.0, keep, queue_.submitted, queue_.status), hooks=hookset,
-            clock=clock, retry=o.retry, seed=o.seed, workers=o.workers,
-            batch_size=o.batch_size, keep_results=keep,
-            limiter=make_limiter(o.limit, clock, queue_),  # a Redis queue's is shared
-            futures={} if futures else None, interrupts=interrupts or Interrupts(),
-            meta=o.meta(backend_.name, shown, type(queue_).__name__),
-        )  # fmt: skip
-        self._final: Any = None  # the Run, once the pool is joined
-        self._joined = False
-        if total is not None:
-            self.parts.meta["jobs_total"] = total
-        self._drivers = Drivers(self.parts)
+        try:  # a bad option: the hooks hear that no run comes (a server they hold stops)
+            o = pool_options(
+                handler, workers=workers, retry=retry, timeout=timeout, seed=seed,
+                queue_size=queue_size, batch_size=batch_size, grace=grace, clock=clock,
+                rate_limit=rate_limit,
+            )  # fmt: skip
+            clock = o.clock
+            self._grace = o.grace
+            backend_ = backends.resolve(backend)
+            workers_ = fit_workers(o.workers, backend_, total)  # not more than jobs
+            shown, handler = handler, runnable_handler(handler, backend_)
+            self._inline = bool(getattr(backend_, "in_caller", False))
+            keep = bool(keep_results)
+            spec = JobSpec(handler, o.retry.is_permanent, o.seed, o.timeout, keep or futures, clock)
+            queue_ = queues.resolve(queue, o.capacity, now=clock.now, handler=handler)
+            queue_.workers = workers_
+            self.parts = Parts(
+                queue=queue_, backend=backend_, spec=spec,
+                trace=Trace(0.0, keep, queue_.submitted, queue_.status), hooks=hookset,
+                clock=clock, retry=o.retry, seed=o.seed, workers=workers_,
+                batch_size=o.batch_size, keep_results=keep,
+                limiter=make_limiter(o.limit, clock, queue_),  # a Redis queue's is shared
+                futures={} if futures else None, interrupts=interrupts or Interrupts(),
+                meta=o.meta(backend_.name, shown, type(queue_).__name__),
+            )  # fmt: skip
+            self._final: Any = None  # the Run, once the pool is joined
+            self._joined = False
+            if total is not None:
+                self.parts.meta["jobs_total"] = total
+            if workers_ < o.workers:  # fewer jobs than workers asked for
+                self.parts.meta["workers_started"] = workers_
+            self._drivers = Drivers(self.parts)
+        except BaseException as exc:
+            hookset.call("on_abort", exc)
+            raise
         try:
             self._drivers.start()
             self.parts.meta["start_time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -172,13 +182,13 @@ class Pool:
         while they do not fit in ``queue_size`` (a batch larger than the whole queue
         waits for it to be empty). See :meth:`submit`. ``futures``: objects to settle
         instead of new Futures (with Future's methods that :mod:`qlab.futures` calls)."""
-        if self.parts.futures is None:
+        filed = self.parts.futures
+        if filed is None:
             raise RuntimeError("submit() is not available on this pool")
         new = [Future() for _ in payloads] if futures is None else futures
-        futures = self.parts.futures
 
         def file(ids: range) -> None:  # under the queue's lock: before any job can finish
-            futures.update(zip(ids, new, strict=True))
+            filed.update(zip(ids, new, strict=True))
 
         while (
             self.parts.queue.put(payloads, self.parts.clock.now(), on_ids=file, timeout=POLL_S)
@@ -224,6 +234,13 @@ class Pool:
         self.parts.queue.advance_phase(Phase.DRAINING)
         if cancel_pending:
             self._drivers.cancel_pending()
+        if wait and self._drivers.runs_here():
+            # as ThreadPoolExecutor's "cannot join current thread": the pool is shut
+            # down (no more submits), but a job cannot wait for itself to finish
+            raise RuntimeError(
+                "shutdown(wait=True) from one of the pool's own jobs would wait for that "
+                "job itself; the pool is shut down, use shutdown(wait=False) in a job"
+            )
         if wait:
             try:
                 self._wait_idle(None)
@@ -307,7 +324,7 @@ class Pool:
 
     # -- results -----------------------------------------------------------------------
 
-    def trace(self) -> Any:
+    def trace(self) -> Run:
         """A :class:`qlab.Run` of what has happened so far (jobs still running or
         queued show status ``pending``)."""
         from qlab.trace.results import Run
@@ -320,12 +337,17 @@ class Pool:
             # once joined nothing records any more: the final Run takes the trace itself
             trace = self.parts.trace if final else self.parts.trace.snapshot()
             done = q.phase >= Phase.DRAINING and q.unfinished == 0 and q.end is not None
-            end = q.end if done else self.parts.clock.now()
+            end = q.end if done and q.end is not None else self.parts.clock.now()
             meta = dict(self.parts.meta, batches=q.batches)
             run = Run(trace, meta, wall_s=max(end - trace.origin, 0.0))
             if final:
                 self._final = run
         return run
+
+    def called_from_job(self) -> bool:
+        """True in a thread that runs one of this pool's jobs now (a worker thread,
+        the asyncio loop, or the caller lent to an inline batch)."""
+        return self._drivers.runs_here()
 
     @property
     def inline(self) -> bool:

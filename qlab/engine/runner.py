@@ -10,13 +10,18 @@ scheduled time, and that time is the job's ``submitted_s``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sized
+from typing import TYPE_CHECKING, Any
 
 from qlab.engine.arrivals import check_arrivals
 from qlab.engine.feed import feed, feed_open
 from qlab.engine.lifecycle import drive, finished, guarded
 from qlab.engine.pool import Pool
+from qlab.engine.signals import Interrupts
+from qlab.hooks.base import abort
+
+if TYPE_CHECKING:
+    from qlab.trace.results import Run
 
 __all__ = ["run"]
 
@@ -29,7 +34,7 @@ def run(
     stop: threading.Event | None = None,
     arrivals: Any = None,
     **options: Any,
-) -> Any:
+) -> Run:
     """Run ``handler`` over ``payloads`` on a fresh pool and return the traced Run.
 
     Takes the options of :class:`qlab.Pool`. Payloads are fed with backpressure, so a
@@ -56,10 +61,15 @@ def run(
         >>> run.summary()[["ok", "failed"]].tolist()
         [10, 90]
     """
-    if isinstance(payloads, str | bytes) or not isinstance(payloads, Iterable):
-        raise TypeError(f"payloads must be an iterable of payloads, got {payloads!r}")
-    arrivals = check_arrivals(arrivals)
-    total = len(payloads) if hasattr(payloads, "__len__") else None
+    try:
+        if isinstance(payloads, str | bytes) or not isinstance(payloads, Iterable):
+            raise TypeError(f"payloads must be an iterable of payloads, got {payloads!r}")
+        arrivals = check_arrivals(arrivals)
+        Interrupts(stop=stop)  # checks stop= before any pool
+    except BaseException as exc:  # no pool: its hooks hear it here (a server stops)
+        abort(options.get("hooks", ()), exc)
+        raise
+    total = len(payloads) if isinstance(payloads, Sized) else None
     with guarded(stop) as interrupts:
         pool = Pool(handler, workers, futures=False, interrupts=interrupts, total=total,
                     **options)  # fmt: skip
@@ -68,4 +78,6 @@ def run(
             drive(pool, lambda: feed_open(pool, payloads, arrivals), total=total)
         else:
             drive(pool, lambda: feed(pool, payloads), total=total)
-    return finished(pool, interrupts)
+        # the Run is built while signals are still only noted: a Ctrl-C now cannot
+        # escape from here and lose it (it is reported in the Run instead)
+        return finished(pool, interrupts)

@@ -45,12 +45,15 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qlab.core.checks import is_async
 from qlab.engine.pool import Pool
 from qlab.executor.dispatch import FnCache, adispatch, dispatch, fn_name
 from qlab.executor.mapcells import Chunk
+
+if TYPE_CHECKING:
+    from qlab.trace.results import Run
 
 __all__ = ["Executor"]
 
@@ -104,7 +107,7 @@ class Executor(cf.Executor):
         name = backend if isinstance(backend, str) else getattr(backend, "name", "")
         self._async = name == "asyncio"
         handler = adispatch if self._async else dispatch
-        self._pool = Pool(handler, workers, backend=backend, retry=retry, timeout=timeout,
+        self._pool = Pool(handler, workers, backend=backend, retry=retry, timeout=timeout,  # type: ignore[arg-type]
                           seed=seed, **options)  # fmt: skip
         self._fns = FnCache(pickled=self._pool.parts.backend.name == "process")
         self._submit_lock = threading.Lock()  # job ids follow the order of submits
@@ -216,7 +219,7 @@ class Executor(cf.Executor):
 
     def _submit_chunk(self, fn: Any, args: Iterator, n: int) -> list:
         """Queue ``map``'s next ``n`` calls (fewer at the end) as one chunk; their cells."""
-        part = [(a, {}) for a in islice(args, n)]
+        part: list[tuple[Any, dict]] = [(a, {}) for a in islice(args, n)]
         return self._submit(fn, part, Chunk(len(part)).cells()) if part else []
 
     def _results(
@@ -255,12 +258,14 @@ class Executor(cf.Executor):
             elif cancel_futures:
                 self._pool.shutdown(wait=False, cancel_pending=True)
             joiner = self._joiner
+        if wait and self._pool.called_from_job():  # as ThreadPoolExecutor does
+            raise RuntimeError("cannot join current thread: shutdown(wait=True) from a call")
         if wait and joiner is not None and joiner is not threading.current_thread():
             joiner.join()
 
     # -- the trace ---------------------------------------------------------------------
 
-    def trace(self) -> Any:
+    def trace(self) -> Run:
         """The :class:`qlab.Run` so far: one job per submit, with the function's name
         in a categorical ``fn`` column of ``run.jobs`` and ``run.attempts``."""
         import numpy as np

@@ -88,7 +88,7 @@ class _Calls:
         """Per-call records and function names, for :func:`qlab.executor.observe_run.build_run`."""
         with self.lock:
             n = len(self.sub)
-            cols = [self.sub[:n], self.t0[:n], self.t1[:n], self.cpu[:n], self.fn[:n]]
+            cols: list[Any] = [self.sub[:n], self.t0[:n], self.t1[:n], self.cpu[:n], self.fn[:n]]
             names = list(self.names)
         who, err, fate = dict(self.who), dict(self.err), dict(self.fate)
         records = []

@@ -32,7 +32,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qlab import workloads
 from qlab.core.checks import describe as _describe
@@ -44,6 +44,9 @@ from qlab.lab.sweep_options import check_workers as _check_workers
 from qlab.lab.sweep_plan import DEFAULT_BUDGET
 from qlab.lab.sweep_result import COLUMNS, Sweep, load_sweep
 from qlab.lab.sweep_run import DEFAULT_JOBS, Sweeper
+
+if TYPE_CHECKING:
+    from qlab.lab.load import LoadSweep
 
 __all__ = ["COLUMNS", "DEFAULT_JOBS", "DEFAULT_RETRY", "Sweep", "load_sweep", "sweep"]
 __all__ += ["_check_backends", "_check_workers"]  # the CLI's argument types use them
@@ -87,7 +90,7 @@ def sweep(
     budget: str | float | None = DEFAULT_BUDGET,
     workload: Callable[[Any], Any] | None = None,
     **run_options: Any,
-) -> Any:
+) -> Sweep | LoadSweep:
     """Run ``handler`` at every worker count on every backend and queue, within ``budget``.
 
     Args:

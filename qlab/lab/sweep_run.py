@@ -85,7 +85,7 @@ class Sweeper:
         if o.planned:
             self._note(f"sweep: calibrating on {len(o.pairs)} backend(s)…")
             probes = {(backend_name(b), q): self._calibrate(b, q) for b, q in o.pairs}
-            room = (o.budget_s - (time.perf_counter() - t0)) * PLAN_SHARE / len(o.pairs)
+            room = (o.budget_s - (time.perf_counter() - t0)) * PLAN_SHARE / len(o.pairs)  # type: ignore[operator]  # planned: a budget
             self.plans = {
                 key: plan_jobs(o.workers, x1=x1, xmax=xm, repeats=o.repeats,
                                seconds=max(room, 0.0), overhead_s=over, max_jobs=DEFAULT_JOBS)
@@ -120,7 +120,7 @@ class Sweeper:
         """Two short unrecorded runs, on 1 worker and on the most (the warm-up too):
         their throughputs and the larger overhead."""
         o = self.o
-        each = CALIBRATION_SHARE * o.budget_s / (2 * len(o.pairs))
+        each = CALIBRATION_SHARE * o.budget_s / (2 * len(o.pairs))  # type: ignore[operator]  # planned: a budget
         self.at = f"calibration of {self._where(b, q)}"
         x1, over1 = self._probe(b, q, 1, each)
         top = o.workers[-1]

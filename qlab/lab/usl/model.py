@@ -33,7 +33,7 @@ Example:
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -179,13 +179,16 @@ def fit(
     units = np.array([scale, 1.0, 1.0])
     full *= np.outer(units, units)
     se = np.sqrt(np.abs(np.diag(full)))
-    r2, why = _quality(n, x, usl(n, scale * params[0], params[1], params[2]), model)
+    r2, why = _quality(n, x, np.asarray(usl(n, scale * params[0], params[1], params[2])), model)
+    se_lam, se_sigma, se_kappa = (float(v) for v in se)
     return USLFit(
         model,
         scale * float(params[0]),
         float(params[1]),
         float(params[2]),
-        *(float(v) for v in se),
+        se_lam,
+        se_sigma,
+        se_kappa,
         r2=r2,
         n_points=int(n.size),
         n_levels=n_levels,
@@ -218,7 +221,7 @@ def _least_squares(n: np.ndarray, y: np.ndarray, w: np.ndarray, k: int) -> np.nd
     )
 
     def func(nn: np.ndarray, *p: float) -> np.ndarray:
-        return usl(nn, p[0], p[1], p[2] if len(p) == 3 else 0.0)
+        return np.asarray(usl(nn, p[0], p[1], p[2] if len(p) == 3 else 0.0))
 
     lam0 = float(y[n == n.min()].mean() / n.min())
     p0, lo, hi = [max(lam0, 1e-6), 0.01, 1e-4][:k], [1e-12, 0.0, 0.0][:k], [np.inf, 1.0, 1.0][:k]
@@ -284,7 +287,7 @@ def fit_frame(
         raise ValueError(f"df is missing column(s) {missing} (by={by!r}, x={x!r}, y={y!r})")
     groups = df.groupby(by, sort=True)
     names = [key for key, _ in groups]
-    opts = {"model": model, "noise": noise, "confidence": confidence}
+    opts: dict[str, Any] = {"model": model, "noise": noise, "confidence": confidence}
     rows = [fit(g[x], g[y], **opts).to_dict() for _, g in groups]
     out = pd.DataFrame(rows, index=pd.Index(names))  # tuples of keys become a MultiIndex
     out.index.names = keys
