@@ -18,6 +18,7 @@ Example:
     >>> submit(ex, lambda: 6 * 7, True, None).result()
     42
     >>> release(k); shutdown()
+    1
 """
 
 from __future__ import annotations

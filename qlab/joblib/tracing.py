@@ -22,7 +22,7 @@ Example:
     >>> with qlab.joblib.trace() as t:
     ...     out = joblib.Parallel(n_jobs=2, backend="threading", batch_size=1)(
     ...         joblib.delayed(abs)(-i) for i in range(4))
-    >>> out, len(t.run.jobs), t.run.jobs.tasks.sum()
+    >>> out, len(t.run.jobs), int(t.run.jobs.tasks.sum())
     ([0, 1, 2, 3], 4, 4)
 """
 
