@@ -66,7 +66,7 @@ def key(inner: Any, workers: int, options: dict[str, Any]) -> tuple:
 
 def acquire(k: tuple, inner: Any, workers: int, options: dict[str, Any]) -> Any:
     """The warm Executor for ``k`` (started now if there is none), counted as in use."""
-    import qlab
+    from qlab.executor.executor import Executor
 
     with _LOCK:
         ex = _POOLS.pop(k, None)
@@ -78,7 +78,7 @@ def acquire(k: tuple, inner: Any, workers: int, options: dict[str, Any]) -> Any:
         for o in stale:
             _USERS.pop(o, None)
         if ex is None:
-            ex = _POOLS[k] = qlab.Executor(workers, backend=inner, **_one_at_a_time(options))
+            ex = _POOLS[k] = Executor(workers, backend=inner, **_one_at_a_time(options))
         _USERS[k] = _USERS.get(k, 0) + 1
     for other in old:  # outside the lock: joining workers may take a moment
         other.shutdown(wait=True)
@@ -87,10 +87,10 @@ def acquire(k: tuple, inner: Any, workers: int, options: dict[str, Any]) -> Any:
 
 def private(inner: Any, workers: int, options: dict[str, Any]) -> Any:
     """A pool for one nested ``Parallel`` call: on threads, whatever ``inner`` is."""
-    import qlab
+    from qlab.executor.executor import Executor
 
     kind = inner if in_process(inner) else "thread"
-    return qlab.Executor(workers, backend=kind, **_one_at_a_time(options))
+    return Executor(workers, backend=kind, **_one_at_a_time(options))
 
 
 def _one_at_a_time(options: dict[str, Any]) -> dict[str, Any]:

@@ -166,7 +166,7 @@ def traced(cls: type) -> type:
     if cls in _CLASSES.values():
         return cls
 
-    class Traced(cls):  # type: ignore[misc, valid-type]
+    class Traced(cls):
         def submit(self, func: Any, callback: Any = None) -> Any:
             with _LOCK:
                 tracers = list(_ACTIVE)
