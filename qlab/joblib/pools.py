@@ -87,6 +87,11 @@ def acquire(k: tuple, inner: Any, workers: int, options: dict[str, Any]) -> Any:
 
 def private(inner: Any, workers: int, options: dict[str, Any]) -> Any:
     """A pool for one nested ``Parallel`` call: on threads, whatever ``inner`` is."""
+    import importlib
+
+    # in a qlab worker process the package is a lazy stub (backends.process.forkserver_main)
+    # until first use: initialise it before the executor's modules import from it
+    importlib.import_module("qlab").Executor  # noqa: B018
     from qlab.executor.executor import Executor
 
     kind = inner if in_process(inner) else "thread"
