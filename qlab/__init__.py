@@ -37,6 +37,7 @@ __all__ = [
     "CancelToken",
     "JobContext",
     "JobFailed",
+    "WorkerCrashed",
     "Hook",
     # load and observability
     "RateLimit",
@@ -86,6 +87,7 @@ _LAZY = {
     "queueing": None,
     "perfetto": None,
     "Executor": "qlab.executor",
+    "WorkerCrashed": "qlab.backends.process",
     "observe": "qlab.observer",
     "arun": "qlab.aio",
     "AsyncPool": "qlab.aio",

@@ -211,6 +211,10 @@ class Drivers:
         room = getattr(self.q, "capacity", 0) // ((ahead + 1) * len(self.slots))
         if ahead > 1 and room > 0 and not self.pool._batch_size:  # batch_size= is kept
             cap = room if cap is None else min(cap, room)
+        left = getattr(self.backend, "batch_room", None)  # jobs the worker may still run
+        left = left(slot) if left is not None else None
+        if left is not None:
+            cap = left if cap is None else min(cap, left)
         workers = len(self.slots)
         take = sizer(self.pool._batch_size, self.backend.batch_target_s, slot.ema, workers, cap)
         if self.pool._batch_size:

@@ -49,6 +49,8 @@ from qlab.backends.procs import (
     unpack,
     warm_workers,
 )
+from qlab.backends.suspects import Suspects
+from qlab.backends.worker import STAGE_ARGS, STAGE_CALL, STAGE_RESULT
 from qlab.batches import EMPTY, Batch
 from qlab.codes import CANCELLED, CRASHED, TIMEOUT
 from qlab.context import Cancelled
@@ -94,6 +96,19 @@ class ProcessBackend:
     batch_target_s = 0.02  # work per batch: a round trip costs the parent ~0.3 ms of CPU
     in_flight = 2  # batches a worker holds: the running one and the one sent ahead
 
+    def __init__(self, max_tasks_per_child: int | None = None) -> None:
+        """``max_tasks_per_child``: replace a worker process once it has run this many
+        calls (as ``ProcessPoolExecutor``'s option); None: workers live as long as the
+        pool. With it, batches are capped to what the worker has left and none is sent
+        ahead."""
+        n = max_tasks_per_child
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            raise ValueError(f"max_tasks_per_child must be an int >= 1 or None, got {n!r}")
+        self._max_tasks = n
+        self._tasks: dict[int, int] = {}  # worker -> calls its current process has run
+        self.retired = 0  # worker processes replaced for max_tasks_per_child
+        self._suspects = Suspects()
+
     def start(
         self, spec: JobSpec, workers: int, take_ahead: Callable[[Slot], Batch | None]
     ) -> dict[str, Any]:
@@ -136,14 +151,37 @@ class ProcessBackend:
         return {"startup_s": time.perf_counter() - t, "warm_workers": warm}
 
     def _config_for(self, worker: int) -> bytes:
-        return pickle.dumps(("config", self._config, worker), protocol=pickle.HIGHEST_PROTOCOL)
+        """A worker's configuration: the job spec, its number, and the parent's
+        multiprocessing authkey (which multiprocessing's own start methods hand to
+        their children), so that a ``multiprocessing.Manager`` proxy passed to a call
+        authenticates with its manager."""
+        import multiprocessing.process as mp_process
+
+        authkey = bytes(mp_process.current_process().authkey)
+        msg = ("config", self._config, worker, authkey)
+        return pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
 
     def new_event(self, worker: int) -> Any:
         return _SlotFlag(self, worker)
 
     def run_batch(self, slot: Slot, batch: Batch, res: BatchResult) -> BatchResult:
         """Send ``batch`` (unless it went ahead), send the next one ahead so that the
-        worker never waits for this thread, then wait for ``batch``'s columns."""
+        worker never waits for this thread, then wait for ``batch``'s columns. A batch
+        holding a suspect job (see :mod:`qlab.backends.suspects`) runs that job alone
+        and puts the others back."""
+        if len(batch) > 1 and self._suspects:
+            k = self._suspects.first(batch)
+            if k is not None:
+                one, others = batch[k : k + 1], batch[:k] + batch[k + 1 :]
+                out = self._run(slot, one, res)
+                return self._suspects.ran_alone(one, out, others)
+        proc = self.procs[slot.worker]
+        out = self._run(slot, batch, res)
+        if self._max_tasks is not None:
+            self._count_tasks(slot, proc, len(out))
+        return out
+
+    def _run(self, slot: Slot, batch: Batch, res: BatchResult) -> BatchResult:
         proc = self.procs[slot.worker]
         if self._sent.pop(slot.worker, None) is not batch:  # else it is with the worker
             try:
@@ -162,16 +200,24 @@ class ProcessBackend:
             elif ahead is not None:
                 out.ahead = ahead  # never sent: the engine runs it next
             return out
-        out = unpack(data, len(batch))
+        msg = pickle.loads(data)
+        if msg[0] == "unreadable":  # the batch's message could not be unpickled
+            out = self._suspects.unreadable(batch, msg, self.spec)
+        else:
+            out = unpack(msg, len(batch))
         out.ahead = ahead
         return out
 
     def _send_ahead(self, slot: Slot, proc: Proc) -> Batch | None:
         """Pipelining: hand the worker its next batch while it runs this one. The
         batch comes back as ``res.ahead``, which the engine runs next."""
+        if self._max_tasks is not None:  # the worker may retire after this batch
+            return None
         following = self._take_ahead(slot)
         if following is None:
             return None
+        if len(following) > 1 and self._suspects.first(following) is not None:
+            return following  # returned unsent: run_batch runs its suspect alone
         try:
             data = dumps(("batch", following))
         except Exception:  # a payload that does not pickle: returned unsent
@@ -182,8 +228,11 @@ class ProcessBackend:
         return following
 
     def _lost(self, slot: Slot, proc: Proc, batch: Batch) -> BatchResult:
-        """The worker died: charge the running job an attempt, rerun the rest."""
-        i, t0 = int(proc.view[0]), proc.view[1]
+        """The worker died: charge the job whose call, or whose arguments or result
+        being unpickled or pickled, it was on; rerun the rest. A death outside any one
+        job's data makes the batch's jobs suspects (run alone next), and a batch of one
+        job is charged: nothing goes back to the queue uncharged forever."""
+        i, t0, stage = int(proc.view[0]), proc.view[1], proc.view[4]
         seen = time.perf_counter()
         proc.process.join(1)
         now = time.perf_counter()
@@ -191,9 +240,14 @@ class ProcessBackend:
         if not stopping and self._replace(slot.worker):
             self.replaced.append((slot.worker, seen, time.perf_counter()))
         res = BatchResult(results=[] if self.spec.want_results else None)
-        if i < 0:  # died between jobs: nobody to charge
+        if i < 0 and (stopping or len(batch) > 1):  # not one job's death (yet)
+            if not stopping:
+                self._suspects.add(batch)
             res.items, res.rest = EMPTY, batch
             return res
+        i = max(i, 0)
+        if stage != STAGE_CALL:
+            t0 = seen  # the call itself had ended
         exc: BaseException
         if stopping:
             code, etype = CANCELLED, "Cancelled"
@@ -205,12 +259,26 @@ class ProcessBackend:
             )
         else:
             code, etype = CRASHED, "WorkerCrashed"
-            exc = WorkerCrashed(
-                f"worker process {proc.process.pid} died (exit code {proc.process.exitcode})"
-            )
+            pid, exit_code = proc.process.pid, proc.process.exitcode
+            exc = WorkerCrashed(f"worker process {pid} died{_WHILE[stage]} ({_how(exit_code)})")
         res.items, res.rest = batch[i : i + 1], batch[:i] + batch[i + 1 :]
         crash_row(res, exc, t0, now, code, etype)
         return res
+
+    def batch_room(self, slot: Slot) -> int | None:
+        """At most how many jobs the slot's next batch may hold (max_tasks_per_child)."""
+        if self._max_tasks is None:
+            return None
+        return max(1, self._max_tasks - self._tasks.get(slot.worker, 0))
+
+    def _count_tasks(self, slot: Slot, proc: Proc, n: int) -> None:
+        """Count the calls ``proc`` ran; retire it once it reached max_tasks_per_child."""
+        w = slot.worker
+        if self.procs[w] is not proc:  # it died meanwhile: its successor starts at 0
+            return
+        self._tasks[w] = self._tasks.get(w, 0) + n
+        if self._tasks[w] >= self._max_tasks and not slot.state.stop and self._replace(w):
+            self.retired += 1
 
     def _replace(self, worker: int) -> bool:
         """Start a new worker in place of a dead one (under the lock, so that a
@@ -219,6 +287,7 @@ class ProcessBackend:
             if self._stopping:
                 return False
             self.procs[worker].stop(kill=True)
+            self._tasks[worker] = 0
             proc = Proc(worker)
             self.procs[worker] = proc
             proc.wait_ready()
@@ -231,7 +300,8 @@ class ProcessBackend:
         thread then sees the process die and records the timeout (see ``_lost``)."""
         proc = self.procs[slot.worker]
         timeout = self.spec.timeout
-        if proc.view[0] >= 0 and now - proc.view[1] >= timeout and not proc.killed_for_timeout:
+        running = proc.view[0] >= 0 and proc.view[4] == STAGE_CALL  # a call, not pickling
+        if running and now - proc.view[1] >= timeout and not proc.killed_for_timeout:
             proc.killed_for_timeout = True
             kill_process(proc.process)
         return None
@@ -264,7 +334,27 @@ class ProcessBackend:
         return {
             "pids": {w: list(p) for w, p in self.pids.items()},
             "replacements": list(self.replaced),
+            "retired_workers": self.retired,
         }
+
+
+_WHILE = {
+    STAGE_CALL: "",
+    STAGE_ARGS: " while unpickling the call's arguments",
+    STAGE_RESULT: " while pickling the call's result",
+}
+
+
+def _how(exit_code: int | None) -> str:
+    """How a process ended, for people.
+
+    Example:
+        >>> _how(-9), _how(1)
+        ('killed by signal 9', 'exit code 1')
+    """
+    if exit_code is not None and exit_code < 0:
+        return f"killed by signal {-exit_code}"
+    return f"exit code {exit_code}"
 
 
 class _SlotFlag:
