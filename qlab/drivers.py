@@ -35,6 +35,8 @@ __all__ = ["Drivers"]
 
 log = logging.getLogger("qlab")
 
+_KINDS = 1024  # kinds whose speed is kept
+
 
 class Drivers:
     """The workers of one pool, as the engine drives them."""
@@ -55,6 +57,7 @@ class Drivers:
         self._opened: Any = None
         self._closed = False
         self.started = False
+        self.speeds: dict[Any, float] = {}  # kind -> seconds per attempt (smoothed)
 
     # -- start -------------------------------------------------------------------------
 
@@ -178,8 +181,13 @@ class Drivers:
                 return batch
 
     def take_ahead(self, slot: Slot) -> Batch | None:
-        """For pipelining backends: the slot's next batch, if one is ready now."""
+        """For pipelining backends: the slot's next batch, if one is ready now, and
+        unless the running batch's speed is unknown (nothing waits behind a call that
+        may take long: another worker may take it)."""
         if slot.abandoned or slot.state.stop:
+            return None
+        kind = None if slot.batch is None else slot.batch.kind
+        if not (slot.ema if kind is None else self.speeds.get(kind)):
             return None
         batch = self.q.take_nowait(self._size(slot))
         return None if batch is None else self._admit(batch, start=False)
@@ -216,13 +224,24 @@ class Drivers:
         if left is not None:
             cap = left if cap is None else min(cap, left)
         workers = len(self.slots)
-        take = sizer(self.pool._batch_size, self.backend.batch_target_s, slot.ema, workers, cap)
+        target = self.backend.batch_target_s
         if self.pool._batch_size:
-            return take
-        # no more jobs ready than workers: one each, so none waits in a batch behind
-        # another while a worker idles (an Executor call that waits for another call's
-        # result would wait for the whole batch: CPython's test_wait_first_exception)
-        return lambda ready: take(ready) if ready > workers else 1
+            return sizer(self.pool._batch_size, target, slot.ema, workers, cap)
+        speeds = self.speeds
+        # unknown speed: one job (a backend whose lanes run a batch at once seeds ema)
+        prior = slot.ema if getattr(self.backend, "drivers", None) else 0.0
+
+        def take(ready: int, kind: Any = None) -> int:
+            # no more jobs ready than workers: one each, so none waits in a batch behind
+            # another while a worker idles (an Executor call that waits for another
+            # call's result would wait for the whole batch: test_wait_first_exception)
+            if ready <= workers:
+                return 1
+            # the speed of what the jobs run (an Executor's function), or the worker's
+            ema = slot.ema if kind is None else speeds.get(kind, prior)
+            return sizer(None, target, ema, workers, cap)(ready)
+
+        return take
 
     # -- settling ----------------------------------------------------------------------
 
@@ -245,8 +264,7 @@ class Drivers:
         s = settle(items, res, pool._retry, pool._seed, stopping, rest)
         s.worker = slot.worker
         if n:
-            per = (res.t1[n - 1] - res.t0[0]) / n
-            slot.ema = 0.7 * slot.ema + 0.3 * per if slot.ema else per
+            self._note_speed(slot, items.kind, (res.t1[n - 1] - res.t0[0]) / n)
 
         def record(s: Settlement) -> bool:
             if from_driver and slot.abandoned:
@@ -262,6 +280,18 @@ class Drivers:
         if pool._futures:
             self.results_dropped += resolve(pool._futures, s)
         return True
+
+    def _note_speed(self, slot: Slot, kind: Any, per: float) -> None:
+        """Smooth the seconds per attempt: of the worker (jobs of no kind), or of the
+        kind (an Executor's function), which sizes the next batches of it."""
+        if kind is None:
+            slot.ema = 0.7 * slot.ema + 0.3 * per if slot.ema else per
+            return
+        speeds = self.speeds
+        old = speeds.get(kind)
+        if old is None and len(speeds) >= _KINDS:  # a new function per call: no growth
+            speeds.clear()
+        speeds[kind] = per if old is None else 0.7 * old + 0.3 * per
 
     # -- timeouts and stops ------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from qlab import backends, queues
 from qlab.backends.base import JobSpec
+from qlab.context import current_or_none
 from qlab.drivers import Drivers
 from qlab.hooks import HookSet, progress_hook
 from qlab.jobqueue import Phase
@@ -41,6 +42,7 @@ log = logging.getLogger("qlab")
 
 BACKENDS = backends.BACKENDS
 _POLL_S = 0.05  # how often a waiting caller looks for a noted Ctrl-C / SIGTERM / stop
+_HANDOFF_S = 0.5  # at most this long a first submit waits for an idle worker
 
 
 class Pool:
@@ -132,6 +134,10 @@ class Pool:
         if _total is not None:
             self._meta["jobs_total"] = _total
         self._drivers = Drivers(self)
+        # submits that wait for an idle worker to take their job (not when the caller
+        # runs the jobs, or a few drivers feed many lanes)
+        lanes = self._inline or getattr(backend_, "drivers", None) is not None
+        self._handoffs = 0 if lanes else self._workers
         try:
             self._drivers.start()
             self._meta["start_time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -157,11 +163,15 @@ class Pool:
         """
         return self.submit_many([payload])[0]
 
-    def submit_many(self, payloads: Sequence[Any], futures: list | None = None) -> list[Future]:
+    def submit_many(
+        self, payloads: Sequence[Any], futures: list | None = None, kind: Any = None
+    ) -> list[Future]:
         """Queue several jobs in one go (one queue operation), a Future each; blocks
         while they do not fit in ``queue_size`` (a batch larger than the whole queue
         waits for it to be empty). See :meth:`submit`. ``futures``: objects to settle
-        instead of new Futures (with Future's methods that :mod:`qlab.futures` calls)."""
+        instead of new Futures (with Future's methods that :mod:`qlab.futures` calls).
+        ``kind``: what these jobs run, if not all jobs run alike (an Executor's
+        function): batches hold one kind and are sized by its measured speed."""
         if self._futures is None:
             raise RuntimeError("submit() is not available on this pool")
         new = [Future() for _ in payloads] if futures is None else futures
@@ -170,8 +180,12 @@ class Pool:
         def file(ids: range) -> None:  # under the queue's lock: before any job can finish
             futures.update(zip(ids, new, strict=True))
 
-        while self._queue.put(payloads, self._clock.now(), on_ids=file, timeout=_POLL_S) is None:
+        q, extra = self._queue, {} if kind is None else {"kind": kind}
+        taken = getattr(q, "batches", 0)
+        while q.put(payloads, self._clock.now(), on_ids=file, timeout=_POLL_S, **extra) is None:
             self._idle_turn()
+        if self._handoffs > 0:
+            self._hand_off(taken)
         while self._inline and not all(f.done() for f in new):  # inline: they run now
             self._drivers.drive()
             self._queue.wait_ready(_POLL_S)
@@ -190,6 +204,15 @@ class Pool:
                 yield window.popleft().result()
         while window:
             yield window.popleft().result()
+
+    def _hand_off(self, taken: int) -> None:
+        """The first submits let an idle worker take their job before returning (as
+        ``ThreadPoolExecutor`` starts a thread per submit until it has them all), so
+        that work starts as it arrives; a worker's own submit does not wait."""
+        self._handoffs -= 1
+        wait_taken = getattr(self._queue, "wait_taken", None)
+        if wait_taken is not None and current_or_none() is None:
+            wait_taken(taken, _HANDOFF_S)
 
     def _idle_turn(self) -> None:
         """What a caller does while it waits: run jobs (inline) and look for

@@ -48,9 +48,10 @@ from itertools import islice
 from typing import Any
 
 from qlab.checks import is_async
-from qlab.dispatch import FnCache, adispatch, dispatch, fn_name
+from qlab.dispatch import FnCache, adispatch, dispatch, fn_kind, fn_name
 from qlab.engine import Pool
 from qlab.mapcells import Chunk
+from qlab.workerinit import AsyncInitDispatch, InitDispatch, check_initializer
 
 __all__ = ["Executor"]
 
@@ -69,11 +70,34 @@ class Executor(cf.Executor):
         retry: None (default: no retries), an int (max retries) or a :class:`qlab.Retry`.
         timeout: seconds one call may take, or None.
         seed: seeds the retries' backoff jitter.
+        initializer / initargs: ``initializer(*initargs)`` runs once in each worker
+            before its first call (see :mod:`qlab.workerinit`); if it raises, the
+            executor is broken: ``BrokenThreadPool`` / ``BrokenProcessPool``, as the
+            standard executors.
+        max_tasks_per_child: with ``backend="process"``, a worker process is replaced
+            once it has run this many calls.
         **options: any other option of :class:`qlab.Pool` (``queue_size``, ``hooks``,
             ``progress``, ``keep_results``, ``clock``...).
 
     Raises:
         ValueError / TypeError: bad input, naming the parameter, before any call runs.
+
+    Where it differs from ``ThreadPoolExecutor`` / ``ProcessPoolExecutor``
+    (docs/design.md section 9 has the table):
+
+    ==================================  ============================================
+    behaviour                           qlab
+    ==================================  ============================================
+    a worker process dies in a call     that call fails (``qlab.WorkerCrashed``),
+                                        the executor runs on (not BrokenProcessPool)
+    an argument fails to unpickle, or   that call fails (its error, or
+    a result to pickle / unpickle       ``qlab.JobFailed``); a crash meanwhile is
+                                        ``WorkerCrashed``; the rest run
+    ``map``                             lazy, ``buffersize`` ahead; ``chunksize``
+                                        ignored (batches are sized by speed)
+    functions (process backend)         cloudpickled once per executor, not per call
+    ``retry=`` / ``timeout=``           extra: per-call retries and deadline
+    ==================================  ============================================
     """
 
     def __init__(
@@ -85,6 +109,9 @@ class Executor(cf.Executor):
         timeout: float | None = None,
         seed: int | None = 0,
         max_workers: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple = (),
+        max_tasks_per_child: int | None = None,
         **options: Any,
     ) -> None:
         if workers is not None and max_workers is not None:
@@ -92,9 +119,13 @@ class Executor(cf.Executor):
         workers = 4 if workers is None and max_workers is None else workers or max_workers
         name = backend if isinstance(backend, str) else getattr(backend, "name", "")
         self._async = name == "asyncio"
-        handler = adispatch if self._async else dispatch
+        self._init = _handler(name, self._async, initializer, initargs)
+        handler = self._init or (adispatch if self._async else dispatch)
+        if max_tasks_per_child is not None:
+            backend = _retiring(backend, max_tasks_per_child)
         self._pool = Pool(handler, workers, backend=backend, retry=retry, timeout=timeout,
                           seed=seed, **options)  # fmt: skip
+        self._broken: BaseException | None = None
         self._fns = FnCache(pickled=self._pool._backend.name == "process")
         self._submit_lock = threading.Lock()  # job ids follow the order of submits
         self._state_lock = threading.Lock()
@@ -103,7 +134,7 @@ class Executor(cf.Executor):
         self._codes = array("i")  # per job id: index of its function's name
         self._names: list[str] = []
         self._name_index: dict[str, int] = {}
-        self._known: dict[Any, tuple[Any, int]] = {}  # fn -> (what payloads carry, name)
+        self._known: dict[Any, tuple[Any, int, Any]] = {}  # fn -> (payloads' fn, name, kind)
         # an executor dropped without shutdown() still finishes its calls and joins its
         # workers (as ThreadPoolExecutor does), also when the interpreter exits
         self._finalizer = weakref.finalize(self, _release, self._pool)
@@ -118,7 +149,17 @@ class Executor(cf.Executor):
                 pickled; on the asyncio backend, is not an ``async def`` function).
             RuntimeError: after ``shutdown``.
         """
-        return self._submit(fn, [(args, kwargs)])[0]
+        if self._broken is not None:
+            raise type(self._broken)(str(self._broken))
+        future = self._submit(fn, [(args, kwargs)])[0]
+        if self._init is not None:
+            future.add_done_callback(self._note_broken)
+        return future
+
+    def _note_broken(self, future: cf.Future) -> None:
+        """A call failed because a worker's initializer did: refuse new calls."""
+        if not future.cancelled() and isinstance(future.exception(), cf.BrokenExecutor):
+            self._broken = future.exception()
 
     def _submit(
         self, fn: Callable[..., Any], calls: list[tuple[tuple, dict]], cells: list | None = None
@@ -129,7 +170,7 @@ class Executor(cf.Executor):
             known = self._known.get(fn)
         except TypeError:  # unhashable
             known = None
-        ref, code = known or self._learn(fn)
+        ref, code, kind = known or self._learn(fn)
         with self._submit_lock:
             if self._shut:
                 raise RuntimeError("cannot schedule new futures after shutdown")
@@ -139,14 +180,15 @@ class Executor(cf.Executor):
             else:
                 self._codes.extend(array("i", [code]) * len(calls))
             try:
-                return self._pool.submit_many([(ref, a, k) for a, k in calls], cells)
+                return self._pool.submit_many([(ref, a, k) for a, k in calls], cells, kind)
             except BaseException:
                 del self._codes[n:]
                 raise
 
-    def _learn(self, fn: Callable[..., Any]) -> tuple[Any, int]:
-        """Check a function met for the first time; what its payloads carry and the
-        index of its name (kept for the next calls: at most ``_KNOWN`` functions)."""
+    def _learn(self, fn: Callable[..., Any]) -> tuple[Any, int, Any]:
+        """Check a function met for the first time; what its payloads carry, the
+        index of its name, and its kind (whose speed sizes its batches: see
+        :func:`qlab.dispatch.fn_kind`); kept for the next calls (``_KNOWN`` at most)."""
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
         if self._async and not is_async(fn):
@@ -154,7 +196,7 @@ class Executor(cf.Executor):
                 f"fn: backend='asyncio' runs async def functions, got {fn_name(fn)!r}; "
                 "use backend='thread' for plain functions"
             )
-        ref, name = self._fns.ref(fn), fn_name(fn)
+        ref, name, kind = self._fns.ref(fn), fn_name(fn), fn_kind(fn)
         with self._submit_lock:
             code = self._name_index.get(name)
             if code is None:
@@ -163,8 +205,8 @@ class Executor(cf.Executor):
         if _holds_nothing(fn):
             if len(self._known) >= _KNOWN:  # e.g. a new lambda per call: no growth
                 self._known.clear()
-            self._known[fn] = (ref, code)
-        return ref, code
+            self._known[fn] = (ref, code, kind)
+        return ref, code, kind
 
     def map(
         self,
@@ -246,6 +288,8 @@ class Executor(cf.Executor):
             joiner = self._joiner
         if wait and joiner is not None and joiner is not threading.current_thread():
             joiner.join()
+            if self._init is not None:
+                self._init.forget()  # the in-process workers' initializer state
 
     # -- the trace ---------------------------------------------------------------------
 
@@ -276,6 +320,33 @@ class Executor(cf.Executor):
     def pickles(self) -> int:
         """How many times a function went through cloudpickle (process backend)."""
         return self._fns.pickles
+
+
+def _handler(backend: str, is_async: bool, initializer: Any, initargs: Any) -> Any:
+    """The pool's handler for an ``initializer`` (checked, and picklable for worker
+    processes), or None without one."""
+    initargs = check_initializer(initializer, initargs)
+    if initializer is None:
+        return None
+    processes = backend in ("process", "dask")
+    if processes:
+        from qlab.backends.process import check_picklable
+
+        check_picklable("initializer", initializer)
+        check_picklable("initargs", initargs)
+    kind = AsyncInitDispatch if is_async else InitDispatch
+    return kind(initializer, initargs, processes)
+
+
+def _retiring(backend: Any, max_tasks: int) -> Any:
+    """The process backend with ``max_tasks_per_child`` (ValueError elsewhere)."""
+    if backend != "process":
+        raise ValueError(
+            f"max_tasks_per_child: only backend='process' replaces its workers, got {backend!r}"
+        )
+    from qlab.backends.process import ProcessBackend
+
+    return ProcessBackend(max_tasks_per_child=max_tasks)
 
 
 def _holds_nothing(fn: Any) -> bool:

@@ -34,7 +34,9 @@ from qlab.batches import Batch, ReadyQueue
 from qlab.codes import ST_CANCELLED, ST_FAILED
 from qlab.settle import Settlement
 
-__all__ = ["JobQueue", "MemoryQueue", "Phase"]
+__all__ = ["SHUT", "JobQueue", "MemoryQueue", "Phase"]
+
+SHUT = "cannot schedule new futures after shutdown"  # concurrent.futures' own words
 
 
 class Phase(enum.IntEnum):
@@ -104,6 +106,8 @@ class MemoryQueue:
         self._space = threading.Condition(self.lock)  # submitters wait for capacity
         self._roomy = threading.Condition(self.lock)  # the feeder waits for `refill`
         self._idle = threading.Condition(self.lock)  # shutdown waits for no unfinished
+        self._taken = threading.Condition(self.lock)  # a submitter waits for a worker
+        self._handing = 0  # submitters waiting on _taken
         self.tick = threading.Condition(self.lock)  # the coordinator's alarm
         self.phase = Phase.OPEN
         self.ready = ReadyQueue()
@@ -127,16 +131,18 @@ class MemoryQueue:
         *,
         on_ids: Callable[[range], None] | None = None,
         timeout: float | None = None,
+        kind: Any = None,
     ) -> range | None:
         """Register and queue new jobs, waiting up to ``timeout`` for room; their ids,
         or None if there was no room in time. ``on_ids(ids)`` runs under the lock (so
-        that a caller can file futures before any of these jobs can finish)."""
+        that a caller can file futures before any of these jobs can finish). ``kind``:
+        what the jobs run (see :class:`qlab.batches.Batch`)."""
         n = len(payloads)
         cond = self._space if n == 1 else self._roomy
         with self.lock:
             while True:
                 if self.phase >= Phase.DRAINING:
-                    raise RuntimeError("cannot submit to a pool that is shut down")
+                    raise RuntimeError(SHUT)
                 if self.unfinished + n <= self.capacity or not self.unfinished:
                     break
                 if not cond.wait(timeout) and self.unfinished + n > self.capacity:
@@ -148,7 +154,7 @@ class MemoryQueue:
             self.unfinished += n
             if on_ids is not None:
                 on_ids(ids)
-            self._put(Batch(ids, 1, payloads))
+            self._put(Batch(ids, 1, payloads, kind))
         return ids
 
     def space(self) -> int:
@@ -160,7 +166,7 @@ class MemoryQueue:
         cond = self._space if free == 1 else self._roomy
         with self.lock:
             if self.phase >= Phase.DRAINING:
-                raise RuntimeError("cannot submit to a pool that is shut down")
+                raise RuntimeError(SHUT)
             if self.unfinished + free <= self.capacity:
                 return True
             cond.wait(timeout)
@@ -191,13 +197,31 @@ class MemoryQueue:
         """A batch if one is ready now (pipelining backends, the inline backend)."""
         with self.lock:
             if len(self.ready) and self.phase < Phase.CANCELLING:
-                return self._take(k if callable(k) else lambda _: k)
+                return self._take(k if callable(k) else lambda *_: k)
         return None
 
-    def _take(self, k: Callable[[int], int]) -> Batch:
+    def _take(self, k: Callable[..., int]) -> Batch:
         self.busy += 1
         self.batches += 1
-        return self.ready.take(k(len(self.ready)))
+        if self._handing:
+            self._taken.notify_all()
+        return self.ready.take(k(len(self.ready), self.ready.head_kind()))
+
+    def wait_taken(self, before: int, timeout: float) -> None:
+        """Wait until a worker took a batch since ``batches`` was ``before`` (a
+        submitter lets an idle worker start on its call), nothing is ready, the pool
+        is cancelling, or ``timeout`` seconds passed."""
+        end = time.monotonic() + timeout
+        with self.lock:
+            self._handing += 1
+            try:
+                while self.batches == before and len(self.ready):
+                    left = end - time.monotonic()
+                    if self.phase >= Phase.CANCELLING or left <= 0:
+                        return
+                    self._taken.wait(left)
+            finally:
+                self._handing -= 1
 
     def untake(self) -> None:
         """A taken batch turned out empty (its futures were cancelled): settled."""
