@@ -7,21 +7,13 @@ the function's name in a ``fn`` column. Inside, a :class:`qlab.Pool` whose handl
 :func:`qlab.dispatch.dispatch` runs ``(fn, args, kwargs)`` payloads; on the process
 backend each distinct function is cloudpickled once (see :mod:`qlab.dispatch`).
 
-Where it differs from the standard executors, on purpose:
-
-- ``retry=`` is off by default (standard semantics: one call, one attempt); pass
-  ``retry=qlab.Retry(...)`` (or an int) to retry failing calls with backoff.
-- ``timeout=`` bounds each call: its Future fails with ``TimeoutError`` (the process
-  backend kills the worker, the thread backend abandons the thread).
-- A worker process that dies fails only the call it was running (``crashed``); the
-  executor is not broken and the other calls run (``ProcessPoolExecutor`` raises
-  ``BrokenProcessPool`` on every pending Future and refuses new ones).
-- ``map`` is lazy and bounded: it submits ``buffersize`` calls (by default the pool's
-  ``queue_size``) at once and one more per result taken (CPython 3.14's ``buffersize``);
-  ``chunksize`` is accepted and ignored: qlab sizes batches to the calls' speed.
-  Its calls have no Future each (nobody else could hold them): a chunk of calls
-  shares one lock (:mod:`qlab.mapcells`), which makes ``map`` of quick calls several
-  times faster than ``submit``.
+Where it differs from the standard executors, on purpose, is in the table of
+:class:`Executor`'s docstring (and docs/design.md, section 9): ``retry=`` and
+``timeout=`` per call; a dead worker process or a call's data that does not pickle
+fails that call only (the executor is never broken by it); ``map`` is lazy and
+bounded (``buffersize``, CPython 3.14's), ``chunksize`` is ignored: qlab sizes
+batches to each function's measured speed, and ``map``'s calls share a lock per
+chunk instead of a Future each (:mod:`qlab.mapcells`).
 
 Example:
     >>> import qlab
@@ -51,7 +43,7 @@ from qlab.checks import is_async
 from qlab.dispatch import FnCache, adispatch, dispatch, fn_kind, fn_name
 from qlab.engine import Pool
 from qlab.mapcells import Chunk
-from qlab.workerinit import AsyncInitDispatch, InitDispatch, check_initializer
+from qlab.workerinit import init_handler, retiring_backend
 
 __all__ = ["Executor"]
 
@@ -85,19 +77,21 @@ class Executor(cf.Executor):
     Where it differs from ``ThreadPoolExecutor`` / ``ProcessPoolExecutor``
     (docs/design.md section 9 has the table):
 
-    ==================================  ============================================
-    behaviour                           qlab
-    ==================================  ============================================
-    a worker process dies in a call     that call fails (``qlab.WorkerCrashed``),
-                                        the executor runs on (not BrokenProcessPool)
-    an argument fails to unpickle, or   that call fails (its error, or
-    a result to pickle / unpickle       ``qlab.JobFailed``); a crash meanwhile is
-                                        ``WorkerCrashed``; the rest run
-    ``map``                             lazy, ``buffersize`` ahead; ``chunksize``
-                                        ignored (batches are sized by speed)
-    functions (process backend)         cloudpickled once per executor, not per call
-    ``retry=`` / ``timeout=``           extra: per-call retries and deadline
-    ==================================  ============================================
+    ===============================  =================================================
+    behaviour                        qlab (the standard executors)
+    ===============================  =================================================
+    a worker process dies in a call  that call fails, ``qlab.WorkerCrashed``; the
+                                     executor runs on (``BrokenProcessPool``, broken)
+    an argument fails to unpickle,   that call fails: its error, or ``qlab.JobFailed``
+    a result to pickle or unpickle   (``SystemExit``), ``WorkerCrashed`` (a crash);
+                                     the others run (``BrokenProcessPool``, broken)
+    ``initializer`` fails            ``BrokenThreadPool`` / ``BrokenProcessPool``,
+                                     later submits refused (the same)
+    ``map``                          lazy, ``buffersize`` ahead; ``chunksize`` ignored
+                                     (all submitted at once)
+    functions (process backend)      cloudpickled once per executor (per call)
+    ``retry=`` / ``timeout=``        per-call retries and deadline (none)
+    ===============================  =================================================
     """
 
     def __init__(
@@ -119,10 +113,10 @@ class Executor(cf.Executor):
         workers = 4 if workers is None and max_workers is None else workers or max_workers
         name = backend if isinstance(backend, str) else getattr(backend, "name", "")
         self._async = name == "asyncio"
-        self._init = _handler(name, self._async, initializer, initargs)
+        self._init = init_handler(name, self._async, initializer, initargs)
         handler = self._init or (adispatch if self._async else dispatch)
         if max_tasks_per_child is not None:
-            backend = _retiring(backend, max_tasks_per_child)
+            backend = retiring_backend(backend, max_tasks_per_child)
         self._pool = Pool(handler, workers, backend=backend, retry=retry, timeout=timeout,
                           seed=seed, **options)  # fmt: skip
         self._broken: BaseException | None = None
@@ -320,33 +314,6 @@ class Executor(cf.Executor):
     def pickles(self) -> int:
         """How many times a function went through cloudpickle (process backend)."""
         return self._fns.pickles
-
-
-def _handler(backend: str, is_async: bool, initializer: Any, initargs: Any) -> Any:
-    """The pool's handler for an ``initializer`` (checked, and picklable for worker
-    processes), or None without one."""
-    initargs = check_initializer(initializer, initargs)
-    if initializer is None:
-        return None
-    processes = backend in ("process", "dask")
-    if processes:
-        from qlab.backends.process import check_picklable
-
-        check_picklable("initializer", initializer)
-        check_picklable("initargs", initargs)
-    kind = AsyncInitDispatch if is_async else InitDispatch
-    return kind(initializer, initargs, processes)
-
-
-def _retiring(backend: Any, max_tasks: int) -> Any:
-    """The process backend with ``max_tasks_per_child`` (ValueError elsewhere)."""
-    if backend != "process":
-        raise ValueError(
-            f"max_tasks_per_child: only backend='process' replaces its workers, got {backend!r}"
-        )
-    from qlab.backends.process import ProcessBackend
-
-    return ProcessBackend(max_tasks_per_child=max_tasks)
 
 
 def _holds_nothing(fn: Any) -> bool:

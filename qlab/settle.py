@@ -23,16 +23,12 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from qlab.backends.base import BatchResult
+from qlab.backends.base import BatchResult, JobFailed
 from qlab.batches import EMPTY, Batch
 from qlab.codes import CANCELLED, FAILED, RETRY, ST_CANCELLED, ST_FAILED
 from qlab.retry import Retry
 
 __all__ = ["JobFailed", "Settlement", "settle"]
-
-
-class JobFailed(Exception):
-    """Set on a job's Future when it failed and its own exception could not be kept."""
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""An Executor's ``initializer=``: run once per worker before its first call.
+"""An Executor's workers' lifecycle: ``initializer=``, run once per worker before
+its first call, and ``max_tasks_per_child=`` (:func:`retiring_backend`).
 
 The standard executors run ``initializer(*initargs)`` when a worker thread or process
 starts. In qlab the Executor's handler does it: :class:`InitDispatch` wraps
@@ -39,7 +40,13 @@ from typing import Any
 
 from qlab.context import current_or_none
 
-__all__ = ["AsyncInitDispatch", "InitDispatch", "check_initializer"]
+__all__ = [
+    "AsyncInitDispatch",
+    "InitDispatch",
+    "check_initializer",
+    "init_handler",
+    "retiring_backend",
+]
 
 _DONE: set[tuple[str, int, int]] = set()  # (token, pid, worker) whose initializer ran
 _BROKEN: dict[str, BaseException] = {}  # token -> the error of this process's failure
@@ -58,6 +65,33 @@ def check_initializer(initializer: Any, initargs: Any) -> tuple:
     if not isinstance(initargs, tuple | list):
         raise TypeError(f"initargs must be a tuple, got {initargs!r}")
     return tuple(initargs)
+
+
+def init_handler(backend: str, is_async: bool, initializer: Any, initargs: Any) -> Any:
+    """The pool's handler for an ``initializer`` (checked, and picklable for worker
+    processes), or None without one."""
+    initargs = check_initializer(initializer, initargs)
+    if initializer is None:
+        return None
+    processes = backend in ("process", "dask")
+    if processes:
+        from qlab.backends.process import check_picklable
+
+        check_picklable("initializer", initializer)
+        check_picklable("initargs", initargs)
+    kind = AsyncInitDispatch if is_async else InitDispatch
+    return kind(initializer, initargs, processes)
+
+
+def retiring_backend(backend: Any, max_tasks: int) -> Any:
+    """The process backend with ``max_tasks_per_child`` (ValueError elsewhere)."""
+    if backend != "process":
+        raise ValueError(
+            f"max_tasks_per_child: only backend='process' replaces its workers, got {backend!r}"
+        )
+    from qlab.backends.process import ProcessBackend
+
+    return ProcessBackend(max_tasks_per_child=max_tasks)
 
 
 class InitDispatch:

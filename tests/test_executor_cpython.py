@@ -11,17 +11,20 @@ of an Event or a sleep.
 Intended differences (qlab on purpose, each test says where):
 
 - ``workers=`` (``max_workers=`` also accepted); the error for 0 names ``workers``.
-- A worker process that dies, or a call whose argument or result does not pickle,
-  fails that call only: its Future gets the error (``crashed`` in the trace), the
-  executor is not broken and runs the next calls (CPython: ``BrokenProcessPool`` on
-  every pending Future, and no new submits).
+- A worker process that dies, or a call whose argument or result does not pickle or
+  unpickle (raising, exiting or crashing), fails that call only, charged one attempt:
+  its Future gets ``qlab.WorkerCrashed`` (a death), ``qlab.JobFailed`` (a result, or
+  a ``SystemExit`` while unpickling) or the unpickling error; the executor is not
+  broken and runs the next calls (CPython: ``BrokenProcessPool`` on every pending
+  Future, and no new submits).
 - ``map`` submits its calls lazily, ``buffersize`` ahead; ``chunksize`` is accepted and
   ignored (qlab sizes batches itself).
 - The process backend keeps each distinct function (cloudpickled once) while the
   executor lives, so ``test_no_stale_references`` runs on threads only.
 - Quick calls travel in batches once more calls are ready than there are workers (at
-  least 5 ms of work per batch, by their measured speed): a call batched behind one
-  that blocks comes back when the batch ends. While no more calls are ready than
+  least 5 ms of work per batch, by their function's measured speed; a function whose
+  speed is not known yet goes one call at a time): a call batched behind one that
+  blocks comes back when the batch ends. While no more calls are ready than
   workers, each worker takes one (so ``test_map_timeout`` and
   ``test_wait_first_exception`` hold as in CPython); ``batch_size=1`` gives one call
   per batch always, as the standard executors run them.

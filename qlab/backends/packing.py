@@ -33,7 +33,7 @@ import traceback
 from array import array
 from typing import Any
 
-from qlab.backends.base import BatchResult, Failure
+from qlab.backends.base import BatchResult, Failure, JobFailed
 from qlab.codes import FAILED
 
 __all__ = ["RemoteTraceback", "dumps", "pack", "remote_tb", "unpack", "unreadable"]
@@ -208,8 +208,6 @@ def unpack(data: Any, n_rows: int) -> BatchResult:
 
 def _unpack_singles(res: BatchResult, singles: dict[int, bytes]) -> None:
     """Rebuild the results pickled one by one; one that fails fails its row."""
-    from qlab.settle import JobFailed
-
     results, bad = res.results, []
     for row, single in singles.items():
         value, exc = _loads(single)

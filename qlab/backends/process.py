@@ -38,6 +38,7 @@ from qlab.backends.base import (
     require_real_clock,
     unpicklable_rows,
 )
+from qlab.backends.process_errors import WHILE, WorkerCrashed, check_picklable, how_it_ended
 from qlab.backends.procs import (
     Proc,
     RemoteTraceback,
@@ -50,35 +51,12 @@ from qlab.backends.procs import (
     warm_workers,
 )
 from qlab.backends.suspects import Suspects
-from qlab.backends.worker import STAGE_ARGS, STAGE_CALL, STAGE_RESULT
+from qlab.backends.worker import STAGE_CALL
 from qlab.batches import EMPTY, Batch
 from qlab.codes import CANCELLED, CRASHED, TIMEOUT
 from qlab.context import Cancelled
 
 __all__ = ["ProcessBackend", "RemoteTraceback", "WorkerCrashed", "check_picklable", "warm_workers"]
-
-
-class WorkerCrashed(RuntimeError):
-    """A worker process died while it ran this job's attempt (set on its Future)."""
-
-
-def check_picklable(name: str, obj: Any) -> bytes:
-    """cloudpickle ``obj`` or raise a TypeError that names it and says why.
-
-    Example:
-        >>> len(check_picklable("handler", abs)) > 0
-        True
-    """
-    import cloudpickle  # pickles lambdas and notebook functions by value
-
-    try:
-        return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:
-        raise TypeError(
-            f"{name} cannot be pickled for the process backend ({type(exc).__name__}: {exc}); "
-            "use a picklable callable (a module-level function, or a lambda or closure over "
-            "picklable values), or backend='thread'"
-        ) from exc
 
 
 class ProcessBackend:
@@ -260,7 +238,9 @@ class ProcessBackend:
         else:
             code, etype = CRASHED, "WorkerCrashed"
             pid, exit_code = proc.process.pid, proc.process.exitcode
-            exc = WorkerCrashed(f"worker process {pid} died{_WHILE[stage]} ({_how(exit_code)})")
+            exc = WorkerCrashed(
+                f"worker process {pid} died{WHILE[stage]} ({how_it_ended(exit_code)})"
+            )
         res.items, res.rest = batch[i : i + 1], batch[:i] + batch[i + 1 :]
         crash_row(res, exc, t0, now, code, etype)
         return res
@@ -336,25 +316,6 @@ class ProcessBackend:
             "replacements": list(self.replaced),
             "retired_workers": self.retired,
         }
-
-
-_WHILE = {
-    STAGE_CALL: "",
-    STAGE_ARGS: " while unpickling the call's arguments",
-    STAGE_RESULT: " while pickling the call's result",
-}
-
-
-def _how(exit_code: int | None) -> str:
-    """How a process ended, for people.
-
-    Example:
-        >>> _how(-9), _how(1)
-        ('killed by signal 9', 'exit code 1')
-    """
-    if exit_code is not None and exit_code < 0:
-        return f"killed by signal {-exit_code}"
-    return f"exit code {exit_code}"
 
 
 class _SlotFlag:

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any
 
-from qlab.backends.base import BatchResult, JobSpec, crash_row
+from qlab.backends.base import BatchResult, JobFailed, JobSpec, crash_row
 from qlab.backends.packing import RemoteTraceback
 from qlab.batches import EMPTY, Batch
 from qlab.codes import RETRY
@@ -82,8 +82,6 @@ class Suspects:
             except BaseException:  # then the text tells
                 exc = None
         if not isinstance(exc, Exception):
-            from qlab.settle import JobFailed
-
             why = "the call's arguments could not be unpickled in the worker process"
             exc = JobFailed(f"{why}: {etype}: {text}")
         exc.__cause__ = RemoteTraceback(tb)
