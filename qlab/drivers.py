@@ -182,12 +182,12 @@ class Drivers:
 
     def take_ahead(self, slot: Slot) -> Batch | None:
         """For pipelining backends: the slot's next batch, if one is ready now, and
-        unless the running batch's speed is unknown (nothing waits behind a call that
-        may take long: another worker may take it)."""
+        unless the running batch is of a kind whose speed is unknown (no call waits
+        behind an Executor's function that may take long: another worker may take it)."""
         if slot.abandoned or slot.state.stop:
             return None
         kind = None if slot.batch is None else slot.batch.kind
-        if not (slot.ema if kind is None else self.speeds.get(kind)):
+        if kind is not None and kind not in self.speeds:
             return None
         batch = self.q.take_nowait(self._size(slot))
         return None if batch is None else self._admit(batch, start=False)
