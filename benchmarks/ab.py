@@ -46,7 +46,7 @@ _CHILD = """
 import json, statistics, sys, time
 sys.path.insert(0, {tree!r})
 import qlab
-from qlab.backends.process import warm_workers
+from qlab.backends.process.backend import warm_workers
 handler = {expr}
 retry = qlab.Retry(max_retries=3, backoff=None)
 

@@ -407,12 +407,12 @@ def tracing_cost(settings: Settings) -> str:
     """
     try:
         qlab = import_qlab()
-        from qlab import frames
-        from qlab.backends.base import BatchResult
-        from qlab.backends.loop import execute
-        from qlab.batches import Batch
-        from qlab.context import WorkerState
-        from qlab.trace import Recorder, Trace
+        from qlab.core.batches import Batch
+        from qlab.core.context import WorkerState
+        from qlab.core.loop import execute
+        from qlab.core.protocol import BatchResult
+        from qlab.trace import frames
+        from qlab.trace.recorder import Recorder, Trace
     except (Skip, ImportError) as exc:
         return f"skipped: {exc}"
     n_jobs, size = (2_000 if settings.smoke else 200_000), 4096

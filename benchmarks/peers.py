@@ -278,7 +278,7 @@ def _qlab(case: Case, backend: str) -> Iterator[Runner]:
         return
     # like the warm multiprocessing and loky peers: the workers stay up across the rounds
     # (the warm-up round pays the start-up), as inside a qlab sweep
-    from qlab.backends.process import warm_workers
+    from qlab.backends.process.backend import warm_workers
 
     with warm_workers():
         yield run

@@ -63,7 +63,7 @@ import json, resource, statistics, sys, time
 from array import array
 sys.path.insert(0, {root!r})
 import qlab
-from qlab.backends.process import warm_workers
+from qlab.backends.process.backend import warm_workers
 
 handler = qlab.workloads.noop()
 retry = qlab.Retry(max_retries=3, backoff=None)

@@ -155,8 +155,10 @@ class Parts:
 
 
 def _parent_parts() -> Parts:
-    from qlab import drivers, jobqueue, trace
-    from qlab.backends import process
+    from qlab.backends.process import backend as process
+    from qlab.engine import drivers
+    from qlab.queues import memory as jobqueue
+    from qlab.trace import recorder as trace
 
     parts = Parts()
     parts.wrap(process, "dumps", "pickle batch")
@@ -173,7 +175,7 @@ def noop_process_case(jobs: int) -> None:
     import psutil
 
     import qlab
-    from qlab.backends.process import warm_workers
+    from qlab.backends.process.backend import warm_workers
 
     retry = qlab.Retry(max_retries=3, backoff=None)
     handler = qlab.workloads.noop()

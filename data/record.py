@@ -27,8 +27,8 @@ from pathlib import Path
 import pandas as pd
 
 import qlab
-from qlab.sweeps import load_sweep, sweep
-from qlab.usl import FewLevelsWarning
+from qlab.lab.sweep import load_sweep, sweep
+from qlab.lab.usl.model import FewLevelsWarning
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "reference"

@@ -25,8 +25,8 @@ import pandas as pd
 
 import qlab
 from qlab import workloads
-from qlab.sweeps import load_sweep, sweep
-from qlab.usl import FewLevelsWarning
+from qlab.lab.sweep import load_sweep, sweep
+from qlab.lab.usl.model import FewLevelsWarning
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -20,13 +20,12 @@ import logging
 from typing import Any
 
 from qlab import workloads
-from qlab.context import Cancelled, CancelToken, JobContext, current
-from qlab.engine import JobFailed, Pool
-from qlab.hooks import Hook
-from qlab.retry import Backoff, Constant, Exponential, Permanent, Retry, Uniform
-from qlab.runner import run
-
-__version__ = "0.1.0"
+from qlab.core.context import Cancelled, CancelToken, JobContext, current
+from qlab.core.retry import Backoff, Constant, Exponential, Permanent, Retry, Uniform
+from qlab.core.version import __version__ as __version__
+from qlab.engine.pool import JobFailed, Pool
+from qlab.engine.runner import run
+from qlab.hooks.base import Hook
 
 __all__ = [
     # the engine
@@ -59,6 +58,7 @@ __all__ = [
     # results
     "Run",
     "load_run",
+    "StoreError",
     # durable queues
     "resume",
     "enqueue",
@@ -77,46 +77,47 @@ __all__ = [
 logging.getLogger("qlab").addHandler(logging.NullHandler())
 
 # name -> module that defines it; imported on first access (PEP 562)
+_MODULES = {  # public module names -> where they live
+    "metrics": "qlab.hooks.metrics",
+    "progress": "qlab.hooks.progress",
+    "arrivals": "qlab.engine.arrivals",
+    "queueing": "qlab.lab.queueing",
+    "perfetto": "qlab.trace.perfetto",
+    "usl": "qlab.lab.usl",
+    "plot": "qlab.plot",
+    "testing": "qlab.testing",
+    "widgets": "qlab.widgets",
+}
 _LAZY = {
-    "RateLimit": "qlab.ratelimit",
-    "Poisson": "qlab.arrivals",
-    "Periodic": "qlab.arrivals",
-    "sweep_load": "qlab.load",
-    "metrics": None,
-    "arrivals": None,
-    "queueing": None,
-    "perfetto": None,
-    "Executor": "qlab.executor",
-    "WorkerCrashed": "qlab.backends.process",
-    "observe": "qlab.observer",
-    "arun": "qlab.aio",
-    "AsyncPool": "qlab.aio",
-    "Run": "qlab.results",
-    "load_run": "qlab.results",
-    "resume": "qlab.resuming",
-    "enqueue": "qlab.queues.shared",
-    "serve": "qlab.queues.shared",
-    "sweep": "qlab.sweeps",
-    "Sweep": "qlab.sweeps",
-    "load_sweep": "qlab.sweeps",
+    "RateLimit": "qlab.engine.ratelimit",
+    "Poisson": "qlab.engine.arrivals",
+    "Periodic": "qlab.engine.arrivals",
+    "sweep_load": "qlab.lab.load",
+    "Executor": "qlab.executor.executor",
+    "WorkerCrashed": "qlab.backends.process.errors",
+    "observe": "qlab.executor.observe",
+    "arun": "qlab.engine.aio",
+    "AsyncPool": "qlab.engine.aio",
+    "Run": "qlab.trace.results",
+    "load_run": "qlab.queues.history",
+    "resume": "qlab.engine.resume",
+    "StoreError": "qlab.queues.store",
+    "enqueue": "qlab.engine.serve",
+    "serve": "qlab.engine.serve",
+    "sweep": "qlab.lab.sweep",
+    "Sweep": "qlab.lab.sweep",
+    "load_sweep": "qlab.lab.sweep",
     "explore": "qlab.widgets",
-    "usl": None,
-    "plot": None,
-    "testing": None,
-    "widgets": None,
-    "progress": None,
 }
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
+    if name in _MODULES:
+        value = importlib.import_module(_MODULES[name])
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
         raise AttributeError(f"module 'qlab' has no attribute {name!r}")
-    module = _LAZY[name]
-    value = (
-        importlib.import_module(f"qlab.{name}")
-        if module is None
-        else getattr(importlib.import_module(module), name)
-    )
     globals()[name] = value
     return value
 

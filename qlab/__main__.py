@@ -1,5 +1,5 @@
 """``python -m qlab``: the command line (see qlab.cli)."""
 
-from qlab.cli import main
+from qlab.cli.app import main
 
 raise SystemExit(main())

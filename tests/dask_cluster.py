@@ -81,7 +81,7 @@ class DaskCluster:
 
     def up(self) -> bool:
         """The cluster answers: all workers registered and a task runs."""
-        from qlab.backends.dask_cluster import workers_of
+        from qlab.backends.dask.cluster import workers_of
 
         up = len(workers_of(self.client)) == self.n and self.client.status == "running"
         return up and self.client.submit(abs, -3).result(timeout=30) == 3

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 
 import qlab
-from qlab.arrivals import Constant, Periodic, Poisson
-from qlab.load import knee, sweep_load
-from qlab.queueing import erlang_c, littles_law, mmc
+from qlab.engine.arrivals import Constant, Periodic, Poisson
+from qlab.lab.load import knee, sweep_load
+from qlab.lab.queueing import erlang_c, littles_law, mmc
 from qlab.testing import FakeClock
 
 pytestmark = pytest.mark.timeout(60)

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 import qlab
-from qlab.backends.asyncio import AsyncioBackend
+from qlab.backends.aio.backend import AsyncioBackend
 
 
 async def double(x):

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 import qlab
-from qlab.backends.asyncio import AsyncioBackend
-from qlab.backends.asyncio_parts import wait_turn
-from qlab.context import WorkerState
-from qlab.ratelimit import PacedBatch, RateLimit
+from qlab.backends.aio.backend import AsyncioBackend
+from qlab.backends.aio.parts import wait_turn
+from qlab.core.context import WorkerState
+from qlab.engine.ratelimit import PacedBatch, RateLimit
 from qlab.testing import FakeClock
 from tests import test_ratelimit
 
@@ -49,7 +49,7 @@ def test_each_attempt_starts_at_or_after_its_token(backend, reserved: dict) -> N
     limit = RateLimit(100, burst=2)
     with qlab.Pool(AsyncFlaky(), workers=2, backend=backend, rate_limit=limit, retry=2) as pool:
         assert sorted(pool.map(range(30))) == list(range(30))
-    run, origin = pool.trace(), pool._trace.origin
+    run, origin = pool.trace(), pool.parts.trace.origin
     att = run.attempts
     assert len(reserved) == len(att) == 40  # every attempt, retries too, took a token
     nb = np.array([reserved[(j, a)] for j, a in zip(att.job_id, att.attempt, strict=True)])

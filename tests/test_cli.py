@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from qlab.cli import main
+from qlab.cli.app import main
 
 
 def test_run_prints_the_go_originals_lines(capsys):

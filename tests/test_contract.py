@@ -16,8 +16,8 @@ import pytest
 
 import qlab
 from qlab import workloads
-from qlab.hosts import local_host
 from qlab.testing import FakeClock
+from qlab.trace.hosts import local_host
 from tests.helpers import SocketGate
 
 ATTEMPT_COLUMNS = [
@@ -300,7 +300,7 @@ def test_quick_batches_keep_current_times_and_cpu(backend):
 
 
 def test_batches_slice_and_join():
-    from qlab.batches import EMPTY, Batch
+    from qlab.core.batches import EMPTY, Batch
 
     b = Batch(range(10, 14), 1, ["a", "b", "c", "d"])
     assert b[1] == (11, 1, "b")

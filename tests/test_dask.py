@@ -20,7 +20,7 @@ import pytest
 
 import qlab
 from qlab import workloads
-from qlab.hosts import cpu_count, local_host, placement
+from qlab.trace.hosts import cpu_count, local_host, placement
 from tests.dask_cluster import DaskCluster
 from tests.helpers import SocketGate
 from tests.test_contract import FailFirst
@@ -74,7 +74,7 @@ def test_a_lambda_runs_on_a_local_cluster_that_qlab_owns():
 
 
 def test_a_warm_cluster_is_shared_and_rescaled_between_runs():
-    from qlab.backends.dask import warm_cluster
+    from qlab.backends.dask.backend import warm_cluster
 
     with warm_cluster():
         runs = [qlab.run(abs, range(20), workers=w, backend="dask") for w in (1, 2, 1)]
@@ -205,7 +205,7 @@ def test_a_batch_that_dask_moves_to_another_worker_process_refuses_to_run(cluste
     restarted at the same address too, so a batch whose jobs qlab had already sent back
     to the queue ran again there (it blocked that worker, and its jobs ran twice). A
     batch carries the id of the worker process it was sent to, and no other runs it."""
-    from qlab.backends import dask_remote
+    from qlab.backends.dask import remote as dask_remote
 
     ids = cluster.client.run(dask_remote.worker_id)
     assert len(set(ids.values())) == 2 and all(i for i in ids.values())  # one id each
@@ -227,7 +227,7 @@ def elsewhere(monkeypatch):
     """The parent believes it runs on another machine than the workers: every worker
     takes the paths of a remote one (progress read and flags set through client.run,
     liveness from the scheduler, a kill through client.run, clocks from Dask's delays)."""
-    from qlab.backends import dask_remote
+    from qlab.backends.dask import remote as dask_remote
 
     monkeypatch.setattr(dask_remote, "host_id", lambda: "another-machine/boot")
 

@@ -63,7 +63,7 @@ SCRIPT = textwrap.dedent(
 def _settled(cluster) -> None:
     """Wait until each worker has finished whatever it was running: a task on each
     one-thread worker starts only after the one before it ends."""
-    from qlab.backends.dask_cluster import workers_of
+    from qlab.backends.dask.cluster import workers_of
 
     futures = [
         cluster.client.submit(abs, -1, workers=[a], pure=False) for a in workers_of(cluster.client)

@@ -1,7 +1,7 @@
 """A Dask sweep keeps one qlab-owned LocalCluster warm from point to point.
 
-``qlab.sweep(..., backend="dask")`` enters ``qlab.backends.dask.warm_cluster()`` (in
-``qlab.sweeps._warm``): every run of the sweep, the warm-up included, uses one
+``qlab.sweep(..., backend="dask")`` enters ``qlab.backends.dask.backend.warm_cluster()`` (in
+``qlab.lab.sweep._warm``): every run of the sweep, the warm-up included, uses one
 cluster, rescaled to each point's workers, and the cluster closes with the sweep.
 conftest's ``no_leaks`` fixture fails the test if a worker process, a nanny or a
 qlab thread outlives it.
@@ -13,8 +13,8 @@ import psutil
 import pytest
 
 import qlab
-from qlab.backends import dask_local
-from qlab.hosts import cpu_count
+from qlab.backends.dask import local as dask_local
+from qlab.trace.hosts import cpu_count
 
 pytest.importorskip("distributed")
 

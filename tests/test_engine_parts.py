@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 import qlab
-from qlab import frames
-from qlab.backends.base import BatchResult, Failure
-from qlab.batches import EMPTY, Batch, ReadyQueue
-from qlab.codes import CANCELLED, FAILED, OK, RETRY, ST_CANCELLED, ST_FAILED, TIMEOUT
-from qlab.jobqueue import MemoryQueue, Phase
-from qlab.retry import Constant, Retry
-from qlab.settle import JobFailed, settle
-from qlab.trace import Recorder, Trace
+from qlab.core.batches import EMPTY, Batch, ReadyQueue
+from qlab.core.codes import CANCELLED, FAILED, OK, RETRY, ST_CANCELLED, ST_FAILED, TIMEOUT
+from qlab.core.protocol import BatchResult, Failure
+from qlab.core.retry import Constant, Retry
+from qlab.core.settle import JobFailed, settle
+from qlab.queues.memory import MemoryQueue, Phase
+from qlab.trace import frames
+from qlab.trace.recorder import Recorder, Trace
 
 QLAB = Path(qlab.__file__).parent
 
@@ -168,7 +168,13 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_nothing_under_backends_imports_the_engine():
-    engine_side = {"qlab.engine", "qlab.drivers", "qlab.runner", "qlab.jobqueue", "qlab.settle"}
+    engine_side = {
+        "qlab.engine.pool",
+        "qlab.engine.drivers",
+        "qlab.engine.runner",
+        "qlab.queues.memory",
+        "qlab.core.settle",
+    }
     for path in (QLAB / "backends").glob("*.py"):
         assert not (_imports(path) & engine_side), path.name
 
@@ -203,7 +209,7 @@ def test_a_backend_object_can_be_passed():
 
 
 def test_outcome_and_status_names_are_defined_once():
-    from qlab.codes import JOB_STATUSES, OUTCOMES
+    from qlab.core.codes import JOB_STATUSES, OUTCOMES
 
     run = qlab.run(abs, range(3))
     assert list(run.attempts.outcome.cat.categories) == list(OUTCOMES)

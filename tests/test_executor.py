@@ -254,7 +254,7 @@ def test_map_closed_early_cancels_the_calls_not_started():
 def test_map_cells_settle_once_and_cancel_only_what_has_not_started():
     from concurrent.futures import CancelledError, InvalidStateError
 
-    from qlab.mapcells import Chunk
+    from qlab.executor.mapcells import Chunk
 
     chunk = Chunk(3)
     a, b, c = chunk.cells()

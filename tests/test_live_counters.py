@@ -24,7 +24,7 @@ prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client import generate_latest  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from qlab.metrics import Prometheus  # noqa: E402
+from qlab.hooks.metrics import Prometheus  # noqa: E402
 from qlab.widgets import LiveView  # noqa: E402
 from qlab.widgets.live import prometheus_values  # noqa: E402
 

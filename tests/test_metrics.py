@@ -10,7 +10,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import qlab
-from qlab.metrics import Prometheus
+from qlab.hooks.metrics import Prometheus
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 import qlab
-from qlab.results import Run
+from qlab.trace.results import Run
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -252,7 +252,7 @@ def test_slices_of_a_worker_track_nest(run, tmp_path) -> None:
 def test_asyncio_lane_slices_nest_on_their_tracks(tmp_path) -> None:
     """Regression: an asyncio lane running several tasks put overlapping attempts on
     one thread track; viewers need the slices of a track to nest."""
-    from qlab.backends.asyncio import AsyncioBackend
+    from qlab.backends.aio.backend import AsyncioBackend
 
     run = qlab.run(qlab.workloads.asleep(ms=10), range(80), workers=2,
                    backend=AsyncioBackend(concurrency=8))  # fmt: skip
@@ -323,7 +323,7 @@ def test_consumers_of_a_shared_queue_get_a_process_each():
     # their worker 0 attempts that overlap in time need no extra track
     import pandas as pd
 
-    from qlab.perfetto_layout import processes, tracks
+    from qlab.trace.perfetto.layout import processes, tracks
 
     att = pd.DataFrame({
         "worker": [0, 0, 0, 0], "start_s": [0.0, 0.1, 1.0, 1.1], "end_s": [1.0, 1.1, 2.0, 2.1],

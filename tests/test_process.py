@@ -14,8 +14,8 @@ import pytest
 
 import qlab
 from qlab import workloads
-from qlab.backends import forkserver
-from qlab.backends.process import RemoteTraceback, warm_workers
+from qlab.backends.process import forkserver
+from qlab.backends.process.backend import RemoteTraceback, warm_workers
 from tests.helpers import SocketGate
 
 OUTCOME = ["job_id", "status", "attempts", "error_type"]
@@ -132,8 +132,8 @@ def test_workers_import_only_what_a_batch_needs():
     run = qlab.run(lambda x: sorted(sys.modules), [0], workers=1, backend="process",
                    keep_results=True)  # fmt: skip
     modules = set(run.jobs.result[0])
-    assert "qlab.backends.loop" in modules
-    heavy = {"pandas", "numpy", "matplotlib", "joblib", "qlab.engine", "qlab.frames"}
+    assert "qlab.core.loop" in modules
+    heavy = {"pandas", "numpy", "matplotlib", "joblib", "qlab.engine.pool", "qlab.trace.frames"}
     assert not heavy & modules
     assert "multiprocessing.resource_tracker" not in modules
 
@@ -141,7 +141,7 @@ def test_workers_import_only_what_a_batch_needs():
 def test_qlab_current_works_in_a_worker_without_importing_the_engine():
     def handler(x):
         ctx = qlab.current()
-        return ctx.job_id, ctx.attempt, "qlab.engine" in sys.modules
+        return ctx.job_id, ctx.attempt, "qlab.engine.pool" in sys.modules
 
     run = qlab.run(handler, range(3), workers=1, backend="process", keep_results=True)
     assert run.jobs.result.tolist() == [(0, 1, False), (1, 1, False), (2, 1, False)]

@@ -7,7 +7,7 @@ import io
 
 import qlab
 from qlab import workloads
-from qlab.progress import SweepProgress, TqdmProgress
+from qlab.hooks.progress import SweepProgress, TqdmProgress
 
 
 class FakeBar:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import qlab
-from qlab.batches import Batch
-from qlab.ratelimit import Limiter, PacedBatch, RateLimit
+from qlab.core.batches import Batch
+from qlab.engine.ratelimit import Limiter, PacedBatch, RateLimit
 from qlab.testing import FakeClock
 
 pytestmark = pytest.mark.timeout(60)
@@ -42,7 +42,7 @@ def test_each_attempt_starts_at_or_after_its_token(backend: str, reserved: dict)
     flaky = qlab.workloads.flaky(qlab.workloads.noop(), transient=0.2)
     with qlab.Pool(flaky, workers=3, backend=backend, rate_limit=limit, retry=2) as pool:
         list(pool.map(range(40)))
-    run, origin = pool.trace(), pool._trace.origin
+    run, origin = pool.trace(), pool.parts.trace.origin
     att = run.attempts
     assert len(reserved) == len(att) > 40  # every attempt, retries too, took a token
     nb = np.array([reserved[(j, a)] for j, a in zip(att.job_id, att.attempt, strict=True)])

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from qlab import stats
+from qlab.core import stats
 
 TRIALS = 2000
 
@@ -134,8 +134,8 @@ def test_latency_cis_for_run_summary():
 
 @pytest.mark.parametrize(
     "name",
-    ["qlab.stats", "qlab.usl", "qlab.uslfit", "qlab.sweep_stats", "qlab.machine",
-     "qlab.plot.uncertainty"],
+    ["qlab.core.stats", "qlab.lab.usl.model", "qlab.lab.usl.fitting", "qlab.lab.sweep_stats",
+     "qlab.lab.machine", "qlab.plot.uncertainty"],
 )  # fmt: skip
 def test_docstring_examples(name):
     import doctest

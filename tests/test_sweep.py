@@ -15,11 +15,11 @@ import pytest
 
 import qlab
 from qlab import workloads
-from qlab.cli import main
-from qlab.hosts import cpu_count
-from qlab.sweep_stats import CI_COLUMNS
-from qlab.sweeps import COLUMNS, Sweep, load_sweep, sweep
-from qlab.usl import FewLevelsWarning
+from qlab.cli.app import main
+from qlab.lab.sweep import COLUMNS, Sweep, load_sweep, sweep
+from qlab.lab.sweep_stats import CI_COLUMNS
+from qlab.lab.usl.model import FewLevelsWarning
+from qlab.trace.hosts import cpu_count
 from tests.helpers import Child
 
 
@@ -242,7 +242,7 @@ def test_ctrl_c_during_a_run_keeps_the_partial_sweep():
 
 
 def test_ctrl_c_between_runs_keeps_the_partial_sweep(monkeypatch):
-    real, calls = qlab.runner.run, []
+    real, calls = qlab.engine.runner.run, []
 
     def run(*args, **kwargs):
         calls.append(args[2])
@@ -250,7 +250,7 @@ def test_ctrl_c_between_runs_keeps_the_partial_sweep(monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(qlab.runner, "run", run)
+    monkeypatch.setattr(qlab.engine.runner, "run", run)
     sw = sweep(workloads.noop(), workers=[1, 2], jobs=10, repeats=2, backend="process")
     assert calls == [2, 1, 1, 2]  # warm-up, then the points
     assert sw.df["workers"].tolist() == [1, 1]
@@ -266,10 +266,10 @@ def test_progress_logs_a_line_per_run_and_hooks_see_every_run(caplog):
             self.ends += 1
 
     hook = Count()
-    with caplog.at_level("INFO", logger="qlab.sweeps"):
+    with caplog.at_level("INFO", logger="qlab.lab.sweep"):
         sw = sweep(workloads.noop(), workers=[1, 2], jobs=10, repeats=2, progress=True,
                    hooks=[hook])  # fmt: skip
-    lines = [r.getMessage() for r in caplog.records if r.name == "qlab.sweeps"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "qlab.lab.sweep"]
     assert len(lines) == 4 and "thread workers=2 repeat=1" in lines[-1]
     assert hook.ends == len(sw.df) == 4  # the warm-up is not observed
 
@@ -346,8 +346,8 @@ def test_qlab_sweep_is_the_function():
     """Regression: the module was qlab/sweep.py, and importing it (qlab.cli does) bound
     the name qlab.sweep to the module instead of the function."""
     code = (
-        "import qlab, qlab.cli\n"
-        "qlab.cli._parser()\n"  # imports qlab.sweeps for `qlab sweep`
+        "import qlab, qlab.cli.app\n"
+        "qlab.cli.app._parser()\n"  # imports qlab.sweeps for `qlab sweep`
         "assert qlab.Sweep.__name__ == 'Sweep' and callable(qlab.load_sweep)\n"
         "assert type(qlab.sweep).__name__ == 'function', qlab.sweep\n"
     )
@@ -373,7 +373,7 @@ class Paced:
 
 
 def _first_precise(throughputs, precision, least):
-    from qlab.stats import is_precise
+    from qlab.core.stats import is_precise
 
     for k in range(least, len(throughputs) + 1):
         if is_precise(throughputs[:k], precision):

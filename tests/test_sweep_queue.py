@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 import qlab
+from qlab.lab.sweep_queues import RunQueues, check_queues, labels
 from qlab.plot.series import series
-from qlab.sweep_queues import RunQueues, check_queues, labels
 from tests.helpers import free_port
 from tests.test_resume import redis_server  # noqa: F401  (the module's redis-server)
 
@@ -117,7 +117,7 @@ def test_fresh_names_and_labels():
         ("memroy", ValueError, "queue must be 'memory' or a URL"),
         ([], ValueError, "queue must be"),
         (7, ValueError, "queue must be 'memory' or a queue URL"),
-        (["memory", qlab.jobqueue.MemoryQueue(8)], ValueError, "takes no queue object"),
+        (["memory", qlab.queues.memory.MemoryQueue(8)], ValueError, "takes no queue object"),
         ("sqlite:///q.db?synchronous=sometimes", ValueError, "synchronous"),
         ("redis://h/0?name=a:b", ValueError, "name"),
     ],
@@ -145,7 +145,7 @@ def test_an_earlier_sweeps_files_and_a_dead_redis_stop_the_sweep_first(tmp_path)
 
 
 def test_cli_sweep_takes_queues(tmp_path, capsys):
-    from qlab.cli import main
+    from qlab.cli.app import main
 
     url = f"sqlite:///{tmp_path / 'c.db'}"
     code = main(["sweep", "--workers", "1-3", "--jobs", "10", "--repeats", "1", "--workload",

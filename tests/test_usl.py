@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qlab import usl
+from qlab.lab.usl import model as usl
 
 N16 = np.arange(1, 17)
 

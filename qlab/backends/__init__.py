@@ -1,7 +1,7 @@
 """Backends: where batches run. The one registry of backend names lives here.
 
 ``backend=`` takes a name from :data:`BACKENDS` or an object that implements
-:class:`qlab.backends.base.Backend` (a Dask cluster's handle, say). Nothing in this
+:class:`qlab.core.protocol.Backend` (a Dask cluster's handle, say). Nothing in this
 package imports the engine.
 
 Example:
@@ -17,17 +17,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from qlab.backends.base import Backend
+from qlab.core.protocol import Backend
 
 __all__ = ["BACKENDS", "Backend", "Dask", "resolve"]
 
 # name -> "module:class", imported on first use (the process backend loads joblib)
 _REGISTRY = {
     "thread": "qlab.backends.thread:ThreadBackend",
-    "process": "qlab.backends.process:ProcessBackend",
+    "process": "qlab.backends.process.backend:ProcessBackend",
     "inline": "qlab.backends.inline:InlineBackend",
-    "dask": "qlab.backends.dask:DaskBackend",
-    "asyncio": "qlab.backends.asyncio:AsyncioBackend",
+    "dask": "qlab.backends.dask.backend:DaskBackend",
+    "asyncio": "qlab.backends.aio.backend:AsyncioBackend",
 }
 BACKENDS = tuple(_REGISTRY)
 
@@ -67,7 +67,7 @@ def __getattr__(name: str) -> Any:
     """``qlab.backends.Dask`` loads the Dask backend on first use (``import qlab``
     does not import dask)."""
     if name == "Dask":
-        from qlab.backends.dask import DaskBackend
+        from qlab.backends.dask.backend import DaskBackend
 
         return DaskBackend
     raise AttributeError(f"module 'qlab.backends' has no attribute {name!r}")

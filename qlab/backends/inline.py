@@ -11,9 +11,9 @@ that raises ``Cancelled`` then is recorded as ``timeout``).
 
 from __future__ import annotations
 
-from qlab.backends.base import BatchResult, Slot
 from qlab.backends.thread import ThreadBackend
-from qlab.batches import Batch
+from qlab.core.batches import Batch
+from qlab.core.protocol import BatchResult, Slot
 
 __all__ = ["InlineBackend"]
 

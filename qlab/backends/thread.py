@@ -12,9 +12,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from qlab.backends.base import BatchResult, JobSpec, Slot
-from qlab.backends.loop import execute
-from qlab.batches import Batch
+from qlab.core.batches import Batch
+from qlab.core.loop import execute
+from qlab.core.protocol import BatchResult, JobSpec, Slot
 
 __all__ = ["ThreadBackend"]
 

@@ -19,9 +19,9 @@ Example:
 
 from __future__ import annotations
 
-from qlab.plot._style import OUTCOME_COLORS
 from qlab.plot.contention import contention, contention_summary
 from qlab.plot.run import RunPlots, latency, queue_depth, timeline
+from qlab.plot.style import OUTCOME_COLORS
 from qlab.plot.sweep import (
     SweepPlots,
     efficiency,

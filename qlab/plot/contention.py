@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from qlab.plot._style import _finish, _get_ax, _require
+from qlab.plot.style import finish, get_ax, require
 
 __all__ = ["contention", "contention_summary"]
 
@@ -41,7 +41,7 @@ def contention_summary(attempts: pd.DataFrame) -> pd.DataFrame:
     Example:
         >>> contention_summary(sweep_attempts)  # doctest: +SKIP
     """
-    _require(attempts, ["workers", "duration_s", "cpu_s"], "attempts")
+    require(attempts, ["workers", "duration_s", "cpu_s"], "attempts")
     g = attempts.groupby(_contention_groups(attempts), sort=True)
     out = g.agg(
         attempts=("cpu_s", "size"), wall_mean_s=("duration_s", "mean"), cpu_mean_s=("cpu_s", "mean")
@@ -68,7 +68,7 @@ def contention(attempts: pd.DataFrame, ax: Axes | None = None, *, max_points: in
         >>> contention(run.attempts.assign(workers=8))  # doctest: +SKIP
     """
     summary = contention_summary(attempts)
-    ax = _get_ax(ax, (7.0, 6.0))
+    ax = get_ax(ax, (7.0, 6.0))
     sample = attempts.sample(min(max_points, len(attempts)), random_state=0)
     keys = _contention_groups(attempts)
     counts = np.unique(attempts["workers"].to_numpy(dtype=float))
@@ -101,10 +101,10 @@ def contention(attempts: pd.DataFrame, ax: Axes | None = None, *, max_points: in
     lim = (0, top * 1.05 or 1)
     ax.set(xlim=lim, ylim=lim, xlabel="wall time per attempt (ms)")
     n = f" ({len(sample):,} of {len(attempts):,} sampled)" if len(sample) < len(attempts) else ""
-    return _finish(ax, f"CPU vs wall time per attempt{n}", "CPU time per attempt (ms)")
+    return finish(ax, f"CPU vs wall time per attempt{n}", "CPU time per attempt (ms)")
 
 
-def _with_meta(run: Any) -> pd.DataFrame:
+def with_meta(run: Any) -> pd.DataFrame:
     """The run's attempts plus ``workers`` (and ``backend``, if known) columns from its meta."""
     a, meta = run.attempts, getattr(run, "meta", {}) or {}
     workers = meta.get("workers", int(a["worker"].max()) + 1 if len(a) else 0)

@@ -20,15 +20,15 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from qlab.plot._style import (
-    _OTHER_COLOR,
-    _PCT_STYLES,
+from qlab.plot.contention import contention, with_meta
+from qlab.plot.style import (
+    OTHER_COLOR,
     OUTCOME_COLORS,
-    _finish,
-    _get_ax,
-    _require,
+    PCT_STYLES,
+    finish,
+    get_ax,
+    require,
 )
-from qlab.plot.contention import _with_meta, contention
 
 __all__ = ["RunPlots", "latency", "queue_depth", "timeline"]
 
@@ -66,12 +66,12 @@ def timeline(
     Example:
         >>> timeline(run.attempts, max_workers=16)  # doctest: +SKIP
     """
-    _require(attempts, ["worker", "start_s", "end_s", "outcome"], "attempts")
+    require(attempts, ["worker", "start_s", "end_s", "outcome"], "attempts")
     n_workers = int(attempts["worker"].max()) + 1 if len(attempts) else 0
     a = attempts[attempts["worker"] < max_workers]
     lane, groups = _lanes(a)
     shown = groups[0][-1] + 1 if groups else min(n_workers, max_workers)
-    ax = _get_ax(ax, (10.0, min(2.0 + 0.3 * max(shown, 1), 12.0)))
+    ax = get_ax(ax, (10.0, min(2.0 + 0.3 * max(shown, 1), 12.0)))
     x0, x1 = a["start_s"].to_numpy(dtype=float), a["end_s"].to_numpy(dtype=float)
     outcome = a["outcome"].astype(str).to_numpy()
     handles = []
@@ -81,7 +81,7 @@ def timeline(
             continue
         y0, y1 = lane[m] - 0.4, lane[m] + 0.4
         verts = np.stack([[x0[m], y0], [x1[m], y0], [x1[m], y1], [x0[m], y1]]).transpose(2, 0, 1)
-        color = OUTCOME_COLORS.get(name, _OTHER_COLOR)
+        color = OUTCOME_COLORS.get(name, OTHER_COLOR)
         ax.add_collection(PolyCollection(verts, facecolors=color, edgecolors="none", label=name))
         handles.append(Patch(color=color, label=f"{name} ({m.sum():,})"))
     backoff = a["backoff_s"].to_numpy(dtype=float) if "backoff_s" in a else np.full(len(a), np.nan)
@@ -171,8 +171,8 @@ def latency(jobs: pd.DataFrame, ax: Axes | None = None) -> Axes:
     Example:
         >>> latency(run.jobs)  # doctest: +SKIP
     """
-    _require(jobs, ["latency_s"], "jobs")
-    ax = _get_ax(ax)
+    require(jobs, ["latency_s"], "jobs")
+    ax = get_ax(ax)
     j = jobs[np.isfinite(jobs["latency_s"].to_numpy(dtype=float))]
     ms = j["latency_s"].to_numpy(dtype=float) * 1e3
     status = j["status"].astype(str) if "status" in j else pd.Series("job", index=j.index)
@@ -183,17 +183,15 @@ def latency(jobs: pd.DataFrame, ax: Axes | None = None) -> Axes:
         names = [s for s in ["ok", "failed", "cancelled"] if (status == s).any()]
         names += sorted(set(status) - set(names))
         groups = [ms[(status == s).to_numpy()] for s in names]
-        colors = [OUTCOME_COLORS.get(s, _OTHER_COLOR) for s in names]
+        colors = [OUTCOME_COLORS.get(s, OTHER_COLOR) for s in names]
         ax.hist(groups, bins=bins, stacked=True, color=colors, alpha=0.75, label=names)
         if log:
             ax.set_xscale("log")
-        for (p, ls), color in zip(
-            _PCT_STYLES.items(), ("black", "#1f77b4", "#d62728"), strict=True
-        ):
+        for (p, ls), color in zip(PCT_STYLES.items(), ("black", "#1f77b4", "#d62728"), strict=True):
             v = float(np.percentile(ms, int(p[1:])))
             ax.axvline(v, color=color, ls=ls, lw=1.5, label=f"{p} = {v:,.3g} ms")
     ax.set_xlabel("latency: submit → done (ms)")
-    return _finish(ax, f"Job latency ({len(ms):,} jobs)", "jobs")
+    return finish(ax, f"Job latency ({len(ms):,} jobs)", "jobs")
 
 
 def queue_depth(jobs: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -212,8 +210,8 @@ def queue_depth(jobs: pd.DataFrame, ax: Axes | None = None) -> Axes:
     Example:
         >>> queue_depth(run.jobs)  # doctest: +SKIP
     """
-    _require(jobs, ["submitted_s", "first_start_s", "end_s"], "jobs")
-    ax = _get_ax(ax)
+    require(jobs, ["submitted_s", "first_start_s", "end_s"], "jobs")
+    ax = get_ax(ax)
     cols = ("submitted_s", "first_start_s", "end_s")
     sub, start, end = (jobs[c].to_numpy(dtype=float) for c in cols)
     run_end = np.nanmax(np.concatenate([sub, start, end, [0.0]]))
@@ -231,7 +229,7 @@ def queue_depth(jobs: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ax.set_xlabel("time since run start (s)")
     ax.set_ylim(bottom=0)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    return _finish(ax, f"Queue depth over time ({len(jobs):,} jobs)", "jobs")
+    return finish(ax, f"Queue depth over time ({len(jobs):,} jobs)", "jobs")
 
 
 class RunPlots:
@@ -258,4 +256,4 @@ class RunPlots:
 
     def contention(self, **kw: Any) -> Axes:
         """See :func:`contention`; workers comes from ``run.meta["workers"]``."""
-        return contention(_with_meta(self._run), **kw)
+        return contention(with_meta(self._run), **kw)

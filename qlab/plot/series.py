@@ -22,7 +22,7 @@ __all__ = ["ci_bands", "series", "shade"]
 def series(df: pd.DataFrame, fits: pd.DataFrame | None = None) -> tuple[pd.DataFrame, Any]:
     """``df`` (and ``fits``) with one name per line in the ``backend`` column: the backend
     alone for a sweep on one queue, else the queue's short label
-    (:func:`qlab.sweep_queues.labels`), after the backend when there are several; fits
+    (:func:`qlab.lab.sweep_queues.labels`), after the backend when there are several; fits
     indexed by (backend, queue) are renamed to match.
 
     Example:
@@ -30,7 +30,7 @@ def series(df: pd.DataFrame, fits: pd.DataFrame | None = None) -> tuple[pd.DataF
         >>> series(df)[0]["backend"].tolist()
         ['memory', 'redis']
     """
-    from qlab.sweep_queues import labels
+    from qlab.lab.sweep_queues import labels
 
     if "queue" not in df.columns or df["queue"].nunique() < 2:
         return df, fits

@@ -26,16 +26,16 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from qlab.plot._style import (
-    _PCT_STYLES,
-    _backend_colors,
-    _finish,
-    _get_ax,
-    _require,
-    _worker_axis,
-)
-from qlab.plot.contention import _with_meta, contention
+from qlab.plot.contention import contention, with_meta
 from qlab.plot.series import ci_bands, series, shade
+from qlab.plot.style import (
+    PCT_STYLES,
+    backend_colors,
+    finish,
+    get_ax,
+    require,
+    worker_axis,
+)
 
 __all__ = [
     "SweepPlots",
@@ -62,8 +62,8 @@ def _per_backend(
 
     Returns {backend: frame indexed by workers with mean/min/max (scaled)}.
     """
-    _require(df, ["backend", "workers", column], "sweep")
-    colors = _backend_colors(df["backend"])
+    require(df, ["backend", "workers", column], "sweep")
+    colors = backend_colors(df["backend"])
     stats: dict[str, pd.DataFrame] = {}
     for backend, g in df.groupby(df["backend"].astype(str), sort=True):
         s = g.groupby("workers")[column].agg(["mean", "min", "max"]).sort_index() * scale
@@ -73,7 +73,7 @@ def _per_backend(
         if band and (s["max"] > s["min"]).any():
             shade(ax, x, s["min"], s["max"], color, alpha=0.18)
         stats[backend] = s
-    _worker_axis(ax, df["workers"])
+    worker_axis(ax, df["workers"])
     return stats
 
 
@@ -108,9 +108,9 @@ def scaling(
     """
     from qlab.plot import uncertainty as unc
 
-    ax = _get_ax(ax)
+    ax = get_ax(ax)
     df, fits = series(df, fits)
-    colors = _backend_colors(df["backend"])
+    colors = backend_colors(df["backend"])
     has_ci = bands and {"throughput_ci_low", "throughput_ci_high"} <= set(df.columns)
     stats = _per_backend(ax, df, "throughput", band=bands and not has_ci)
     ci_text = ci_bands(ax, df, colors) if has_ci else None
@@ -146,7 +146,7 @@ def scaling(
     handles += unc.legend_patches(ci_text, pred, level)
     reps = df["repeat"].nunique() if "repeat" in df.columns else 1
     title = f"mean of {reps} repeats" + ("" if has_ci or reps < 2 else ", band = min to max")
-    _finish(ax, "Throughput vs workers", "throughput (jobs/s)", handles=handles)
+    finish(ax, "Throughput vs workers", "throughput (jobs/s)", handles=handles)
     ax.get_legend().set_title(title, prop={"size": "small"})
     return ax
 
@@ -164,12 +164,12 @@ def speedup(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
     Example:
         >>> speedup(sweep.df)  # doctest: +SKIP
     """
-    ax = _get_ax(ax)
+    ax = get_ax(ax)
     df = series(df)[0]
     _per_backend(ax, df, "speedup")
     n = np.unique(df["workers"].to_numpy(dtype=float))
     ax.plot(n, n, "--", color="black", lw=1, label="ideal (speedup = N)", gid="ideal")
-    return _finish(ax, "Speedup vs workers", "speedup (vs. lowest worker count)", df)
+    return finish(ax, "Speedup vs workers", "speedup (vs. lowest worker count)", df)
 
 
 def efficiency(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -185,12 +185,12 @@ def efficiency(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
     Example:
         >>> efficiency(sweep.df)  # doctest: +SKIP
     """
-    ax = _get_ax(ax)
+    ax = get_ax(ax)
     df = series(df)[0]
     _per_backend(ax, df, "efficiency")
     ax.axhline(1.0, ls="--", color="black", lw=1, label="ideal (efficiency = 1)", gid="ideal")
     ax.set_ylim(0, max(1.1, float(df["efficiency"].max()) * 1.1))
-    return _finish(ax, "Parallel efficiency vs workers", "efficiency (speedup / N)", df)
+    return finish(ax, "Parallel efficiency vs workers", "efficiency (speedup / N)", df)
 
 
 def latency_percentiles(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -208,22 +208,22 @@ def latency_percentiles(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
     Example:
         >>> latency_percentiles(sweep.df)  # doctest: +SKIP
     """
-    ax = _get_ax(ax)
+    ax = get_ax(ax)
     df = series(df)[0]
-    for p, style in _PCT_STYLES.items():
+    for p, style in PCT_STYLES.items():
         _per_backend(ax, df, f"latency_{p}_s", scale=1e3, style=style, suffix=f" {p}", band=False)
-    vals = df[[f"latency_{p}_s" for p in _PCT_STYLES]].to_numpy(dtype=float)
+    vals = df[[f"latency_{p}_s" for p in PCT_STYLES]].to_numpy(dtype=float)
     vals = vals[np.isfinite(vals) & (vals > 0)]
     if len(vals) and vals.max() / vals.min() > 100:
         ax.set_yscale("log")
     # legend: colour = backend, line style = percentile (each line keeps "<backend> <pNN>" label)
     handles = [
         Line2D([], [], color=c, marker="o", ms=4, label=b)
-        for b, c in _backend_colors(df["backend"]).items()
+        for b, c in backend_colors(df["backend"]).items()
     ]
-    handles += [Line2D([], [], color="black", ls=st, label=p) for p, st in _PCT_STYLES.items()]
+    handles += [Line2D([], [], color="black", ls=st, label=p) for p, st in PCT_STYLES.items()]
     title = "Job latency percentiles vs workers"
-    return _finish(ax, title, "latency (ms, mean of repeats)", handles=handles, ncols=2)
+    return finish(ax, title, "latency (ms, mean of repeats)", handles=handles, ncols=2)
 
 
 def queue_wait(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -239,11 +239,11 @@ def queue_wait(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
     Example:
         >>> queue_wait(sweep.df)  # doctest: +SKIP
     """
-    ax = _get_ax(ax)
+    ax = get_ax(ax)
     df = series(df)[0]
     _per_backend(ax, df, "queue_wait_mean_s", scale=1e3)
     ax.set_ylim(bottom=0)
-    return _finish(ax, "Mean queue wait vs workers", "queue wait: submit → first start (ms)", df)
+    return finish(ax, "Mean queue wait vs workers", "queue wait: submit → first start (ms)", df)
 
 
 class SweepPlots:
@@ -307,4 +307,4 @@ class SweepPlots:
         runs = list(getattr(self._sweep, "runs", None) or [])
         if not runs:
             raise ValueError("no runs kept: run the sweep with keep_runs=True to plot contention")
-        return contention(pd.concat([_with_meta(r) for r in runs], ignore_index=True), **kw)
+        return contention(pd.concat([with_meta(r) for r in runs], ignore_index=True), **kw)

@@ -51,7 +51,7 @@ def draw_fit(
     """Draw the USL curve of ``row`` (lam, sigma, kappa[, model, noise, confidence]) over
     the measured workers of ``g`` and, with ``band``, its prediction band, from a refit of
     ``g`` with the same options. Returns whether a band was drawn."""
-    from qlab import usl
+    from qlab.lab.usl import model as usl
 
     n = g["workers"].to_numpy(dtype=float)
     grid = np.linspace(n.min(), n.max(), 200)

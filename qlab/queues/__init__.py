@@ -2,8 +2,8 @@
 
 ``queue=`` takes ``"memory"`` (the default), a URL whose scheme names a registered
 kind (``sqlite:///runs/q.db``, ``redis://127.0.0.1:6379/0?name=q``), or an object that
-implements :class:`qlab.jobqueue.JobQueue`. A durable queue subclasses
-:class:`qlab.jobqueue.MemoryQueue` (which keeps the live run's books) and writes
+implements :class:`qlab.queues.memory.JobQueue`. A durable queue subclasses
+:class:`qlab.queues.memory.MemoryQueue` (which keeps the live run's books) and writes
 through to its store: jobs when they are put, outcomes and trace rows when a
 settlement is applied.
 A durable queue may also be shared by producers and consumers in other processes
@@ -22,9 +22,11 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from qlab.jobqueue import JobQueue, MemoryQueue
+from qlab.queues.memory import JobQueue, MemoryQueue
+from qlab.queues.store import StoreError
+from qlab.queues.urls import redact, shown
 
-__all__ = ["KINDS", "queue_class", "redact", "register", "resolve"]
+__all__ = ["KINDS", "StoreError", "queue_class", "redact", "register", "resolve"]
 
 # URL scheme -> "module:class"; the class has from_url(url, capacity=, handler=, now=)
 _REGISTRY: dict[str, str] = {}
@@ -48,24 +50,10 @@ def queue_class(url: str) -> Any:
     if scheme not in _REGISTRY:
         raise ValueError(
             f"queue must be 'memory' or a URL of {sorted(_REGISTRY) or 'a registered kind'}"
-            f", got {url!r}"
+            f", got {shown(url)}"
         )
     module, cls = _REGISTRY[scheme].split(":")
     return getattr(importlib.import_module(module), cls)
-
-
-def redact(url: str) -> str:
-    """``url`` without its password (for meta and messages).
-
-    Example:
-        >>> redact("redis://:secret@host:6379/0?name=q")
-        'redis://:***@host:6379/0?name=q'
-    """
-    head, sep, tail = url.partition("://")
-    auth, at, rest = tail.rpartition("@")
-    if not at or ":" not in auth:
-        return url
-    return f"{head}{sep}{auth.split(':', 1)[0]}:***@{rest}"
 
 
 def resolve(
@@ -87,7 +75,7 @@ def resolve(
         hasattr(queue, m) for m in ("put", "take", "apply", "promote", "advance_phase")
     ):
         return queue
-    raise TypeError(f"queue must be 'memory', a queue URL or a JobQueue, got {queue!r}")
+    raise TypeError(f"queue must be 'memory', a queue URL or a JobQueue, got {shown(queue)}")
 
 
 register("sqlite", "qlab.queues.sqlite:SQLiteQueue")

@@ -1,6 +1,6 @@
 """Durable queues: the live run's books in memory, written through to a store.
 
-A :class:`DurableQueue` is a :class:`qlab.jobqueue.MemoryQueue` (which keeps the live
+A :class:`DurableQueue` is a :class:`qlab.queues.memory.MemoryQueue` (which keeps the live
 run's ready queue, delay heap and counts, under its one lock) that writes each change
 of a job's fate to a :class:`Store` (SQLite, Redis), one transaction per call:
 
@@ -11,8 +11,8 @@ of a job's fate to a :class:`Store` (SQLite, Redis), one transaction per call:
 - the coordinator's ticks (``promote``) renew the owner's lease; a pool that is done
   releases it.
 
-The store's I/O runs under a second lock (``_io``), not under the queue's: a put or a
-settlement takes ``_io`` while it still holds the queue's lock and writes once it has
+The store's I/O runs under a second lock (``io``), not under the queue's: a put or a
+settlement takes ``io`` while it still holds the queue's lock and writes once it has
 let that go, so a job's writes reach the store in the order its fate changed (a job
 is in the store before any worker can mark it taken, a retry's settlement before its
 next take), while waiters on the queue (a Ctrl-C, a submitter) are not kept out by a
@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -39,31 +40,42 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from qlab.batches import Batch
-from qlab.codes import CANCELLED, OK, ST_CANCELLED, ST_FAILED
-from qlab.jobqueue import MemoryQueue, Phase
-from qlab.queues.store import Claimed, Row, Settled, Store, fingerprint, pickle_payloads
-from qlab.settle import Settlement
+from qlab.core.batches import Batch
+from qlab.core.codes import CANCELLED, OK, ST_CANCELLED, ST_FAILED
+from qlab.core.settle import Settlement
+from qlab.queues.failing import FailingStore, raise_fault
+from qlab.queues.memory import MemoryQueue, Phase
+from qlab.queues.store import (
+    Claimed,
+    Row,
+    Settled,
+    Store,
+    StoreError,
+    fingerprint,
+    pickle_payloads,
+)
+from qlab.queues.urls import redact, shown
 
-__all__ = ["DurableQueue"]
+__all__ = ["DurableQueue", "raise_fault"]
 
 log = logging.getLogger("qlab")
 
 
-class DurableQueue(MemoryQueue):
+class DurableQueue(FailingStore, MemoryQueue):
     """A MemoryQueue that writes every change of a job's fate through to ``store``.
 
     Args:
         store: where jobs, leases and attempt rows are kept.
-        capacity, now: as for :class:`~qlab.jobqueue.MemoryQueue`.
+        capacity, now: as for :class:`~qlab.queues.memory.MemoryQueue`.
     """
 
     store_class: Any = None  # each kind names its Store class
     fresh = "name"  # what a user picks anew when a queue is in use: a file, a name
 
     @classmethod
-    def open(cls, url: str) -> Store:
-        """The store of an existing queue (for :func:`qlab.resume`)."""
+    def open(cls, url: str, readonly: bool = False) -> Store:
+        """The store of an existing queue (for :func:`qlab.resume`, and read only for
+        ``load_run``)."""
         return cls.store_class(url)
 
     @classmethod
@@ -74,21 +86,25 @@ class DurableQueue(MemoryQueue):
         now: Callable[[], float] = time.perf_counter,
         handler: Any = None,
     ) -> DurableQueue:
-        """A fresh queue for a run; a store that holds jobs already is refused."""
-        from qlab.queues import redact
-
+        """A fresh queue for a run, claimed for it atomically (one transaction): a
+        store that holds jobs already, or that another live run claimed, is refused
+        with a ValueError before any job runs."""
         store = cls.store_class(url, create=True)
         try:
-            held = store.count()
-            if held:
-                raise ValueError(
-                    f"queue {redact(url)!r} already holds {held} jobs: finish them with "
-                    f"qlab.resume(url, handler), or use a new {cls.fresh}"
-                )
-            store.init({
+            held, holder = store.claim_fresh({
                 "fingerprint": fingerprint(handler) if handler is not None else "",
                 "created": repr(time.time()),
             })  # fmt: skip
+            if held:
+                raise ValueError(
+                    f"queue {shown(url)} already holds {held} jobs: finish them with "
+                    f"qlab.resume(url, handler), or use a new {cls.fresh}"
+                )
+            if holder:
+                raise ValueError(
+                    f"queue {shown(url)} is in use by another run ({holder}): use a new "
+                    f"{cls.fresh}, or qlab.serve/qlab.enqueue for a queue shared by runs"
+                )
         except BaseException:
             store.close()
             raise
@@ -102,22 +118,13 @@ class DurableQueue(MemoryQueue):
         self.offset = time.time() - now()  # clock reading + offset = epoch seconds
         self.extra: dict[int, int] = {}  # job -> uncharged rows before (lost, stopped)
         self._renew_at = 0.0
-        self._io = threading.Lock()  # the store's one connection; see the module doc
+        self.io = threading.Lock()  # the store's one connection; see the module doc
         self._released = False
-        self._failed = False
-
-    def _guard(self, write: Callable[..., Any], *args: Any) -> None:
-        """Run a store write; a failing store is logged once and the run goes on in
-        memory (the store is then behind; resume runs what it lacks again)."""
-        try:
-            write(*args)
-        except Exception:
-            if not self._failed:
-                log.exception("durable queue %s: a write failed; continuing in memory", self)
-            self._failed = True
+        self.fault: StoreError | None = None  # the store failed (qlab.queues.failing)
+        self._told = False  # the fault was raised to the pool's caller
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.store.url!r})"
+        return f"{type(self).__name__}({shown(self.store.url)})"
 
     # -- intake --------------------------------------------------------------------
 
@@ -133,23 +140,25 @@ class DurableQueue(MemoryQueue):
         job is queued), then queue them as MemoryQueue does, writing them to the store
         before any of them can be taken."""
         blobs = pickle_payloads(payloads, self.store.url)
-
+        self.check()
         held: list[range] = []
 
         def write(ids: range) -> None:  # under the queue's lock, before they are queued
-            self._io.acquire()
+            self.io.acquire()
             held.append(ids)
             if on_ids is not None:
                 on_ids(ids)
 
         try:
-            return super().put(payloads, now, on_ids=write, timeout=timeout)
+            ids = super().put(payloads, now, on_ids=write, timeout=timeout)
         finally:
             if held:
                 try:
                     self._guard(self.store.add, held[0].start, blobs, now + self.offset)
                 finally:
-                    self._io.release()
+                    self.io.release()
+        self.check()  # they are not in the store: the caller stops (they are cancelled)
+        return ids
 
     def load(self, claimed: Claimed) -> None:
         """Queue jobs claimed from the store (taken over from a dead owner, or new to a
@@ -191,16 +200,24 @@ class DurableQueue(MemoryQueue):
 
     def take(self, k: Callable[[int], int], may: Callable[[], bool]) -> Batch | None:
         """Take a batch (MemoryQueue); its jobs are marked taken in the store before
-        the worker gets them."""
-        return self._taken(super().take(k, may))
+        the worker gets them. None once the store failed: the worker leaves."""
+        return self._taken(super().take(k, lambda: self.fault is None and may()))
 
     def take_nowait(self, k: int | Callable[[int], int] = 1) -> Batch | None:
-        return self._taken(super().take_nowait(k))
+        return None if self.fault is not None else self._taken(super().take_nowait(k))
 
     def _taken(self, batch: Batch | None) -> Batch | None:
         if batch is not None:
-            with self._io:
-                self._guard(self.store.taken, batch, time.time())
+            with self.io:
+                done = self._guard(self.store.taken, batch, time.time())
+            if not done:  # the store failed: it does not run, and is open in the store
+                with self.lock:
+                    self.busy -= 1
+                    if self.phase >= Phase.CANCELLING:  # the pool cancelled what waits
+                        self._cancel(list(batch.ids))
+                    else:
+                        self._put(batch, front=True)
+                return None
         return batch
 
     def apply(self, s: Settlement, record: Callable[[Settlement], Any]) -> bool:
@@ -212,7 +229,7 @@ class DurableQueue(MemoryQueue):
         def write(applied: Settlement) -> Any:  # under the queue's lock
             if record(applied) is False:
                 return False
-            self._io.acquire()
+            self.io.acquire()
             held.append((applied, self.phase >= Phase.CANCELLING))
             return True
 
@@ -223,13 +240,13 @@ class DurableQueue(MemoryQueue):
                 try:
                     self._guard(self._write, s, *held[0], worker)
                 finally:
-                    self._io.release()
+                    self.io.release()
         if self.phase >= Phase.JOINED:
             self._release()
         return done
 
     def _write(self, orig: Settlement, s: Settlement, stopping: bool, worker: int) -> None:
-        """Turn a settlement into store writes (under ``_io``); ``stopping``: the pool
+        """Turn a settlement into store writes (under ``io``); ``stopping``: the pool
         was cancelling when it was applied."""
         items, res, off, extra = s.items, s.res, self.offset, self.extra
         cpu = res.cpu_list() if res.cpu_share is not None else res.cpu
@@ -277,7 +294,7 @@ class DurableQueue(MemoryQueue):
     def cancel_jobs(self, ids: Sequence[int]) -> None:
         """Cancel jobs whose futures were cancelled: for good, in the store too."""
         super().cancel_jobs(ids)
-        with self._io:
+        with self.io:
             ended = [(job, ST_CANCELLED, "", "") for job in ids]
             self._guard(self.store.settled, Settled(ended=ended))
 
@@ -289,7 +306,7 @@ class DurableQueue(MemoryQueue):
         wall = time.time()
         if wall >= self._renew_at:
             self._renew_at = wall + self.store.lease / 3
-            with self._io:
+            with self.io:
                 if not self._released:
                     self._guard(self.store.renew, wall + self.store.lease)
         return due
@@ -311,6 +328,12 @@ class DurableQueue(MemoryQueue):
             if self._released or self.phase < Phase.JOINED or self.busy:
                 return
             self._released = True
-        with self._io:
-            self._guard(self.store.release)
-            self._guard(self.store.close)
+        with self.io:
+            try:
+                self.store.release()  # after a fault too: if it works, resume can start at once
+            except Exception as exc:  # its lease expires instead; what it holds is written
+                log.warning("queue %s: could not give up its lease (%s)",
+                            shown(self.store.url), redact(repr(exc)))  # fmt: skip
+            finally:
+                with contextlib.suppress(Exception):
+                    self.store.close()

@@ -19,12 +19,14 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from qlab.codes import JOB_STATUSES, OUTCOMES, ST_CANCELLED, ST_FAILED
+from qlab.core.codes import JOB_STATUSES, OUTCOMES, ST_CANCELLED, ST_FAILED
 from qlab.queues.store import COLUMNS, S_OK, Row
+from qlab.trace.results import Run, load_saved
 
-__all__ = ["build_run", "host_of", "load_queue"]
+__all__ = ["build_run", "host_of", "load_queue", "load_run"]
 
 
 def host_of(consumer: str) -> str:
@@ -37,6 +39,22 @@ def host_of(consumer: str) -> str:
     return consumer.rsplit(":", 3)[0]
 
 
+def load_run(path: str | Path) -> Run:
+    """A Run saved with :meth:`Run.save` (a folder of Parquet or CSV files), or the
+    merged Run of a durable queue's URL (``redis://...``, ``sqlite:///...``: every
+    consumer's jobs and attempts, see :func:`load_queue`).
+
+    Raises:
+        FileNotFoundError: a path that holds no saved run.
+        ValueError: a damaged saved run (naming the folder); for a URL, a missing,
+            empty or foreign queue.
+        StoreError: the queue's store failed while it was read.
+    """
+    if isinstance(path, str) and "://" in path:
+        return load_queue(path)
+    return load_saved(path)
+
+
 def load_queue(url: str, consumer: str | None = None) -> Any:
     """The Run of the durable queue at ``url``: every job and attempt of every
     consumer, merged (``qlab.load_run(url)`` calls this for a queue URL); with
@@ -45,10 +63,11 @@ def load_queue(url: str, consumer: str | None = None) -> Any:
     Raises:
         ValueError: an unknown kind, a missing or foreign queue.
         ConnectionError: Redis cannot be reached.
+        StoreError: the store failed while it was read.
     """
     from qlab import queues
 
-    store = queues.queue_class(url).open(url)
+    store = queues.queue_class(url).open(url, readonly=True)
     try:
         jobs, rows = store.load()
         meta = store.meta()
@@ -67,8 +86,6 @@ def build_run(jobs: list[tuple[int, float, int]], rows: list[Row], meta: dict[st
     """The Run of a store's jobs ``(id, submitted, status)`` and attempt rows."""
     import numpy as np
     import pandas as pd
-
-    from qlab.results import Run
 
     origin = float(meta.get("created") or (min(j[1] for j in jobs) if jobs else 0.0))
     a = pd.DataFrame.from_records(rows, columns=list(COLUMNS))

@@ -17,7 +17,7 @@ Through redis-py, with streams and a consumer group (keys under ``qlab:{name}:``
   when taken over), ``attempts`` (a stream, one entry per settlement: its rows, each
   naming its consumer, pickled), ``dead`` (a stream of the jobs that failed for good:
   the dead letters), ``meta``, ``owners``, ``next`` (the next job id), ``tat`` (the
-  shared rate limit's bucket, see :class:`qlab.ratelimit.SharedLimiter`).
+  shared rate limit's bucket, see :class:`qlab.engine.ratelimit.SharedLimiter`).
 
 Each put, batch taken and settlement is one round trip (a pipeline, MULTI/EXEC where
 several keys change together). URL: ``redis://[:password@]host[:port][/db]`` or
@@ -40,64 +40,33 @@ import pickle
 import time
 from typing import Any
 
-from qlab.batches import Batch
-from qlab.codes import ST_FAILED
+from qlab.core.batches import Batch
+from qlab.core.codes import ST_FAILED
 from qlab.queues.durable import DurableQueue
 from qlab.queues.redis_claim import GROUP, UNLOCK, Claims, chunks, open_state
+from qlab.queues.redis_scripts import (
+    ADD,
+    CREATE,
+    ENQUEUE,
+    GONE,
+    GUARD,
+    TOKENS,
+    Writes,
+    failing,
+)
 from qlab.queues.store import (
     COLUMNS,
     S_OK,
+    Claimed,
     Row,
     Settled,
+    StoreError,
+    owner_dead,
     owner_id,
 )
-from qlab.queues.urls import parse_redis
+from qlab.queues.urls import parse_redis, redact, shown
 
 __all__ = ["RedisQueue", "RedisStore"]
-
-# put: add the jobs and read them to this owner (its lease), atomically, in one round
-# trip (a script: redis-py packs one command much faster than thousands). Job j is the
-# entry "j+1-0" (a fresh queue's ids only grow, so explicit entry ids are in order).
-_ADD = """
-local key, group, owner, first, sub = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-for i = 5, #ARGV do
-  local job = string.format('%d', first + i - 5)
-  redis.call('XADD', key, string.format('%d-0', first + i - 4), 'i', job, 'p', ARGV[i], 's', sub)
-end
-redis.call('SET', KEYS[2], string.format('%d', first + #ARGV - 4))
-redis.call('XREADGROUP', 'GROUP', group, owner, 'COUNT', #ARGV - 4, 'STREAMS', key, '>')
-return #ARGV - 4
-"""
-
-# enqueue: add jobs no consumer holds yet, ids from the queue's counter; the first id
-_ENQUEUE = """
-local key, sub, n = KEYS[1], ARGV[1], #ARGV - 1
-local first = redis.call('INCRBY', KEYS[2], n) - n
-for i = 2, #ARGV do
-  local job = first + i - 2
-  redis.call('XADD', key, string.format('%d-0', job + 1), 'i', string.format('%d', job),
-             'p', ARGV[i], 's', sub)
-end
-return first
-"""
-
-# the rate limit shared by every consumer (GCRA, as qlab.ratelimit.Limiter, on the
-# server's clock): each token's time as seconds from now
-_TOKENS = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local step, tol, k = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-local out = {}
-for i = 1, k do
-  local at = math.max(now, tat - tol)
-  out[i] = string.format('%.6f', at - now)
-  tat = math.max(tat, at) + step
-end
-local ttl = math.ceil((tat - now) * 1000) + 60000
-redis.call('SET', KEYS[1], string.format('%.6f', tat), 'PX', ttl)
-return out
-"""
 
 
 def entry(job: int) -> str:
@@ -111,44 +80,89 @@ class RedisStore(Claims):
     Raises:
         ValueError: a bad URL, or no queue of that name (``create=False``).
         ConnectionError: Redis cannot be reached (the message names the queue).
+        StoreError: Redis failed a call (down, frozen past ``socket_timeout``, the
+            queue's keys gone); every method raises it, naming the queue.
     """
 
     def __init__(self, url: str, create: bool = False) -> None:
         import redis
-
-        from qlab.queues import redact
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
 
         target, name, self.lease = parse_redis(url)
         self.url = url
         self.owner = owner_id()
         self.eids: dict[int, Any] = {}  # job -> its stream entry (leased to this owner)
-        try:
-            self.r = redis.Redis.from_url(target, socket_connect_timeout=3)
+        self._created: str | None = None  # the queue's marker (its meta's `created`)
+        self._run = False  # this store holds the queue's run key (a qlab.run's queue)
+        try:  # one retry (a dropped connection), then the store has failed
+            retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 1)
+            self.r = redis.Redis.from_url(target, retry=retry)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"queue {redact(url)!r}: {exc}") from exc
+            raise ValueError(f"queue {shown(url)}: {redact(str(exc))}") from exc
         try:
             self.r.ping()
         except redis.RedisError as exc:
             self.r.close()
-            raise ConnectionError(f"queue {redact(url)!r}: cannot reach Redis ({exc})") from exc
-        self._add = self.r.register_script(_ADD)
-        self._unlock = self.r.register_script(UNLOCK)
-        self._tokens = self.r.register_script(_TOKENS)
+            raise ConnectionError(f"queue {shown(url)}: cannot reach Redis ({exc})") from exc
+        scripts = {"_add": ADD, "_unlock": UNLOCK, "_tokens": TOKENS, "_enqueue": ENQUEUE,
+                   "_guard": GUARD, "_create": CREATE}  # fmt: skip
+        for attr, script in scripts.items():
+            setattr(self, attr, self.r.register_script(script))
         k = f"qlab:{name}:"
         self.k_jobs, self.k_state, self.k_running = k + "jobs", k + "state", k + "running"
         self.k_attempts, self.k_rows, self.k_dead = k + "attempts", k + "rows", k + "dead"
         self.k_meta, self.k_owners, self.k_claim = k + "meta", k + "owners", k + "claim"
-        self.k_next, self.k_tat = k + "next", k + "tat"
-        self._enqueue = self.r.register_script(_ENQUEUE)
-        if not create and not self.r.exists(self.k_meta):
+        self.k_next, self.k_tat, self.k_run = k + "next", k + "tat", k + "run"
+        try:
+            there = self.r.exists(self.k_meta)
+        except redis.RedisError as exc:
             self.r.close()
-            raise ValueError(f"queue {redact(url)!r}: no queue named {name!r} there")
+            raise StoreError(url, exc) from exc
+        if not create and not there:
+            self.r.close()
+            raise ValueError(f"queue {shown(url)}: no queue named {name!r} there")
+
+    def _mark(self) -> str:
+        """The queue's marker; the store fails if it is gone."""
+        if self._created is None:
+            got = self.r.hget(self.k_meta, "created")
+            if got is None:
+                raise StoreError(self.url, GONE.split(" ", 1)[1])
+            self._created = got.decode()
+        return self._created
+
+    def write(self, w: Writes) -> None:
+        """Run ``w``'s commands in one guarded script (see :mod:`.redis_scripts`)."""
+        if w.args:
+            self._guard(keys=[self.k_meta], args=[self._mark(), *w.args])
 
     # -- the queue's writes ------------------------------------------------------------
 
+    @failing
     def count(self) -> int:
         return self.r.xlen(self.k_jobs)
 
+    @failing
+    def claim_fresh(self, meta: dict[str, str]) -> tuple[int, str | None]:
+        """Claim a fresh queue for a run in one script: ``(0, None)`` and the run key,
+        meta and lease written; or what refuses it: the jobs it holds, or the live run
+        that holds its run key (one of a dead process of this host is taken over)."""
+        pairs = [x for kv in meta.items() for x in kv]
+        for _ in range(2):
+            args = [self.owner, time.time() + self.lease, int(self.lease * 1000), *pairs]
+            held, holder = self._create(
+                keys=[self.k_jobs, self.k_meta, self.k_owners, self.k_run], args=args
+            )
+            holder = holder.decode() if holder else None
+            if holder is None or not owner_dead(holder):
+                break
+            self._unlock(keys=[self.k_run], args=[holder])  # its run died on this host
+        if not held and holder is None:
+            self._created, self._run = meta.get("created"), True
+        return int(held), holder
+
+    @failing
     def init(self, meta: dict[str, str], owner: bool = True) -> None:
         import redis
 
@@ -163,16 +177,19 @@ class RedisStore(Claims):
             p.hset(self.k_owners, self.owner, time.time() + self.lease)
         p.execute()
 
+    @failing
     def meta(self) -> dict[str, str]:
         return {k.decode(): v.decode() for k, v in self.r.hgetall(self.k_meta).items()}
 
+    @failing
     def add(self, first: int, blobs: list[bytes], submitted: float) -> None:
         for at in range(0, len(blobs), chunks):
             part = blobs[at : at + chunks]
-            args = [GROUP, self.owner, first + at, repr(submitted), *part]
-            self._add(keys=[self.k_jobs, self.k_next], args=args)
+            args = [self._mark(), GROUP, self.owner, first + at, repr(submitted), *part]
+            self._add(keys=[self.k_jobs, self.k_next, self.k_meta], args=args)
         self.eids.update((job, entry(job)) for job in range(first, first + len(blobs)))
 
+    @failing
     def enqueue(self, blobs: list[bytes], submitted: float) -> list[range]:
         """Add jobs that no consumer holds yet (any consumer's XREADGROUP may take
         them), a script per chunk; their ids, a range per chunk (producers that write
@@ -180,57 +197,67 @@ class RedisStore(Claims):
         ids = []
         for at in range(0, len(blobs), chunks):
             part = blobs[at : at + chunks]
-            first = int(
-                self._enqueue(keys=[self.k_jobs, self.k_next], args=[repr(submitted), *part])
-            )
+            first = int(self._enqueue(keys=[self.k_jobs, self.k_next, self.k_meta],
+                                      args=[self._mark(), repr(submitted), *part]))  # fmt: skip
             ids.append(range(first, first + len(part)))
         return ids
 
+    @failing
     def taken(self, batch: Batch, t: float) -> None:
-        self.r.hset(self.k_running, mapping=dict.fromkeys(batch.ids, f"{t!r} {self.owner}"))
+        w, mark = Writes(), f"{t!r} {self.owner}"
+        w.many(("HSET", self.k_running), [x for job in batch.ids for x in (job, mark)], per=2)
+        self.write(w)
 
+    @failing
     def settled(self, s: Settled) -> None:
         rows, ok, ended, again, back = s.rows, s.ok, s.ended, s.again, s.back
-        p = self.r.pipeline(transaction=True)
+        w = Writes()
         if rows:
-            p.xadd(self.k_attempts, {"r": pickle.dumps(rows, pickle.HIGHEST_PROTOCOL)})
-            p.incrby(self.k_rows, len(rows))
+            w.add("XADD", self.k_attempts, "*", "r", pickle.dumps(rows, pickle.HIGHEST_PROTOCOL))
+            w.add("INCRBY", self.k_rows, len(rows))
         state = dict.fromkeys(ok, str(S_OK))
         state.update((job, str(code)) for job, code, _, _ in ended)
         done = list(state)
         for job, code, etype, msg in ended:
             if code == ST_FAILED:
-                p.xadd(self.k_dead, {"i": job, "t": etype, "e": msg})
+                w.add("XADD", self.k_dead, "*", "i", job, "t", etype or "", "e", msg or "")
         state.update((job, open_state(a, x, d)) for job, a, x, d in again)
-        if state:
-            p.hset(self.k_state, mapping=state)
-        settled = [*state, *back]
-        if settled:
-            p.hdel(self.k_running, *settled)
-        acks = [self.eids[job] for job in done if job in self.eids]
-        if acks:
-            p.xack(self.k_jobs, GROUP, *acks)
-        p.execute()
+        w.many(("HSET", self.k_state), [x for kv in state.items() for x in kv], per=2)
+        w.many(("HDEL", self.k_running), [*state, *back])
+        w.many(("XACK", self.k_jobs, GROUP), [self.eids[job] for job in done if job in self.eids])
+        self.write(w)
         for job in done:
             self.eids.pop(job, None)
 
+    @failing
     def renew(self, until: float) -> None:
-        p = self.r.pipeline()
-        p.hset(self.k_owners, self.owner, until)
+        w = Writes()
+        w.add("HSET", self.k_owners, self.owner, until)
         eids = list(self.eids.values())
-        for i in range(0, len(eids), chunks):
-            p.xclaim(self.k_jobs, GROUP, self.owner, 0, eids[i : i + chunks], justid=True)
-        p.execute()
+        w.many(("XCLAIM", self.k_jobs, GROUP, self.owner, 0), eids, tail=("JUSTID",))
+        if self._run:
+            w.add("PEXPIRE", self.k_run, int(self.lease * 1000))
+        self.write(w)
 
+    @failing
     def release(self) -> None:
         self.r.hdel(self.k_owners, self.owner)
+        if self._run:
+            self._unlock(keys=[self.k_run], args=[self.owner])
+            self._run = False
 
+    @failing
     def reserve_tokens(self, k: int, step: float, tolerance: float) -> list[float]:
         """``k`` tokens of the queue's shared bucket: each one's time, in seconds from
-        the server's now (see :class:`qlab.ratelimit.SharedLimiter`)."""
+        the server's now (see :class:`qlab.engine.ratelimit.SharedLimiter`)."""
         got = self._tokens(keys=[self.k_tat], args=[repr(step), repr(tolerance), k])
         return [float(o) for o in got]
 
+    @failing
+    def claim(self, limit: int | None = None) -> Claimed:
+        return Claims.claim(self, limit)
+
+    @failing
     def unfinished(self) -> int:
         """Open jobs: entries read and not acked, and entries no consumer read yet."""
         info = next(g for g in self.r.xinfo_groups(self.k_jobs) if g["name"] == GROUP.encode())
@@ -240,6 +267,7 @@ class RedisStore(Claims):
             lag = len(self.r.xrange(self.k_jobs, after, "+", count=1))
         return info["pending"] + lag
 
+    @failing
     def load(self) -> tuple[list[tuple[int, float, int]], list[Row]]:
         """Every job (id, submitted, status) and every attempt row."""
         r = self.r

@@ -21,7 +21,9 @@ import pickle
 import time
 from typing import Any
 
+from qlab.queues.redis_scripts import Writes
 from qlab.queues.store import Claimed, Row, lost_row, owner_dead
+from qlab.queues.urls import shown
 
 __all__ = ["GROUP", "UNLOCK", "Claims", "chunks", "open_state"]
 
@@ -65,6 +67,8 @@ class Claims:
     _more: bool = False  # that look found as many as it asked for: look again at once
     _unlock: Any
 
+    def write(self, w: Writes) -> None: ...  # the store's guarded write
+
     def claim(self, limit: int | None = None) -> Claimed:
         """Take over up to ``limit`` open jobs (all if None): entries never read, and
         those of owners whose lease is over or who are gone (under the claim lock);
@@ -72,8 +76,6 @@ class Claims:
         for a few at a time reads new entries only (one round trip), and looks for
         others' gone or expired leases every third of a lease, or again at once while
         the last look found as many as it asked for."""
-        from qlab.queues import redact
-
         if limit is not None and not self._more and time.monotonic() < self._swept + self.lease / 3:
             got = self.r.xreadgroup(GROUP, self.owner, {self.k_jobs: ">"}, count=limit)
             return self._fresh(got[0][1] if got else [])
@@ -83,7 +85,7 @@ class Claims:
             if holder is not None and owner_dead(holder.decode()):
                 self._unlock(keys=[self.k_claim], args=[holder])
             elif time.monotonic() > deadline:
-                raise TimeoutError(f"queue {redact(self.url)!r}: the claim lock is held")
+                raise TimeoutError(f"queue {shown(self.url)}: the claim lock is held")
             else:
                 time.sleep(0.01)
         try:
@@ -179,18 +181,16 @@ class Claims:
             c.submitted.append(float(f[b"s"]))
             c.payloads.append(pickle.loads(f[b"p"]))
         c.lost = len(lost)
-        p = r.pipeline(transaction=True)
+        w = Writes()
         if lost:
-            p.xadd(self.k_attempts, {"r": pickle.dumps(lost, pickle.HIGHEST_PROTOCOL)})
-            p.incrby(self.k_rows, len(lost))
-            p.hset(self.k_state, mapping=state)
-            p.hdel(self.k_running, *[row[0] for row in lost])
-        if acks:
-            p.xack(self.k_jobs, GROUP, *acks)
-        if gone:  # owners whose lease is over or who died, seen by the claim
-            p.hdel(self.k_owners, *gone)
+            w.add("XADD", self.k_attempts, "*", "r", pickle.dumps(lost, pickle.HIGHEST_PROTOCOL))
+            w.add("INCRBY", self.k_rows, len(lost))
+            w.many(("HSET", self.k_state), [x for kv in state.items() for x in kv], per=2)
+            w.many(("HDEL", self.k_running), [row[0] for row in lost])
+        w.many(("XACK", self.k_jobs, GROUP), acks)
+        w.many(("HDEL", self.k_owners), gone)  # owners whose lease is over or who died
         for o in drained:  # consumers whose every entry we hold now
-            p.xgroup_delconsumer(self.k_jobs, GROUP, o)
-        p.hset(self.k_owners, self.owner, time.time() + self.lease)
-        p.execute()
+            w.add("XGROUP", "DELCONSUMER", self.k_jobs, GROUP, o)
+        w.add("HSET", self.k_owners, self.owner, time.time() + self.lease)
+        self.write(w)
         return c

@@ -34,36 +34,30 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import pickle
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from qlab.batches import Batch
+from qlab.core.batches import Batch
 from qlab.queues.durable import DurableQueue
-from qlab.queues.store import S_OK, Claimed, Row, Settled, lost_row, owner_dead, owner_id
-from qlab.queues.urls import parse_sqlite
+from qlab.queues.sqlite_files import SCHEMA, SCHEMA_VERSION, check_file, connect, prepare
+from qlab.queues.store import (
+    S_OK,
+    Claimed,
+    Row,
+    Settled,
+    StoreError,
+    lost_row,
+    owner_dead,
+    owner_id,
+)
+from qlab.queues.urls import parse_sqlite, shown
 
 __all__ = ["SQLiteQueue", "SQLiteStore"]
-
-SCHEMA_VERSION = "2"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS qlab_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS qlab_jobs(
-    id INTEGER PRIMARY KEY, payload BLOB NOT NULL, submitted REAL NOT NULL,
-    status INTEGER NOT NULL DEFAULT 0, attempt INTEGER NOT NULL DEFAULT 1,
-    extra INTEGER NOT NULL DEFAULT 0, due REAL, owner TEXT, taken REAL, claim INTEGER);
-CREATE INDEX IF NOT EXISTS qlab_jobs_open ON qlab_jobs(id) WHERE status = 0;
-CREATE INDEX IF NOT EXISTS qlab_jobs_claim ON qlab_jobs(claim) WHERE claim IS NOT NULL;
-CREATE TABLE IF NOT EXISTS qlab_attempts(
-    job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, worker INTEGER, start REAL,
-    end REAL, cpu REAL, outcome INTEGER NOT NULL, error_type TEXT, error TEXT, backoff REAL,
-    throttle REAL, consumer TEXT);
-CREATE TABLE IF NOT EXISTS qlab_owners(owner TEXT PRIMARY KEY, until REAL NOT NULL);
-"""
-
 
 _INSERT_ROWS = "INSERT INTO qlab_attempts VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 
@@ -72,62 +66,98 @@ class SQLiteStore:
     """A queue's jobs, leases and attempt rows in one SQLite file (WAL).
 
     One connection, used under the queue's lock (or by one thread); every write is
-    one ``BEGIN IMMEDIATE`` transaction.
+    one ``BEGIN IMMEDIATE`` transaction. ``readonly``: only read it (``load_run``: a
+    finished queue on a read-only disk still loads).
 
     Raises:
-        ValueError: a bad URL, a missing file (``create=False``), or a file that is not
-            a qlab queue (corrupt, or another program's database).
+        ValueError: a bad URL, a directory, a missing or empty file (``create=False``),
+            a read-only file (unless ``readonly``), or a file that is not a qlab queue
+            (corrupt, or another program's database); each names the queue.
+        StoreError: the store failed while it was read or written.
     """
 
-    def __init__(self, url: str, create: bool = False) -> None:
+    def __init__(self, url: str, create: bool = False, readonly: bool = False) -> None:
         path, opts = parse_sqlite(url)
         self.url, self.path = url, path
         self.lease = opts["lease"]
         self.owner = owner_id()
         self._claims = itertools.count(1)
-        if not create and not path.exists():
-            raise ValueError(f"queue {url!r}: no queue file at {str(path)!r}")
-        if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(
-            path, timeout=opts["timeout"], isolation_level=None, check_same_thread=False
-        )
+        check_file(url, path, create, readonly)
         try:
-            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master")}
-            if tables and "qlab_meta" not in tables:
-                raise ValueError(f"queue {url!r}: {str(path)!r} is a database, not a qlab queue")
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute(f"PRAGMA synchronous={opts['synchronous']}")
-            if not tables:
-                self.db.executescript(_SCHEMA)
+            self.db = connect(path, opts["timeout"], readonly)
+        except sqlite3.Error as exc:
+            raise ValueError(f"queue {shown(url)}: cannot open {str(path)!r} ({exc})") from exc
+        try:
+            tables = prepare(self.db, url, create, readonly, opts["synchronous"])
+            if not tables:  # a new queue: the schema
+                self._tx(lambda db: [db.execute(sql) for sql in SCHEMA.split(";") if sql.strip()])
             elif (schema := self.meta().get("schema")) not in (None, SCHEMA_VERSION):
                 raise ValueError(
-                    f"queue {url!r}: made by another qlab version (schema {schema}, "
+                    f"queue {shown(url)}: made by another qlab version (schema {schema}, "
                     f"expected {SCHEMA_VERSION})"
                 )
         except sqlite3.DatabaseError as exc:
             self.db.close()
-            raise ValueError(f"queue {url!r}: {str(path)!r} is not a qlab queue ({exc})") from exc
+            if isinstance(exc, sqlite3.OperationalError):  # full, locked...: not its content
+                if "readonly" in str(exc):
+                    raise ValueError(f"queue {shown(url)}: {str(path)!r} is read-only") from exc
+                raise StoreError(url, exc) from exc
+            raise ValueError(
+                f"queue {shown(url)}: {str(path)!r} is not a qlab queue ({exc})"
+            ) from exc
         except BaseException:
             self.db.close()
             raise
 
+    @contextlib.contextmanager
+    def _failing(self) -> Iterator[None]:
+        """A SQLite error is a :class:`StoreError` naming the queue."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(self.url, exc) from exc
+
     def _tx(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``work`` in one BEGIN IMMEDIATE transaction."""
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(db)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with self._failing():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
         return result
+
+    def _read(self, sql: str, args: Any = ()) -> list:
+        with self._failing():
+            return self.db.execute(sql, args).fetchall()
+
+    def claim_fresh(self, meta: dict[str, str]) -> tuple[int, str | None]:
+        """Claim a fresh queue for a run, in one transaction: ``(0, None)`` and the
+        run's meta and lease written, or what refuses it (nothing written): the jobs it
+        holds, or the live owner that uses it."""
+        meta = {**meta, "schema": SCHEMA_VERSION}
+        until = time.time() + self.lease
+
+        def work(db: sqlite3.Connection) -> tuple[int, str | None]:
+            held = db.execute("SELECT count(*) FROM qlab_jobs").fetchone()[0]
+            if held:
+                return held, None
+            for owner, alive in db.execute("SELECT owner, until FROM qlab_owners").fetchall():
+                if owner != self.owner and alive > time.time() and not owner_dead(owner):
+                    return 0, owner
+            db.executemany("INSERT OR REPLACE INTO qlab_meta VALUES (?, ?)", meta.items())
+            db.execute("INSERT OR REPLACE INTO qlab_owners VALUES (?, ?)", (self.owner, until))
+            return 0, None
+
+        return self._tx(work)
 
     # -- the queue's writes ------------------------------------------------------------
 
     def count(self) -> int:
-        return self.db.execute("SELECT count(*) FROM qlab_jobs").fetchone()[0]
+        return self._read("SELECT count(*) FROM qlab_jobs")[0][0]
 
     def init(self, meta: dict[str, str], owner: bool = True) -> None:
         meta = {**meta, "schema": SCHEMA_VERSION}
@@ -141,7 +171,7 @@ class SQLiteStore:
         self._tx(work)
 
     def meta(self) -> dict[str, str]:
-        return dict(self.db.execute("SELECT key, value FROM qlab_meta"))
+        return dict(self._read("SELECT key, value FROM qlab_meta"))
 
     def add(self, first: int, blobs: list[bytes], submitted: float) -> None:
         rows = ((first + i, blob, submitted, self.owner) for i, blob in enumerate(blobs))
@@ -266,13 +296,12 @@ class SQLiteStore:
         return c
 
     def unfinished(self) -> int:
-        return self.db.execute("SELECT count(*) FROM qlab_jobs WHERE status = 0").fetchone()[0]
+        return self._read("SELECT count(*) FROM qlab_jobs WHERE status = 0")[0][0]
 
     def load(self) -> tuple[list[tuple[int, float, int]], list[Row]]:
         """Every job (id, submitted, status) and every attempt row."""
-        jobs = self.db.execute("SELECT id, submitted, status FROM qlab_jobs ORDER BY id").fetchall()
-        rows = self.db.execute("SELECT * FROM qlab_attempts").fetchall()
-        return jobs, rows
+        jobs = self._read("SELECT id, submitted, status FROM qlab_jobs ORDER BY id")
+        return jobs, self._read("SELECT * FROM qlab_attempts")
 
     def close(self) -> None:
         self.db.close()
@@ -283,3 +312,8 @@ class SQLiteQueue(DurableQueue):
 
     store_class = SQLiteStore
     fresh = "file"
+
+    @classmethod
+    def open(cls, url: str, readonly: bool = False) -> SQLiteStore:
+        """The store of an existing queue; ``readonly`` for ``load_run``."""
+        return SQLiteStore(url, readonly=readonly)

@@ -5,7 +5,7 @@ A store (``qlab.queues.sqlite``, ``qlab.queues.redis``) keeps a queue's jobs (pa
 pickled, with cloudpickle where plain pickle fails), each job's status, next attempt
 and due time, the owner (consumer) whose lease covers it, the jobs taken and not
 settled, and every attempt's row, which names the consumer that ran it. Job statuses in a store:
-``S_OPEN``, ``S_OK``, and ``qlab.codes.ST_FAILED`` / ``ST_CANCELLED``. An owner is a
+``S_OPEN``, ``S_OK``, and ``qlab.core.codes.ST_FAILED`` / ``ST_CANCELLED``. An owner is a
 process (``host:pid:start-ms:random``); one that was a process of this host that is
 gone has no live lease, whatever its expiry says.
 
@@ -24,12 +24,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from qlab.backends.worker import dumps  # cloudpickle where pickle fails, as the process backend
-from qlab.batches import Batch
-from qlab.codes import LOST
+from qlab.core.batches import Batch
+from qlab.core.codes import LOST
+from qlab.core.pickling import dumps  # cloudpickle where pickle fails
+from qlab.queues.urls import redact, shown
 
-__all__ = ["S_OK", "S_OPEN", "Claimed", "Row", "Settled", "Store", "dumps", "fingerprint",
-           "lost_row", "owner_dead", "owner_id", "pickle_payloads"]  # fmt: skip
+__all__ = ["S_OK", "S_OPEN", "Claimed", "Row", "Settled", "Store", "StoreError", "dumps",
+           "fingerprint", "lost_row", "owner_dead", "owner_id", "pickle_payloads"]  # fmt: skip
 
 S_OPEN, S_OK = 0, 1  # a job's status in a store; failed and cancelled are ST_FAILED/CANCELLED
 # an attempt row: (job_id, attempt, worker, start, end, cpu, outcome, error_type, error,
@@ -48,6 +49,26 @@ def lost_row(job: int, attempt: int, start: float, end: float, consumer: str) ->
     """
     why = f"its consumer {consumer} stopped while it ran"
     return (job, attempt, -1, start, end, math.nan, LOST, "Lost", why, None, 0.0, consumer)
+
+
+class StoreError(RuntimeError):
+    """A durable queue's store failed: it could not be read or written (a full disk, a
+    lock held too long, a Redis that is down, frozen or restarted empty). The message
+    names the queue (its password redacted) and the cause; ``queue`` and ``cause`` hold
+    them. Raised by a run whose store fails mid-run (with the Run attached as
+    ``exc.qlab_run``), and by resume, serve and load_run on a store that fails.
+
+    Example:
+        >>> err = StoreError("redis://:pw@h/0?name=q", OSError("disk full"))
+        >>> str(err)
+        "queue 'redis://:***@h/0?name=q': its store failed (OSError: disk full)"
+    """
+
+    def __init__(self, url: str, cause: BaseException | str, more: str = "") -> None:
+        self.queue = redact(url)
+        self.cause = cause
+        why = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
+        super().__init__(f"queue {shown(url)}: its store failed ({redact(why)}){more}")
 
 
 @dataclass
@@ -141,18 +162,16 @@ def pickle_payloads(payloads: Sequence[Any], url: str) -> list[bytes]:
         ...
         TypeError: payload 1 (<unlocked _thread.lock object at ...>) cannot be pickled for queue 'sqlite:///q.db': TypeError: cannot pickle '_thread.lock' object
     """  # noqa: E501
-    from qlab.queues import redact
-
     blobs = []
     for i, payload in enumerate(payloads):
         try:
             blobs.append(dumps(payload))
         except Exception as exc:
-            shown = repr(payload)
-            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            what = repr(payload)
+            what = what if len(what) <= 60 else what[:57] + "..."
             raise TypeError(
-                f"payload {i} ({shown}) cannot be pickled for queue "
-                f"{redact(url)!r}: {type(exc).__name__}: {exc}"
+                f"payload {i} ({what}) cannot be pickled for queue "
+                f"{shown(url)}: {type(exc).__name__}: {exc}"
             ) from exc
     return blobs
 

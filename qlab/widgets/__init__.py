@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from qlab.hooks import Hook
+from qlab.hooks.base import Hook
 from qlab.widgets.explorer import Explorer
 from qlab.widgets.live import LiveView
 from qlab.widgets.outputs import figure_output, html_output

@@ -55,7 +55,7 @@ def handler_from(c: Mapping[str, Any]) -> Callable[[Any], Any]:
 
 def retry_from(c: Mapping[str, Any]) -> Any:
     """The retry policy that the controls describe."""
-    from qlab.retry import Constant, Exponential, Retry
+    from qlab.core.retry import Constant, Exponential, Retry
 
     kind, base = c["backoff"].value, c["base"].value
     backoff = {
@@ -90,7 +90,7 @@ def make_controls(**values: Any) -> dict[str, Any]:
 def sweep_function() -> tuple[Callable[..., Any] | None, str]:
     """``qlab.sweep`` if it can be imported, else (None, why)."""
     try:
-        from qlab.sweeps import sweep
+        from qlab.lab.sweep import sweep
     except ImportError as exc:
         return None, f"qlab.sweep is not available ({exc})"
     return sweep, ""

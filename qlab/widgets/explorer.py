@@ -20,7 +20,7 @@ from typing import Any
 
 import ipywidgets as ipw
 
-from qlab.hooks import Hook
+from qlab.hooks.base import Hook
 from qlab.widgets.controls import (
     handler_from,
     make_controls,
@@ -202,7 +202,7 @@ class Explorer(ipw.VBox):
             self.stop_button.disabled = True
 
     def _run_task(self, handler: Any, retry: Any, seed: int, workers: int, backend: str, jobs: int):
-        from qlab.runner import run as run_jobs
+        from qlab.engine.runner import run as run_jobs
 
         self.output.outputs = ()
         self.live.expect(jobs)

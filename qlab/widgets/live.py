@@ -23,8 +23,8 @@ from typing import Any
 
 import ipywidgets as ipw
 
-from qlab.hooks import Hook
-from qlab.progress import final_counts, rate
+from qlab.hooks.base import Hook
+from qlab.hooks.progress import final_counts, rate
 from qlab.widgets.outputs import figure_output, new_figure, seconds
 
 __all__ = ["LiveView", "prometheus_values"]
@@ -60,7 +60,7 @@ def prometheus_values(counts: Mapping[str, Any]) -> dict[str, float]:
         >>> prometheus_values({})["qlab_queue_depth"]
         0
     """
-    from qlab.metrics import count_samples
+    from qlab.hooks.metrics import count_samples
 
     out: dict[str, float] = {}
     for kind, name, _, label, samples in count_samples(counts):

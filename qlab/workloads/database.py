@@ -33,7 +33,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from qlab.context import cancellable_sleep
+from qlab.core.context import cancellable_sleep
 from qlab.workloads.checks import number
 from qlab.workloads.owned import Owned, Stop
 

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from qlab.context import cancellable_sleep, current_or_none
-from qlab.retry import Permanent, jitter_rng
+from qlab.core.context import cancellable_sleep, current_or_none
+from qlab.core.retry import Permanent, jitter_rng
 from qlab.workloads.checks import number, probability
 
 __all__ = ["TransientError", "contended", "cpu", "flaky", "noop", "seed", "sha256", "sleep"]

@@ -1,0 +1,114 @@
+"""Hooks: how progress bars, metrics and logs observe the engine.
+
+A hook is an object with the no-op methods of :class:`Hook`; override the ones you
+need and pass it as ``qlab.run(..., hooks=[MyHook()])``. The engine calls
+``on_progress`` a few times a second from its coordinator thread (never once per job),
+so a hook costs nothing on the hot path.
+
+Example:
+    >>> import qlab
+    >>> class Count(qlab.Hook):
+    ...     def on_end(self, run):
+    ...         self.jobs = len(run.jobs)
+    >>> hook = Count()
+    >>> _ = qlab.run(abs, range(10), hooks=[hook])
+    >>> hook.jobs
+    10
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["Hook", "HookSet", "LogProgress"]
+
+log = logging.getLogger("qlab")
+
+
+class Hook:
+    """Base class of engine observers; every method is a no-op."""
+
+    def on_start(self, meta: dict[str, Any]) -> None:
+        """The pool's workers are up; ``meta`` is the run's provenance so far."""
+
+    def on_progress(self, counts: dict[str, Any]) -> None:
+        """Counters so far: submitted, ok, failed, cancelled, retries, attempts,
+        unfinished, elapsed_s."""
+
+    def on_end(self, run: Any) -> None:
+        """The run is over; ``run`` is the final :class:`qlab.Run`."""
+
+
+class LogProgress(Hook):
+    """``progress=True`` without a display: a line on the ``qlab`` logger per second."""
+
+    def __init__(self, every_s: float = 1.0) -> None:
+        self.every_s = every_s
+        self._last = -1e9
+
+    def on_progress(self, counts: dict[str, Any]) -> None:
+        if counts["elapsed_s"] - self._last < self.every_s:
+            return
+        self._last = counts["elapsed_s"]
+        done = counts["ok"] + counts["failed"] + counts["cancelled"]
+        log.info(
+            "progress: %d/%d done (%d ok, %d failed, %d retries) in %.1fs",
+            done,
+            counts["submitted"],
+            counts["ok"],
+            counts["failed"],
+            counts["retries"],
+            counts["elapsed_s"],
+        )
+
+
+class HookSet:
+    """The hooks of one pool. A hook that raises anything (SystemExit included) is
+    logged once and removed, as trio does with its instruments: observers never take
+    a run down, hang it, or leak its workers.
+
+    Example:
+        >>> class Bad(Hook):
+        ...     def on_progress(self, counts):
+        ...         raise SystemExit(1)
+        >>> hooks = HookSet([Bad()])
+        >>> hooks.call("on_progress", {})
+        >>> len(hooks)
+        0
+    """
+
+    def __init__(self, hooks: Iterable[Any] = ()) -> None:
+        if hooks is None or isinstance(hooks, Hook | str) or not isinstance(hooks, Iterable):
+            raise TypeError(f"hooks must be a list of qlab.Hook instances, got {hooks!r}")
+        self._hooks = list(hooks)
+        bad = [h for h in self._hooks if not isinstance(h, Hook)]
+        if bad:
+            raise TypeError(f"hooks must be qlab.Hook instances, got {bad[0]!r}")
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._hooks)
+
+    def add(self, hook: Hook) -> None:
+        self._hooks.append(hook)
+
+    def call(self, name: str, arg: Any) -> None:
+        """Call method ``name`` of every hook; remove a hook that raises."""
+        for hook in list(self._hooks):
+            try:
+                getattr(hook, name)(arg)
+            except KeyboardInterrupt:
+                if threading.current_thread() is threading.main_thread():
+                    raise  # a real Ctrl-C in the caller's thread is the caller's
+                self._drop(hook, name)
+            except BaseException:
+                self._drop(hook, name)
+
+    def _drop(self, hook: Hook, name: str) -> None:
+        log.exception("hook %r failed in %s; it is removed from this run", hook, name)
+        with self._lock:
+            if hook in self._hooks:
+                self._hooks.remove(hook)

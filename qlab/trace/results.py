@@ -1,0 +1,292 @@
+"""Result objects: :class:`Run`, what one run of a pool did.
+
+A Run holds the trace of a run and builds its DataFrames on first use:
+``run.jobs`` (one row per job), ``run.attempts`` (one row per attempt), ``run.failed``
+(the dead letters), ``run.summary()`` and ``run.meta`` (provenance). It saves to and
+loads from a folder of Parquet (or CSV) files with its metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+import warnings
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qlab.core.codes import JOB_STATUSES, OUTCOMES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from qlab.trace.recorder import Trace
+
+__all__ = ["Run", "load_saved", "provenance"]
+
+META_KEY = b"qlab.meta"
+
+
+def provenance() -> dict[str, Any]:
+    """Where and with what a result was made: versions, platform, CPUs."""
+    import os
+
+    from qlab.core.version import __version__
+
+    return {
+        "qlab_version": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+class Run:
+    """What one run did: jobs, attempts, summary and provenance.
+
+    Attributes:
+        meta: provenance: backend, workers, seed, retry policy, workload, versions,
+            platform, cpu_count, start time, startup_s, and ``interrupted`` if so.
+
+    Example:
+        >>> import qlab
+        >>> run = qlab.run(qlab.workloads.noop(), range(100), workers=2)
+        >>> run.summary()["ok"], len(run.attempts)
+        (100, 100)
+    """
+
+    def __init__(
+        self,
+        trace: Trace | None,
+        meta: dict[str, Any],
+        wall_s: float,
+        frames: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    ) -> None:
+        self._trace = trace
+        self.meta = {**provenance(), **meta, "wall_s": wall_s}
+        self.wall_s = wall_s
+        if frames is not None:  # made elsewhere (a saved run, a queue's history)
+            from qlab.trace.hosts import with_host
+
+            frames = (with_host(frames[0], self.meta), with_host(frames[1], self.meta))
+            self.__dict__["jobs"], self.__dict__["attempts"] = frames
+
+    @cached_property
+    def _frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        trace = self._trace
+        assert trace is not None
+        from qlab.trace import frames
+
+        cols = frames.columns(trace)
+        trace.recorders = []  # joined into cols: free the recorders' arrays early
+        attempts = frames.attempts_frame(trace, cols, self.meta)
+        cols.release()  # what the jobs frame does not need
+        jobs = frames.jobs_frame(trace, cols, self.meta)
+        self._trace = None
+        return jobs, attempts
+
+    @cached_property
+    def jobs(self) -> pd.DataFrame:
+        """One row per job: job_id, status, attempts, submitted_s, first_start_s, end_s,
+        queue_wait_s, service_s (time in attempts), latency_s (submit to end), worker
+        and host (of the last attempt), error_type, error, and result with keep_results=True."""
+        return self._frames[0]
+
+    @cached_property
+    def attempts(self) -> pd.DataFrame:
+        """One row per attempt: job_id, attempt, worker, host, start_s, end_s, duration_s,
+        cpu_s, outcome, error_type, error, backoff_s (delay before the next attempt),
+        throttle_s (time waited for a rate-limit token before the start; 0 if none)."""
+        return self._frames[1]
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        """The dead letters: jobs that failed for good, with their last error."""
+        jobs = self.jobs
+        return jobs[jobs["status"] == "failed"].reset_index(drop=True)
+
+    def summary(self) -> pd.Series:
+        """Counts, wall time, throughput and latency percentiles, as a Series.
+
+        ``throughput`` is finished (ok + failed) jobs per second of wall time, from the
+        first submission to the last job's end (worker start-up excluded). Each latency
+        percentile comes with its confidence interval (``latency_p95_s_ci_low`` and
+        ``_ci_high``, 95 %, from order statistics: see :func:`qlab.core.stats.latency_cis`).
+        """
+        import pandas as pd
+
+        from qlab.core.stats import latency_cis
+
+        jobs, att = self.jobs, self.attempts
+        status = jobs["status"].value_counts()
+        outcome = att["outcome"].value_counts()
+        lat = jobs["latency_s"].dropna()
+        q = lat.quantile([0.5, 0.95, 0.99]).tolist() if len(lat) else [math.nan] * 3
+        finished = int(status.get("ok", 0) + status.get("failed", 0))
+        wall = self.wall_s
+        workers = self.meta.get("workers") or 1
+        cpu = float(att["cpu_s"].sum())
+        data = {
+            "jobs": len(jobs),
+            "ok": int(status.get("ok", 0)),
+            "failed": int(status.get("failed", 0)),
+            "cancelled": int(status.get("cancelled", 0)),
+            "pending": int(status.get("pending", 0)),
+            "attempts": len(att),
+            "retries": int((att["attempt"] > 1).sum()),
+            "timeouts": int(outcome.get("timeout", 0)),
+            "crashed": int(outcome.get("crashed", 0)),
+            "wall_s": wall,
+            "throughput": finished / wall if wall > 0 else math.nan,
+            "latency_p50_s": q[0],
+            "latency_p95_s": q[1],
+            "latency_p99_s": q[2],
+            **latency_cis(lat.to_numpy()),
+            "queue_wait_mean_s": float(jobs["queue_wait_s"].mean()) if len(jobs) else math.nan,
+            "service_mean_s": float(jobs["service_s"].mean()) if len(jobs) else math.nan,
+            "cpu_s": cpu,
+            "cpu_util": cpu / (wall * workers) if wall > 0 else math.nan,
+        }
+        return pd.Series(data, name="summary", dtype=object)
+
+    @cached_property
+    def plot(self) -> Any:
+        """Charts of this run: ``run.plot.timeline()``, ``.latency()``, ``.queue_depth()``."""
+        from qlab.plot import RunPlots
+
+        return RunPlots(self)
+
+    def to_perfetto(self, path: str | Path, max_attempts: int = 100_000) -> Path:
+        """Write the run as Chrome trace-event JSON, for ui.perfetto.dev: a track per
+        worker, a slice per attempt, retry flows, counter tracks; at most
+        ``max_attempts`` attempts (those that started first). See :mod:`qlab.perfetto`."""
+        from qlab.trace.perfetto.export import to_perfetto
+
+        return to_perfetto(self, path, max_attempts=max_attempts)
+
+    def save(self, path: str | Path, format: str = "parquet") -> Path:
+        """Save to the folder ``path``: jobs and attempts tables plus meta.
+
+        Args:
+            path: a folder (created if missing).
+            format: ``"parquet"`` (meta in the files' schema metadata and meta.json) or
+                ``"csv"`` (meta.json beside the tables).
+        """
+        if format not in ("parquet", "csv"):
+            raise ValueError(f"format must be 'parquet' or 'csv', got {format!r}")
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = json.dumps(dict(self.meta, format=format), default=str)
+        other = "csv" if format == "parquet" else "parquet"
+        for name, df in (("jobs", self.jobs), ("attempts", self.attempts)):
+            write_frame(df, folder / f"{name}.{format}", meta)
+            (folder / f"{name}.{other}").unlink(missing_ok=True)  # an earlier save's
+        (folder / "meta.json").write_text(meta)
+        return folder
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        m = self.meta
+        return (
+            f"<qlab.Run {m.get('backend')} workers={m.get('workers')}: {s['jobs']} jobs, "
+            f"{s['ok']} ok, {s['failed']} failed, {s['cancelled']} cancelled, "
+            + (f"{pending} pending, " if (pending := s.get("pending", 0)) else "")
+            + f"{s['throughput']:.0f} jobs/s>"
+        )
+
+    def _repr_html_(self) -> str:
+        table = self.summary().to_frame().to_html()
+        return f"<p>{self!r}</p>".replace("<qlab", "&lt;qlab").replace(">", "&gt;", 1) + table
+
+
+def write_frame(df: pd.DataFrame, path: Path, meta_json: str) -> None:
+    """Write one table as Parquet (meta in the schema) or CSV."""
+    if path.suffix == ".csv":
+        df.to_csv(path, index=False)
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pa.Table.from_pandas(df, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        warnings.warn(
+            f"{path.name}: the result column cannot be stored in Parquet as it is; "
+            "it is saved as text (repr)",
+            stacklevel=3,
+        )
+        df = df.assign(result=df["result"].map(repr))
+        table = pa.Table.from_pandas(df, preserve_index=False)
+    schema_meta = dict(table.schema.metadata or {})
+    schema_meta[META_KEY] = meta_json.encode()
+    pq.write_table(table.replace_schema_metadata(schema_meta), path)
+
+
+# dtypes that a CSV file does not keep, per table
+_CSV_DTYPES: dict[str, dict[str, Any]] = {
+    "jobs": {
+        "attempts": "int16",
+        "worker": "Int16",
+        "host": "category",
+        "error_type": "category",
+        "error": "string",
+        "status": JOB_STATUSES,
+    },
+    "attempts": {
+        "attempt": "int16",
+        "worker": "int16",
+        "host": "category",
+        "error_type": "category",
+        "error": "string",
+        "outcome": OUTCOMES,
+    },
+}
+
+
+def read_frame(path: Path) -> pd.DataFrame:
+    """Read a table written by :func:`write_frame`, restoring dtypes lost by CSV."""
+    import pandas as pd
+
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    df = pd.read_csv(path)
+    for col, dtype in _CSV_DTYPES.get(path.stem, {}).items():
+        if col in df:
+            df[col] = (
+                pd.Categorical(df[col], categories=dtype)
+                if isinstance(dtype, tuple)
+                else df[col].astype(dtype)
+            )
+    return df
+
+
+def load_saved(path: str | Path) -> Run:
+    """Load a Run saved with :meth:`Run.save` (Parquet or CSV); ``qlab.load_run``
+    (:func:`qlab.queues.history.load_run`) also reads a durable queue's URL.
+
+    Raises:
+        FileNotFoundError: no saved run there (no meta.json).
+        ValueError: a damaged saved run (the message names the folder and what is wrong).
+    """
+    folder = Path(path)
+    if not (folder / "meta.json").exists():
+        raise FileNotFoundError(f"path {str(path)!r} holds no saved qlab run (no meta.json)")
+    from qlab.trace.hosts import with_host  # a run saved before the host column: from meta
+
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        if not isinstance(meta, dict):
+            raise TypeError(f"meta.json holds a {type(meta).__name__}, not an object")
+        fmt = meta.get("format") or ("parquet" if (folder / "jobs.parquet").exists() else "csv")
+        jobs = read_frame(folder / f"jobs.{fmt}")
+        attempts = read_frame(folder / f"attempts.{fmt}")
+        jobs, attempts = with_host(jobs, meta), with_host(attempts, meta)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # (ArrowInvalid: a ValueError)
+        raise ValueError(f"path {str(path)!r} holds a damaged saved run "
+                         f"({type(exc).__name__}: {exc})") from exc  # fmt: skip
+    run = Run(None, {}, meta.get("wall_s", math.nan), frames=(jobs, attempts))
+    run.meta = meta
+    return run
