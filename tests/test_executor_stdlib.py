@@ -156,3 +156,12 @@ def test_cancel_futures_right_after_submits_keeps_the_started_ones():
     assert ran and all(f.result() is None for f in ran)
     assert (ex.trace().jobs.status == "ok").sum() == len(ran)
     print(f"running when shutdown(cancel_futures=True) came: {len(ran)} of 50")
+
+
+def test_initializer_on_dask(dask_cluster, tmp_path):  # the session cluster: 2 workers
+    log = tmp_path / "init.log"
+    backend = qlab.backends.Dask(address=dask_cluster.address)
+    with qlab.Executor(2, backend=backend, initializer=note_init, initargs=(str(log), "d")) as ex:
+        assert set(ex.map(init_tag, [None] * 40)) == {"d"}
+    lines = log.read_text().splitlines()
+    assert 1 <= len(lines) <= 4  # once per (Dask worker process, lane) that ran calls
