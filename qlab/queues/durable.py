@@ -135,6 +135,7 @@ class DurableQueue(FailingStore, MemoryQueue):
         *,
         on_ids: Callable[[range], None] | None = None,
         timeout: float | None = None,
+        kind: Any = None,
     ) -> range | None:
         """Pickle the payloads (an unpicklable one raises TypeError here, before any
         job is queued), then queue them as MemoryQueue does, writing them to the store
@@ -150,7 +151,7 @@ class DurableQueue(FailingStore, MemoryQueue):
                 on_ids(ids)
 
         try:
-            ids = super().put(payloads, now, on_ids=write, timeout=timeout)
+            ids = super().put(payloads, now, on_ids=write, timeout=timeout, kind=kind)
         finally:
             if held:
                 try:

@@ -66,7 +66,13 @@ class JobQueue(Protocol):
     batches: int
 
     def put(
-        self, payloads: Sequence[Any], now: float, *, on_ids: Any = None, timeout: Any = None
+        self,
+        payloads: Sequence[Any],
+        now: float,
+        *,
+        on_ids: Any = None,
+        timeout: Any = None,
+        kind: Any = None,
     ) -> range | None: ...
     def space(self) -> int: ...
     def wait_space(self, free: int, timeout: float | None) -> bool: ...
