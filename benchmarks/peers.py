@@ -241,9 +241,12 @@ def _qlab_handler(qlab: ModuleType, workload: str) -> Callable[..., object]:
 
 
 @contextmanager
-def _qlab(case: Case, backend: str) -> Iterator[Runner]:
-    """qlab.run on ``backend``; the traces are built (run.jobs, run.attempts) inside the timing."""
+def _qlab(case: Case, name: str) -> Iterator[Runner]:
+    """qlab.run on the backend ``name`` ("process-spawn": the process backend with the
+    spawn launcher); the traces are built (run.jobs, run.attempts) inside the timing."""
     qlab = import_qlab()
+    processes = name.startswith("process")
+    backend = qlab.backends.Process(start="spawn") if name == "process-spawn" else name
     handler = _qlab_handler(qlab, case.workload)
     retry = qlab.Retry(max_retries=MAX_RETRIES, backoff=None)
 
@@ -262,7 +265,7 @@ def _qlab(case: Case, backend: str) -> Iterator[Runner]:
         # process backend: start-up, and shutdown once qlab reports it (meta["shutdown_s"]);
         # the warm multiprocessing/loky peers pay neither inside their timed rounds
         startup = 0.0
-        if backend == "process":
+        if processes:
             startup = sum(float(result.meta.get(k) or 0.0) for k in ("startup_s", "shutdown_s"))
         return Outcome(
             ok=int(summary["ok"]),
@@ -273,7 +276,7 @@ def _qlab(case: Case, backend: str) -> Iterator[Runner]:
             batch_mean=len(attempts) / max(1, int(result.meta.get("batches") or 0)),
         )
 
-    if backend != "process":
+    if not processes:
         yield run
         return
     # like the warm multiprocessing and loky peers: the workers stay up across the rounds
@@ -293,6 +296,12 @@ def qlab_process(case: Case) -> AbstractContextManager[Runner]:
     """qlab.run(..., backend="process") inside ``warm_workers()``: the workers stay up across
     rounds, as the warm multiprocessing/loky peers do; start-up (meta["startup_s"]) apart."""
     return _qlab(case, "process")
+
+
+def qlab_process_spawn(case: Case) -> AbstractContextManager[Runner]:
+    """As qlab_process, with Process(start="spawn"): a fresh interpreter per worker, as
+    on macOS and Windows."""
+    return _qlab(case, "process-spawn")
 
 
 # --------------------------------------------------------------------------- Go original
@@ -366,6 +375,13 @@ PEERS: tuple[Peer, ...] = (
         "self-reported",
         "qlab.run(backend='process') + traces + summary, minus meta['startup_s'] (and"
         " meta['shutdown_s'] if qlab reports it; until then worker shutdown is inside)",
+    ),
+    Peer(
+        "qlab-process-spawn",
+        qlab_process_spawn,
+        "process",
+        "self-reported",
+        "as qlab-process, with qlab.backends.Process(start='spawn') (macOS, Windows)",
     ),
     Peer(
         "tpe-submit",

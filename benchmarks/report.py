@@ -55,7 +55,7 @@ COLUMN_MEANINGS: dict[str, str] = {
 }
 CSV_COLUMNS = list(COLUMN_MEANINGS)
 
-QLAB_COLORS = {"qlab-thread": "#d62728", "qlab-process": "#8c1515"}
+QLAB_COLORS = {"qlab-thread": "#d62728", "qlab-process": "#8c1515", "qlab-process-spawn": "#e377c2"}
 HATCHES = {"process": "//", "external": ".."}  # thread peers: plain bars
 
 

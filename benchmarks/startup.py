@@ -4,6 +4,7 @@ Usage (from the repository root)::
 
     .venv/bin/python benchmarks/startup.py              # 9 rounds per peer (about a minute)
     .venv/bin/python benchmarks/startup.py --rounds 3   # quicker
+    .venv/bin/python benchmarks/startup.py --rounds 3 --peers qlab-spawn,mp-spawn,loky
 
 Every measurement runs in a fresh interpreter (so that nothing is warm: no worker,
 no fork server, no lazily imported module), with the peer's library imported before
@@ -15,7 +16,8 @@ and the ratio of each median to ``multiprocessing`` spawn's and fork's.
 Cold start, 2 workers (handler ``abs``):
 
 - ``first_result_s``: from creating the pool to the first result in the parent
-  (``qlab.Pool(abs, workers=2, backend="process").submit(-1).result()``;
+  (``qlab.Pool(abs, workers=2, backend="process").submit(-1).result()``; ``qlab-spawn``:
+  the same with ``backend=qlab.backends.Process(start="spawn")``, as on macOS and Windows;
   ``Pool(2).apply(abs, (-1,))``; loky ``get_reusable_executor(2).submit(...)``).
   qlab's pool waits until both workers are ready before it takes a job; the others
   answer from the first worker up.
@@ -51,8 +53,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-COLD = ["qlab", "mp-spawn", "mp-fork", "mp-forkserver", "loky", "qlab.run"]
-REPLACE = ["qlab-replace", "mp-spawn-replace", "mp-fork-replace"]
+COLD = ["qlab", "qlab-spawn", "mp-spawn", "mp-fork", "mp-forkserver", "loky", "qlab.run"]
+REPLACE = ["qlab-replace", "qlab-spawn-replace", "mp-spawn-replace", "mp-fork-replace"]
 
 
 def _dies_once(path: str):
@@ -78,6 +80,8 @@ def child(peer: str) -> dict[str, float]:
     if peer.startswith("qlab"):
         sys.path.insert(0, str(REPO))
         import qlab
+
+        backend = qlab.backends.Process(start="spawn" if "spawn" in peer else "auto")
     if peer.startswith("mp-"):
         import multiprocessing as mp
 
@@ -86,8 +90,8 @@ def child(peer: str) -> dict[str, float]:
         from joblib.externals.loky import get_reusable_executor
     out: dict[str, float] = {}
     t = time.perf_counter()
-    if peer == "qlab":
-        pool = qlab.Pool(abs, workers=2, backend="process")
+    if peer in ("qlab", "qlab-spawn"):
+        pool = qlab.Pool(abs, workers=2, backend=backend)
         pool.submit(-1).result()
         out["first_result_s"] = time.perf_counter() - t
         pool.shutdown()
@@ -104,11 +108,11 @@ def child(peer: str) -> dict[str, float]:
         out["first_result_s"] = time.perf_counter() - t
         pool.close()
         pool.join()
-    elif peer == "qlab-replace":
+    elif peer in ("qlab-replace", "qlab-spawn-replace"):
         import tempfile
 
         path = os.path.join(tempfile.mkdtemp(), "killed")
-        run = qlab.run(_dies_once(path), range(2), workers=1, backend="process", batch_size=1)
+        run = qlab.run(_dies_once(path), range(2), workers=1, backend=backend, batch_size=1)
         with open(path) as f:
             killed = float(f.read())
         ((_, _, ready),) = run.meta["replacements"]
@@ -159,7 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=9, help="fresh interpreters per peer")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "startup.csv")
+    parser.add_argument(
+        "--peers",
+        type=lambda s: [p for p in s.split(",") if p],
+        default=COLD + REPLACE,
+        help=f"comma-separated, from {','.join(COLD + REPLACE)} (default: all)",
+    )
     args = parser.parse_args(argv)
+    unknown = set(args.peers) - set(COLD + REPLACE)
+    if unknown:
+        parser.error(f"--peers: unknown {sorted(unknown)}")
     meta = {
         "command": "python benchmarks/startup.py " + " ".join(argv or sys.argv[1:]),
         "git_commit": git_commit(),
@@ -174,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     samples: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.rounds):
-        for peer in COLD + REPLACE:
+        for peer in args.peers:
             for metric, value in measure(peer).items():
                 samples.setdefault((peer, metric), []).append(value)
     meta["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qlab import workloads
 from qlab.core.context import Cancelled, CancelToken, JobContext, current
@@ -26,6 +26,28 @@ from qlab.core.version import __version__ as __version__
 from qlab.engine.pool import JobFailed, Pool
 from qlab.engine.runner import run
 from qlab.hooks.base import Hook
+
+if TYPE_CHECKING:  # the lazy names below, as type checkers should see them
+    from qlab import plot, testing
+    from qlab import widgets as widgets
+    from qlab.engine import arrivals as arrivals
+    from qlab.engine.aio import AsyncPool, arun
+    from qlab.engine.arrivals import Periodic, Poisson
+    from qlab.engine.ratelimit import RateLimit
+    from qlab.engine.resume import resume
+    from qlab.engine.serve import enqueue, serve
+    from qlab.executor.executor import Executor
+    from qlab.executor.observe import observe
+    from qlab.hooks import metrics
+    from qlab.hooks import progress as progress
+    from qlab.lab import queueing as queueing
+    from qlab.lab import usl
+    from qlab.lab.load import sweep_load
+    from qlab.lab.sweep import Sweep, load_sweep, sweep
+    from qlab.queues.history import load_run
+    from qlab.trace import perfetto as perfetto
+    from qlab.trace.results import Run
+    from qlab.widgets import explore
 
 __all__ = [
     # the engine

@@ -54,10 +54,14 @@ OUTCOME = ["job_id", "status", "attempts", "error_type"]
 DASK_WORKERS = 2  # the session cluster's worker threads
 
 
-@pytest.fixture(params=["thread", "process", "inline", "dask"])
+@pytest.fixture(params=["thread", "process", "process-spawn", "inline", "dask"])
 def backend(request: pytest.FixtureRequest):
-    """Each contract test runs once per backend; ``dask`` is a Dask backend on the
-    session cluster (a user's cluster: qlab never shuts it down)."""
+    """Each contract test runs once per backend; ``process`` on the platform's default
+    launcher (the fork server, on Linux), ``process-spawn`` with a fresh interpreter
+    per worker (as on macOS and Windows); ``dask`` is a Dask backend on the session
+    cluster (a user's cluster: qlab never shuts it down)."""
+    if request.param == "process-spawn":
+        return qlab.backends.Process(start="spawn")
     if request.param != "dask":
         return request.param
     cluster = request.getfixturevalue("dask_cluster")

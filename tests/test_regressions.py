@@ -66,7 +66,7 @@ def test_a_hook_raising_system_exit_is_removed_and_the_run_completes(where, back
         def on_progress(self, counts):
             gate.release()
 
-    with caplog.at_level(logging.ERROR, logger="qlab"):
+    with caplog.at_level(logging.WARNING, logger="qlab"):
         run = qlab.run(gate, range(20), workers=2, backend=backend,
                        hooks=[Exits(where), Until()])  # fmt: skip
     assert run.summary()["ok"] == 20

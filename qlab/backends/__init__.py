@@ -15,11 +15,15 @@ Example:
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qlab.core.protocol import Backend
 
-__all__ = ["BACKENDS", "Backend", "Dask", "resolve"]
+if TYPE_CHECKING:  # the lazy names of __getattr__, as type checkers should see them
+    from qlab.backends.dask.backend import DaskBackend as Dask
+    from qlab.backends.process.backend import ProcessBackend as Process
+
+__all__ = ["BACKENDS", "Backend", "Dask", "Process", "resolve"]
 
 # name -> "module:class", imported on first use (the process backend loads joblib)
 _REGISTRY = {
@@ -65,9 +69,13 @@ def check_names(backend: Any) -> list[str]:
 
 def __getattr__(name: str) -> Any:
     """``qlab.backends.Dask`` loads the Dask backend on first use (``import qlab``
-    does not import dask)."""
+    does not import dask); ``qlab.backends.Process`` the process backend."""
     if name == "Dask":
         from qlab.backends.dask.backend import DaskBackend
 
         return DaskBackend
+    if name == "Process":
+        from qlab.backends.process import ProcessBackend
+
+        return ProcessBackend
     raise AttributeError(f"module 'qlab.backends' has no attribute {name!r}")

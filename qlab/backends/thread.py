@@ -53,14 +53,14 @@ class ThreadBackend:
 
     def overdue(self, slot: Slot, now: float) -> tuple[int, float] | None:
         """Claim the slot's running attempt if it is past its deadline (see ``execute``)."""
-        box = slot.state.box
-        if not box or slot.abandoned:
+        box, timeout = slot.state.box, self.spec.timeout
+        if not box or slot.abandoned or timeout is None:
             return None
         try:
             i, t0 = box[0]
         except IndexError:
             return None
-        if now - t0 < self.spec.timeout + _grace(self.spec.timeout):
+        if now - t0 < timeout + _grace(timeout):
             return None
         try:
             box.pop()  # atomic: either we take the attempt or its worker finished it

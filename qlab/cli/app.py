@@ -1,5 +1,9 @@
 """The command line: ``qlab run``, ``qlab sweep`` and ``qlab worker``.
 
+Every command names the callable ``--handler`` (``--workload`` is an alias): a
+built-in workload (``sleep:ms=2``) for run and sweep, ``package.module:function``
+for worker.
+
 ``qlab run --workers 4 --jobs 100`` is the counterpart of the Go original's
 ``go run cmd/app/main.go -workers=4 -jobs=100``: it runs the seed workload (the
 original's processor), retries failures up to 3 times at once (as the original does;
@@ -23,17 +27,27 @@ from qlab.cli.worker import add_worker
 
 __all__ = ["main"]
 
+#: The top-level help's description: plain text (argparse shows it as it is).
+DESCRIPTION = (
+    "qlab: how does my code scale, and why not better? "
+    "Commands: qlab run (one run and its summary), qlab sweep (a scaling curve "
+    "across worker counts), qlab worker (a consumer of a shared queue)."
+)
+
 
 def _parser() -> argparse.ArgumentParser:
-    from qlab import workloads
+    from qlab import __version__, workloads
 
-    p = argparse.ArgumentParser(prog="qlab", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="qlab", description=DESCRIPTION)
+    p.add_argument("--version", action="version", version=f"qlab {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run a workload on a pool and print its summary")
     r.add_argument("--workers", type=positive(int, 1), default=4, help="workers (default 4)")
     r.add_argument("--jobs", type=positive(int, 0), default=100, help="jobs (default 100)")
     r.add_argument(
+        "--handler",
         "--workload",
+        dest="workload",
         type=workload,
         default="seed",
         help=f"{', '.join(workloads.names())} (default: seed); "
@@ -49,8 +63,9 @@ def _parser() -> argparse.ArgumentParser:
         "jittered, 10 ms base, 1 s cap",
     )
     r.add_argument(
-        "--timeout", type=positive(float, 1e-9), default=None, help="seconds one attempt may take"
-    )
+        "--timeout", type=positive(float, 0, strict=True), default=None,
+        help="seconds one attempt may take",
+    )  # fmt: skip
     r.add_argument("--seed", type=int, default=0)
     r.add_argument(
         "--out", type=out_folder, default=None, help="save the run's trace to this folder"
@@ -62,7 +77,10 @@ def _parser() -> argparse.ArgumentParser:
         help="write the run as trace-event JSON for ui.perfetto.dev",
     )
     r.add_argument(
-        "--rate-limit", type=positive(float, 1e-9), default=None, help="jobs per second at most"
+        "--rate-limit",
+        type=positive(float, 0, strict=True),
+        default=None,
+        help="jobs per second at most",
     )
     r.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     r.add_argument(

@@ -45,14 +45,25 @@ def workload(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def positive(kind: type, low: float) -> Any:
+def positive(kind: type, low: float, *, strict: bool = False) -> Any:
+    """A number >= ``low`` (> ``low`` when ``strict``), e.g. ``--timeout`` > 0.
+
+    Example:
+        >>> positive(float, 0, strict=True)("-2")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: must be a number > 0, got -2
+    """
+
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not value >= low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
+        if not (value > low if strict else value >= low):
+            raise argparse.ArgumentTypeError(
+                f"must be a number {'>' if strict else '>='} {low:g}, got {text}"
+            )
         return value
 
     return parse

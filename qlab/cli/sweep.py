@@ -26,9 +26,22 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _budget(text: str) -> str | None:
+    """A sweep's budget: ``1min``, ``90s``, ``1m30s``... or ``none``."""
+    from qlab.lab.sweep_plan import parse_budget
+
+    if text.strip().lower() == "none":
+        return None
+    try:
+        parse_budget(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _worker_list(text: str) -> list[int]:
     """``1-16``, ``1,2,4,8`` or a mix (``1,2,4-8``)."""
-    from qlab.lab.sweep import _check_workers
+    from qlab.lab.sweep_options import check_workers as _check_workers
 
     out: list[int] = []
     try:
@@ -43,7 +56,7 @@ def _worker_list(text: str) -> list[int]:
 
 
 def _backend_list(text: str) -> list[str]:
-    from qlab.lab.sweep import _check_backends
+    from qlab.lab.sweep_options import check_backends as _check_backends
 
     try:
         return _check_backends([b.strip() for b in text.split(",")])
@@ -88,11 +101,20 @@ def add_sweep(sub: Any) -> None:
         "or several, comma-separated or repeated; each run gets a fresh queue (q-1.db...)",
     )
     s.add_argument(
+        "--handler",
         "--workload",
+        dest="workload",
         type=workload,
         help="NAME or NAME:key=value,... (default: 1 ms sleeps, 5%% failing)",
     )
-    s.add_argument("--jobs", type=positive(int, 1), help=f"jobs per run ({DEFAULT_JOBS})")
+    s.add_argument(
+        "--jobs", type=positive(int, 1),
+        help=f"jobs per run (default: planned from --budget, at most {DEFAULT_JOBS:,})",
+    )  # fmt: skip
+    s.add_argument(
+        "--budget", type=_budget, default="1min",
+        help="time the sweep may take: 1min (default), 90s, 2min, 1m30s, or none",
+    )  # fmt: skip
     s.add_argument(
         "--repeats",
         type=positive(int, 1),
@@ -101,7 +123,7 @@ def add_sweep(sub: Any) -> None:
     )
     s.add_argument(
         "--precision",
-        type=positive(float, 1e-9),
+        type=positive(float, 0, strict=True),
         default=None,
         help="repeat a point until its throughput interval is within this share of the mean",
     )
@@ -109,6 +131,12 @@ def add_sweep(sub: Any) -> None:
     s.add_argument(
         "--confidence", type=_fraction, default=0.95, help="level of every interval (0.95)"
     )
+    _add_output(s)
+    s.set_defaults(func=_cmd_sweep)
+
+
+def _add_output(s: Any) -> None:
+    """The sweep's seed, and where its results, charts, progress and logs go."""
     s.add_argument("--seed", type=int, default=0)
     s.add_argument(
         "--out", type=out_file(".parquet", ".csv"), help="save the sweep (.parquet, or .csv)"
@@ -117,40 +145,36 @@ def add_sweep(sub: Any) -> None:
         "--plot", type=out_file(".png", ".svg", ".pdf"), help="save the sweep's charts (.png...)"
     )
     s.add_argument("--json", action="store_true", help="print points and fits as JSON")
-    s.add_argument("--progress", action="store_true", help="log a line per run")
+    s.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a bar over the runs with the plan and an ETA, and a line per run "
+        "(default: a bar when stderr is a terminal)",
+    )
     log_flags(s)
-    s.set_defaults(func=_cmd_sweep)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     """``qlab sweep``: run, print the table and the fits, save; 130 after Ctrl-C."""
-    import pandas as pd
-
     from qlab.lab.sweep import Sweep, sweep
-    from qlab.lab.usl.model import FewLevelsWarning
+    from qlab.lab.usl.model import FewLevelsWarning, MisfitWarning
 
     a = args
-    if a.progress:
+    if a.progress:  # a line per run on the qlab.lab.sweep logger, and the plan
         logging.getLogger("qlab.lab.sweep").setLevel(logging.INFO)
     sw = sweep(
         a.workload, a.workers, a.backend, a.jobs, a.repeats, a.seed, progress=a.progress,
         confidence=a.confidence, precision=a.precision, max_repeats=a.max_repeats,
-        queue=a.queue,
+        queue=a.queue, budget=a.budget,
     )  # fmt: skip
+    assert isinstance(sw, Sweep)  # no load=: a sweep over worker counts
     by = ["backend", "queue"] if sw.df["queue"].nunique() > 1 else ["backend"]
     table = sw.df.groupby([*by, "workers"])[["throughput", "speedup", "efficiency"]].mean()
-    fits, notes = None, []
-    with warnings.catch_warnings():  # a few worker levels: said once, as a note
+    with warnings.catch_warnings():  # a few worker levels, a misfit: said once, as notes
         warnings.simplefilter("ignore", FewLevelsWarning)
-        if sw.df["workers"].nunique() < 6:
-            notes.append(f"only {sw.df['workers'].nunique()} worker levels: a loose USL fit")
-        for key, g in sw.df.groupby(by):  # one group's few points spoil no other's fit
-            try:
-                fit = Sweep(g, sw.meta).fit()[["lam", "sigma", "kappa", "peak_workers", "r2"]]
-                fit.index = pd.MultiIndex.from_tuples([key], names=by) if len(by) > 1 else fit.index
-                fits = fit if fits is None else pd.concat([fits, fit])
-            except (ValueError, RuntimeError) as exc:
-                notes.append(f"no USL fit for {', '.join(map(str, key))}: {exc}")
+        warnings.simplefilter("ignore", MisfitWarning)
+        fits, notes = _fits(sw, by)
         if a.json:
             out = {"points": table.reset_index().to_dict("records"), "meta": sw.meta}
             out["fit"] = (
@@ -174,6 +198,30 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         if a.plot:
             _save_plot(sw, a.plot)
     return 130 if sw.meta.get("interrupted") else 0
+
+
+def _fits(sw: Any, by: list[str]) -> tuple[Any, list[str]]:
+    """The USL fit of each (backend[, queue]) group, and notes on the fits: a loose fit
+    of few worker levels, a fit that does not describe the data, a group with no fit."""
+    import pandas as pd
+
+    from qlab.lab.sweep import Sweep
+
+    fits, notes = None, []
+    if sw.df["workers"].nunique() < 6:
+        notes.append(f"only {sw.df['workers'].nunique()} worker levels: a loose USL fit")
+    for key, g in sw.df.groupby(by):  # one group's few points spoil no other's fit
+        name = ", ".join(map(str, key))
+        try:
+            full = Sweep(g, sw.meta).fit()
+        except (ValueError, RuntimeError) as exc:
+            notes.append(f"no USL fit for {name}: {exc}")
+            continue
+        notes += [f"the USL does not fit {name}: {why}" for why in full["misfit"] if why]
+        fit = full[["lam", "sigma", "kappa", "peak_workers", "r2"]]
+        fit.index = pd.MultiIndex.from_tuples([key], names=by) if len(by) > 1 else fit.index
+        fits = fit if fits is None else pd.concat([fits, fit])
+    return fits, notes
 
 
 def _save_plot(sw: Any, path: str) -> None:

@@ -60,6 +60,8 @@ def add_worker(sub: Any) -> None:
     w.add_argument("--queue", required=True, help="the queue's URL, e.g. redis://host/0?name=q")
     w.add_argument(
         "--handler",
+        "--workload",
+        dest="handler",
         type=_handler,
         default=None,
         help="package.module:function (default: the handler the producer kept)",

@@ -83,9 +83,9 @@ class Batch:
         if (
             isinstance(att, int)
             and all(isinstance(p.ids, range) and p.attempts == att for p in parts)
-            and all(a.ids.stop == b.ids.start for a, b in itertools.pairwise(parts))
+            and all(a.ids.stop == b.ids.start for a, b in itertools.pairwise(parts))  # type: ignore[union-attr]
         ):
-            return cls(range(parts[0].ids.start, parts[-1].ids.stop), att, payloads, kind)
+            return cls(range(parts[0].ids.start, parts[-1].ids.stop), att, payloads, kind)  # type: ignore[union-attr]
         ids = list(chain(p.ids for p in parts))
         attempts = list(
             chain(

@@ -43,7 +43,15 @@ def _state() -> WorkerState | None:
 
 
 class Cancelled(Exception):
-    """Raised by a handler (or ``ctx.cancelled.check()``) to stop a cancelled attempt."""
+    """Raised by a handler (or ``ctx.cancelled.check()``) to stop a cancelled attempt.
+
+    Example:
+        >>> import qlab
+        >>> def handler(payload):
+        ...     raise qlab.Cancelled()
+        >>> qlab.run(handler, range(2), retry=0).jobs["status"].tolist()
+        ['failed', 'failed']
+    """
 
 
 class CancelToken:
@@ -155,7 +163,16 @@ class WorkerState:
 
 
 class JobContext:
-    """A view of the running attempt (see :func:`current`)."""
+    """A view of the running attempt (see :func:`current`).
+
+    Example:
+        >>> import qlab
+        >>> def handler(payload):
+        ...     ctx = qlab.current()
+        ...     return [ctx.job_id, ctx.attempt]
+        >>> qlab.run(handler, range(2), keep_results=True).jobs["result"].tolist()
+        [[0, 1], [1, 1]]
+    """
 
     __slots__ = ("attempt", "cancelled", "job_id", "seed", "worker")
 
@@ -201,7 +218,7 @@ def current_or_none() -> JobContext | None:
     """Like :func:`current`, but None outside a handler (for handlers that run anywhere)."""
     state = _state()
     cur = None if state is None else state.running()
-    if cur is None:
+    if state is None or cur is None:
         return None
     job_id, attempt, start = cur
     deadline = None if state.timeout is None else start + state.timeout

@@ -210,7 +210,7 @@ def _run_careful(
             waited = pace(i, state)
             if state.stop:
                 break
-            res.throttle.append(waited)  # before the attempt: a crash row has it too
+            res.throttle.append(waited)  # type: ignore[union-attr]  # set above with pace
             c0 = cpu_clock()  # the wait for the token is not the attempt's
         t0 = perf()
         state.cur = (job_id, attempt, t0)
@@ -225,7 +225,7 @@ def _run_careful(
             raise
         except BaseException as exc:
             t1 = perf()
-            fail = _failure(i, exc, state, t1, is_permanent)
+            fail: Failure | None = _failure(i, exc, state, t1, is_permanent)
             r = None
         else:
             t1 = perf()

@@ -29,7 +29,6 @@ __all__ = [
     "Backend",
     "BatchResult",
     "Failure",
-    "JobFailed",
     "JobSpec",
     "Slot",
     "crash_row",
@@ -37,11 +36,6 @@ __all__ = [
 ]
 
 Item = tuple  # (job_id, attempt, payload)
-
-
-class JobFailed(Exception):
-    """Set on a job's Future when it failed and its own exception could not be kept
-    (or its result could not be pickled or unpickled)."""
 
 
 @dataclass(frozen=True)

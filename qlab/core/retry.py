@@ -61,6 +61,12 @@ class Backoff:
 
     ``attempt`` is the number of the attempt that just failed (1-based). Strategies
     add up with ``+``: ``Constant(0.1) + Uniform(0, 0.05)``.
+    Example:
+        >>> import random
+        >>> from qlab import Constant, Uniform
+        >>> backoff = Constant(0.1) + Uniform(0, 0.05)
+        >>> 0.1 <= backoff.delay(1, random.Random(0)) <= 0.15
+        True
     """
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
@@ -98,7 +104,12 @@ class Backoff:
 
 @dataclass(frozen=True)
 class Constant(Backoff):
-    """The same delay before every retry: ``Constant(0)`` retries at once."""
+    """The same delay before every retry: ``Constant(0)`` retries at once.
+
+    Example:
+        >>> Constant(0.5).delay(3, None)
+        0.5
+    """
 
     seconds: float = 0.0
 
@@ -111,7 +122,13 @@ class Constant(Backoff):
 
 @dataclass(frozen=True)
 class Uniform(Backoff):
-    """A random delay drawn uniformly from [low, high] (needs the rng)."""
+    """A random delay drawn uniformly from [low, high] (needs the rng).
+
+    Example:
+        >>> import random
+        >>> 0.1 <= Uniform(0.1, 0.2).delay(1, random.Random(0)) <= 0.2
+        True
+    """
 
     low: float = 0.0
     high: float = 1.0
@@ -240,7 +257,7 @@ class Retry:
             >>> Retry(permanent=lambda e: "quota" in str(e)).is_permanent(OSError("quota"))
             True
         """
-        seen = exc
+        seen: BaseException | None = exc
         for _ in range(32):  # a cause chain is short; a cycle must not hang
             if seen is None:
                 break

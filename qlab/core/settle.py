@@ -25,10 +25,21 @@ from typing import Any
 
 from qlab.core.batches import EMPTY, Batch
 from qlab.core.codes import CANCELLED, FAILED, RETRY, ST_CANCELLED, ST_FAILED
-from qlab.core.protocol import BatchResult, JobFailed
+from qlab.core.protocol import BatchResult
 from qlab.core.retry import Retry
 
 __all__ = ["JobFailed", "Settlement", "settle"]
+
+
+class JobFailed(Exception):
+    """Set on a job's Future when it failed and its own exception could not be kept.
+
+    Example:
+        >>> import qlab
+        >>> err = qlab.JobFailed("job 3 failed: ValueError('bad')")
+        >>> isinstance(err, Exception), str(err)
+        (True, "job 3 failed: ValueError('bad')")
+    """
 
 
 @dataclass
@@ -102,11 +113,13 @@ def settle(
         s = Settlement(items, res, bytes(n), n, rest)
         return s.stopped() if stopping else s
     out = bytearray(n)
-    s = Settlement(items, res, out, n - len(res.failures), rest, {}, {})
+    errors: dict[int, tuple[str, str]] = {}
+    backoff: dict[int, float] = {}
+    s = Settlement(items, res, out, n - len(res.failures), rest, errors, backoff)
     allowed = retry.attempts_allowed
     for f in res.failures:
         job_id, attempt, payload = items[f.row]
-        s.errors[f.row] = (f.error_type, f.error)
+        errors[f.row] = (f.error_type, f.error)
         if f.code == CANCELLED:
             out[f.row] = CANCELLED
             s.finals.append((job_id, ST_CANCELLED, None))
@@ -120,7 +133,7 @@ def settle(
         else:
             out[f.row] = f.code
             delay = retry.delay(seed, job_id, attempt)
-            s.backoff[f.row] = delay
+            backoff[f.row] = delay
             item = (job_id, attempt + 1, payload)
             if delay > 0:
                 s.retry_later.append((res.t1[f.row] + delay, item))

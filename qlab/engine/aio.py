@@ -62,6 +62,14 @@ async def arun(
 
     Returns:
         A :class:`qlab.Run`.
+    Example:
+        >>> import asyncio, qlab
+        >>> async def fetch(n):
+        ...     await asyncio.sleep(0.001)
+        ...     return n
+        >>> run = asyncio.run(qlab.arun(fetch, range(20), workers=5))
+        >>> run.summary()["ok"]
+        20
     """
     from qlab.engine.runner import run
 

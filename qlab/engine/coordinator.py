@@ -57,16 +57,17 @@ class Coordinator:
 
     def _loop(self) -> None:
         q, clock = self.queue, self.clock
-        tick = PROGRESS_EVERY_S if self.progress else None
+        progress = self.progress
+        tick = PROGRESS_EVERY_S if progress else None
         next_tick = clock.now() + (tick or 0)
         while q.phase < Phase.JOINED:
             now = clock.now()
             next_due = q.promote(now)
             if self.poll is not None:
                 self.overdue(now)
-            if tick and now >= next_tick:
+            if progress is not None and tick and now >= next_tick:
                 next_tick = now + tick
-                self.progress()
+                progress()
                 continue
             waits = [_MAX_SLEEP_S, self.poll, tick and next_tick - now]
             if next_due is not None:

@@ -93,7 +93,8 @@ class Drivers(Takeover):
                 if self.slots[slot.worker] is slot and not self.backend.in_caller:
                     self._start_thread(slot)
         finally:
-            self.coordinator.start()
+            if self.coordinator is not None:  # set by start() before this thread starts
+                self.coordinator.start()
 
     def _start_thread(self, slot: Slot) -> None:
         thread = threading.Thread(
@@ -124,6 +125,7 @@ class Drivers(Takeover):
     def _loop(self, slot: Slot) -> None:
         slot.state.bind()
         batch = self._next(slot)
+        res: BatchResult | None
         while batch is not None:
             res = self._run(slot, batch)
             if res.abandoned or not self._settle(slot, batch, res):

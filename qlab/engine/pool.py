@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qlab import backends, queues
 from qlab.core.context import current_or_none
@@ -37,6 +37,9 @@ from qlab.hooks.base import HookSet
 from qlab.hooks.progress import progress_hook
 from qlab.queues.memory import Phase
 from qlab.trace.recorder import Trace
+
+if TYPE_CHECKING:
+    from qlab.trace.results import Run
 
 __all__ = ["BACKENDS", "JobFailed", "Pool"]
 
@@ -182,13 +185,13 @@ class Pool:
         instead of new Futures (with Future's methods that :mod:`qlab.futures` calls).
         ``kind``: what these jobs run, if not all jobs run alike (an Executor's
         function): batches hold one kind and are sized by its measured speed."""
-        if self.parts.futures is None:
+        filed = self.parts.futures
+        if filed is None:
             raise RuntimeError("submit() is not available on this pool")
         new = [Future() for _ in payloads] if futures is None else futures
-        futures = self.parts.futures
 
         def file(ids: range) -> None:  # under the queue's lock: before any job can finish
-            futures.update(zip(ids, new, strict=True))
+            filed.update(zip(ids, new, strict=True))
 
         q, extra = self.parts.queue, {} if kind is None else {"kind": kind}
         taken = getattr(q, "batches", 0)
@@ -327,7 +330,7 @@ class Pool:
 
     # -- results -----------------------------------------------------------------------
 
-    def trace(self) -> Any:
+    def trace(self) -> Run:
         """A :class:`qlab.Run` of what has happened so far (jobs still running or
         queued show status ``pending``)."""
         from qlab.trace.results import Run
@@ -340,7 +343,7 @@ class Pool:
             # once joined nothing records any more: the final Run takes the trace itself
             trace = self.parts.trace if final else self.parts.trace.snapshot()
             done = q.phase >= Phase.DRAINING and q.unfinished == 0 and q.end is not None
-            end = q.end if done else self.parts.clock.now()
+            end = q.end if done and q.end is not None else self.parts.clock.now()
             meta = dict(self.parts.meta, batches=q.batches)
             run = Run(trace, meta, wall_s=max(end - trace.origin, 0.0))
             if final:

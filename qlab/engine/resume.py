@@ -14,6 +14,7 @@ A resume is a consumer (:func:`qlab.serve`) that runs until the queue is drained
 claiming jobs in chunks of ``queue_size`` (1,000 by default), so its first job starts
 after one chunk is read, however many jobs the queue holds.
 
+
 Example:
     >>> import os, tempfile, qlab
     >>> url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "q.db")
@@ -65,6 +66,13 @@ def resume(
         ValueError: an unknown scheme, a missing or foreign queue, a handler other than
             the queue's.
         TypeError: a handler that is not callable, or ``queue=`` among the options.
+
+    Example:
+        >>> import os, tempfile, qlab
+        >>> url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "q.db")
+        >>> first = qlab.run(abs, range(10), queue=url)
+        >>> qlab.resume(url, abs).summary()["ok"]  # nothing was left: the Run of its history
+        10
     """
     if not callable(handler):
         raise TypeError(f"handler must be callable, got {handler!r}")

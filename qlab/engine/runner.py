@@ -10,13 +10,16 @@ scheduled time, and that time is the job's ``submitted_s``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sized
+from typing import TYPE_CHECKING, Any
 
 from qlab.engine.arrivals import check_arrivals
 from qlab.engine.feed import feed, feed_open
 from qlab.engine.lifecycle import drive, finished, guarded
 from qlab.engine.pool import Pool
+
+if TYPE_CHECKING:
+    from qlab.trace.results import Run
 
 __all__ = ["run"]
 
@@ -29,7 +32,7 @@ def run(
     stop: threading.Event | None = None,
     arrivals: Any = None,
     **options: Any,
-) -> Any:
+) -> Run:
     """Run ``handler`` over ``payloads`` on a fresh pool and return the traced Run.
 
     Takes the options of :class:`qlab.Pool`. Payloads are fed with backpressure, so a
@@ -59,7 +62,7 @@ def run(
     if isinstance(payloads, str | bytes) or not isinstance(payloads, Iterable):
         raise TypeError(f"payloads must be an iterable of payloads, got {payloads!r}")
     arrivals = check_arrivals(arrivals)
-    total = len(payloads) if hasattr(payloads, "__len__") else None
+    total = len(payloads) if isinstance(payloads, Sized) else None
     with guarded(stop) as interrupts:
         pool = Pool(handler, workers, futures=False, interrupts=interrupts, total=total,
                     **options)  # fmt: skip

@@ -17,6 +17,7 @@ at once if it released its lease or was a process of this host that is gone, whe
 its lease expires otherwise (``XAUTOCLAIM``). Each consumer writes its own attempt
 rows, naming itself in their ``consumer`` column; ``qlab.load_run(url)`` merges them.
 
+
 Example:
     >>> import os, tempfile, qlab
     >>> url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "q.db")
@@ -97,6 +98,12 @@ def enqueue(url: str, payloads: Iterable[Any], handler: Any = None, *, force: bo
     Raises:
         TypeError: a payload that cannot be pickled (named; nothing is added).
         ValueError: a queue made by ``qlab.run`` (it is that run's), another handler.
+
+    Example:
+        >>> import os, tempfile, qlab
+        >>> url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "shared.db")
+        >>> len(qlab.enqueue(url, range(5), handler=abs))
+        5
     """
     if isinstance(payloads, str | bytes) or not isinstance(payloads, Iterable):
         raise TypeError(f"payloads must be an iterable of payloads, got {payloads!r}")
@@ -151,6 +158,13 @@ def serve(
 
     Raises:
         ValueError / TypeError: bad input, before any job runs.
+
+    Example:
+        >>> import os, tempfile, qlab
+        >>> url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "shared.db")
+        >>> _ = qlab.enqueue(url, range(5), handler=abs)
+        >>> qlab.serve(url, abs, workers=2, until_empty=True).summary()["ok"]
+        5
     """
     if "queue" in options:
         raise TypeError("serve() takes the queue as its url, not as queue=")

@@ -97,5 +97,5 @@ def noting_signals() -> Iterator[list[int]]:
     try:
         yield noted
     finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+        for signum, handler in old.items():
+            signal.signal(signum, handler)

@@ -42,7 +42,9 @@ class Takeover:
     def start_slot(self, worker: int, rec: Any, run: bool = True) -> Slot:
         raise NotImplementedError
 
-    def commit(self, slot: Slot, done: Batch, res: BatchResult, rest: Batch) -> None:
+    def commit(
+        self, slot: Slot, items: Batch, res: BatchResult, rest: Batch, from_driver: bool = False
+    ) -> bool:
         raise NotImplementedError
 
     def cancel_pending(self) -> None:

@@ -37,13 +37,16 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qlab.core.checks import is_async
 from qlab.engine.pool import Pool
 from qlab.executor.dispatch import FnCache, adispatch, dispatch, fn_kind, fn_name
 from qlab.executor.mapcells import Chunk
 from qlab.executor.workerinit import init_handler, retiring_backend
+
+if TYPE_CHECKING:
+    from qlab.trace.results import Run
 
 __all__ = ["Executor"]
 
@@ -54,44 +57,52 @@ _KNOWN = 256  # functions whose checks and name the executor remembers
 class Executor(cf.Executor):
     """A ``concurrent.futures.Executor`` whose every call is traced by qlab.
 
-    Args:
-        workers: number of workers (threads, processes, or asyncio tasks), >= 1.
-            ``max_workers=`` is accepted too, as the standard executors spell it.
-        backend: ``"thread"`` (default), ``"process"``, ``"asyncio"`` (``async def``
-            functions), ``"inline"``, or a Backend object.
-        retry: None (default: no retries), an int (max retries) or a :class:`qlab.Retry`.
-        timeout: seconds one call may take, or None.
-        seed: seeds the retries' backoff jitter.
-        initializer / initargs: ``initializer(*initargs)`` runs once in each worker
-            before its first call (see :mod:`qlab.executor.workerinit`); if it raises, the
-            executor is broken: ``BrokenThreadPool`` / ``BrokenProcessPool``, as the
-            standard executors.
-        max_tasks_per_child: with ``backend="process"``, a worker process is replaced
-            once it has run this many calls.
-        **options: any other option of :class:`qlab.Pool` (``queue_size``, ``hooks``,
-            ``progress``, ``keep_results``, ``clock``...).
+        Args:
+            workers: number of workers (threads, processes, or asyncio tasks), >= 1.
+                ``max_workers=`` is accepted too, as the standard executors spell it.
+            backend: ``"thread"`` (default), ``"process"``, ``"asyncio"`` (``async def``
+                functions), ``"inline"``, or a Backend object.
+            retry: None (default: no retries), an int (max retries) or a :class:`qlab.Retry`.
+            timeout: seconds one call may take, or None.
+            seed: seeds the retries' backoff jitter.
+            initializer / initargs: ``initializer(*initargs)`` runs once in each worker
+                before its first call (see :mod:`qlab.executor.workerinit`); if it raises, the
+                executor is broken: ``BrokenThreadPool`` / ``BrokenProcessPool``, as the
+                standard executors.
+            max_tasks_per_child: with ``backend="process"``, a worker process is replaced
+                once it has run this many calls.
+            **options: any other option of :class:`qlab.Pool` (``queue_size``, ``hooks``,
+                ``progress``, ``keep_results``, ``clock``...).
 
-    Raises:
-        ValueError / TypeError: bad input, naming the parameter, before any call runs.
+        Raises:
+            ValueError / TypeError: bad input, naming the parameter, before any call runs.
 
-    Where it differs from ``ThreadPoolExecutor`` / ``ProcessPoolExecutor``
-    (docs/design.md section 9 has the table):
+        Where it differs from ``ThreadPoolExecutor`` / ``ProcessPoolExecutor``
+        (docs/design.md section 9 has the table):
 
-    ===============================  =================================================
-    behaviour                        qlab (the standard executors)
-    ===============================  =================================================
-    a worker process dies in a call  that call fails, ``qlab.WorkerCrashed``; the
-                                     executor runs on (``BrokenProcessPool``, broken)
-    an argument fails to unpickle,   that call fails: its error, or ``qlab.JobFailed``
-    a result to pickle or unpickle   (``SystemExit``), ``WorkerCrashed`` (a crash);
-                                     the others run (``BrokenProcessPool``, broken)
-    ``initializer`` fails            ``BrokenThreadPool`` / ``BrokenProcessPool``,
-                                     later submits refused (the same)
-    ``map``                          lazy, ``buffersize`` ahead; ``chunksize`` ignored
-                                     (all submitted at once)
-    functions (process backend)      cloudpickled once per executor (per call)
-    ``retry=`` / ``timeout=``        per-call retries and deadline (none)
-    ===============================  =================================================
+        ===============================  ==========================================
+        behaviour                        qlab (the standard executors)
+        ===============================  =================================================
+        a worker process dies in a call  that call fails, ``qlab.WorkerCrashed``; the
+                                         executor runs on (``BrokenProcessPool``, broken)
+        an argument fails to unpickle,   that call fails: its error, or ``qlab.JobFailed``
+        a result to pickle or unpickle   (``SystemExit``), ``WorkerCrashed`` (a crash);
+                                         the others run (``BrokenProcessPool``, broken)
+        ``initializer`` fails            ``BrokenThreadPool`` / ``BrokenProcessPool``,
+                                         later submits refused (the same)
+        ``map``                          lazy, ``buffersize`` ahead; ``chunksize`` ignored
+                                         (all submitted at once)
+        functions (process backend)      cloudpickled once per executor (per call)
+        ``retry=`` / ``timeout=``        per-call retries and deadline (none)
+        ===============================  =================================================
+    =======
+        Example:
+            >>> import qlab
+            >>> with qlab.Executor(workers=2) as ex:
+            ...     print(ex.submit(pow, 2, 10).result(), list(ex.map(abs, [-1, -2])))
+            1024 [1, 2]
+            >>> len(ex.trace().jobs)
+            3
     """
 
     def __init__(
@@ -110,14 +121,18 @@ class Executor(cf.Executor):
     ) -> None:
         if workers is not None and max_workers is not None:
             raise TypeError("pass workers= or max_workers=, not both")
-        workers = 4 if workers is None and max_workers is None else workers or max_workers
+        workers = (
+            4
+            if workers is None and max_workers is None
+            else (workers if workers is not None else max_workers)
+        )
         name = backend if isinstance(backend, str) else getattr(backend, "name", "")
         self._async = name == "asyncio"
         self._init = init_handler(name, self._async, initializer, initargs)
         handler = self._init or (adispatch if self._async else dispatch)
         if max_tasks_per_child is not None:
             backend = retiring_backend(backend, max_tasks_per_child)
-        self._pool = Pool(handler, workers, backend=backend, retry=retry, timeout=timeout,
+        self._pool = Pool(handler, workers, backend=backend, retry=retry, timeout=timeout,  # type: ignore[arg-type]
                           seed=seed, **options)  # fmt: skip
         self._broken: BaseException | None = None
         self._fns = FnCache(pickled=self._pool.parts.backend.name == "process")
@@ -241,7 +256,7 @@ class Executor(cf.Executor):
 
     def _submit_chunk(self, fn: Any, args: Iterator, n: int) -> list:
         """Queue ``map``'s next ``n`` calls (fewer at the end) as one chunk; their cells."""
-        part = [(a, {}) for a in islice(args, n)]
+        part: list[tuple[Any, dict]] = [(a, {}) for a in islice(args, n)]
         return self._submit(fn, part, Chunk(len(part)).cells()) if part else []
 
     def _results(
@@ -287,7 +302,7 @@ class Executor(cf.Executor):
 
     # -- the trace ---------------------------------------------------------------------
 
-    def trace(self) -> Any:
+    def trace(self) -> Run:
         """The :class:`qlab.Run` so far: one job per submit, with the function's name
         in a categorical ``fn`` column of ``run.jobs`` and ``run.attempts``."""
         import numpy as np

@@ -88,7 +88,7 @@ class _Calls:
         """Per-call records and function names, for :func:`qlab.executor.observe_run.build_run`."""
         with self.lock:
             n = len(self.sub)
-            cols = [self.sub[:n], self.t0[:n], self.t1[:n], self.cpu[:n], self.fn[:n]]
+            cols: list[Any] = [self.sub[:n], self.t0[:n], self.t1[:n], self.cpu[:n], self.fn[:n]]
             names = list(self.names)
         who, err, fate = dict(self.who), dict(self.err), dict(self.fate)
         records = []
@@ -111,6 +111,15 @@ def observe(executor: cf.Executor, *, in_process: bool | None = None) -> Observe
 
     Raises:
         TypeError: ``executor`` is not a ``concurrent.futures.Executor``.
+    Example:
+        >>> import qlab
+        >>> from concurrent.futures import ThreadPoolExecutor
+        >>> with ThreadPoolExecutor(2) as pool:
+        ...     obs = qlab.observe(pool)
+        ...     print(obs.submit(abs, -3).result())
+        3
+        >>> obs.trace().jobs["status"].tolist()
+        ['ok']
     """
     if not isinstance(executor, cf.Executor):
         raise TypeError(f"executor must be a concurrent.futures.Executor, got {executor!r}")

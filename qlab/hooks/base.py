@@ -19,7 +19,9 @@ Example:
 from __future__ import annotations
 
 import logging
+import sys
 import threading
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,7 +31,20 @@ log = logging.getLogger("qlab")
 
 
 class Hook:
-    """Base class of engine observers; every method is a no-op."""
+    """Base class of engine observers; every method is a no-op.
+
+    Example:
+        >>> import qlab
+        >>> class Ends(qlab.Hook):
+        ...     def on_end(self, run):
+        ...         print(len(run.jobs), "jobs")
+        >>> _ = qlab.run(abs, range(5), hooks=[Ends()])
+        5 jobs
+    """
+
+    #: True for a hook that shows progress itself (a bar, the live view): a sweep whose
+    #: ``progress=`` is left at None then draws no bar of its own beside it.
+    shows_progress = False
 
     def on_start(self, meta: dict[str, Any]) -> None:
         """The pool's workers are up; ``meta`` is the run's provenance so far."""
@@ -44,6 +59,8 @@ class Hook:
 
 class LogProgress(Hook):
     """``progress=True`` without a display: a line on the ``qlab`` logger per second."""
+
+    shows_progress = True
 
     def __init__(self, every_s: float = 1.0) -> None:
         self.every_s = every_s
@@ -67,8 +84,8 @@ class LogProgress(Hook):
 
 class HookSet:
     """The hooks of one pool. A hook that raises anything (SystemExit included) is
-    logged once and removed, as trio does with its instruments: observers never take
-    a run down, hang it, or leak its workers.
+    removed and logged at WARNING, once per hook object, as trio does with its
+    instruments: observers never take a run down, hang it, or leak its workers.
 
     Example:
         >>> class Bad(Hook):
@@ -108,7 +125,44 @@ class HookSet:
                 self._drop(hook, name)
 
     def _drop(self, hook: Hook, name: str) -> None:
-        log.exception("hook %r failed in %s; it is removed from this run", hook, name)
         with self._lock:
-            if hook in self._hooks:
-                self._hooks.remove(hook)
+            if hook not in self._hooks:
+                return
+            self._hooks.remove(hook)
+        if _first_failure(hook):
+            _tell(f"hook {hook!r} failed in {name}; it is removed from this run")
+
+
+_FAILED: weakref.WeakSet = weakref.WeakSet()
+_FAILED_IDS: set[int] = set()  # hooks that cannot be weakly referenced
+
+
+def _first_failure(hook: Hook) -> bool:
+    """Whether this hook object fails for the first time (a sweep passes one hook to
+    every run: its failures are said once, not once per run)."""
+    try:
+        if hook in _FAILED:
+            return False
+        _FAILED.add(hook)
+    except TypeError:
+        if id(hook) in _FAILED_IDS:
+            return False
+        _FAILED_IDS.add(id(hook))
+    return True
+
+
+def _tell(message: str) -> None:
+    """A WARNING on the ``qlab`` logger, with the traceback. When nothing handles it
+    (qlab's NullHandler only, no logging configured), Python's last-resort handler
+    prints it on stderr, as it would without the NullHandler: a failing hook is never
+    silent."""
+    log.warning(message, exc_info=True)
+    if (
+        not logging.getLogger().handlers
+        and all(isinstance(h, logging.NullHandler) for h in log.handlers)
+        and log.propagate
+        and logging.lastResort is not None
+    ):
+        logging.lastResort.handle(log.makeRecord(
+            log.name, logging.WARNING, __file__, 0, message, (), sys.exc_info()
+        ))  # fmt: skip

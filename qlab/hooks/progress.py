@@ -33,6 +33,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from qlab.hooks.bars import make_bar
 from qlab.hooks.base import Hook, LogProgress
 
 __all__ = ["SweepProgress", "TqdmProgress", "final_counts", "progress_hook"]
@@ -112,6 +113,8 @@ class TqdmProgress(Hook):
         ImportError: tqdm is not installed (and no ``tqdm_class`` was given).
     """
 
+    shows_progress = True
+
     def __init__(
         self,
         desc: str | None = None,
@@ -135,7 +138,7 @@ class TqdmProgress(Hook):
         # known when the caller says so, or when the engine was given a sized input
         self._total = self.total or meta.get("jobs_total")
         with self._lock:
-            self.bar = self._tqdm(total=self._total, desc=desc, **self._kwargs)
+            self.bar = make_bar(self._tqdm, total=self._total, desc=desc, **self._kwargs)
 
     def on_progress(self, counts: dict[str, Any]) -> None:
         with self._lock:
@@ -190,6 +193,8 @@ class SweepProgress(Hook):
         2
     """
 
+    shows_progress = True
+
     def __init__(
         self,
         total: int | None = None,
@@ -199,10 +204,7 @@ class SweepProgress(Hook):
         **tqdm_kwargs: Any,
     ) -> None:
         self._tqdm = _tqdm_class(tqdm_class)
-        # no {rate_fmt}: points/s would be a second rate next to the run's jobs/s
-        eta = "<{remaining}" if total else ""
-        bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} points [{elapsed}" + eta + "{postfix}]"
-        self._kwargs = {"unit": "point", "bar_format": bar_format, **tqdm_kwargs}
+        self._kwargs = {"unit": "point", **tqdm_kwargs}
         self.total = total
         self.desc = desc
         self.bar: Any = None
@@ -211,8 +213,29 @@ class SweepProgress(Hook):
 
     def _open(self) -> Any:
         if self.bar is None:
-            self.bar = self._tqdm(total=self.total, desc=self.desc, **self._kwargs)
+            # no {rate_fmt}: points/s would be a second rate next to the run's jobs/s
+            eta = "<{remaining}" if self.total else ""
+            form = "{l_bar}{bar}| {n_fmt}/{total_fmt} runs [{elapsed}" + eta + "{postfix}]"
+            kwargs = {"bar_format": form, **self._kwargs}
+            self.bar = make_bar(self._tqdm, total=self.total, desc=self.desc, **kwargs)
         return self.bar
+
+    def note(self, text: str) -> None:
+        """Show a line of text above the bar (the sweep's calibration, its plan)."""
+        import sys
+
+        write = getattr(self.bar, "write", None) or getattr(self._tqdm, "write", None)
+        if write is not None:  # where the bar draws (tqdm.write alone prints to stdout)
+            write(text, file=self._kwargs.get("file") or sys.stderr)
+
+    def announce(self, total: int, text: str) -> None:
+        """The plan is known: ``total`` runs, said in ``text``; opens the bar with an ETA."""
+        with self._lock:
+            self.total = total
+            if self.bar is not None and self.bar.total != total:
+                _set_total(self.bar, total)
+            self.note(text)
+            self._open()
 
     def on_start(self, meta: dict[str, Any]) -> None:
         with self._lock:

@@ -10,7 +10,8 @@ mean service time, the M/M/c prediction (:mod:`qlab.queueing`) beside them.
 
 The knee is found as in Kneedle (Satopää et al., 2011): on the median latency curve
 scaled to the unit square, the load farthest below the chord from the first point to
-the last.
+the last, when latency rises (by ``KNEE_RISE``, 1.5x, from the lowest load to the
+highest); a flat curve has none.
 
 Example:
     >>> import qlab
@@ -33,6 +34,8 @@ from qlab.lab.queueing import littles_law, mmc
 __all__ = ["LoadSweep", "knee", "sweep_load"]
 
 PERCENTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
+#: How much the latency must rise, last load over first, for a curve to have a knee.
+KNEE_RISE = 1.5
 
 
 def sweep_load(
@@ -66,6 +69,11 @@ def sweep_load(
 
     Raises:
         ValueError / TypeError: bad input, naming the parameter, before any run.
+    Example:
+        >>> import qlab
+        >>> ls = qlab.sweep_load(qlab.workloads.sleep(ms=1), load=[100, 200], workers=2, jobs=20)
+        >>> ls.df["load"].tolist()
+        [100.0, 200.0]
     """
     from qlab.engine.runner import run
 
@@ -135,11 +143,15 @@ def _row(r: Any, rate: float, rep: int, workers: int) -> dict[str, Any]:
 
 def knee(x: Iterable[float], y: Iterable[float]) -> float | None:
     """The knee of an increasing, convex curve (Kneedle): scaled to the unit square,
-    the x farthest below the chord; None if there are under 3 points or no bend.
+    the x farthest below the chord; None if there are under 3 points, no bend, or the
+    latency does not rise: a knee needs the last point at least ``KNEE_RISE`` times the
+    first (a flat curve's noise has a "farthest point" too, at no load in particular).
 
     Example:
         >>> knee([1, 2, 3, 4, 5], [1.0, 1.1, 1.3, 2.0, 6.0])
         4.0
+        >>> knee([10, 20, 30, 40], [2.34, 2.28, 2.24, 2.24]) is None  # flat: no knee
+        True
     """
     import numpy as np
 
@@ -147,6 +159,10 @@ def knee(x: Iterable[float], y: Iterable[float]) -> float | None:
     ok = np.isfinite(xs) & np.isfinite(ys)
     xs, ys = xs[ok], ys[ok]
     if len(xs) < 3 or np.ptp(xs) == 0 or np.ptp(ys) == 0:
+        return None
+    order = np.argsort(xs)
+    xs, ys = xs[order], ys[order]
+    if not ys[-1] >= KNEE_RISE * ys[0]:
         return None
     xn = (xs - xs.min()) / np.ptp(xs)
     yn = (ys - ys.min()) / np.ptp(ys)

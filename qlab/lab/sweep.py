@@ -1,22 +1,27 @@
-"""Sweeps: one workload run across worker counts, backends and queues, as one tidy DataFrame.
+"""Sweeps: one handler run across worker counts, backends and queues, as one tidy DataFrame.
 
-For each backend and queue: one warm-up run (not recorded), then ``repeats`` runs at
-every worker count, each one ``qlab.run(workload, range(jobs), workers=w, backend=b,
-queue=q, seed=seed)``; a durable queue is made fresh for each run
-(:mod:`qlab.sweep_queues`: ``q.db`` becomes ``q-1.db``, ``q-2.db``...).
-The warm-up runs ``min(jobs, 10 * max(workers))`` jobs on the most workers, so that
-threads, worker processes, imports and caches exist before the first recorded run.
-With ``precision=0.05`` a point is repeated until the t interval of its mean throughput
-is within 5 % of the mean, or ``max_repeats`` runs. Every row carries its point's
-intervals, outlier flag and machine load (:mod:`qlab.sweep_stats`, :mod:`qlab.machine`).
-The process backend keeps its worker processes warm from point to point
-(``qlab.backends.process.backend.warm_workers``), so start-up is paid once. Ctrl-C keeps the
+A sweep answers within a time budget (``budget="1min"`` by default). Without ``jobs=``
+it calibrates first (:mod:`qlab.lab.sweep_plan`: a short unrecorded run on 1 worker and one
+on the most workers, per backend and queue; the second is also the warm-up), plans the
+jobs of each run so that every run takes the same share of the budget, states the plan
+("16 points × ~47 to 160 jobs × 3 repeats ≈ 52s (budget 1m)") on the progress bar and the
+``qlab.lab.sweep.plan`` logger, then runs ``repeats`` runs at every worker count, each one
+``qlab.run(handler, range(jobs), workers=w, backend=b, queue=q, seed=seed)``. A repeat
+the budget has no room for is not run: the point is marked ``budget_cut`` and not
+``precise``, and ``sweep.points.why_not_precise`` says so. Repeats asked for with
+``repeats=`` always run.
+
+A durable queue is made fresh for each run (:mod:`qlab.lab.sweep_queues`). With
+``precision=0.05`` a point is repeated until the t interval of its mean throughput is
+within 5 % of the mean, or ``max_repeats`` runs, or the budget is spent. Every row carries
+its point's intervals, outlier flag and machine load (:mod:`qlab.lab.sweep_stats`). The
+process backend keeps its worker processes warm from point to point. Ctrl-C keeps the
 points measured so far. Measuring is separate from drawing: ``sweep()`` returns data;
 ``.plot()`` draws it and ``.fit()`` models it.
 
 Example:
     >>> import qlab
-    >>> sw = qlab.sweep(workers=[1, 2, 4], jobs=50, repeats=2)
+    >>> sw = qlab.sweep(workers=[1, 2, 4], jobs=50, repeats=2, progress=False)
     >>> sw.df.groupby("workers").size().tolist()
     [2, 2, 2]
 """
@@ -27,54 +32,52 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qlab import workloads
-from qlab.backends import BACKENDS
-from qlab.core.checks import check_int as _check_int
 from qlab.core.checks import describe as _describe
-from qlab.core.protocol import Backend
 from qlab.core.retry import Retry
-from qlab.core.stats import check_confidence, is_precise
-from qlab.engine import runner
 from qlab.hooks.base import Hook
-from qlab.lab.machine import LoadMeter
-from qlab.lab.sweep_queues import RunQueues, check_queues
-from qlab.lab.sweep_result import COLUMNS, Sweep, frame, load_sweep
-from qlab.lab.sweep_stats import finish_point
-from qlab.trace.hosts import placement
+from qlab.lab.sweep_options import check_backends as _check_backends
+from qlab.lab.sweep_options import check_options, one_handler
+from qlab.lab.sweep_options import check_workers as _check_workers
+from qlab.lab.sweep_plan import DEFAULT_BUDGET
+from qlab.lab.sweep_result import COLUMNS, Sweep, load_sweep
+from qlab.lab.sweep_run import DEFAULT_JOBS, Sweeper
+
+if TYPE_CHECKING:
+    from qlab.lab.load import LoadSweep
 
 __all__ = ["COLUMNS", "DEFAULT_JOBS", "DEFAULT_RETRY", "Sweep", "load_sweep", "sweep"]
+__all__ += ["_check_backends", "_check_workers"]  # the CLI's argument types use them
 
 log = logging.getLogger("qlab.lab.sweep")
 
-#: Jobs per run when ``jobs=None``: the default sweep over 1..16 workers takes ~15 s.
-DEFAULT_JOBS = 1000
 #: Retry at once: a backoff would leave the pool idle at the end of a run and so
 #: understate throughput, most at high worker counts where runs are short.
 DEFAULT_RETRY = Retry(max_retries=3, backoff=None)
-_HOW = (
-    "throughput = (ok + failed) / wall_s of each run; wall_s from the first submission "
-    "to the last job's end (time.perf_counter), worker start-up excluded; "
-    "one unrecorded warm-up run per backend when warmup=True"
-)
 
 
 def default_workload() -> Callable[[Any], Any]:
-    """The workload of ``sweep(workload=None)``: 1 ms I/O-like jobs, 5% of attempts
-    failing transiently (so a few retries show up in every run)."""
+    """The handler of ``sweep(handler=None)``: 1 ms I/O-like jobs, 5% of attempts
+    failing transiently (so a few retries show up in every run).
+
+    Example:
+        >>> default_workload()
+        flaky(inner=sleep(ms=1), transient=0.05, permanent=0.0)
+    """
     return workloads.flaky(workloads.sleep(ms=1), transient=0.05)
 
 
 def sweep(
-    workload: Callable[[Any], Any] | None = None,
+    handler: Callable[[Any], Any] | None = None,
     workers: Iterable[int] | int = range(1, 17),
     backend: Any = "thread",
     jobs: int | None = None,
     repeats: int | None = None,
     seed: int | None = 0,
     retry: Retry | int | None = DEFAULT_RETRY,
-    progress: bool = False,
+    progress: bool | None = None,
     keep_runs: bool = False,
     warmup: bool = True,
     hooks: Iterable[Hook] = (),
@@ -84,175 +87,157 @@ def sweep(
     load: Iterable[float] | None = None,
     stop: Any = None,
     queue: str | Iterable[str] | None = None,
+    budget: str | float | None = DEFAULT_BUDGET,
+    workload: Callable[[Any], Any] | None = None,
     **run_options: Any,
-) -> Any:
-    """Run ``workload`` at every worker count on every backend and queue, ``repeats``
-    times each.
+) -> Sweep | LoadSweep:
+    """Run ``handler`` at every worker count on every backend and queue, within ``budget``.
 
     Args:
-        workload: the handler; None: :func:`default_workload` (1 ms jobs, 5% transient
-            failures, retried at once).
+        handler: the callable (``workload=`` is an alias); None: :func:`default_workload`
+            (1 ms jobs, 5% transient failures, retried at once).
         workers: worker counts (ints >= 1), run in ascending order, duplicates dropped.
         backend: a backend name (``"thread"``, ``"process"``, ``"dask"``...), a Backend
-            object (``qlab.backends.Dask(address=...)``: each point uses ``workers``
-            worker threads of your cluster, which qlab leaves running), or a list.
-        jobs: jobs per run (payloads ``range(jobs)``); None: ``DEFAULT_JOBS``.
-        repeats: runs per (backend, workers) point; with ``precision``, the least number
-            (None: 3, or 2 with ``precision``).
+            object (``qlab.backends.Dask(address=...)``), or a list of them.
+        jobs: jobs per run (payloads ``range(jobs)``); None: planned from the budget
+            (at most ``DEFAULT_JOBS``), or ``DEFAULT_JOBS`` with ``budget=None``.
+        repeats: runs per point; given, every point gets them all, whatever the budget;
+            None: 3 (2 with ``precision``), those after the first only while the budget
+            lasts.
         seed, retry, **run_options: passed to each ``qlab.run`` (timeout, batch_size...).
-        progress: one line per run on the ``qlab.sweeps`` logger (INFO).
+        progress: a bar over the sweep's runs, with an ETA (``tqdm.auto``: a widget in
+            Jupyter), the plan above it, and a line per run on the ``qlab.lab.sweep`` logger
+            (INFO). None (default): on in a Jupyter kernel or when stderr is a terminal.
         keep_runs: keep every recorded :class:`qlab.Run` in ``Sweep.runs``.
-        warmup: one unrecorded run per backend first (with the most workers), so that
-            the first point pays no start-up or first-use costs.
+        warmup: one unrecorded run per backend first (with the most workers); a planned
+            sweep's calibration is its warm-up.
         hooks: passed to every recorded run.
         confidence: the level of every interval (throughput, latency percentiles, fits).
         precision: repeat a point until the half-width of its throughput interval is at
-            most ``precision`` times the mean (0.05: 5 %), or ``max_repeats`` runs; the
-            ``precise`` column says which points got there, ``repeats_taken`` how soon.
+            most ``precision`` times the mean (0.05: 5 %), or ``max_repeats`` runs, or
+            the budget is spent; ``precise`` says which points got there.
         max_repeats: the most runs per point with ``precision``.
-        load: offered loads (jobs/s) for an open-loop sweep instead: latency against
-            load at one worker count on one backend (see :func:`qlab.sweep_load`).
-        stop: a ``threading.Event``: when set (from another thread), the running run
-            stops as ``qlab.run(stop=)`` does and the sweep ends, as after Ctrl-C.
-        queue: ``"memory"`` (None: the default), a queue URL (``sqlite:///runs/q.db``,
-            ``redis://host:6379/0?name=q``) or a list of them: the ``queue`` column.
-            Each run gets a fresh durable queue derived from the URL (SQLite: the file
-            ``q-<n>.db`` beside ``q.db``; Redis: the name ``q-<token>-<n>``), see
-            :mod:`qlab.sweep_queues`.
+        load: offered loads (jobs/s) for an open-loop sweep instead (:func:`qlab.sweep_load`).
+        stop: a ``threading.Event``: when set, the running run stops and the sweep ends, as
+            after Ctrl-C.
+        queue: ``"memory"`` (None: the default), a queue URL or a list of them: the
+            ``queue`` column; each run gets a fresh durable queue (:mod:`qlab.lab.sweep_queues`).
+        budget: the time the sweep may take: ``"1min"`` (default: a notebook cell's
+            patience), ``"90s"``, ``"2min"``, ``"1m30s"``, seconds as a number, or None
+            (no limit). It plans the jobs you leave open and stops adding repeats when it
+            is spent; repeats you ask for, and the runs of a point's first repeat, still
+            run, so a sweep may overrun when those alone do not fit.
 
     Returns:
-        A :class:`Sweep` (with ``load``: a :class:`qlab.lab.load.LoadSweep`). After Ctrl-C
-        (or SIGTERM), the points measured so far, with ``meta["interrupted"]`` set; the
-        interrupted run itself is left out.
+        A :class:`Sweep` (with ``load``: a :class:`qlab.lab.load.LoadSweep`); its
+        ``meta["plan"]`` states the plan. After Ctrl-C (or SIGTERM, or ``stop``), the
+        points measured so far, with ``meta["interrupted"]`` set.
 
     Raises:
         ValueError / TypeError: bad input, naming the parameter, before any run.
         ConnectionError: a Redis queue's server does not answer (before any run).
 
     Example:
-        >>> sw = qlab.sweep(qlab.workloads.cpu(ms=1), workers=[1, 2], backend=["thread", "process"],
-        ...                 jobs=200, repeats=2)  # doctest: +SKIP
+        >>> import qlab
+        >>> sw = qlab.sweep(qlab.workloads.sleep(ms=1), workers=[1, 2, 4], budget="3s",
+        ...                 progress=False)
+        >>> sw.meta["plan"]  # doctest: +ELLIPSIS
+        '3 points × ... jobs × 3 repeats ≈ ...s (budget 3s)'
     """
-    ws = _check_workers(workers)
-    queues = check_queues(queue)
-    if load is not None:  # open loop: latency against offered load
-        from qlab.lab.load import sweep_load
+    handler, name = one_handler(handler, workload)
+    handler = default_workload() if handler is None else handler
+    if load is not None:
+        return _open_loop(handler, workers, backend, jobs, repeats, seed, retry, hooks, load,
+                          queue, run_options)  # fmt: skip
+    o = check_options(
+        handler, workers=workers, backend=backend, jobs=jobs, repeats=repeats,
+        precision=precision, max_repeats=max_repeats, confidence=confidence, queue=queue,
+        budget=budget, run_options=run_options, handler_name=name,
+    )  # fmt: skip
+    meta = _meta(o, seed, retry, warmup)
+    s = Sweeper(o, dict(seed=seed, retry=retry, **o.run_options), list(hooks), stop,
+                keep_runs, _progress(progress, hooks))  # fmt: skip
+    t0 = time.perf_counter()
+    try:
+        with _warm(o.backends):
+            s.prepare(warmup, meta)
+            for b, q in o.pairs:
+                s.begin(b, q)
+                for w in o.workers:
+                    s.point(b, q, w)
+    except KeyboardInterrupt as exc:
+        s.finish_point()
+        meta["interrupted"] = f"{exc.args[0] if exc.args else 'SIGINT'} during {s.at}"
+        log.warning("sweep interrupted during %s: keeping %d runs", s.at, len(s.rows))
+    finally:
+        s.close()
+    meta["duration_s"] = time.perf_counter() - t0
+    return s.result(meta)
 
-        if len(ws) != 1 or not isinstance(backend, str) or queues != ["memory"]:
-            raise ValueError(
-                "with load=, workers must be one int, backend one name and queue 'memory', "
-                f"got workers={workers!r}, backend={backend!r}, queue={queue!r}"
-            )
-        return sweep_load(
-            default_workload() if workload is None else workload, load=load, workers=ws[0],
-            backend=backend, jobs=jobs, repeats=repeats or 1, seed=seed, retry=retry,
-            hooks=hooks, **run_options,
-        )  # fmt: skip
-    backends = _check_backends(backend)
-    confidence = check_confidence(confidence)
-    if precision is not None and (
-        isinstance(precision, bool) or not isinstance(precision, int | float) or precision <= 0
-    ):
-        raise ValueError(f"precision must be a number > 0 (e.g. 0.05) or None, got {precision!r}")
-    repeats = (3 if precision is None else 2) if repeats is None else repeats
-    repeats = _check_int("repeats", repeats, 1)
-    max_repeats = _check_int("max_repeats", max_repeats, 1)
-    if precision is not None and max_repeats < max(repeats, 2):
-        raise ValueError(f"max_repeats must be >= repeats and >= 2, got {max_repeats}")
-    most = repeats if precision is None else max_repeats
-    jobs = DEFAULT_JOBS if jobs is None else _check_int("jobs", jobs, 1)
-    workload = default_workload() if workload is None else workload
-    if not callable(workload):
-        raise TypeError(f"workload must be callable, got {workload!r}")
-    if "process" in backends:
-        from qlab.core.pickling import check_picklable
 
-        check_picklable("workload", workload)
-    fresh = RunQueues(queues)
-    fresh.prepare()
+def _meta(o: Any, seed: Any, retry: Any, warmup: bool) -> dict[str, Any]:
+    """The sweep's provenance, before it runs."""
+    from qlab.lab.sweep_options import backend_name
+    from qlab.lab.sweep_run import HOW
     from qlab.queues import redact
     from qlab.trace.results import provenance
 
-    meta: dict[str, Any] = {
+    return {
         **provenance(),
-        "workload": _describe(workload),
-        "jobs": jobs,
-        "repeats": repeats,
+        "workload": _describe(o.handler),
+        "jobs": o.jobs,
+        "repeats": o.repeats,
         "seed": seed,
-        "backends": [_name(b) for b in backends],
-        "queues": [redact(q) for q in queues],
-        "workers": ws,
+        "backends": [backend_name(b) for b in o.backends],
+        "queues": [redact(q) for q in o.queues],
+        "workers": o.workers,
         "retry": repr(retry),
-        "run_options": {k: repr(v) for k, v in run_options.items()},
+        "run_options": {k: repr(v) for k, v in o.run_options.items()},
         "warmup": warmup,
-        "confidence": confidence,
-        "precision": precision,
-        "max_repeats": most,
-        "measured": _HOW,
+        "confidence": o.confidence,
+        "precision": o.precision,
+        "max_repeats": o.most_repeats,
+        "budget_s": o.budget_s,
+        "measured": HOW,
         "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    options = dict(seed=seed, retry=retry, **run_options)
-    bar = _sweep_bar(len(backends) * len(queues) * len(ws) * repeats) if progress else None
-    point: list[dict[str, Any]] = []  # the rows of the point being measured
-    latencies: list[Any] = []
-    hooks = [*hooks, bar] if bar is not None else list(hooks)
-    rows: list[dict[str, Any]] = []
-    runs: list = []
-    at = "start"
-    t0 = time.perf_counter()
-    try:
-        with _warm(backends):
-            for b, q in ((b, q) for b in backends for q in queues):
-                name = _name(b)
-                where = name if len(queues) == 1 else f"{name} queue={redact(q)}"
-                if warmup:
-                    at = f"warm-up of {where}"
-                    n = min(jobs, 10 * ws[-1])
-                    _checked(runner.run(workload, range(n), ws[-1], backend=b, stop=stop,
-                                        queue=fresh(q), **options))  # fmt: skip
-                for w in ws:
-                    for i in range(most):
-                        at = here = f"{where} workers={w} repeat={i}"
-                        meter = LoadMeter()
-                        run = runner.run(
-                            workload, range(jobs), w, backend=b, hooks=hooks, stop=stop,
-                            queue=fresh(q), **options,
-                        )  # fmt: skip
-                        row = _row(_checked(run), name, redact(q), w, i)
-                        point.append(row | meter.stop())
-                        latencies.append(run.jobs["latency_s"].to_numpy())
-                        at = f"the pause after {here}"
-                        if keep_runs:
-                            runs.append(run)
-                        if progress:
-                            log.info("sweep %s: %.1f jobs/s", here, point[-1]["throughput"])
-                        thr = [r["throughput"] for r in point]
-                        if i + 1 >= repeats and (
-                            precision is None or is_precise(thr, precision, confidence)
-                        ):
-                            break
-                    rows += finish_point(point, latencies, confidence, precision, seed)
-    except KeyboardInterrupt as exc:
-        rows += finish_point(point, latencies, confidence, precision, seed)
-        meta["interrupted"] = f"{exc.args[0] if exc.args else 'SIGINT'} during {at}"
-        log.warning("sweep interrupted during %s: keeping %d runs", at, len(rows))
-    finally:
-        if bar is not None:
-            bar.close()
-    meta["duration_s"] = time.perf_counter() - t0
-    return Sweep(frame(rows), meta, runs)
 
 
-def _sweep_bar(points: int) -> Any:
-    """``progress=True``: one tqdm bar over the sweep's points (None without tqdm)."""
-    try:
-        from qlab.hooks.progress import SweepProgress
-    except ImportError:
+def _progress(progress: bool | None, hooks: Any = ()) -> Any:
+    """The sweep's bar (:class:`qlab.hooks.progress.SweepProgress`), or None when off. None
+    means: on in a Jupyter kernel, or when stderr is a terminal, unless one of ``hooks``
+    shows progress itself (``Hook.shows_progress``: the explorer's live view, a bar)."""
+    if progress is None:
+        import sys
+
+        shown = any(getattr(h, "shows_progress", False) for h in hooks)
+        progress = not shown and ("ipykernel" in sys.modules or sys.stderr.isatty())
+    if not progress:
         return None
-    return SweepProgress(total=points)
+    from qlab.hooks.progress import SweepProgress
+
+    return SweepProgress()
 
 
-def _warm(backends: list[str]) -> contextlib.AbstractContextManager:
+def _open_loop(handler, workers, backend, jobs, repeats, seed, retry, hooks, load, queue,
+               run_options) -> Any:  # fmt: skip
+    """``sweep(load=...)``: latency against offered load (:func:`qlab.sweep_load`)."""
+    from qlab.lab.load import sweep_load
+    from qlab.lab.sweep_queues import check_queues
+
+    ws, queues = _check_workers(workers), check_queues(queue)
+    if len(ws) != 1 or not isinstance(backend, str) or queues != ["memory"]:
+        raise ValueError(
+            "with load=, workers must be one int, backend one name and queue 'memory', "
+            f"got workers={workers!r}, backend={backend!r}, queue={queue!r}"
+        )
+    return sweep_load(
+        handler, load=load, workers=ws[0], backend=backend, jobs=jobs, repeats=repeats or 1,
+        seed=seed, retry=retry, hooks=hooks, **run_options,
+    )  # fmt: skip
+
+
+def _warm(backends: list[Any]) -> contextlib.AbstractContextManager:
     """Keep each backend's workers warm from point to point: the process backend's
     worker processes, and one Dask LocalCluster rescaled to each point's workers."""
     stack = contextlib.ExitStack()
@@ -265,51 +250,3 @@ def _warm(backends: list[str]) -> contextlib.AbstractContextManager:
 
         stack.enter_context(warm_cluster())
     return stack
-
-
-def _checked(run: Any) -> Any:
-    """The run, or the interrupt that it caught (``qlab.run`` returns on Ctrl-C)."""
-    why = run.meta.get("interrupted")
-    if why:
-        raise KeyboardInterrupt(why)
-    return run
-
-
-def _check_workers(workers: Any) -> list[int]:
-    if isinstance(workers, int) and not isinstance(workers, bool):
-        workers = [workers]
-    bad = isinstance(workers, str | bytes) or not isinstance(workers, Iterable)
-    ws = [] if bad else list(workers)
-    if bad or not ws or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in ws):
-        raise ValueError(f"workers must be a non-empty iterable of ints >= 1, got {workers!r}")
-    return sorted(set(ws))
-
-
-def _check_backends(backend: Any) -> list[Any]:
-    """Backend names, or Backend objects such as ``qlab.backends.Dask(address=...)`` (a
-    user's cluster, of which each point uses ``workers`` worker threads), or a list of
-    them; one per name, so that the ``backend`` column tells them apart."""
-    items = [backend] if isinstance(backend, str | Backend) else backend
-    items = list(items) if isinstance(items, Iterable) else []
-    good = [b in BACKENDS if isinstance(b, str) else isinstance(b, Backend) for b in items]
-    if not items or not all(good):
-        raise ValueError(
-            f"backend must be one of {BACKENDS}, a Backend object, or a list of them, "
-            f"got {backend!r}"
-        )
-    names = [_name(b) for b in items]
-    if len(set(names)) < len(names):
-        raise ValueError(f"backend: two entries share a name, got {names}")
-    return items
-
-
-def _name(backend: Any) -> str:
-    """The ``backend`` column's value: the name, or the Backend object's ``name``."""
-    return backend if isinstance(backend, str) else str(backend.name)
-
-
-def _row(run: Any, backend: str, queue: str, workers: int, repeat: int) -> dict[str, Any]:
-    s = run.summary()
-    row = {"backend": backend, "queue": queue, "workers": workers, "repeat": repeat}
-    row |= {c: s[c] for c in COLUMNS if c in s.index and c not in row}
-    return row | placement(run.meta)  # hosts and cores the run used (qlab.hosts)

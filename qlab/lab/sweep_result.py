@@ -29,7 +29,7 @@ COLUMNS = (
 )  # fmt: skip
 _INTS = ("workers", "repeat", "jobs", "ok", "failed", "cancelled", "retries", "repeats_taken",
          "hosts", "cores")  # fmt: skip
-_BOOLS = ("precise", "outlier", "busy")
+_BOOLS = ("precise", "outlier", "busy", "budget_cut")
 
 
 class Sweep:
@@ -37,6 +37,11 @@ class Sweep:
     (provenance) and, with ``keep_runs=True``, the ``runs`` themselves.
 
     Example:
+        >>> import qlab
+        >>> sw = qlab.sweep(qlab.workloads.sleep(ms=1), workers=[1, 2, 3], jobs=20, repeats=2,
+        ...                 progress=False)
+        >>> len(sw.df), sw.points["workers"].tolist()
+        (6, [1, 2, 3])
         >>> sw = qlab.sweep(workers=range(1, 9), jobs=200)  # doctest: +SKIP
         >>> sw.fit()[["lam", "sigma", "kappa", "peak_workers"]]  # doctest: +SKIP
         >>> sw.plot()  # doctest: +SKIP
@@ -49,6 +54,7 @@ class Sweep:
         self.df = df
         self.meta = meta
         self.runs: list = list(runs or [])
+        self._fits: dict[tuple, pd.DataFrame] = {}
 
     def fit(
         self, model: str = "usl", noise: str = "absolute", confidence: float | None = None
@@ -57,12 +63,17 @@ class Sweep:
         :func:`qlab.usl.fit_frame`: lam, sigma, kappa, their errors and intervals
         (``sigma_ci_low``...), ``sigma_significant``, r2, peak_workers and its interval.
         Indexed by backend; by (backend, queue) when the sweep ran on several queues.
-        ``confidence`` defaults to the sweep's."""
+        ``confidence`` defaults to the sweep's. A fit is made once per options: asked
+        again (``plot()`` asks too), it is not redone, and its warnings (a misfit, few
+        levels) are given once."""
         from qlab.lab.usl.model import fit_frame
 
         level = self.meta.get("confidence", 0.95) if confidence is None else confidence
-        by = ["backend", "queue"] if self.df["queue"].nunique() > 1 else "backend"
-        return fit_frame(self.df, by=by, model=model, noise=noise, confidence=level)
+        key = (model, noise, level, id(self.df), len(self.df))
+        if key not in self._fits:
+            by = ["backend", "queue"] if self.df["queue"].nunique() > 1 else "backend"
+            self._fits[key] = fit_frame(self.df, by=by, model=model, noise=noise, confidence=level)
+        return self._fits[key].copy()
 
     @property
     def points(self) -> pd.DataFrame:
@@ -90,7 +101,7 @@ class Sweep:
     def save(self, path: str | Path) -> Path:
         """Save as Parquet (meta in the schema metadata) or, for a ``.csv`` path, as CSV
         plus a sidecar ``<path>.meta.json``. Returns the path."""
-        from qlab.trace.results import write_frame
+        from qlab.trace.tables import write_frame
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +132,16 @@ class Sweep:
 
 
 def load_sweep(path: str | Path) -> Sweep:
-    """Load a sweep saved with :meth:`Sweep.save` (Parquet, or CSV with its sidecar)."""
+    """Load a sweep saved with :meth:`Sweep.save` (Parquet, or CSV with its sidecar).
+
+
+    Example:
+        >>> import os, tempfile, qlab
+        >>> sw = qlab.sweep(abs, workers=[1, 2], jobs=10, repeats=1, progress=False)
+        >>> path = sw.save(os.path.join(tempfile.mkdtemp(), "sweep.parquet"))
+        >>> qlab.load_sweep(path).df["workers"].tolist()
+        [1, 2]
+    """
     import pandas as pd
 
     path = Path(path)
@@ -134,7 +154,7 @@ def load_sweep(path: str | Path) -> Sweep:
     else:
         import pyarrow.parquet as pq
 
-        from qlab.trace.results import META_KEY
+        from qlab.trace.tables import META_KEY
 
         df = pd.read_parquet(path)
         raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
@@ -146,6 +166,8 @@ def load_sweep(path: str | Path) -> Sweep:
         raise ValueError(f"path {str(path)!r} holds no qlab sweep: columns {missing} missing")
     if "throughput_ci_low" not in df.columns:
         df = _with_intervals(df, meta)
+    if "budget_cut" not in df.columns:  # saved before sweeps had a budget
+        df["budget_cut"] = False
     placed = [c for c in ("hosts", "cores") if c in df.columns]  # (qlab.trace.hosts.PLACEMENT)
     return Sweep(_typed(df[[*COLUMNS, *CI_COLUMNS, *placed]]), meta)
 

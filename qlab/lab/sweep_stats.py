@@ -11,6 +11,9 @@ A *point* is one (backend, queue, workers) of a sweep, measured by one or more r
   run-to-run drift shows in the throughput interval.
 - ``precise``: the throughput half-width is within ``precision`` of the mean (without
   ``precision=``, within 5 %); ``repeats_taken``: how many repeats the point took.
+- ``budget_cut``: the sweep's budget stopped the point's repeats before it had the
+  repeats planned (or, with ``precision``, before it was precise); such a point is not
+  ``precise``.
 - ``outlier``: the repeat's throughput has a modified z-score above 3.5 among the
   point's repeats (:func:`qlab.core.stats.outliers`; 5 repeats or more). Outliers are flagged
   and *kept*: every interval includes them, so a reader sees them rather than losing
@@ -44,7 +47,7 @@ QUANTILES = ("latency_p50_s", "latency_p95_s", "latency_p99_s")  # (stats.latenc
 CI_COLUMNS = (
     "throughput_ci_low", "throughput_ci_high",
     *(f"{name}_ci_{end}" for name in QUANTILES for end in ("low", "high")),
-    "repeats_taken", "precise", "outlier", "others_cpus", "load_avg", "busy",
+    "repeats_taken", "precise", "outlier", "others_cpus", "load_avg", "busy", "budget_cut",
 )  # fmt: skip
 #: The precision that ``precise`` is judged by when a sweep is given none.
 DEFAULT_PRECISION = 0.05
@@ -141,7 +144,9 @@ def _why(point: dict[str, Any]) -> str:
     if point.get("precise", True) is True or "precise" not in point:
         return ""
     runs = int(point["runs"])
-    if runs < 2:
+    if point.get("budget_cut", False):
+        reasons = [f"the budget was spent after {runs} repeat(s)"]
+    elif runs < 2:
         reasons = ["one repeat: no interval"]
     else:
         reasons = [f"{runs} repeats were not enough (max_repeats, or repeats without precision=)"]

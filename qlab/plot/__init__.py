@@ -13,7 +13,11 @@ contract in ``docs/design.md``); nothing here imports the engine.
   :func:`contention_summary`), for a run or a sweep's kept runs.
 
 Example:
-    >>> ax = timeline(run.attempts)  # doctest: +SKIP
+    >>> import qlab
+    >>> run = qlab.run(qlab.workloads.sleep(ms=1), range(20), workers=2)
+    >>> ax = timeline(run.attempts)
+    >>> ax.get_xlabel()
+    'time since run start (s)'
     >>> ax.figure.savefig("timeline.png")  # doctest: +SKIP
 """
 

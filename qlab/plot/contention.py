@@ -73,7 +73,7 @@ def contention(attempts: pd.DataFrame, ax: Axes | None = None, *, max_points: in
     keys = _contention_groups(attempts)
     counts = np.unique(attempts["workers"].to_numpy(dtype=float))
     # up to 10 worker counts: distinct colours (eight viridis shades were hard to tell apart)
-    palette = plt.get_cmap("tab10").colors if len(counts) <= 10 else None
+    palette = plt.get_cmap("tab10").colors if len(counts) <= 10 else None  # type: ignore[attr-defined]
     cmap = plt.get_cmap("viridis")
     backends = sorted(map(str, attempts["backend"].unique())) if "backend" in keys else []
     markers = dict(zip(backends, "osD^v*", strict=False))

@@ -74,7 +74,7 @@ def timeline(
     ax = get_ax(ax, (10.0, min(2.0 + 0.3 * max(shown, 1), 12.0)))
     x0, x1 = a["start_s"].to_numpy(dtype=float), a["end_s"].to_numpy(dtype=float)
     outcome = a["outcome"].astype(str).to_numpy()
-    handles = []
+    handles: list[Any] = []
     for name in list(OUTCOME_COLORS) + sorted(set(outcome) - set(OUTCOME_COLORS)):
         m = outcome == name
         if not m.any():
@@ -82,14 +82,14 @@ def timeline(
         y0, y1 = lane[m] - 0.4, lane[m] + 0.4
         verts = np.stack([[x0[m], y0], [x1[m], y0], [x1[m], y1], [x0[m], y1]]).transpose(2, 0, 1)
         color = OUTCOME_COLORS.get(name, OTHER_COLOR)
-        ax.add_collection(PolyCollection(verts, facecolors=color, edgecolors="none", label=name))
+        ax.add_collection(PolyCollection(verts, facecolors=color, edgecolors="none", label=name))  # type: ignore[arg-type]
         handles.append(Patch(color=color, label=f"{name} ({m.sum():,})"))
     backoff = a["backoff_s"].to_numpy(dtype=float) if "backoff_s" in a else np.full(len(a), np.nan)
     b = np.isfinite(backoff) & (backoff > 0)
     if b.any():
         y = lane[b] + _BACKOFF_OFFSET  # below the bar (lanes grow downwards)
         segs = np.stack([[x1[b], y], [x1[b] + backoff[b], y]]).transpose(2, 0, 1)
-        lines = LineCollection(segs, colors="#555555", linestyles="--", linewidths=0.8)
+        lines = LineCollection(segs, colors="#555555", linestyles="--", linewidths=0.8)  # type: ignore[arg-type]
         ax.add_collection(lines)
         handles.append(Line2D([], [], color="#555555", ls="--", lw=0.8, label="backoff"))
     x_end = np.nanmax(np.concatenate([x1, x1[b] + backoff[b]])) if len(a) else 1.0
@@ -100,7 +100,7 @@ def timeline(
     if groups:
         _label_hosts(ax, *groups)
     else:
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(max(shown, 1), 20)))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=int(min(max(shown, 1), 20))))
         ax.set_ylabel("worker")
     more = (
         f", lanes for workers 0-{max_workers - 1} of {n_workers}" if max_workers < n_workers else ""
@@ -184,7 +184,7 @@ def latency(jobs: pd.DataFrame, ax: Axes | None = None) -> Axes:
         names += sorted(set(status) - set(names))
         groups = [ms[(status == s).to_numpy()] for s in names]
         colors = [OUTCOME_COLORS.get(s, OTHER_COLOR) for s in names]
-        ax.hist(groups, bins=bins, stacked=True, color=colors, alpha=0.75, label=names)
+        ax.hist(groups, bins=bins, stacked=True, color=colors, alpha=0.75, label=names)  # type: ignore[arg-type]
         if log:
             ax.set_xscale("log")
         for (p, ls), color in zip(PCT_STYLES.items(), ("black", "#1f77b4", "#d62728"), strict=True):

@@ -48,7 +48,7 @@ def require(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
 
 def backend_colors(backends: Iterable[Any]) -> dict[str, Any]:
     """Stable colour per backend name (sorted order into the tab10 palette)."""
-    palette = plt.get_cmap("tab10").colors
+    palette = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]  # a ListedColormap
     return {b: palette[i % len(palette)] for i, b in enumerate(sorted(set(map(str, backends))))}
 
 

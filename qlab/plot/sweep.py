@@ -123,14 +123,14 @@ def scaling(
         ax.plot(n, ideal, "--", color=colors[backend], lw=1, alpha=0.8, gid=f"ideal:{backend}")
         if backend in rows:
             r = rows[backend]
-            ns = {
-                k: "" if r.get(f"{k}_significant", True) else " (n.s.)" for k in ("sigma", "kappa")
-            }
+            ns = {k: unc.caveat(r, k) for k in ("sigma", "kappa")}
             label = (
                 rf"{backend} USL: $\sigma$={unc.small(r['sigma'])}{ns['sigma']}, "
                 rf"$\kappa$={unc.small(r['kappa'])}{ns['kappa']}, "
                 f"peak {unc.peak_text(r['peak_workers'], top)}"
             )
+            if r.get("misfit"):  # say it where the curve is drawn (qlab.uslcheck)
+                label += f"\n  the USL does not fit: {r['misfit']}"
             g = df[df["backend"].astype(str) == backend]
             g.name = backend
             pred |= unc.draw_fit(ax, g, r, colors[backend], label, bands)
@@ -147,7 +147,7 @@ def scaling(
     reps = df["repeat"].nunique() if "repeat" in df.columns else 1
     title = f"mean of {reps} repeats" + ("" if has_ci or reps < 2 else ", band = min to max")
     finish(ax, "Throughput vs workers", "throughput (jobs/s)", handles=handles)
-    ax.get_legend().set_title(title, prop={"size": "small"})
+    ax.get_legend().set_title(title, prop={"size": "small"})  # type: ignore[union-attr,arg-type]
     return ax
 
 

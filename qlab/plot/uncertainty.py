@@ -45,6 +45,18 @@ def peak_text(peak: float, max_workers: float) -> str:
     return f"≈{peak:.1f} workers"
 
 
+def caveat(row: Mapping[str, Any], name: str) -> str:
+    """What a legend adds after sigma or kappa: on its bound, not significant, or nothing.
+
+    Example:
+        >>> caveat({"sigma_on_bound": True, "sigma_significant": False}, "sigma")
+        ' (on its bound)'
+    """
+    if row.get(f"{name}_on_bound", False):
+        return " (on its bound)"
+    return "" if row.get(f"{name}_significant", True) else " (n.s.)"
+
+
 def draw_fit(
     ax: Axes, g: pd.DataFrame, row: dict[str, Any], color: Any, label: str, band: bool
 ) -> bool:
@@ -89,9 +101,10 @@ def legend_patches(ci_text: str | None, pred: bool, confidence: float) -> list[P
 def fit_rows(fits: Mapping[str, Any] | pd.DataFrame) -> dict[str, dict[str, Any]]:
     """{backend: {lam, sigma, kappa, peak_workers, ...}} from fit objects or a DataFrame."""
     rows = fits.to_dict("index") if isinstance(fits, pd.DataFrame) else fits
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for backend, f in rows.items():
-        d = dict(f) if isinstance(f, Mapping) else getattr(f, "to_dict", lambda f=f: vars(f))()
+        made = f if isinstance(f, Mapping) else getattr(f, "to_dict", lambda f=f: vars(f))()
+        d: dict[str, Any] = dict(made)  # a copy: never write into the caller's object
         if not all(math.isfinite(float(d.get(k, math.nan))) for k in ("lam", "sigma", "kappa")):
             continue
         if math.isnan(float(d.get("peak_workers", math.nan))):

@@ -30,7 +30,7 @@ __all__ = ["KINDS", "StoreError", "queue_class", "redact", "register", "resolve"
 
 # URL scheme -> "module:class"; the class has from_url(url, capacity=, handler=, now=)
 _REGISTRY: dict[str, str] = {}
-KINDS = ("memory",)
+KINDS: tuple[str, ...] = ("memory",)
 
 
 def register(scheme: str, target: str) -> None:

@@ -270,26 +270,27 @@ class DurableQueue(FailingStore, MemoryQueue):
         if len(ok) == len(items) and isinstance(items.ids, range):
             oks = items.ids
         ended: list[tuple[int, int, str, str]] = []
+        again: list[tuple[int, int, int, float | None]]
         again = [(it[0], it[1], extra.get(it[0], 0), None) for it in s.retry_now]
         again += [(it[0], it[1], extra.get(it[0], 0), due + off) for due, it in s.retry_later]
         back = list(s.rest.ids)
         if s.finals:
-            row_of = {job: i for i, job in enumerate(items.ids)}
+            row_of = {job: row for row, job in enumerate(items.ids)}
             for job, code, _ in s.finals:
-                i = row_of.get(job)
+                row = row_of.get(job)
                 if code == ST_FAILED:
-                    etype, msg = errors.get(i, ("", "")) if i is not None else ("", "")
+                    etype, msg = errors.get(row, ("", "")) if row is not None else ("", "")
                     ended.append((job, ST_FAILED, etype, msg))
                 elif not stopping:
                     ended.append((job, ST_CANCELLED, "", ""))
                 # a stopping pool's cancellation: the job stays open for resume
-                elif i is None:  # it did not run: back, as it was
+                elif row is None:  # it did not run: back, as it was
                     back.append(job)
-                elif out[i] == CANCELLED:  # its attempt was stopped: uncharged
+                elif out[row] == CANCELLED:  # its attempt was stopped: uncharged
                     extra[job] = extra.get(job, 0) + 1
-                    again.append((job, items.attempt(i), extra[job], None))
+                    again.append((job, items.attempt(row), extra[job], None))
                 else:  # it failed and would have been retried: the next attempt
-                    again.append((job, items.attempt(i) + 1, extra.get(job, 0), None))
+                    again.append((job, items.attempt(row) + 1, extra.get(job, 0), None))
         self.store.settled(Settled(rows, oks, ended, again, back))
 
     def cancel_jobs(self, ids: Sequence[int]) -> None:

@@ -49,6 +49,13 @@ def load_run(path: str | Path) -> Run:
         ValueError: a damaged saved run (naming the folder); for a URL, a missing,
             empty or foreign queue.
         StoreError: the queue's store failed while it was read.
+
+    Example:
+        >>> import os, tempfile, qlab
+        >>> run = qlab.run(abs, range(10))
+        >>> folder = run.save(os.path.join(tempfile.mkdtemp(), "run"))
+        >>> len(qlab.load_run(folder).jobs)
+        10
     """
     if isinstance(path, str) and "://" in path:
         return load_queue(path)

@@ -64,6 +64,9 @@ class JobQueue(Protocol):
     unfinished: int
     end: float | None
     batches: int
+    capacity: int  # jobs it holds at most
+    refill: int  # the feeder waits for this much room at once
+    workers: int  # how many to wake for a batch of jobs (the pool sets it)
 
     def put(
         self,
@@ -86,6 +89,7 @@ class JobQueue(Protocol):
     def cancel_jobs(self, ids: Sequence[int]) -> None: ...
     def cancel_unsubmitted(self, total: int) -> None: ...
     def wait_idle(self, timeout: float | None) -> bool: ...
+    def wait_ready(self, timeout: float | None) -> None: ...
     def counts(self) -> dict[str, int]: ...
 
     # optional: close() after the pool has joined its workers (durable queues)

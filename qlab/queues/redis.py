@@ -84,6 +84,12 @@ class RedisStore(Claims):
             queue's keys gone); every method raises it, naming the queue.
     """
 
+    _add: Any  # the Lua scripts, registered in __init__
+    _tokens: Any
+    _enqueue: Any
+    _guard: Any
+    _create: Any
+
     def __init__(self, url: str, create: bool = False) -> None:
         import redis
         from redis.backoff import ExponentialBackoff
@@ -301,6 +307,7 @@ class RedisQueue(DurableQueue):
     """A :class:`~qlab.queues.durable.DurableQueue` in Redis streams (see the module)."""
 
     store_class = RedisStore
+    store: RedisStore
 
     def reserve_tokens(self, k: int, step: float, tolerance: float) -> list[float]:
         """The queue's shared rate limit (the pool's ``rate_limit=`` uses it)."""

@@ -130,8 +130,8 @@ class Claims:
             if start in (b"0-0", "0-0"):
                 break
         if len(entries) < limit:  # never read yet (enqueued, or a put cut short)
-            count = None if limit == math.inf else int(limit - len(entries))
-            for _, got in r.xreadgroup(GROUP, self.owner, {self.k_jobs: ">"}, count=count) or ():
+            rest = None if limit == math.inf else int(limit - len(entries))
+            for _, got in r.xreadgroup(GROUP, self.owner, {self.k_jobs: ">"}, count=rest) or ():
                 entries += got
         return self._take_over([e for e in entries if e and e[1]], held, gone, drained)
 

@@ -182,7 +182,7 @@ class SQLiteStore:
         """Add jobs that no owner holds yet (any consumer may claim them); their ids."""
         sql = "INSERT INTO qlab_jobs(id, payload, submitted) VALUES (?, ?, ?)"
 
-        def work(db: sqlite3.Connection) -> int:
+        def work(db: sqlite3.Connection) -> list[range]:
             first = db.execute("SELECT coalesce(max(id), -1) + 1 FROM qlab_jobs").fetchone()[0]
             db.executemany(sql, ((first + i, b, submitted) for i, b in enumerate(blobs)))
             return [range(first, first + len(blobs))]

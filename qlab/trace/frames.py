@@ -166,6 +166,18 @@ class _Columns:
     (job_id, attempt). Rows are in recorder order; ``order`` gives sorted -> row and
     ``rank`` row -> sorted position."""
 
+    # numpy arrays (of dtypes chosen at run time), until release() drops the first ones
+    t0: Any
+    t1: Any
+    cpu: Any
+    backoff: Any
+    attempt: Any
+    throttle: Any
+    job_id: Any
+    worker: Any
+    out: Any
+    counts: Any
+
     def __init__(self, trace: Trace) -> None:
         import numpy as np
 

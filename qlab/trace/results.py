@@ -12,21 +12,20 @@ import json
 import math
 import platform
 import sys
-import warnings
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qlab.core.codes import JOB_STATUSES, OUTCOMES
+from qlab.trace.tables import META_KEY, decode_results, encode_results, read_frame, write_frame
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from qlab.trace.recorder import Trace
 
-__all__ = ["Run", "load_saved", "provenance"]
+__all__ = ["META_KEY", "Run", "load_saved", "provenance", "read_frame", "write_frame"]
 
-META_KEY = b"qlab.meta"
+_FILE_SUFFIXES = (".csv", ".parquet", ".pq", ".json")
 
 
 def provenance() -> dict[str, Any]:
@@ -170,18 +169,33 @@ class Run:
     def save(self, path: str | Path, format: str = "parquet") -> Path:
         """Save to the folder ``path``: jobs and attempts tables plus meta.
 
+        Kept results (``keep_results=True``) that are plain JSON values (dicts, lists,
+        numbers, text) are stored as JSON text and come back exactly as they were.
+
         Args:
-            path: a folder (created if missing).
+            path: a folder (created if missing); a name ending in ``.csv``, ``.parquet``
+                or ``.json`` is refused (it reads as one file, which a run is not).
             format: ``"parquet"`` (meta in the files' schema metadata and meta.json) or
                 ``"csv"`` (meta.json beside the tables).
         """
         if format not in ("parquet", "csv"):
             raise ValueError(f"format must be 'parquet' or 'csv', got {format!r}")
         folder = Path(path)
+        if folder.suffix.lower() in _FILE_SUFFIXES:
+            raise ValueError(
+                f"path {str(path)!r} names a file, but a run is saved as a folder of tables "
+                "(jobs, attempts, meta.json): pass a folder such as "
+                f"{str(folder.with_suffix(''))!r}, with format='csv' for CSV tables"
+            )
         folder.mkdir(parents=True, exist_ok=True)
-        meta = json.dumps(dict(self.meta, format=format), default=str)
+        jobs = encode_results(self.jobs)
+        extra = {"format": format} | ({"results": "json"} if jobs is not None else {})
+        meta = json.dumps(dict(self.meta, **extra), default=str)
         other = "csv" if format == "parquet" else "parquet"
-        for name, df in (("jobs", self.jobs), ("attempts", self.attempts)):
+        for name, df in (
+            ("jobs", self.jobs if jobs is None else jobs),
+            ("attempts", self.attempts),
+        ):
             write_frame(df, folder / f"{name}.{format}", meta)
             (folder / f"{name}.{other}").unlink(missing_ok=True)  # an earlier save's
         (folder / "meta.json").write_text(meta)
@@ -200,67 +214,6 @@ class Run:
     def _repr_html_(self) -> str:
         table = self.summary().to_frame().to_html()
         return f"<p>{self!r}</p>".replace("<qlab", "&lt;qlab").replace(">", "&gt;", 1) + table
-
-
-def write_frame(df: pd.DataFrame, path: Path, meta_json: str) -> None:
-    """Write one table as Parquet (meta in the schema) or CSV."""
-    if path.suffix == ".csv":
-        df.to_csv(path, index=False)
-        return
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        table = pa.Table.from_pandas(df, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
-        warnings.warn(
-            f"{path.name}: the result column cannot be stored in Parquet as it is; "
-            "it is saved as text (repr)",
-            stacklevel=3,
-        )
-        df = df.assign(result=df["result"].map(repr))
-        table = pa.Table.from_pandas(df, preserve_index=False)
-    schema_meta = dict(table.schema.metadata or {})
-    schema_meta[META_KEY] = meta_json.encode()
-    pq.write_table(table.replace_schema_metadata(schema_meta), path)
-
-
-# dtypes that a CSV file does not keep, per table
-_CSV_DTYPES: dict[str, dict[str, Any]] = {
-    "jobs": {
-        "attempts": "int16",
-        "worker": "Int16",
-        "host": "category",
-        "error_type": "category",
-        "error": "string",
-        "status": JOB_STATUSES,
-    },
-    "attempts": {
-        "attempt": "int16",
-        "worker": "int16",
-        "host": "category",
-        "error_type": "category",
-        "error": "string",
-        "outcome": OUTCOMES,
-    },
-}
-
-
-def read_frame(path: Path) -> pd.DataFrame:
-    """Read a table written by :func:`write_frame`, restoring dtypes lost by CSV."""
-    import pandas as pd
-
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    df = pd.read_csv(path)
-    for col, dtype in _CSV_DTYPES.get(path.stem, {}).items():
-        if col in df:
-            df[col] = (
-                pd.Categorical(df[col], categories=dtype)
-                if isinstance(dtype, tuple)
-                else df[col].astype(dtype)
-            )
-    return df
 
 
 def load_saved(path: str | Path) -> Run:
@@ -282,6 +235,8 @@ def load_saved(path: str | Path) -> Run:
             raise TypeError(f"meta.json holds a {type(meta).__name__}, not an object")
         fmt = meta.get("format") or ("parquet" if (folder / "jobs.parquet").exists() else "csv")
         jobs = read_frame(folder / f"jobs.{fmt}")
+        if meta.pop("results", None) == "json":  # kept results saved as JSON text
+            jobs = decode_results(jobs)
         attempts = read_frame(folder / f"attempts.{fmt}")
         jobs, attempts = with_host(jobs, meta), with_host(attempts, meta)
     except (OSError, ValueError, KeyError, TypeError) as exc:  # (ArrowInvalid: a ValueError)

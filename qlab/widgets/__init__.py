@@ -63,8 +63,10 @@ def explore(*, hooks: Iterable[Hook] = (), **values: Any) -> Explorer:
         TypeError: an unknown control name. ValueError: a value the control refuses.
 
     Example:
-        >>> app = explore(workload="seed", workers=4, jobs=100)  # doctest: +SKIP
-        >>> app.run_button.click(); app.wait(60).summary()["ok"]  # doctest: +SKIP
+        >>> app = explore(workload="seed", workers=4, jobs=100)
+        >>> app.run_button.click()
+        >>> int(app.wait(60).summary()["ok"])
         10
+        >>> app.close()
     """
     return Explorer(hooks=hooks, **values)

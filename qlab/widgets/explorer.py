@@ -174,7 +174,7 @@ class Explorer(ipw.VBox):
                 return False
             params["seed"] = self.controls["seed"].value
             self.run_button.disabled = self.sweep_button.disabled = True
-            self.stop_button.disabled = kind != "run"  # a sweep cannot be stopped (yet)
+            self.stop_button.disabled = False  # a run and a sweep both take stop=
             self.status.value = f"<b>{kind} running…</b>"
             self._thread = threading.Thread(
                 target=self._guard,
@@ -274,8 +274,9 @@ class Explorer(ipw.VBox):
         return HTML(self.snapshot_html())
 
     def stop(self) -> None:
-        """Stop the current run (what the Stop button does): cancel its pending jobs;
-        running attempts finish. Then the run's results are shown as usual."""
+        """Stop the current run or sweep (what the Stop button does): cancel its pending
+        jobs; running attempts finish. Then the results (a sweep's points measured
+        before the stop) are shown as usual."""
         with self._lock:
             if not self.running:
                 return
@@ -302,7 +303,7 @@ class Explorer(ipw.VBox):
         return self.result
 
     def close(self) -> None:
-        """Stop a run (a sweep finishes its points), wait for it, close the widget."""
+        """Stop a run or a sweep, wait for it, close the widget."""
         self.stop()
         thread = self._thread
         if thread is not None:

@@ -120,6 +120,8 @@ class LiveView(Hook):
         (100, 0)
     """
 
+    shows_progress = True
+
     def __init__(
         self, *, chart: bool = False, points: int | None = None, jobs: int | None = None
     ) -> None:

@@ -158,7 +158,7 @@ class _Server(ThreadingHTTPServer):
         self.conns: dict[socket.socket, threading.Thread] = {}
         self.conns_lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _Handler)
-        host, port = self.server_address[:2]
+        host, port = str(self.server_address[0]), self.server_address[1]
         self.url = f"http://{host}:{port}/"
         self.loop = threading.Thread(
             target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="qlab-http-server"

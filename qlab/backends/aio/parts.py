@@ -193,7 +193,8 @@ def columns(batch: Batch, rows: list, res: BatchResult, want_results: bool) -> B
     order) and those that did not start (``res.rest``, back to the queue uncharged).
     A row is ``(t0, t1, value, failure, throttle_s, lane)``; a paced batch's waits go to
     ``res.throttle``, in the rows' order."""
-    ran, rest = [], []
+    ran: list[tuple] = []
+    rest: list[tuple] = []
     lanes = res.lanes = []
     res.results = [] if want_results else None
     throttle = res.throttle

@@ -54,7 +54,7 @@ def start_local(distributed: Any, workers: int) -> list:
     """A LocalCluster of ``workers`` processes on 127.0.0.1 and its Client."""
     from multiprocessing import resource_tracker
 
-    tracker_was_running = resource_tracker._resource_tracker._pid is not None
+    tracker_was_running = resource_tracker._resource_tracker._pid is not None  # type: ignore[attr-defined]
     cluster = distributed.LocalCluster(
         n_workers=workers,
         threads_per_worker=1,
@@ -82,7 +82,7 @@ def close_local(cluster: Any, client: Any, tracker_was_running: bool) -> None:
         from multiprocessing import resource_tracker
 
         with contextlib.suppress(Exception):
-            resource_tracker._resource_tracker._stop()
+            resource_tracker._resource_tracker._stop()  # type: ignore[attr-defined]
 
 
 def workers_of(client: Any) -> dict[str, Any]:

@@ -81,7 +81,8 @@ class Recovery:
         if sent is None and ahead is not None:
             res.ahead = ahead  # never submitted: the engine runs it next
         items, rest = batch, EMPTY
-        if queued is not None and running == sent[2]:  # died in the batch sent ahead
+        died_ahead = sent is not None and running == sent[2]  # in the batch sent ahead
+        if queued is not None and died_ahead:
             items, rest = queued, batch
         elif queued is not None:
             rest = queued
@@ -176,7 +177,7 @@ class Recovery:
         ``client.run`` on another (its nanny, if it has one, starts another)."""
         if info.local:
             with contextlib.suppress(OSError):
-                os.kill(info.pid, signal.SIGKILL)
+                os.kill(info.pid, getattr(signal, "SIGKILL", signal.SIGTERM))  # no SIGKILL: Windows
         else:
             with contextlib.suppress(Exception):
                 self.cluster.client.run(dask_remote.hard_exit, workers=[info.address], wait=False)

@@ -1,7 +1,8 @@
 """The process backend: worker processes started by a launcher, fed batches over a
 channel, replaced when they die.
 
-Users pick it with ``backend="process"``.
+Users pick it with ``backend="process"``, or ``qlab.backends.Process(start="spawn")``
+to choose how its workers start (:mod:`qlab.backends.process.launch`).
 
 Its modules load on first use: a worker process imports only what it runs.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["ProcessBackend", "warm_workers"]
+__all__ = ["Process", "ProcessBackend", "warm_workers"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,8 +1,8 @@
-"""The process backend: each worker is a process forked by qlab's fork server.
+"""The process backend: each worker is a process, forked by qlab's fork server or spawned.
 
 Data flow (parent on the left, one worker process on the right)::
 
-    driver thread (one per worker)        worker process (forked by the fork server)
+    driver thread (one per worker)        worker process (forked, or spawned)
     --------------------------------      -----------------------------------
     config: cloudpickled JobSpec  ----->  spec = pickle.loads(...)
     batch: ids, attempts, payloads ---->  execute(spec.handler, batch): columns
@@ -16,8 +16,9 @@ run. A worker that dies mid-batch (os._exit, a signal, a segfault) costs the
 running job one attempt (``crashed``); the other jobs of the batch run again,
 uncharged, on a fresh worker. A timed-out attempt gets its worker killed and
 replaced. Workers ignore SIGINT: the parent decides what Ctrl-C means. Worker
-processes are started by :mod:`qlab.backends.forkserver` (a few ms each), handled
-in :mod:`qlab.backends.procs`, and run :mod:`qlab.backends.worker`.
+processes are started by a launcher (:mod:`qlab.backends.process.launch`: the fork server,
+a few ms each, where it can run, else spawn), handled in :mod:`qlab.backends.process.procs`,
+and run :mod:`qlab.backends.process.worker`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from qlab.backends.process import forkserver
+from qlab.backends.process import launch
 from qlab.backends.process.errors import WHILE, WorkerCrashed, how_it_ended
 from qlab.backends.process.procs import (
     Proc,
@@ -56,16 +57,31 @@ from qlab.core.protocol import (
     unpicklable_rows,
 )
 
-__all__ = ["ProcessBackend", "RemoteTraceback", "WorkerCrashed", "warm_workers"]
+__all__ = [
+    "Process",
+    "ProcessBackend",
+    "RemoteTraceback",
+    "WorkerCrashed",
+    "warm_workers",
+]
 
 
 class ProcessBackend:
     """Runs batches in worker processes; the engine's driver threads feed them.
 
+    ``backend="process"`` is ``ProcessBackend()``; ``qlab.backends.Process(start=...)``
+    chooses how worker processes start: ``"forkserver"`` (qlab's fork server: a few
+    ms per worker; Linux), ``"spawn"`` (a fresh interpreter per worker: everywhere),
+    or ``"auto"`` (the fork server where it can run, else spawn).
+
     Example:
         >>> import qlab
         >>> qlab.run(abs, range(5), workers=1, backend="process").summary()["ok"]
         5
+        >>> backend = qlab.backends.Process(start="spawn")
+        >>> run = qlab.run(abs, range(5), workers=1, backend=backend)
+        >>> run.summary()["ok"], run.meta["start"]
+        (5, 'spawn')
     """
 
     name = "process"
@@ -74,11 +90,13 @@ class ProcessBackend:
     batch_target_s = 0.02  # work per batch: a round trip costs the parent ~0.3 ms of CPU
     in_flight = 2  # batches a worker holds: the running one and the one sent ahead
 
-    def __init__(self, max_tasks_per_child: int | None = None) -> None:
-        """``max_tasks_per_child``: replace a worker process once it has run this many
+    def __init__(self, start: str = "auto", max_tasks_per_child: int | None = None) -> None:
+        """``start``: how worker processes start (see :mod:`qlab.backends.process.launch`).
+        ``max_tasks_per_child``: replace a worker process once it has run this many
         calls (as ``ProcessPoolExecutor``'s option); None: workers live as long as the
         pool. With it, batches are capped to what the worker has left and none is sent
         ahead."""
+        self.launcher = launch.choose(start)  # ValueError naming start=
         n = max_tasks_per_child
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
             raise ValueError(f"max_tasks_per_child must be an int >= 1 or None, got {n!r}")
@@ -98,23 +116,24 @@ class ProcessBackend:
         self._stopping = False
         self._sent: dict[int, Batch] = {}  # worker -> the batch sent ahead to it
         self.procs: list[Proc] = []
-        self.pids: dict[int, list[int]] = {}
+        self.pids: dict[int, list[int | None]] = {}
         self.replaced: list[tuple[int, float, float]] = []  # (worker, death seen, ready)
-        forkserver.hold()  # released by close(), or below if the start fails
+        launcher = self.launcher
+        launcher.hold()  # released by close(), or below if the start fails
         try:
-            self.procs = acquire(workers)
+            self.procs = acquire(workers, launcher)
             warm = len(self.procs)
             if warm < workers:
-                forkserver.preload([])  # the server boots while the parent pickles
+                launcher.prepare(None)  # a fork server boots while the parent pickles
             try:  # the spec holds the handler: pickled once, named if it is the culprit
                 self._config = check_picklable("the retry policy's permanent=", spec)
             except TypeError:
                 check_picklable("handler", spec.handler)
                 raise
             if warm < workers:
-                forkserver.preload(forkserver.module_hints(self._config))
-            for w in range(warm, workers):  # all forks requested before any wait
-                self.procs.append(Proc(w))  # (appended one by one: stopped on failure)
+                launcher.prepare(self._config)
+            for w in range(warm, workers):  # all starts requested before any wait
+                self.procs.append(Proc(w, launcher))  # (one by one: stopped on failure)
             for w, proc in enumerate(self.procs):
                 if w >= warm:
                     proc.wait_ready()
@@ -124,9 +143,9 @@ class ProcessBackend:
             try:
                 stop_all(self.procs, kill=True)
             finally:
-                forkserver.release()
+                launcher.release()
             raise
-        return {"startup_s": time.perf_counter() - t, "warm_workers": warm}
+        return {"startup_s": time.perf_counter() - t, "warm_workers": warm, "start": launcher.name}
 
     def _config_for(self, worker: int) -> bytes:
         """A worker's configuration: the job spec, its number, and the parent's
@@ -163,7 +182,7 @@ class ProcessBackend:
         proc = self.procs[slot.worker]
         if self._sent.pop(slot.worker, None) is not batch:  # else it is with the worker
             try:
-                data = dumps(("batch", batch))
+                data: bytes | bytearray = dumps(("batch", batch))
             except Exception as exc:
                 return unpicklable_rows(batch, exc, "process", self.spec.want_results, dumps)
             with contextlib.suppress(OSError):  # a dead worker: recv_bytes says so
@@ -174,7 +193,7 @@ class ProcessBackend:
         except (EOFError, OSError):
             out = self._lost(slot, proc, batch)
             if self._sent.pop(slot.worker, None) is not None:
-                out.rest = (out.rest or EMPTY) + ahead  # lost before it started: uncharged
+                out.rest = (out.rest or EMPTY) + (ahead or EMPTY)  # lost unstarted: uncharged
             elif ahead is not None:
                 out.ahead = ahead  # never sent: the engine runs it next
             return out
@@ -268,7 +287,7 @@ class ProcessBackend:
                 return False
             self.procs[worker].stop(kill=True)
             self._tasks[worker] = 0
-            proc = Proc(worker)
+            proc = Proc(worker, self.launcher)
             self.procs[worker] = proc
             proc.wait_ready()
             proc.configure(self._config_for(worker))
@@ -280,8 +299,10 @@ class ProcessBackend:
         thread then sees the process die and records the timeout (see ``_lost``)."""
         proc = self.procs[slot.worker]
         timeout = self.spec.timeout
+        if timeout is None or proc.killed_for_timeout:
+            return None
         running = proc.view[0] >= 0 and proc.view[4] == STAGE_CALL  # a call, not pickling
-        if running and now - proc.view[1] >= timeout and not proc.killed_for_timeout:
+        if running and now - proc.view[1] >= timeout:
             proc.killed_for_timeout = True
             kill_process(proc.process)
         return None
@@ -306,7 +327,7 @@ class ProcessBackend:
             if kill or not park(self.procs):
                 stop_all(self.procs, kill)
         finally:
-            forkserver.release()
+            self.launcher.release()
 
     def info(self) -> dict[str, Any]:
         """Each worker's pids (a replaced worker has several), and each replacement as
@@ -316,6 +337,9 @@ class ProcessBackend:
             "replacements": list(self.replaced),
             "retired_workers": self.retired,
         }
+
+
+Process = ProcessBackend  # qlab.backends.Process(start="spawn")
 
 
 class _SlotFlag:

@@ -4,7 +4,7 @@ Starting a worker by ``fork + exec`` (loky, multiprocessing's spawn) costs a fre
 interpreter and its imports per worker: 0.1-0.5 s. Forking the parent itself is
 unsafe (it has threads). So qlab starts, per ``hold()`` (a pool, or an open
 ``warm_workers()`` block), one small server process: a fresh interpreter that
-imports only what a batch needs (:mod:`qlab.backends.worker` and its few modules;
+imports only what a batch needs (:mod:`qlab.backends.process.worker` and its few modules;
 not pandas, numpy or the rest of ``qlab``), plus the modules that a pool's handler
 refers to (:func:`preload`), and then forks a worker on request::
 
@@ -16,40 +16,72 @@ refers to (:func:`preload`), and then forks a worker on request::
     WorkerProcess.pid      <-- status pipe -- the child's pid
     WorkerProcess.exitcode <-- status pipe -- its exit code, when SIGCHLD reaps it
 
-The server's side is :mod:`qlab.backends.forkserver_main`. It lives while anyone
+The server's side is :mod:`qlab.backends.process.forkserver_main`. It lives while anyone
 holds it; the last ``release()`` closes its socket, and it kills (a safety net:
-pools stop their workers first) and reaps any worker left, then exits. It runs
-with ``-S`` (no ``site``: a few ms less); the parent's ``sys.path`` is copied, and
-``site.main()`` runs on the first import that fails.
+pools stop their workers first) and reaps any worker left, then exits. It starts as
+:mod:`qlab.backends.process.boot` says (``-S``, the parent's ``sys.path``).
 It uses no semaphores, so no resource tracker is ever started.
+
+It needs ``os.fork``, ``socket.recv_fds`` and ``AF_UNIX`` ``SOCK_SEQPACKET`` sockets:
+Linux has them; macOS refuses SEQPACKET and Windows has none of them.
+:func:`unavailable` says why it cannot run here (workers are then spawned:
+:mod:`qlab.backends.process.launch`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import pickle
 import select
+import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 
+from qlab.backends.process import forkserver_main
+from qlab.backends.process.boot import boot_args
 from qlab.backends.process.forkserver_main import INT
 from qlab.backends.process.worker import Channel
 
-__all__ = ["WorkerProcess", "fork_worker", "hold", "module_hints", "preload", "release"]
+__all__ = [
+    "WorkerProcess",
+    "fork_worker",
+    "hold",
+    "module_hints",
+    "preload",
+    "release",
+    "unavailable",
+]
 
 _LOCK = threading.Lock()  # guards the two globals below and the server's socket
 _USERS = [0]  # pools and warm_workers() blocks holding the server
 _SERVER: list[_Server] = []  # the running server, if any
-_BOOT = (
-    "import sys, types\n"
-    "sys.path[:] = {path!r}\n"
-    "pkg = types.ModuleType('qlab'); pkg.__path__ = [{pkg!r}]; sys.modules['qlab'] = pkg\n"
-    "from qlab.backends.process.forkserver_main import serve\n"
-    "serve({fd})\n"
-)
+_NEEDS = {os: ("fork", "register_at_fork"), signal: ("SIGCHLD",), select: ("poll",),
+          socket: ("recv_fds", "send_fds", "AF_UNIX", "SOCK_SEQPACKET")}  # fmt: skip
+
+
+@functools.cache
+def unavailable() -> str | None:
+    """Why the fork server cannot run on this machine, or None if it can (checked
+    once: the functions it needs, and a SEQPACKET socket pair, which macOS refuses).
+
+    Example:
+        >>> unavailable() is None or "fork server" in unavailable()
+        True
+    """
+    missing = [f"{m.__name__}.{n}" for m, ns in _NEEDS.items() for n in ns if not hasattr(m, n)]
+    if missing:
+        return f"qlab's fork server needs {', '.join(missing)}, which this platform lacks"
+    try:
+        pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    except OSError as exc:
+        return f"qlab's fork server needs AF_UNIX SOCK_SEQPACKET sockets ({exc})"
+    for sock in pair:
+        sock.close()
+    return None
 
 
 class WorkerProcess:
@@ -100,6 +132,14 @@ class WorkerProcess:
         self._poll(0)
         return self.exitcode is None and not self._eof
 
+    def kill(self) -> None:
+        """SIGKILL the worker, unless the server has already reaped it (its pid may
+        then belong to another process)."""
+        pid = self.pid
+        if pid is not None and self.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+
     def join(self, timeout: float | None = None) -> None:
         """Wait until the worker has exited (and been reaped), or ``timeout``."""
         end = None if timeout is None else time.monotonic() + timeout
@@ -120,14 +160,9 @@ class _Server:
     """The parent's handle on the fork server process."""
 
     def __init__(self) -> None:
-        import qlab.backends
-
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pkg = os.path.dirname(os.path.dirname(os.path.abspath(qlab.backends.__file__)))
-        root = os.path.dirname(pkg)
-        boot = _BOOT.format(path=[root, *sys.path], pkg=pkg, fd=theirs.fileno())
-        flags = subprocess._args_from_interpreter_flags()  # -X, -W, -O as the parent has
-        args = [sys.executable, "-S", *flags, "-c", boot]
+        serve = f"from {forkserver_main.__name__} import serve\nserve({theirs.fileno()})"
+        args = boot_args(serve)
         try:
             self.popen = subprocess.Popen(
                 args, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL
@@ -165,7 +200,8 @@ def _forget_in_child() -> None:
     _SERVER.clear()
 
 
-os.register_at_fork(after_in_child=_forget_in_child)
+if hasattr(os, "register_at_fork"):  # not on Windows (nor os.fork)
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def hold() -> None:
@@ -253,7 +289,7 @@ def module_hints(data: bytes, limit: int = 1 << 20) -> list[str]:
                 names.append(recent[-2])
                 recent.append(None)
             elif name == "GLOBAL":
-                names.append(arg.split(" ")[0])
+                names.append(str(arg).split(" ")[0])
                 recent.append(None)
             else:
                 recent.append(None)

@@ -1,8 +1,8 @@
-"""The fork server's own process: its main loop (see :mod:`qlab.backends.forkserver`).
+"""The fork server's own process: its main loop (see :mod:`qlab.backends.process.forkserver`).
 
 It starts with ``-S``, the parent's ``sys.path``, and ``qlab`` as a bare package
 (so that ``qlab/__init__.py``, which imports the engine, pandas and the workloads,
-does not run: :class:`LazyPackage`), imports :mod:`qlab.backends.worker`, and then
+does not run: :class:`LazyPackage`), imports :mod:`qlab.backends.process.worker`, and then
 waits on its socket: a "preload" message imports a handler's modules, a "fork"
 message (with three file descriptors) forks a worker. SIGCHLD wakes it to reap a
 worker and pass its exit code on.
@@ -52,7 +52,8 @@ class LazyPackage(types.ModuleType):
 
         init = os.path.join(self.__path__[0], "__init__.py")
         spec = importlib.util.spec_from_file_location("qlab", init)
-        self.__class__ = types.ModuleType
+        assert spec is not None and spec.loader is not None
+        self.__class__ = types.ModuleType  # type: ignore[assignment]
         self.__spec__, self.__file__, self.__loader__ = spec, init, spec.loader
         spec.loader.exec_module(self)
         return getattr(self, name)
@@ -85,7 +86,7 @@ def serve(fd: int) -> None:
     ctl = socket.socket(fileno=fd)
     status: dict[int, int] = {}  # live worker pid -> its status pipe
     while True:
-        ready, _, _ = select.select([ctl, sig_r], [], [])
+        ready, _, _ = select.select([ctl, sig_r], [], [])  # type: ignore[type-var]
         if sig_r in ready:
             with contextlib.suppress(BlockingIOError):
                 os.read(sig_r, 4096)

@@ -34,7 +34,7 @@ from array import array
 from typing import Any
 
 from qlab.core.codes import FAILED
-from qlab.core.protocol import BatchResult, Failure, JobFailed
+from qlab.core.protocol import BatchResult, Failure
 
 __all__ = ["RemoteTraceback", "pack", "remote_tb", "unpack", "unreadable"]
 
@@ -193,6 +193,8 @@ def unpack(data: Any, n_rows: int) -> BatchResult:
 
 def _unpack_singles(res: BatchResult, singles: dict[int, bytes]) -> None:
     """Rebuild the results pickled one by one; one that fails fails its row."""
+    from qlab.core.settle import JobFailed  # the parent's side: workers never load it
+
     results, bad = res.results, []
     for row, single in singles.items():
         value, exc = _loads(single)

@@ -1,11 +1,12 @@
 """Worker processes as the parent sees them: their handles and their lifetime.
 
-A :class:`Proc` is one worker process, forked by qlab's fork server
-(:mod:`qlab.backends.forkserver`) and running :func:`qlab.backends.process.worker.child_main`:
-a channel for batches, and a small shared mmap for what the parent must read while a
-batch runs. Workers live as long as their pool, or, inside ``with warm_workers():``
-(which a sweep uses), as long as that block, so that start-up is paid once. The fork
-server lives as long as any pool or warm block holds it, and no longer.
+A :class:`Proc` is one worker process, started by a launcher (the fork server or
+spawn: :mod:`qlab.backends.process.launch`) and running
+:func:`qlab.backends.process.worker.child_main`: a channel for batches, and a small shared
+mmap for what the parent must read while a batch runs. Workers live as long as their
+pool, or, inside ``with warm_workers():`` (which a sweep uses), as long as that
+block, so that start-up is paid once. The fork server lives as long as any pool or
+warm block holds it, and no longer.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import contextlib
 import mmap
 import os
 import pickle
-import signal
+import sys
 import threading
+import uuid
 from collections.abc import Iterator
-from typing import Any
 
 from qlab.backends.process import forkserver
+from qlab.backends.process.launch import Launcher, WorkerHandle
 from qlab.backends.process.worker import MMAP_SIZE, Flag, RemoteTraceback, unpack
 
 __all__ = [
@@ -38,17 +40,20 @@ _WARM_LOCK = threading.Lock()
 
 
 class Proc:
-    """Parent side of one worker process (forked by the fork server)."""
+    """Parent side of one worker process (started by ``launcher``)."""
 
-    def __init__(self, worker: int) -> None:
-        fd = _shared_memory()
+    process: WorkerHandle
+
+    def __init__(self, worker: int, launcher: Launcher) -> None:
+        self.launcher = launcher
+        self._mm, shared = _shared_memory()
         try:
-            self._mm = mmap.mmap(fd, MMAP_SIZE)
             self.view = memoryview(self._mm).cast("d")
             self.view[0] = -1.0  # before the worker can see it
-            self.process, self.conn = forkserver.fork_worker(worker, fd)
+            self.process, self.conn = launcher.start_worker(worker, shared)
         finally:
-            os.close(fd)
+            if isinstance(shared, int):
+                os.close(shared)
         self.flag = Flag(self.view)
         self.killed_for_timeout = False
         self._joined = False
@@ -76,7 +81,7 @@ class Proc:
         self.process.join(1)
         pid, code = self.process.pid, self.process.exitcode
         if pid is None:
-            return RuntimeError("qlab's fork server could not start a worker process")
+            return RuntimeError(f"qlab's {self.launcher.name} could not start a worker process")
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         return RuntimeError(f"worker process {pid} died {when} ({how})")
 
@@ -104,35 +109,45 @@ class Proc:
         self.process.close()
 
 
-def _shared_memory() -> int:
-    """A file descriptor of ``MMAP_SIZE`` zeroed bytes that exist nowhere on disk."""
+def _shared_memory() -> tuple[mmap.mmap, int | str]:
+    """``MMAP_SIZE`` zeroed bytes that exist nowhere on disk, mapped here, and what a
+    worker needs to map them too: a file descriptor (closed once the worker has it),
+    or on Windows the mapping's name."""
+    if sys.platform == "win32":
+        name = f"qlab-{os.getpid()}-{uuid.uuid4().hex}"
+        return mmap.mmap(-1, MMAP_SIZE, tagname=name), name
     if hasattr(os, "memfd_create"):
         fd = os.memfd_create("qlab-worker", os.MFD_CLOEXEC)
-    else:  # pragma: no cover - not Linux
+    else:  # pragma: no cover - macOS: an unlinked temporary file
         import tempfile
 
         with tempfile.TemporaryFile() as f:
             fd = os.dup(f.fileno())
-    os.ftruncate(fd, MMAP_SIZE)
-    return fd
+    try:
+        os.ftruncate(fd, MMAP_SIZE)
+        return mmap.mmap(fd, MMAP_SIZE), fd
+    except BaseException:
+        os.close(fd)
+        raise
 
 
-def kill_process(process: Any) -> None:
-    """SIGKILL a worker process (unless the fork server has already reaped it)."""
-    pid = process.pid
-    if pid is not None and process.is_alive():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+def kill_process(process: WorkerHandle) -> None:
+    """Kill a worker process (SIGKILL; TerminateProcess on Windows), unless it has
+    already been reaped."""
+    if process.is_alive():
+        process.kill()
 
 
-def acquire(workers: int) -> list[Proc]:
-    """Up to ``workers`` parked workers to reuse (inside ``warm_workers()``)."""
+def acquire(workers: int, launcher: Launcher) -> list[Proc]:
+    """Up to ``workers`` parked workers that ``launcher`` started, to reuse (inside
+    ``warm_workers()``)."""
     with _WARM_LOCK:
         if _WARM is None:
             return []
-        warm = [p for p in _WARM if p.alive()]
-        _WARM[:] = warm[workers:]
-        return warm[:workers]
+        live = [p for p in _WARM if p.alive()]
+        mine = [p for p in live if p.launcher is launcher][:workers]
+        _WARM[:] = [p for p in live if p not in mine]
+        return mine
 
 
 def park(procs: list[Proc]) -> bool:

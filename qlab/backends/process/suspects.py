@@ -26,7 +26,8 @@ from typing import Any
 from qlab.backends.process.packing import RemoteTraceback
 from qlab.core.batches import EMPTY, Batch
 from qlab.core.codes import RETRY
-from qlab.core.protocol import BatchResult, JobFailed, JobSpec, crash_row
+from qlab.core.protocol import BatchResult, JobSpec, crash_row
+from qlab.core.settle import JobFailed
 
 __all__ = ["Suspects"]
 

@@ -1,6 +1,6 @@
 """Inside a worker process: its main loop, and the messages it exchanges.
 
-A worker (forked by :mod:`qlab.backends.forkserver`) runs :func:`child_main`: it
+A worker (forked by :mod:`qlab.backends.process.forkserver`) runs :func:`child_main`: it
 receives a configuration (the cloudpickled job spec: handler, retry classifier,
 seed, timeout), then batches, and sends back each batch's columns (:func:`pack`;
 the parent reads them with :func:`unpack`). A small shared mmap carries what the
@@ -17,6 +17,7 @@ import pickle
 import signal
 import socket
 import struct
+import sys
 import time
 from typing import Any
 
@@ -57,7 +58,7 @@ class Channel:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
 
-    def send_bytes(self, data: bytes) -> None:
+    def send_bytes(self, data: bytes | bytearray) -> None:
         if len(data) < 65536:  # one system call for the usual small message
             self.sock.sendall(_HEADER.pack(len(data)) + data)
         else:
@@ -87,7 +88,7 @@ class Flag:
     """The cancel flag in the shared mmap, with the ``threading.Event`` methods that
     ``CancelToken`` uses (the child polls it: no semaphore, so no resource tracker)."""
 
-    def __init__(self, view: memoryview) -> None:
+    def __init__(self, view: memoryview[float]) -> None:
         self._view = view
 
     def is_set(self) -> bool:
@@ -109,11 +110,23 @@ class Flag:
         return True
 
 
-def child_main(conn: Any, mm_fd: int, worker: int) -> None:
+def open_shared(shared: int | str) -> mmap.mmap:
+    """Map the parent's shared memory: a file descriptor (closed then), or on Windows
+    the name of a mapping."""
+    if isinstance(shared, int):
+        try:
+            return mmap.mmap(shared, MMAP_SIZE)
+        finally:
+            os.close(shared)
+    if sys.platform == "win32":
+        return mmap.mmap(-1, MMAP_SIZE, tagname=shared)
+    raise TypeError(f"shared memory is passed as a file descriptor here, got {shared!r}")
+
+
+def child_main(conn: Any, shared: int | str, worker: int) -> None:
     """A worker process: configure, then run batches until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    mm = mmap.mmap(mm_fd, MMAP_SIZE)
-    os.close(mm_fd)
+    mm = open_shared(shared)
     view = memoryview(mm).cast("d")
     state = WorkerState(worker, None, None, Flag(view))
     state.bind()
@@ -196,6 +209,6 @@ def run_site() -> bool:
 
     if getattr(site, "_qlab_ran", False) or not __import__("sys").flags.no_site:
         return False
-    site._qlab_ran = True
+    site._qlab_ran = True  # type: ignore[attr-defined]
     site.main()
     return True

@@ -11,8 +11,8 @@ Example:
     400.0
 """
 
-from qlab.lab.usl.fitting import BoundWarning, FewLevelsWarning, USLFit, usl
+from qlab.lab.usl.fitting import BoundWarning, FewLevelsWarning, MisfitWarning, USLFit, usl
 from qlab.lab.usl.model import *  # noqa: F403
 from qlab.lab.usl.model import __all__ as _model_all
 
-__all__ = ["BoundWarning", "FewLevelsWarning", "USLFit", "usl", *_model_all]
+__all__ = ["BoundWarning", "FewLevelsWarning", "MisfitWarning", "USLFit", "usl", *_model_all]

@@ -26,7 +26,10 @@ import numpy as np
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
-__all__ = ["BoundWarning", "FewLevelsWarning", "USLFit", "jacobian", "usl"]
+__all__ = ["BoundWarning", "FewLevelsWarning", "MisfitWarning", "USLFit", "jacobian", "usl"]
+
+
+_EDGE = 1e-6  # within this of 0 or 1, a coefficient sits on its bound (the solver's tolerance)
 
 
 class FewLevelsWarning(UserWarning):
@@ -35,6 +38,11 @@ class FewLevelsWarning(UserWarning):
 
 class BoundWarning(UserWarning):
     """A parameter sits on its bound because the data do not have a USL shape."""
+
+
+class MisfitWarning(UserWarning):
+    """The USL does not describe the data: low R², or residuals with a pattern
+    (:mod:`qlab.uslcheck`)."""
 
 
 def usl(n: ArrayLike, lam: float, sigma: float, kappa: float) -> np.ndarray | float:
@@ -91,6 +99,23 @@ class USLFit:
     noise: str = "absolute"
     residual_se: float = math.nan
     cov: tuple = field(default=(), compare=False)
+    misfit: str = ""
+
+    @property
+    def fits(self) -> bool:
+        """Whether the USL describes the data (see :mod:`qlab.uslcheck`); ``misfit``
+        says why not."""
+        return not self.misfit
+
+    @property
+    def sigma_on_bound(self) -> bool:
+        """Whether sigma sits on a bound of the fit (0 or 1): its interval says little."""
+        return self.sigma <= _EDGE or self.sigma >= 1.0 - _EDGE
+
+    @property
+    def kappa_on_bound(self) -> bool:
+        """Whether kappa sits on a bound (0 or 1) of a USL fit (Amdahl's fixes it at 0)."""
+        return self.model == "usl" and (self.kappa <= _EDGE or self.kappa >= 1.0 - _EDGE)
 
     @property
     def peak_workers(self) -> float:
@@ -181,8 +206,9 @@ class USLFit:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python values for DataFrames/JSON: the fields (but the covariance),
-        ``*_ci_low`` / ``*_ci_high`` for lam, sigma, kappa and peak_workers, and
-        ``sigma_significant`` / ``kappa_significant``."""
+        ``*_ci_low`` / ``*_ci_high`` for lam, sigma, kappa and peak_workers,
+        ``sigma_significant`` / ``kappa_significant``, ``sigma_on_bound`` /
+        ``kappa_on_bound``, ``fits`` and ``misfit`` (why not, "" when it fits)."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "cov"}
         out |= {"peak_workers": self.peak_workers, "peak_throughput": self.peak_throughput}
         for name in ("lam", "sigma", "kappa", "peak_workers"):
@@ -190,15 +216,23 @@ class USLFit:
             out[f"{name}_ci_low"], out[f"{name}_ci_high"] = float(low), float(high)
         out["sigma_significant"] = self.sigma_significant
         out["kappa_significant"] = self.kappa_significant
+        out["sigma_on_bound"] = self.sigma_on_bound
+        out["kappa_on_bound"] = self.kappa_on_bound
+        out["fits"] = self.fits
         return out
 
     def __repr__(self) -> str:
         peak = self.peak_workers
         peak_s = "peak=∞" if math.isinf(peak) else f"peak≈{peak:.1f} workers"
         tag = "" if self.model == "usl" else f"model={self.model}, "
+        sigma = f"{self.sigma:.3g} (on its bound)" if self.sigma_on_bound else (
+            f"{self.sigma:.3g}±{self.sigma_se:.1g}")  # fmt: skip
+        kappa = f"{self.kappa:.3g} (on its bound)" if self.kappa_on_bound else (
+            f"{self.kappa:.3g}±{self.kappa_se:.1g}")  # fmt: skip
+        bad = f", does not fit: {self.misfit}" if self.misfit else ""
         return (
-            f"USLFit({tag}lam={self.lam:.4g} jobs/s, sigma={self.sigma:.3g}±{self.sigma_se:.1g}, "
-            f"kappa={self.kappa:.3g}±{self.kappa_se:.1g}, {peak_s}, R²={self.r2:.3f})"
+            f"USLFit({tag}lam={self.lam:.4g} jobs/s, sigma={sigma}, kappa={kappa}, {peak_s}, "
+            f"R²={self.r2:.3f}{bad})"
         )
 
 

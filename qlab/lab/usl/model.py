@@ -33,17 +33,26 @@ Example:
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qlab.lab.usl.fitting import BoundWarning, FewLevelsWarning, USLFit, jacobian, usl
+from qlab.core.warn import warn
+from qlab.lab.usl.check import misfit
+from qlab.lab.usl.fitting import (
+    BoundWarning,
+    FewLevelsWarning,
+    MisfitWarning,
+    USLFit,
+    jacobian,
+    usl,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
     from numpy.typing import ArrayLike
 
-__all__ = ["BoundWarning", "FewLevelsWarning", "USLFit", "fit", "fit_frame", "usl"]
+__all__ = ["BoundWarning", "FewLevelsWarning", "MisfitWarning", "USLFit", "fit", "fit_frame", "usl"]
 
 _MODELS = ("usl", "amdahl")
 _NOISES = ("absolute", "relative")
@@ -121,7 +130,10 @@ def fit(
         ValueError: Unknown model or noise, mismatched lengths, workers < 1, fewer than
             3 distinct worker counts, negative/NaN throughput, or throughput all 0.
 
-    Warns:
+    Warns (each at the caller's line, outside qlab):
+        MisfitWarning: the USL does not describe the data: R² below 0.8, or residuals
+            in long runs above and below the curve (the Wald–Wolfowitz runs test, see
+            :mod:`qlab.lab.usl.check`); ``fit.misfit`` says which.
         FewLevelsWarning: Fewer than 6 distinct worker levels.
         BoundWarning: sigma sits on its bound 0 while the data scale significantly
             better than linearly (super-linear): no USL shape fits them.
@@ -135,7 +147,7 @@ def fit(
     n_levels = int(np.unique(n).size)
     if n_levels < _MIN_LEVELS:
         msg = f"only {n_levels} distinct worker levels (< {_MIN_LEVELS}); fit is poorly constrained"
-        warnings.warn(msg, FewLevelsWarning, stacklevel=2)
+        warn(msg, FewLevelsWarning)
     scale = float(x.max())  # fit in units of the largest throughput: 1e-9 jobs/s fits too
     y = x / scale
     w = 1.0 / y**2 if noise == "relative" else np.ones_like(y)
@@ -147,12 +159,11 @@ def fit(
     if p[1] * (top - 1) < _NEGLIGIBLE:
         p[1] = 0.0
         if _super_linear(n, y, w, confidence):
-            warnings.warn(
+            warn(
                 "sigma sits on its lower bound 0 and the data scale better than linearly "
                 "(more than N times one worker's throughput): no USL curve fits them; "
                 "check the measurements (warm-up, caching)",
                 BoundWarning,
-                stacklevel=2,
             )
     params = np.append(p, 0.0) if k == 2 else p
     resid = y - usl(n, *params)
@@ -168,15 +179,17 @@ def fit(
     units = np.array([scale, 1.0, 1.0])
     full *= np.outer(units, units)
     se = np.sqrt(np.abs(np.diag(full)))
-    ss_res = float(np.sum((x - usl(n, scale * params[0], params[1], params[2])) ** 2))
-    ss_tot = float(np.sum((x - x.mean()) ** 2))
+    r2, why = _quality(n, x, np.asarray(usl(n, scale * params[0], params[1], params[2])), model)
+    se_lam, se_sigma, se_kappa = (float(v) for v in se)
     return USLFit(
         model,
         scale * float(params[0]),
         float(params[1]),
         float(params[2]),
-        *(float(v) for v in se),
-        r2=1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
+        se_lam,
+        se_sigma,
+        se_kappa,
+        r2=r2,
         n_points=int(n.size),
         n_levels=n_levels,
         dof=int(dof),
@@ -184,7 +197,20 @@ def fit(
         noise=noise,
         residual_se=float(np.sqrt(s2)) * (scale if noise == "absolute" else 1.0),
         cov=tuple(tuple(float(v) for v in row) for row in full),
+        misfit=why,
     )
+
+
+def _quality(n: np.ndarray, x: np.ndarray, predicted: np.ndarray, model: str) -> tuple:
+    """R² of the fitted curve, and why it does not describe the data ("" when it does,
+    see :mod:`qlab.lab.usl.check`), said by a MisfitWarning at the user's line."""
+    ss_tot = float(np.sum((x - x.mean()) ** 2))
+    r2 = 1.0 - float(np.sum((x - predicted) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
+    why = misfit(n, x, predicted, r2)
+    if why:
+        warn(f"the {model.upper()} does not describe these data: {why}; read its parameters "
+             "as a summary, not a model (see qlab.lab.usl.check)", MisfitWarning)  # fmt: skip
+    return r2, why
 
 
 def _least_squares(n: np.ndarray, y: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
@@ -195,7 +221,7 @@ def _least_squares(n: np.ndarray, y: np.ndarray, w: np.ndarray, k: int) -> np.nd
     )
 
     def func(nn: np.ndarray, *p: float) -> np.ndarray:
-        return usl(nn, p[0], p[1], p[2] if len(p) == 3 else 0.0)
+        return np.asarray(usl(nn, p[0], p[1], p[2] if len(p) == 3 else 0.0))
 
     lam0 = float(y[n == n.min()].mean() / n.min())
     p0, lo, hi = [max(lam0, 1e-6), 0.01, 1e-4][:k], [1e-12, 0.0, 0.0][:k], [np.inf, 1.0, 1.0][:k]
@@ -261,7 +287,7 @@ def fit_frame(
         raise ValueError(f"df is missing column(s) {missing} (by={by!r}, x={x!r}, y={y!r})")
     groups = df.groupby(by, sort=True)
     names = [key for key, _ in groups]
-    opts = {"model": model, "noise": noise, "confidence": confidence}
+    opts: dict[str, Any] = {"model": model, "noise": noise, "confidence": confidence}
     rows = [fit(g[x], g[y], **opts).to_dict() for _, g in groups]
     out = pd.DataFrame(rows, index=pd.Index(names))  # tuples of keys become a MultiIndex
     out.index.names = keys
