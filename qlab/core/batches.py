@@ -125,11 +125,19 @@ def sizer(
     """
     if fixed:
         size = fixed if cap is None else min(fixed, cap)
-        return lambda ready, kind=None: size
+
+        def fixed_size(ready: int, kind: Any = None) -> int:
+            return size
+
+        return fixed_size
     per = int(target_s / ema) if ema > 0 else 1
     per = min(per, MAX_BATCH if cap is None else min(cap, MAX_BATCH))
     least = int(MIN_BATCH_S / ema) if ema > 0 else 1
-    return lambda ready, kind=None: max(1, min(per, max(least, -(-ready // workers))))
+
+    def share(ready: int, kind: Any = None) -> int:  # ``kind``: the queue's head's
+        return max(1, min(per, max(least, -(-ready // workers))))
+
+    return share
 
 
 class ReadyQueue:

@@ -116,8 +116,8 @@ class MemoryQueue:
         self._space = threading.Condition(self.lock)  # submitters wait for capacity
         self._roomy = threading.Condition(self.lock)  # the feeder waits for `refill`
         self._idle = threading.Condition(self.lock)  # shutdown waits for no unfinished
-        self._taken = threading.Condition(self.lock)  # a submitter waits for a worker
-        self._handing = 0  # submitters waiting on _taken
+        self._handed = threading.Condition(self.lock)  # a submitter waits for a worker
+        self._handing = 0  # submitters waiting on _handed
         self.tick = threading.Condition(self.lock)  # the coordinator's alarm
         self.phase = Phase.OPEN
         self.ready = ReadyQueue()
@@ -214,7 +214,7 @@ class MemoryQueue:
         self.busy += 1
         self.batches += 1
         if self._handing:
-            self._taken.notify_all()
+            self._handed.notify_all()
         return self.ready.take(k(len(self.ready), self.ready.head_kind()))
 
     def wait_taken(self, before: int, timeout: float) -> None:
@@ -229,7 +229,7 @@ class MemoryQueue:
                     left = end - time.monotonic()
                     if self.phase >= Phase.CANCELLING or left <= 0:
                         return
-                    self._taken.wait(left)
+                    self._handed.wait(left)
             finally:
                 self._handing -= 1
 

@@ -272,11 +272,11 @@ class ProcessBackend:
 
     def _count_tasks(self, slot: Slot, proc: Proc, n: int) -> None:
         """Count the calls ``proc`` ran; retire it once it reached max_tasks_per_child."""
-        w = slot.worker
-        if self.procs[w] is not proc:  # it died meanwhile: its successor starts at 0
+        w, most = slot.worker, self._max_tasks
+        if most is None or self.procs[w] is not proc:  # it died: its successor starts at 0
             return
         self._tasks[w] = self._tasks.get(w, 0) + n
-        if self._tasks[w] >= self._max_tasks and not slot.state.stop and self._replace(w):
+        if self._tasks[w] >= most and not slot.state.stop and self._replace(w):
             self.retired += 1
 
     def _replace(self, worker: int) -> bool:

@@ -195,7 +195,8 @@ def _unpack_singles(res: BatchResult, singles: dict[int, bytes]) -> None:
     """Rebuild the results pickled one by one; one that fails fails its row."""
     from qlab.core.settle import JobFailed  # the parent's side: workers never load it
 
-    results, bad = res.results, []
+    results: list[Any] = res.results if res.results is not None else []
+    bad = []
     for row, single in singles.items():
         value, exc = _loads(single)
         if exc is None:
