@@ -147,10 +147,8 @@ class Pool:
         if total is not None:
             self.parts.meta["jobs_total"] = total
         self._drivers = Drivers(self.parts)
-        # submits that wait for an idle worker to take their job (not when the caller
-        # runs the jobs, or a few drivers feed many lanes)
         lanes = self._inline or getattr(backend_, "drivers", None) is not None
-        self._handoffs = 0 if lanes else o.workers
+        self._handoffs = 0 if lanes else o.workers  # submits that wait for a worker
         try:
             self._drivers.start()
             self.parts.meta["start_time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -219,9 +217,9 @@ class Pool:
             yield window.popleft().result()
 
     def _hand_off(self, taken: int) -> None:
-        """The first submits let an idle worker take their job before returning (as
-        ``ThreadPoolExecutor`` starts a thread per submit until it has them all), so
-        that work starts as it arrives; a worker's own submit does not wait."""
+        """The first submits (one per worker) let an idle worker take their job before
+        returning, as ``ThreadPoolExecutor`` starts a thread per submit: work starts as
+        it arrives. Not in the caller's thread's own lanes, nor in a worker's submit."""
         self._handoffs -= 1
         wait_taken = getattr(self.parts.queue, "wait_taken", None)
         if wait_taken is not None and current_or_none() is None:

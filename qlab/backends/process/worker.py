@@ -11,6 +11,7 @@ needs, so the fork server imports nothing else.
 
 from __future__ import annotations
 
+import io
 import mmap
 import os
 import pickle
@@ -147,7 +148,7 @@ def child_main(conn: Any, shared: int | str, worker: int) -> None:
             return
         view[4] = STAGE_ARGS  # a death from here on is the batch's (see _lost)
         try:
-            msg = pickle.loads(data)
+            msg = loads(data)
         except BaseException as exc:  # a job's data: SystemExit too
             conn.send_bytes(unreadable(exc))
             view[4] = STAGE_CALL
@@ -179,10 +180,8 @@ def _configure(conn: Any, msg: tuple, state: WorkerState) -> Any:
     call's arguments can connect), then the cloudpickled job spec; None if it fails."""
     try:
         _, config, worker, authkey = msg
-        if authkey is not None:
-            import multiprocessing.process as mp_process
-
-            mp_process.current_process().authkey = authkey
+        _AUTHKEY[:] = [] if authkey is None else [authkey]
+        _use_authkey()
         spec = _loads_importing(config)
         state.seed, state.timeout, state.worker = spec.seed, spec.timeout, worker
         conn.send_bytes(pickle.dumps(("ok", None)))
@@ -193,14 +192,44 @@ def _configure(conn: Any, msg: tuple, state: WorkerState) -> Any:
 
 
 def _loads_importing(data: bytes) -> Any:
-    """``pickle.loads``; if a module is missing, run ``site`` (the fork server skips
-    it at start-up: an editable install's finder, say) and try once more."""
+    """:func:`loads`; if a module is missing, run ``site`` (the fork server skips it
+    at start-up: an editable install's finder, say) and try once more."""
     try:
-        return pickle.loads(data)
+        return loads(data)
     except ImportError:
         if not run_site():
             raise
-        return pickle.loads(data)
+        return loads(data)
+
+
+_AUTHKEY: list[bytes] = []  # the parent's multiprocessing authkey, until it is used
+
+
+def _use_authkey() -> None:
+    """Give multiprocessing the parent's authkey, if it is imported here by now (a
+    worker does not import it for itself)."""
+    mp_process = sys.modules.get("multiprocessing.process")
+    if _AUTHKEY and mp_process is not None:
+        mp_process.current_process().authkey = _AUTHKEY.pop()
+
+
+class _Loader(pickle.Unpickler):
+    """Unpickles a message; the moment it meets something of multiprocessing's (a
+    Manager's proxy), multiprocessing, imported just now, gets the parent's authkey:
+    before the proxy connects to its manager."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = super().find_class(module, name)
+        if module.startswith("multiprocessing"):
+            _use_authkey()
+        return found
+
+
+def loads(data: bytes | bytearray) -> Any:
+    """``pickle.loads``, watching for multiprocessing while its authkey is pending."""
+    if _AUTHKEY:
+        return _Loader(io.BytesIO(data)).load()
+    return pickle.loads(data)
 
 
 def run_site() -> bool:
