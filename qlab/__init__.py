@@ -81,6 +81,7 @@ __all__ = [
     "Run",
     "load_run",
     "StoreError",
+    "BackendLost",
     # durable queues
     "resume",
     "enqueue",
@@ -124,6 +125,7 @@ _LAZY = {
     "load_run": "qlab.queues.history",
     "resume": "qlab.engine.resume",
     "StoreError": "qlab.queues.store",
+    "BackendLost": "qlab.core.protocol",
     "enqueue": "qlab.engine.serve",
     "serve": "qlab.engine.serve",
     "sweep": "qlab.lab.sweep",

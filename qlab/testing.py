@@ -24,8 +24,26 @@ __all__ = ["FakeClock"]
 class FakeClock:
     """A clock that only moves when the engine has nothing to do but wait.
 
-    Attempts take no time on it; backoff waits are skipped (the clock jumps ahead).
-    Attempt timeouts still use the real clock.
+    The semantics, decided once (trio's ``MockClock`` with ``autojump_threshold=0``
+    is the model, with qlab's timers in place of trio's sleeps):
+
+    - **Timers jump.** When every worker waits for a timer of the run (a retry's
+      backoff, a rate-limit token, an open-loop arrival), the clock jumps straight to
+      the earliest one: instant, and the delays in the trace are exact.
+    - **A handler's own time does not count.** Handlers run in real threads; their
+      real time (``time.sleep``, computing, I/O) is invisible to the fake clock, so an
+      attempt takes 0 s on it unless the handler (or the test) calls :meth:`advance`.
+      Hence a handler that ``time.sleep(3)`` under ``timeout=1`` is ``ok`` on a
+      FakeClock, and ``timeout`` on the real clock: the FakeClock cannot tell a slow
+      handler from a quick one, and it never moves while a handler runs.
+    - **Deadlines follow the clock.** Attempt deadlines, ``qlab.current().cancelled``
+      and ``remaining()`` read this clock. A handler that spends its time *on the run's
+      clock* (``clock.advance(3)``, as a test's fake slow dependency does) is past its
+      ``timeout=1`` deadline exactly as on the real clock: its cancel token is true,
+      ``cancelled.check()`` raises, and the attempt is a ``timeout`` lasting 3.0 s.
+
+    So timeouts are instant and exact for time that passes on the clock, and invisible
+    for real time that a handler spends; a test of timeouts advances the clock.
     """
 
     autojump = True

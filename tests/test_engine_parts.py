@@ -153,6 +153,50 @@ def test_recorder_rows_become_frames():
     assert jobs.latency_s.tolist() == [1.0, 2.0]
 
 
+def test_summary_of_the_arrays_is_the_summary_of_the_frames():
+    flaky = qlab.workloads.flaky(qlab.workloads.noop(), transient=0.4, permanent=0.1)
+    run = qlab.run(flaky, range(300), workers=2, retry=qlab.Retry(1, None), progress=False)
+    first = qlab.Run(run._trace.snapshot(), run.meta, run.wall_s)
+    before = first.summary()  # from the trace's arrays: no frame made
+    assert "jobs" not in first.__dict__ and "attempts" not in first.__dict__
+    made = qlab.Run(None, run.meta, run.wall_s, frames=(run.jobs, run.attempts))
+    after = made.summary()  # from the frames' arrays
+    assert list(before.index) == list(after.index)
+    assert before.fillna(-1).tolist() == after.fillna(-1).tolist()
+    assert before["failed"] > 0 and before["retries"] > 0
+    assert after["cpu_s"] == run.attempts.cpu_s.sum()  # the sum pandas makes
+    assert after["latency_p95_s"] == run.jobs.latency_s.quantile(0.95)
+
+
+def test_a_queue_history_is_a_trace_of_the_same_frames():
+    from qlab.core.codes import LOST, S_OK, S_OPEN
+    from qlab.queues.history import build_run
+
+    a, b = "web-1:1:2:aa", "web-2:3:4:bb"
+    jobs = [(5, 10.0, S_OK), (9, 10.0, ST_FAILED), (12, 10.5, S_OPEN)]  # a consumer's subset
+    rows = [  # (job, attempt, worker, start, end, cpu, outcome, etype, error, backoff, ...)
+        (5, 1, 0, 12.0, 12.5, 0.1, OK, None, None, None, 0.0, b),
+        (5, 1, -1, 11.0, 11.0, float("nan"), LOST, "Lost", "gone", None, 0.0, a),
+        (9, 1, 1, 11.0, 11.5, 0.1, RETRY, "OSError", "try", 0.25, 0.0, a),
+        (9, 2, 1, 12.0, 12.5, 0.1, FAILED, "KeyError", "bad", None, 0.0, None),
+    ]
+    run = build_run(jobs, rows, {"created": "10.0"})
+    att, job = run.attempts, run.jobs
+    assert list(att.columns) == [*frames.attempts_frame(Trace(0.0)).columns, "consumer"]
+    assert att.job_id.tolist() == [5, 5, 9, 9] and att.attempt.tolist() == [1, 2, 1, 2]
+    assert att.outcome.tolist() == ["lost", "ok", "retry", "failed"]
+    assert att.host.tolist()[:3] == ["web-1", "web-2", "web-1"] and att.host.isna().iloc[3]
+    assert att.start_s.tolist() == [1.0, 2.0, 1.0, 2.0] and att.backoff_s.iloc[2] == 0.25
+    assert job.job_id.tolist() == [5, 9, 12] and job.attempts.tolist() == [2, 2, 0]
+    assert job.status.tolist() == ["ok", "failed", "pending"]
+    assert job.consumer.tolist()[0] == b and job.host.tolist()[0] == "web-2"
+    assert job.error.tolist()[1] == "bad" and job.error_type.tolist()[1] == "KeyError"
+    assert job.latency_s.tolist()[:2] == [2.5, 2.5] and run.meta["lost"] == 1
+    assert run.wall_s == 2.5
+    with pytest.raises(ValueError, match="jobs the queue does not hold: \\[7\\]"):
+        build_run(jobs, [(7, *rows[0][1:])], {"created": "10.0"})
+
+
 # -- seams ----------------------------------------------------------------------------
 
 

@@ -123,3 +123,49 @@ def test_each_hook_has_its_own_registry() -> None:
 def test_bad_port_names_it(port) -> None:
     with pytest.raises(ValueError, match=r"port must be an int in 0\.\.65535"):
         Prometheus(port=port)
+
+
+def _serving() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "qlab-metrics"]
+
+
+@pytest.mark.parametrize("bad", [{"workers": 0}, {"stop": "soon"}, {"backend": "nope"}])
+def test_a_run_that_fails_its_checks_stops_the_server(bad) -> None:
+    """Issue 27, defect 13: the server kept serving after qlab.run raised ValueError."""
+    hook = Prometheus(port=0)
+    url = hook.url
+    with pytest.raises((ValueError, TypeError)):
+        qlab.run(qlab.workloads.noop(), range(3), hooks=[hook], **bad)
+    assert hook.url is None and not _serving()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url, timeout=5)
+
+
+def test_an_unused_hook_that_is_dropped_stops_serving() -> None:
+    """Issue 27, defect 13: ``del hook`` left its server (and thread) running."""
+    import gc
+
+    hook = Prometheus(port=0)
+    url = hook.url
+    del hook
+    gc.collect()
+    assert not _serving()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url, timeout=5)
+
+
+def test_a_hook_reused_for_a_second_run_serves_it() -> None:
+    """Issue 27, defect 13: the second run's metrics were silently not served."""
+    hook = Prometheus(port=0)
+    port = hook.port
+    qlab.run(qlab.workloads.noop(), range(5), hooks=[hook])
+    assert hook.url is None  # the first run ended: the server stopped
+
+    def scrape_mid_run(x: int) -> str:
+        with urllib.request.urlopen(hook.url, timeout=10) as resp:
+            return resp.read().decode()
+
+    run = qlab.run(scrape_mid_run, [0], workers=1, hooks=[hook], keep_results=True)
+    assert hook.port == port and hook.url is None  # served on its port, and stopped
+    assert run.jobs.status[0] == "ok", run.attempts.error[0]
+    assert '<locals>.scrape_mid_run"' in run.jobs.result[0]  # this run's metrics

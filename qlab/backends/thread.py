@@ -31,6 +31,7 @@ class ThreadBackend:
     name = "thread"
     can_kill = False
     in_caller = False
+    max_workers = 10_000  # threads: more start slowly (seconds) and do not run faster
     batch_target_s = 0.02  # work per batch: amortises the per-batch bookkeeping
     # the engine starts the 2nd.. driver threads from a helper thread while the first
     # already runs jobs (a thread start waits for the new thread to be scheduled)

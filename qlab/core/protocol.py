@@ -27,6 +27,7 @@ from qlab.core.context import WorkerState
 
 __all__ = [
     "Backend",
+    "BackendLost",
     "BatchResult",
     "Failure",
     "JobSpec",
@@ -73,6 +74,17 @@ class Slot:
         self.batch: Batch | None = None  # the batch running now, and its result so far
         self.res: BatchResult | None = None
         self.abandoned = False  # the engine took the running attempt away
+
+
+class BackendLost(RuntimeError):
+    """The backend cannot run jobs any more (a Dask scheduler that is gone): not the
+    jobs' fault. The engine charges no attempt: ``rest`` (the batches it held) goes
+    back to the queue, the pool stops, and the run raises this error; the jobs not
+    run stay pending (a durable queue's ``qlab.resume`` runs them)."""
+
+    def __init__(self, message: str, rest: Batch) -> None:
+        super().__init__(message)
+        self.rest = rest
 
 
 @dataclass

@@ -19,12 +19,13 @@ from typing import Any
 
 from qlab.core.batches import EMPTY, Batch, sizer
 from qlab.core.context import WorkerState
-from qlab.core.protocol import BatchResult, Slot, crash_row
+from qlab.core.protocol import BackendLost, BatchResult, Slot, crash_row
 from qlab.core.settle import Settlement, settle
 from qlab.engine.coordinator import Coordinator, progress_counts
 from qlab.engine.futures import admit, resolve
 from qlab.engine.parts import Parts
 from qlab.engine.ratelimit import PacedBatch
+from qlab.engine.speeds import Speeds
 from qlab.engine.takeover import Takeover
 from qlab.queues.memory import Phase
 from qlab.trace.recorder import Recorder
@@ -32,8 +33,6 @@ from qlab.trace.recorder import Recorder
 __all__ = ["Drivers"]
 
 log = logging.getLogger("qlab")
-
-_KINDS = 1024  # kinds whose speed is kept
 
 
 class Drivers(Takeover):
@@ -55,7 +54,10 @@ class Drivers(Takeover):
         self._opened: Any = None
         self._closed = False
         self.started = False
-        self.speeds: dict[Any, float] = {}  # kind -> seconds per attempt (smoothed)
+        # seconds per attempt of each kind of job (a backend whose lanes run a batch at
+        # once takes the worker's own speed for a kind never measured)
+        self.speeds = Speeds(prior=getattr(self.backend, "drivers", None) is not None)
+        self._here = threading.local()  # a driver thread's slot
 
     # -- start -------------------------------------------------------------------------
 
@@ -75,6 +77,8 @@ class Drivers(Takeover):
             parts.trace.recorders.append(rec)
             self.start_slot(w, rec, run=w == 0)
         parts.trace.origin = spec.clock.now()
+        # the first submits wait for an idle worker to take their job (a thread each)
+        self.q.handoffs = 0 if self.backend.in_caller or drivers is not None else n
         progress = self.emit_progress if len(parts.hooks) else None
         self.coordinator = Coordinator(self.q, spec.clock, spec.timeout, self.overdue, progress)
         if self.backend.in_caller or not getattr(self.backend, "start_later", False):
@@ -124,6 +128,7 @@ class Drivers(Takeover):
 
     def _loop(self, slot: Slot) -> None:
         slot.state.bind()
+        self._here.slot = slot  # for runs_here(): this thread runs the slot's jobs
         batch = self._next(slot)
         res: BatchResult | None
         while batch is not None:
@@ -147,8 +152,8 @@ class Drivers(Takeover):
                 return
             self._turn += 1
             self._settle(slot, batch, self._run(slot, batch))
-            if self.parts.limiter is not None:  # paced batches wait: look for a stop between
-                self.parts.interrupts.check()
+            # between batches, the caller's thread looks for Ctrl-C, SIGTERM and stop=
+            self.parts.interrupts.check()
 
     def _run(self, slot: Slot, batch: Batch) -> BatchResult:
         res = BatchResult()
@@ -157,6 +162,13 @@ class Drivers(Takeover):
             return self.backend.run_batch(slot, batch, res)
         except KeyboardInterrupt:
             raise
+        except BackendLost as exc:  # not the jobs' fault: nothing is charged
+            log.error("worker %d: %s", slot.worker, exc)
+            self.parts.interrupts.fail(exc)  # the caller stops the pool and raises it
+            slot.state.stop = True
+            lost = BatchResult(results=[] if self.spec.want_results else None)
+            lost.items, lost.rest = EMPTY, exc.rest
+            return lost
         except BaseException as exc:  # the backend itself failed (the loop catches handlers')
             log.exception("worker %d: the backend failed running a batch", slot.worker)
             cur = slot.state.running()
@@ -186,8 +198,7 @@ class Drivers(Takeover):
         behind an Executor's function that may take long: another worker may take it)."""
         if slot.abandoned or slot.state.stop:
             return None
-        kind = None if slot.batch is None else slot.batch.kind
-        if kind is not None and kind not in self.speeds:
+        if slot.batch is not None and not self.speeds.known(slot.batch.kind):
             return None
         batch = self.q.take_nowait(self._size(slot))
         return None if batch is None else self._admit(batch, start=False)
@@ -223,25 +234,10 @@ class Drivers(Takeover):
         left = left(slot) if left is not None else None
         if left is not None:
             cap = left if cap is None else min(cap, left)
-        workers = len(self.slots)
-        target = self.backend.batch_target_s
+        workers, target = len(self.slots), self.backend.batch_target_s
         if self.parts.batch_size:
             return sizer(self.parts.batch_size, target, slot.ema, workers, cap)
-        speeds = self.speeds
-        # unknown speed: one job (a backend whose lanes run a batch at once seeds ema)
-        prior = slot.ema if getattr(self.backend, "drivers", None) else 0.0
-
-        def take(ready: int, kind: Any = None) -> int:
-            # no more jobs ready than workers: one each, so none waits in a batch behind
-            # another while a worker idles (an Executor call that waits for another
-            # call's result would wait for the whole batch: test_wait_first_exception)
-            if ready <= workers:
-                return 1
-            # the speed of what the jobs run (an Executor's function), or the worker's
-            ema = slot.ema if kind is None else speeds.get(kind, prior)
-            return sizer(None, target, ema, workers, cap)(ready)
-
-        return take
+        return self.speeds.sizer(slot, workers, target, cap)
 
     # -- settling ----------------------------------------------------------------------
 
@@ -264,7 +260,7 @@ class Drivers(Takeover):
         s = settle(items, res, parts.retry, parts.seed, stopping, rest)
         s.worker = slot.worker
         if n:
-            self._note_speed(slot, items.kind, (res.t1[n - 1] - res.t0[0]) / n)
+            self.speeds.note(slot, items.kind, (res.t1[n - 1] - res.t0[0]) / n)
 
         def record(s: Settlement) -> bool:
             if from_driver and slot.abandoned:
@@ -280,18 +276,6 @@ class Drivers(Takeover):
         if parts.futures:
             self.results_dropped += resolve(parts.futures, s)
         return True
-
-    def _note_speed(self, slot: Slot, kind: Any, per: float) -> None:
-        """Smooth the seconds per attempt: of the worker (jobs of no kind), or of the
-        kind (an Executor's function), which sizes the next batches of it."""
-        if kind is None:
-            slot.ema = 0.7 * slot.ema + 0.3 * per if slot.ema else per
-            return
-        speeds = self.speeds
-        old = speeds.get(kind)
-        if old is None and len(speeds) >= _KINDS:  # a new function per call: no growth
-            speeds.clear()
-        speeds[kind] = per if old is None else 0.7 * old + 0.3 * per
 
     # -- timeouts and stops ------------------------------------------------------------
 
@@ -329,6 +313,15 @@ class Drivers(Takeover):
         if self.coordinator is not None:
             self.coordinator.join()
         self.joined = True
+
+    def runs_here(self) -> bool:
+        """Does the calling thread run this pool's jobs (a driver thread, or one the
+        backend runs jobs in: the inline caller's, the asyncio loop's)?"""
+        slot = getattr(self._here, "slot", None)
+        if slot is not None and not slot.abandoned:
+            return True
+        here = getattr(self.backend, "runs_here", None)
+        return bool(self.started and callable(here) and here())
 
     def close(self) -> None:
         """Release the backend's workers and the workload's resources (once)."""

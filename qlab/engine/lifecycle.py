@@ -6,7 +6,7 @@ and ``qlab.resume`` all go through it.
     with guarded(stop) as interrupts:       # Ctrl-C / SIGTERM only noted meanwhile
         pool = Pool(..., futures=False, interrupts=interrupts)
         drive(pool, feed)                    # feed, drain, join; or stop gracefully
-    run = finished(pool, interrupts)         # the Run, saying why it was interrupted
+        run = finished(pool, interrupts)     # the Run (a late Ctrl-C is only noted)
 
 In the main thread Ctrl-C and SIGTERM are only noted, and raised by the engine where
 it waits (:meth:`Pool.idle_turn <qlab.engine.pool.Pool.idle_turn>`), so an interrupt

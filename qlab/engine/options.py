@@ -26,7 +26,7 @@ from qlab.core.clock import REAL_CLOCK
 from qlab.core.retry import Retry
 from qlab.engine.ratelimit import RateLimit, check_rate_limit
 
-__all__ = ["DEFAULT_QUEUE_SIZE", "PoolOptions", "pool_options", "runnable_handler"]
+__all__ = ["DEFAULT_QUEUE_SIZE", "PoolOptions", "fit_workers", "pool_options", "runnable_handler"]
 
 DEFAULT_QUEUE_SIZE = 10_000
 
@@ -97,6 +97,37 @@ def pool_options(
         raise TypeError(f"clock must have a now() method, got {clock!r}")
     limit = check_rate_limit(rate_limit)
     return PoolOptions(workers, retry, timeout, seed, capacity, batch_size, grace, clock, limit)
+
+
+def fit_workers(workers: int, backend: Any, jobs: int | None) -> int:
+    """The workers to start: no more than ``jobs`` when the number of jobs is known
+    (``qlab.run`` over a list or range), and at most the backend's ``max_workers``
+    (thread and inline 10,000; process and dask 512; asyncio lanes 1,000,000).
+
+    Raises:
+        ValueError: more workers than the backend's limit, naming ``workers``.
+
+    Example:
+        >>> from qlab.backends.thread import ThreadBackend
+        >>> fit_workers(10**6, ThreadBackend(), jobs=10)
+        10
+        >>> fit_workers(10**6, ThreadBackend(), jobs=None)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: workers=1,000,000 is above the thread backend's limit of 10,000 ...
+    """
+    if jobs is not None:
+        workers = max(1, min(workers, jobs))
+    most = getattr(backend, "max_workers", None)
+    if isinstance(most, int) and workers > most:
+        name = getattr(backend, "name", type(backend).__name__)
+        hint = (
+            "" if name == "asyncio" else "; for many I/O-bound jobs at once use backend='asyncio'"
+        )
+        raise ValueError(
+            f"workers={workers:,} is above the {name} backend's limit of {most:,} workers{hint}"
+        )
+    return workers
 
 
 def runnable_handler(handler: Any, backend: Any) -> Any:

@@ -24,12 +24,11 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from qlab import backends, queues
-from qlab.core.context import current_or_none
 from qlab.core.protocol import JobSpec
 from qlab.core.retry import Retry
 from qlab.core.settle import JobFailed
 from qlab.engine.drivers import Drivers
-from qlab.engine.options import pool_options, runnable_handler
+from qlab.engine.options import fit_workers, pool_options, runnable_handler
 from qlab.engine.parts import Parts
 from qlab.engine.ratelimit import make_limiter
 from qlab.engine.signals import Interrupts, why
@@ -47,7 +46,6 @@ log = logging.getLogger("qlab")
 
 BACKENDS = backends.BACKENDS
 POLL_S = 0.05  # how often a waiting caller looks for a noted Ctrl-C / SIGTERM / stop
-_HANDOFF_S = 0.5  # at most this long a first submit waits for an idle worker
 
 
 class Pool:
@@ -116,39 +114,44 @@ class Pool:
         interrupts: Interrupts | None = None,
         total: int | None = None,
     ) -> None:
-        o = pool_options(
-            handler, workers=workers, retry=retry, timeout=timeout, seed=seed,
-            queue_size=queue_size, batch_size=batch_size, grace=grace, clock=clock,
-            rate_limit=rate_limit,
-        )  # fmt: skip
-        clock = o.clock
-        self._grace = o.grace
         hookset = HookSet(hooks)
         if progress:
             hookset.add(progress_hook())
-        backend_ = backends.resolve(backend)
-        shown, handler = handler, runnable_handler(handler, backend_)
-        self._inline = bool(getattr(backend_, "in_caller", False))
-        keep = bool(keep_results)
-        spec = JobSpec(handler, o.retry.is_permanent, o.seed, o.timeout, keep or futures, clock)
-        queue_ = queues.resolve(queue, o.capacity, now=clock.now, handler=handler)
-        queue_.workers = o.workers
-        self.parts = Parts(
-            queue=queue_, backend=backend_, spec=spec,
-            trace=Trace(0.0, keep, queue_.submitted, queue_.status), hooks=hookset,
-            clock=clock, retry=o.retry, seed=o.seed, workers=o.workers,
-            batch_size=o.batch_size, keep_results=keep,
-            limiter=make_limiter(o.limit, clock, queue_),  # a Redis queue's is shared
-            futures={} if futures else None, interrupts=interrupts or Interrupts(),
-            meta=o.meta(backend_.name, shown, type(queue_).__name__),
-        )  # fmt: skip
-        self._final: Any = None  # the Run, once the pool is joined
-        self._joined = False
-        if total is not None:
-            self.parts.meta["jobs_total"] = total
-        self._drivers = Drivers(self.parts)
-        lanes = self._inline or getattr(backend_, "drivers", None) is not None
-        self._handoffs = 0 if lanes else o.workers  # submits that wait for a worker
+        try:  # a bad option: the hooks hear that no run comes (a server they hold stops)
+            o = pool_options(
+                handler, workers=workers, retry=retry, timeout=timeout, seed=seed,
+                queue_size=queue_size, batch_size=batch_size, grace=grace, clock=clock,
+                rate_limit=rate_limit,
+            )  # fmt: skip
+            clock = o.clock
+            self._grace = o.grace
+            backend_ = backends.resolve(backend)
+            workers_ = fit_workers(o.workers, backend_, total)  # not more than jobs
+            shown, handler = handler, runnable_handler(handler, backend_)
+            self._inline = bool(getattr(backend_, "in_caller", False))
+            keep = bool(keep_results)
+            spec = JobSpec(handler, o.retry.is_permanent, o.seed, o.timeout, keep or futures, clock)
+            queue_ = queues.resolve(queue, o.capacity, now=clock.now, handler=handler)
+            queue_.workers = workers_
+            self.parts = Parts(
+                queue=queue_, backend=backend_, spec=spec,
+                trace=Trace(0.0, keep, queue_.submitted, queue_.status), hooks=hookset,
+                clock=clock, retry=o.retry, seed=o.seed, workers=workers_,
+                batch_size=o.batch_size, keep_results=keep,
+                limiter=make_limiter(o.limit, clock, queue_),  # a Redis queue's is shared
+                futures={} if futures else None, interrupts=interrupts or Interrupts(),
+                meta=o.meta(backend_.name, shown, type(queue_).__name__),
+            )  # fmt: skip
+            self._final: Any = None  # the Run, once the pool is joined
+            self._joined = False
+            if total is not None:
+                self.parts.meta["jobs_total"] = total
+            if workers_ < o.workers:  # fewer jobs than workers asked for
+                self.parts.meta["workers_started"] = workers_
+            self._drivers = Drivers(self.parts)
+        except BaseException as exc:
+            hookset.call("on_abort", exc)
+            raise
         try:
             self._drivers.start()
             self.parts.meta["start_time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -180,9 +183,7 @@ class Pool:
         """Queue several jobs in one go (one queue operation), a Future each; blocks
         while they do not fit in ``queue_size`` (a batch larger than the whole queue
         waits for it to be empty). See :meth:`submit`. ``futures``: objects to settle
-        instead of new Futures (with Future's methods that :mod:`qlab.futures` calls).
-        ``kind``: what these jobs run, if not all jobs run alike (an Executor's
-        function): batches hold one kind and are sized by its measured speed."""
+        instead of new Futures (with Future's methods that :mod:`qlab.futures` calls)."""
         filed = self.parts.futures
         if filed is None:
             raise RuntimeError("submit() is not available on this pool")
@@ -191,12 +192,9 @@ class Pool:
         def file(ids: range) -> None:  # under the queue's lock: before any job can finish
             filed.update(zip(ids, new, strict=True))
 
-        q, extra = self.parts.queue, {} if kind is None else {"kind": kind}
-        taken = getattr(q, "batches", 0)
-        while q.put(payloads, self.parts.clock.now(), on_ids=file, timeout=POLL_S, **extra) is None:
+        q, clock = self.parts.queue, self.parts.clock  # kind: an Executor's function
+        while q.put(payloads, clock.now(), on_ids=file, timeout=POLL_S, kind=kind) is None:
             self.idle_turn()
-        if self._handoffs > 0:
-            self._hand_off(taken)
         while self._inline and not all(f.done() for f in new):  # inline: they run now
             self._drivers.drive()
             self.parts.queue.wait_ready(POLL_S)
@@ -215,15 +213,6 @@ class Pool:
                 yield window.popleft().result()
         while window:
             yield window.popleft().result()
-
-    def _hand_off(self, taken: int) -> None:
-        """The first submits (one per worker) let an idle worker take their job before
-        returning, as ``ThreadPoolExecutor`` starts a thread per submit: work starts as
-        it arrives. Not in the caller's thread's own lanes, nor in a worker's submit."""
-        self._handoffs -= 1
-        wait_taken = getattr(self.parts.queue, "wait_taken", None)
-        if wait_taken is not None and current_or_none() is None:
-            wait_taken(taken, _HANDOFF_S)
 
     def idle_turn(self) -> None:
         """What a caller does while it waits: run jobs (inline) and look for
@@ -245,6 +234,13 @@ class Pool:
         self.parts.queue.advance_phase(Phase.DRAINING)
         if cancel_pending:
             self._drivers.cancel_pending()
+        if wait and self._drivers.runs_here():
+            # as ThreadPoolExecutor's "cannot join current thread": the pool is shut
+            # down (no more submits), but a job cannot wait for itself to finish
+            raise RuntimeError(
+                "shutdown(wait=True) from one of the pool's own jobs would wait for that "
+                "job itself; the pool is shut down, use shutdown(wait=False) in a job"
+            )
         if wait:
             try:
                 self._wait_idle(None)
@@ -347,6 +343,11 @@ class Pool:
             if final:
                 self._final = run
         return run
+
+    def called_from_job(self) -> bool:
+        """True in a thread that runs one of this pool's jobs now (a worker thread,
+        the asyncio loop, or the caller lent to an inline batch)."""
+        return self._drivers.runs_here()
 
     @property
     def inline(self) -> bool:

@@ -17,6 +17,8 @@ from qlab.engine.arrivals import check_arrivals
 from qlab.engine.feed import feed, feed_open
 from qlab.engine.lifecycle import drive, finished, guarded
 from qlab.engine.pool import Pool
+from qlab.engine.signals import Interrupts
+from qlab.hooks.base import abort
 
 if TYPE_CHECKING:
     from qlab.trace.results import Run
@@ -59,9 +61,14 @@ def run(
         >>> run.summary()[["ok", "failed"]].tolist()
         [10, 90]
     """
-    if isinstance(payloads, str | bytes) or not isinstance(payloads, Iterable):
-        raise TypeError(f"payloads must be an iterable of payloads, got {payloads!r}")
-    arrivals = check_arrivals(arrivals)
+    try:
+        if isinstance(payloads, str | bytes) or not isinstance(payloads, Iterable):
+            raise TypeError(f"payloads must be an iterable of payloads, got {payloads!r}")
+        arrivals = check_arrivals(arrivals)
+        Interrupts(stop=stop)  # checks stop= before any pool
+    except BaseException as exc:  # no pool: its hooks hear it here (a server stops)
+        abort(options.get("hooks", ()), exc)
+        raise
     total = len(payloads) if isinstance(payloads, Sized) else None
     with guarded(stop) as interrupts:
         pool = Pool(handler, workers, futures=False, interrupts=interrupts, total=total,
@@ -71,4 +78,6 @@ def run(
             drive(pool, lambda: feed_open(pool, payloads, arrivals), total=total)
         else:
             drive(pool, lambda: feed(pool, payloads), total=total)
-    return finished(pool, interrupts)
+        # the Run is built while signals are still only noted: a Ctrl-C now cannot
+        # escape from here and lose it (it is reported in the Run instead)
+        return finished(pool, interrupts)

@@ -241,7 +241,7 @@ def _consume(
             raise
         pool.parts.meta["queue"] = queues.redact(url)
         drive(pool, lambda: _feed(pool, q, store, until_empty))
-    return finished(pool, interrupts).meta.get("interrupted")
+        return finished(pool, interrupts).meta.get("interrupted")  # signals still noted
 
 
 def _feed(pool: Any, q: Any, store: Store, until_empty: bool) -> None:

@@ -68,9 +68,20 @@ class Interrupts:
         self.stop = stop
         self.seen = 0
         self._stopped = False
+        self._failure: BaseException | None = None  # raised by the next check
+
+    def fail(self, exc: BaseException) -> None:
+        """Make the next :meth:`check` raise ``exc`` (a backend that cannot run jobs
+        any more, from a worker's thread; the first such error wins)."""
+        if self._failure is None:
+            self._failure = exc
 
     def check(self) -> None:
-        """Raise the interrupt noted since the last check, if any."""
+        """Raise the interrupt noted since the last check, if any, or the error a
+        worker's thread handed to :meth:`fail` (once)."""
+        if self._failure is not None:
+            exc, self._failure = self._failure, None
+            raise exc
         if self.stop is not None and not self._stopped and self.stop.is_set():
             self._stopped = True
             raise Stopped()

@@ -295,6 +295,8 @@ class Executor(cf.Executor):
             elif cancel_futures:
                 self._pool.shutdown(wait=False, cancel_pending=True)
             joiner = self._joiner
+        if wait and self._pool.called_from_job():  # as ThreadPoolExecutor does
+            raise RuntimeError("cannot join current thread: shutdown(wait=True) from a call")
         if wait and joiner is not None and joiner is not threading.current_thread():
             joiner.join()
             if self._init is not None:

@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Hook", "HookSet", "LogProgress"]
+__all__ = ["Hook", "HookSet", "LogProgress", "abort"]
 
 log = logging.getLogger("qlab")
 
@@ -55,6 +55,10 @@ class Hook:
 
     def on_end(self, run: Any) -> None:
         """The run is over; ``run`` is the final :class:`qlab.Run`."""
+
+    def on_abort(self, error: BaseException) -> None:
+        """The pool was not made (``error``: a bad option, say): no ``on_start`` and no
+        ``on_end`` follow. A hook that holds a resource for the run lets it go."""
 
 
 class LogProgress(Hook):
@@ -166,3 +170,13 @@ def _tell(message: str) -> None:
         logging.lastResort.handle(log.makeRecord(
             log.name, logging.WARNING, __file__, 0, message, (), sys.exc_info()
         ))  # fmt: skip
+
+
+def abort(hooks: Any, error: BaseException) -> None:
+    """Tell ``hooks`` (as given to a pool, checked or not) that no run comes: a
+    check before the pool failed with ``error``."""
+    try:
+        hook_set = HookSet(hooks)
+    except TypeError:
+        return  # not hooks at all: nothing holds a resource
+    hook_set.call("on_abort", error)

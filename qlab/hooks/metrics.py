@@ -4,7 +4,9 @@ The hook keeps its own ``CollectorRegistry`` (so a notebook can make many) and s
 it over HTTP with ``prometheus_client.start_http_server`` on 127.0.0.1 when given a
 ``port`` (0 picks a free one: see ``.port``). The server's thread is named
 ``qlab-metrics``; it stops at the end of the run (or at :meth:`Prometheus.close`, or
-when a ``with`` block ends, with ``keep_serving=True``).
+when a ``with`` block ends, with ``keep_serving=True``), when the run fails its option
+checks, and when the hook is garbage-collected. A hook used for another run serves
+again, on the port it had.
 
 It costs nothing per attempt: the engine hands hooks its counters a few times a second
 (``on_progress``), worker processes included, because the parent settles every
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 from typing import Any
 
 from qlab.hooks.base import Hook
@@ -129,16 +132,21 @@ class Prometheus(Hook):
         self.registry.register(_Collector(self))
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self._stopper: weakref.finalize | None = None
+        self._addr = addr
         self.port: int | None = None
         if port is not None:
-            self._serve(port, addr)
+            self._serve(port)
 
-    def _serve(self, port: int, addr: str) -> None:
+    def _serve(self, port: int) -> None:
         from prometheus_client import start_http_server
 
-        self._server, self._thread = start_http_server(port, addr=addr, registry=self.registry)
-        self._thread.name = "qlab-metrics"
-        self.port = self._server.server_port
+        server, thread = start_http_server(port, addr=self._addr, registry=self.registry)
+        thread.name = "qlab-metrics"
+        self._server, self._thread, self.port = server, thread, server.server_port
+        # an unused hook that is dropped stops its server (the server holds no
+        # reference to the hook: its collector holds a weak one)
+        self._stopper = weakref.finalize(self, _stop, server, thread)
 
     @property
     def url(self) -> str | None:
@@ -150,6 +158,8 @@ class Prometheus(Hook):
     # -- the hook -------------------------------------------------------------------
 
     def on_start(self, meta: dict[str, Any]) -> None:
+        if self.port is not None and self._server is None:
+            self._serve(self.port)  # a second run: serve again, where it served before
         workload = str(meta.get("workload", ""))
         with self._lock:
             self._labels = {"backend": str(meta.get("backend", "")), "workload": workload}
@@ -176,17 +186,19 @@ class Prometheus(Hook):
         if not self.keep_serving:
             self.close()
 
+    def on_abort(self, error: BaseException) -> None:
+        """The run did not start (a bad option): stop serving, unless told to keep."""
+        if not self.keep_serving:
+            self.close()
+
     # -- the server -----------------------------------------------------------------
 
     def close(self) -> None:
         """Stop the HTTP server and join its thread (idempotent)."""
-        server, thread = self._server, self._thread
+        stopper, self._stopper = self._stopper, None
         self._server = self._thread = None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join()
+        if stopper is not None:
+            stopper()  # runs _stop once (and never again at collection)
 
     def __enter__(self) -> Prometheus:
         return self
@@ -194,16 +206,19 @@ class Prometheus(Hook):
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        if getattr(self, "_server", None) is not None:
-            self.close()
+
+def _stop(server: Any, thread: threading.Thread) -> None:
+    """Stop an HTTP server and join its thread."""
+    server.shutdown()
+    server.server_close()
+    thread.join()
 
 
 class _Collector:
     """Turns the hook's latest counters into metric families at each scrape."""
 
     def __init__(self, hook: Prometheus) -> None:
-        self.hook = hook
+        self.hook = weakref.ref(hook)  # a server serving the registry keeps no hook alive
 
     def describe(self) -> list:
         return []  # metrics are made at collect time; nothing to check at registration
@@ -215,7 +230,9 @@ class _Collector:
             HistogramMetricFamily,
         )
 
-        hook = self.hook
+        hook = self.hook()
+        if hook is None:
+            return
         with hook._lock:
             labels, hist = dict(hook._labels), hook._hist
         c = hook._counts

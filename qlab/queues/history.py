@@ -19,14 +19,16 @@ Example:
 
 from __future__ import annotations
 
+from array import array
 from pathlib import Path
 from typing import Any
 
-from qlab.core.codes import JOB_STATUSES, OUTCOMES, ST_CANCELLED, ST_FAILED
-from qlab.queues.store import COLUMNS, S_OK, Row
+from qlab.core.codes import LOST, ST_CANCELLED, STORE_STATUS
+from qlab.queues.store import COLUMNS, Row
+from qlab.trace.recorder import Recorder, Trace
 from qlab.trace.results import Run, load_saved
 
-__all__ = ["build_run", "host_of", "load_queue", "load_run"]
+__all__ = ["build_run", "history_trace", "host_of", "load_queue", "load_run"]
 
 
 def host_of(consumer: str) -> str:
@@ -90,92 +92,75 @@ def load_queue(url: str, consumer: str | None = None) -> Any:
 
 
 def build_run(jobs: list[tuple[int, float, int]], rows: list[Row], meta: dict[str, Any]) -> Any:
-    """The Run of a store's jobs ``(id, submitted, status)`` and attempt rows."""
-    import numpy as np
-    import pandas as pd
-
+    """The Run of a store's jobs ``(id, submitted, status)``, sorted by id, and attempt
+    rows: a trace (:func:`history_trace`) whose frames :mod:`qlab.trace.frames` makes."""
     origin = float(meta.get("created") or (min(j[1] for j in jobs) if jobs else 0.0))
-    a = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
-    a = a.sort_values(["job_id", "start", "attempt"], kind="stable").reset_index(drop=True)
-    a["attempt"] = (a.groupby("job_id").cumcount() + 1).astype("int16")
-    start = a["start"].to_numpy(float) - origin
-    end = a["end"].to_numpy(float) - origin
-    attempts = pd.DataFrame(
-        {
-            "job_id": a["job_id"].astype("int64"),
-            "attempt": a["attempt"],
-            "worker": a["worker"].astype("int16"),
-            "host": pd.Categorical(a["consumer"].map(host_of, na_action="ignore")),
-            "start_s": start,
-            "end_s": end,
-            "duration_s": end - start,
-            "cpu_s": a["cpu_s"].astype(float),
-            "outcome": pd.Categorical.from_codes(a["outcome"].astype("int8"), OUTCOMES),
-            "error_type": pd.Categorical(a["error_type"]),
-            "error": pd.array(a["error"], dtype=pd.StringDtype("pyarrow")),
-            "backoff_s": a["backoff_s"].astype(float),
-            "throttle_s": a["throttle_s"].astype(float),
-            "consumer": pd.Categorical(a["consumer"]),
-        }
-    )
-    j = pd.DataFrame.from_records(jobs, columns=["job_id", "submitted", "status"])
-    n = len(j)
-    g = attempts.groupby("job_id", sort=True)
-    last = attempts.loc[g.tail(1).index].set_index("job_id") if len(attempts) else None
-    per = pd.DataFrame(
-        {
-            "attempts": g.size(),
-            "first_start_s": g["start_s"].min(),
-            "service_s": g["duration_s"].sum(),
-        }
-    )
-    per = per.reindex(j["job_id"])
-    code = np.full(n, 3, np.int8)  # pending
-    status = j["status"].to_numpy()
-    code[status == S_OK] = 0
-    code[status == ST_FAILED] = 1
-    code[status == ST_CANCELLED] = 2
-    submitted = j["submitted"].to_numpy(float) - origin
-    end_s = np.full(n, np.nan)
-    worker = pd.array([pd.NA] * n, dtype="Int16")
-    etype = pd.Categorical([None] * n, categories=attempts["error_type"].cat.categories)
-    error = pd.array([None] * n, dtype=pd.StringDtype("pyarrow"))
-    consumer = pd.Categorical([None] * n, categories=attempts["consumer"].cat.categories)
-    host = pd.Categorical([None] * n, categories=attempts["host"].cat.categories)
-    if last is not None:
-        pos = j["job_id"].map(pd.Series(np.arange(n), index=j["job_id"]))
-        has = j["job_id"].isin(last.index).to_numpy()
-        lj = last.reindex(j["job_id"][has])
-        end_s[has] = lj["end_s"].to_numpy()
-        worker[has] = lj["worker"].to_numpy()
-        consumer[has] = lj["consumer"].to_numpy()
-        host[has] = lj["host"].to_numpy()
-        failed = has & (code == 1)
-        lf = last.reindex(j["job_id"][failed])
-        etype[failed] = lf["error_type"].to_numpy()
-        error[pos[failed].to_numpy()] = lf["error"].to_numpy()
-    end_s[code == 2] = np.nan
-    first = per["first_start_s"].to_numpy(float)
-    jobs_df = pd.DataFrame(
-        {
-            "job_id": j["job_id"].astype("int64"),
-            "status": pd.Categorical.from_codes(code, JOB_STATUSES),
-            "attempts": per["attempts"].fillna(0).to_numpy().astype("int16"),
-            "submitted_s": submitted,
-            "first_start_s": first,
-            "end_s": end_s,
-            "queue_wait_s": first - submitted,
-            "service_s": per["service_s"].to_numpy(float),
-            "latency_s": end_s - submitted,
-            "worker": worker,
-            "host": host,
-            "error_type": etype,
-            "error": error,
-            "consumer": consumer,
-        }
-    )
-    ends = [end_s.max() if n else np.nan, end.max() if len(end) else np.nan]
-    wall = float(np.nanmax(ends)) if not np.isnan(ends).all() else 0.0
+    trace, wall = history_trace(jobs, rows, origin)
     info = {k: v for k, v in meta.items() if k not in ("created", "schema", "handler_pickle")}
-    info["lost"] = int((attempts["outcome"] == "lost").sum())
-    return Run(None, info, max(wall, 0.0), frames=(jobs_df, attempts))
+    info["lost"] = sum(1 for row in rows if row[6] == LOST)
+    return Run(trace, info, wall)
+
+
+def history_trace(
+    jobs: list[tuple[int, float, int]], rows: list[Row], origin: float
+) -> tuple[Trace, float]:
+    """A store's jobs and attempt rows as a trace, and its wall time (seconds from
+    ``origin`` to the last end). One recorder holds every row; job ids are positions
+    (``Trace.ids`` names them); statuses go through ``STORE_STATUS``; a job's attempts
+    are numbered in order of start (lost rows counted); ``consumer`` and ``host`` are
+    extra categorical columns.
+
+    Raises:
+        ValueError: rows of a job that ``jobs`` does not hold (a damaged store).
+    """
+    import numpy as np
+
+    ids = np.array([j[0] for j in jobs], np.int64)
+    status = np.frombuffer(STORE_STATUS, np.uint8)[np.array([j[2] for j in jobs], np.int64)]
+    trace = Trace(origin, submitted=array("d", [j[1] for j in jobs]), status=bytearray(status))
+    trace.ids = ids
+    if not rows:
+        trace.extra = _consumer_columns(())
+        return trace, 0.0
+    col = dict(zip(COLUMNS, zip(*rows, strict=True), strict=True))
+    job = np.array(col["job_id"], np.int64)
+    pos = np.minimum(np.searchsorted(ids, job), max(len(ids) - 1, 0))
+    if not len(ids) or (ids[pos] != job).any():
+        unknown = sorted(set(job[ids[pos] != job].tolist()) if len(ids) else set(job.tolist()))
+        raise ValueError(f"attempt rows of jobs the queue does not hold: {unknown[:5]}")
+    start, end = np.array(col["start"], np.float64), np.array(col["end"], np.float64)
+    order = np.lexsort((np.array(col["attempt"], np.int64), start, pos))  # stable
+    counts = np.bincount(pos, minlength=len(ids))
+    first = np.cumsum(counts) - counts
+    attempt = np.empty(len(rows), np.int64)  # each row's rank in its job, from 1
+    attempt[order] = np.arange(len(rows)) - np.repeat(first, counts) + 1
+    cpu, out = np.array(col["cpu_s"], np.float64), np.array(col["outcome"], np.uint8)
+    cols = {"job_id": pos, "attempt": attempt.astype(np.uint16), "t0": start, "t1": end,
+            "cpu": cpu, "out": out}  # fmt: skip
+    pairs = zip(col["error_type"], col["error"], strict=True)
+    errors = {i: (t, e) for i, (t, e) in enumerate(pairs) if t is not None or e is not None}
+    backoff = {i: b for i, b in enumerate(col["backoff_s"]) if b is not None}
+    throttle = {i: t for i, t in enumerate(col["throttle_s"]) if t}
+    lanes = np.array(col["worker"], np.int32)
+    trace.recorders.append(Recorder.of_columns(cols, lanes, errors, backoff, throttle))
+    trace.extra = _consumer_columns(col["consumer"])
+    # wall: to the jobs' last ends if every job has one, else to the attempts' last end
+    jobs_end = np.full(len(ids), np.nan)
+    jobs_end[counts > 0] = end[order[(first + counts - 1)[counts > 0]]]
+    jobs_end[status == ST_CANCELLED] = np.nan
+    ends = [jobs_end.max(), end.max()]
+    wall = float(np.nanmax(ends)) - origin if not np.isnan(ends).all() else 0.0
+    return trace, max(wall, 0.0)
+
+
+def _consumer_columns(consumers: tuple) -> dict[str, tuple[Any, list]]:
+    """The ``consumer`` column (codes, -1 for None, and sorted names) and the ``host``
+    derived from it, as extra columns of a trace."""
+    import numpy as np
+
+    names = sorted({c for c in consumers if c is not None})
+    index = {c: i for i, c in enumerate(names)}
+    codes = np.array([index.get(c, -1) for c in consumers], np.int32)
+    hosts = sorted({host_of(c) for c in names})
+    to_host = np.array([hosts.index(host_of(c)) for c in names] + [-1], np.int32)
+    return {"host": (to_host[codes], hosts), "consumer": (codes, names)}

@@ -32,11 +32,13 @@ from typing import Any, Protocol
 
 from qlab.core.batches import Batch, ReadyQueue
 from qlab.core.codes import ST_CANCELLED, ST_FAILED
+from qlab.core.context import current_or_none
 from qlab.core.settle import Settlement
 
 __all__ = ["SHUT", "JobQueue", "MemoryQueue", "Phase"]
 
 SHUT = "cannot schedule new futures after shutdown"  # concurrent.futures' own words
+_HANDOFF_S = 0.5  # at most this long a first put waits for a worker to take it
 
 
 class Phase(enum.IntEnum):
@@ -117,7 +119,7 @@ class MemoryQueue:
         self._roomy = threading.Condition(self.lock)  # the feeder waits for `refill`
         self._idle = threading.Condition(self.lock)  # shutdown waits for no unfinished
         self._handed = threading.Condition(self.lock)  # a submitter waits for a worker
-        self._handing = 0  # submitters waiting on _handed
+        self.handoffs = 0  # puts that wait for a worker to take (the drivers set it)
         self.tick = threading.Condition(self.lock)  # the coordinator's alarm
         self.phase = Phase.OPEN
         self.ready = ReadyQueue()
@@ -142,11 +144,11 @@ class MemoryQueue:
         on_ids: Callable[[range], None] | None = None,
         timeout: float | None = None,
         kind: Any = None,
+        hand_off: bool = True,
     ) -> range | None:
         """Register and queue new jobs, waiting up to ``timeout`` for room; their ids,
         or None if there was no room in time. ``on_ids(ids)`` runs under the lock (so
-        that a caller can file futures before any of these jobs can finish). ``kind``:
-        what the jobs run (see :class:`qlab.core.batches.Batch`)."""
+        that a caller can file futures before any of these jobs can finish); ``kind``."""
         n = len(payloads)
         cond = self._space if n == 1 else self._roomy
         with self.lock:
@@ -165,6 +167,11 @@ class MemoryQueue:
             if on_ids is not None:
                 on_ids(ids)
             self._put(Batch(ids, 1, payloads, kind))
+            # the first puts (one per worker, not a worker's own) let an idle worker take
+            # their jobs, as ThreadPoolExecutor starts a thread per submit
+            if hand_off and self.handoffs > 0 and current_or_none() is None:
+                self.handoffs -= 1
+                self._wait_taken(self.batches, _HANDOFF_S)
         return ids
 
     def space(self) -> int:
@@ -213,25 +220,18 @@ class MemoryQueue:
     def _take(self, k: Callable[..., int]) -> Batch:
         self.busy += 1
         self.batches += 1
-        if self._handing:
-            self._handed.notify_all()
+        self._handed.notify_all()  # a submitter may wait for its job to be taken
         return self.ready.take(k(len(self.ready), self.ready.head_kind()))
 
-    def wait_taken(self, before: int, timeout: float) -> None:
-        """Wait until a worker took a batch since ``batches`` was ``before`` (a
-        submitter lets an idle worker start on its call), nothing is ready, the pool
-        is cancelling, or ``timeout`` seconds passed."""
+    def _wait_taken(self, before: int, timeout: float) -> None:
+        """Under the lock: wait until a worker took a batch since ``batches`` was
+        ``before``, nothing is ready, the pool is cancelling, or ``timeout`` passed."""
         end = time.monotonic() + timeout
-        with self.lock:
-            self._handing += 1
-            try:
-                while self.batches == before and len(self.ready):
-                    left = end - time.monotonic()
-                    if self.phase >= Phase.CANCELLING or left <= 0:
-                        return
-                    self._handed.wait(left)
-            finally:
-                self._handing -= 1
+        while self.batches == before and len(self.ready):
+            left = end - time.monotonic()
+            if self.phase >= Phase.CANCELLING or left <= 0:
+                return
+            self._handed.wait(left)
 
     def untake(self) -> None:
         """A taken batch turned out empty (its futures were cancelled): settled."""

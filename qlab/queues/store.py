@@ -5,7 +5,8 @@ A store (``qlab.queues.sqlite``, ``qlab.queues.redis``) keeps a queue's jobs (pa
 pickled, with cloudpickle where plain pickle fails), each job's status, next attempt
 and due time, the owner (consumer) whose lease covers it, the jobs taken and not
 settled, and every attempt's row, which names the consumer that ran it. Job statuses in a store:
-``S_OPEN``, ``S_OK``, and ``qlab.core.codes.ST_FAILED`` / ``ST_CANCELLED``. An owner is a
+``S_OPEN``, ``S_OK``, ``ST_FAILED`` and ``ST_CANCELLED``, defined in :mod:`qlab.core.codes`
+(``STORE_STATUS`` there maps them to a trace's). An owner is a
 process (``host:pid:start-ms:random``); one that was a process of this host that is
 gone has no live lease, whatever its expiry says.
 
@@ -25,14 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from qlab.core.batches import Batch
-from qlab.core.codes import LOST
+from qlab.core.codes import LOST, S_OK, S_OPEN  # a store's status codes (and STORE_STATUS)
 from qlab.core.pickling import dumps  # cloudpickle where pickle fails
 from qlab.queues.urls import redact, shown
 
 __all__ = ["S_OK", "S_OPEN", "Claimed", "Row", "Settled", "Store", "StoreError", "dumps",
            "fingerprint", "lost_row", "owner_dead", "owner_id", "pickle_payloads"]  # fmt: skip
 
-S_OPEN, S_OK = 0, 1  # a job's status in a store; failed and cancelled are ST_FAILED/CANCELLED
 # an attempt row: (job_id, attempt, worker, start, end, cpu, outcome, error_type, error,
 # backoff, throttle, consumer); times in epoch seconds, consumer an owner_id()
 Row = tuple

@@ -4,7 +4,9 @@ The engine records each batch of attempts into a :class:`Recorder` (one per work
 compact ``array`` columns extended once per batch, with the rare columns (errors,
 backoff delays) kept sparse. Nothing is a Python object per attempt, so a run of a
 million jobs costs tens of bytes per attempt. :class:`Trace` gathers the recorders and
-the per-job columns; :mod:`qlab.frames` builds ``run.attempts`` and ``run.jobs``.
+the per-job columns; :mod:`qlab.trace.frames` builds ``run.attempts`` and ``run.jobs``.
+A durable queue's history is a Trace too (:meth:`Recorder.of_columns`), so one
+builder makes every Run's frames.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ class Recorder:
         self.t1 = array("d")
         self.cpu: list[tuple[float, int] | array] = []
         self.out = bytearray()
-        self.errors: dict[int, tuple[str, str]] = {}
+        self.errors: dict[int, tuple[str | None, str | None]] = {}
         self.backoff: dict[int, float] = {}
         self.throttle: dict[int, float] = {}  # row -> seconds waited for a rate-limit token
         self.results: list[Any] | None = [] if keep_results else None
@@ -152,6 +154,24 @@ class Recorder:
         part = [] if lanes is None else list(lanes[:n])
         self.lanes.fromlist(part + [self.worker] * (n - len(part)))
 
+    @classmethod
+    def of_columns(
+        cls,
+        cols: dict[str, Any],
+        lanes: Any,
+        errors: dict[int, tuple[str | None, str | None]],
+        backoff: dict[int, float],
+        throttle: dict[int, float],
+    ) -> Recorder:
+        """A recorder of columns made elsewhere (a durable queue's attempt rows): ``cols``
+        maps each name of ``DTYPES`` to a numpy array of that dtype, ``lanes`` is each
+        row's worker (int32), the dicts map a row to its sparse value."""
+        rec = cls(0)
+        rec.job_id, rec.attempt, rec.cpu = [cols["job_id"]], [cols["attempt"]], [cols["cpu"]]
+        rec.t0, rec.t1, rec.out, rec.lanes = cols["t0"], cols["t1"], cols["out"], lanes
+        rec.errors, rec.backoff, rec.throttle = errors, backoff, throttle
+        return rec
+
     def frozen(self) -> Recorder:
         """A copy that later appends do not change (for snapshots)."""
         rec = Recorder(self.worker, self.results is not None)
@@ -210,12 +230,19 @@ class Trace:
         self.keep_results = keep_results
         # per job id (the queue's own columns while the run goes on)
         self.submitted = array("d") if submitted is None else submitted
-        self.status = bytearray() if status is None else status  # qlab.codes ST_*
+        self.status = bytearray() if status is None else status  # qlab.core.codes ST_*
         self.recorders: list[Recorder] = []
+        # each job's id, where it is not its position (a queue history's subset of jobs)
+        self.ids: np.ndarray | None = None
+        # categorical columns per attempt row (recorder order) that only some traces have:
+        # name -> (int codes, categories); frames add them, and the jobs frame gives each
+        # job its last attempt's; a name that is a column already ("host") replaces it
+        self.extra: dict[str, tuple[np.ndarray, list]] = {}
 
     def snapshot(self) -> Trace:
         """A frozen copy (take it under the engine's lock)."""
         tr = Trace(self.origin, self.keep_results)
         tr.submitted, tr.status = self.submitted[:], self.status[:]
         tr.recorders = [r.frozen() for r in self.recorders]
+        tr.ids, tr.extra = self.ids, dict(self.extra)
         return tr

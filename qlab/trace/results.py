@@ -21,6 +21,7 @@ from qlab.trace.tables import META_KEY, decode_results, encode_results, read_fra
 if TYPE_CHECKING:
     import pandas as pd
 
+    from qlab.trace.columns import Columns
     from qlab.trace.recorder import Trace
 
 __all__ = ["META_KEY", "Run", "load_saved", "provenance", "read_frame", "write_frame"]
@@ -74,32 +75,48 @@ class Run:
             self.__dict__["jobs"], self.__dict__["attempts"] = frames
 
     @cached_property
-    def _frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def _cols(self) -> Columns:
+        """The trace's columns joined (until both frames are made)."""
+        from qlab.trace.columns import Columns
+
         trace = self._trace
         assert trace is not None
-        from qlab.trace import frames
-
-        cols = frames.columns(trace)
+        cols = Columns(trace)
         trace.recorders = []  # joined into cols: free the recorders' arrays early
-        attempts = frames.attempts_frame(trace, cols, self.meta)
-        cols.release()  # what the jobs frame does not need
-        jobs = frames.jobs_frame(trace, cols, self.meta)
         self._trace = None
-        return jobs, attempts
+        return cols
+
+    def _made(self) -> None:
+        """A frame is made: once both are, the columns go (the frames hold them)."""
+        if "jobs" in self.__dict__ and "attempts" in self.__dict__:
+            self.__dict__.pop("_cols", None)
 
     @cached_property
     def jobs(self) -> pd.DataFrame:
         """One row per job: job_id, status, attempts, submitted_s, first_start_s, end_s,
         queue_wait_s, service_s (time in attempts), latency_s (submit to end), worker
         and host (of the last attempt), error_type, error, and result with keep_results=True."""
-        return self._frames[0]
+        from qlab.trace.frames import jobs_frame
+
+        jobs = jobs_frame(None, self._cols, self.meta)
+        self.__dict__["jobs"] = jobs
+        self._made()
+        return jobs
 
     @cached_property
     def attempts(self) -> pd.DataFrame:
         """One row per attempt: job_id, attempt, worker, host, start_s, end_s, duration_s,
         cpu_s, outcome, error_type, error, backoff_s (delay before the next attempt),
         throttle_s (time waited for a rate-limit token before the start; 0 if none)."""
-        return self._frames[1]
+        from qlab.trace.frames import attempts_frame
+
+        cols = self._cols
+        cols.per_job(self.meta)  # what run.jobs needs, taken before these arrays go out
+        attempts = attempts_frame(None, cols, self.meta)
+        cols.release()
+        self.__dict__["attempts"] = attempts
+        self._made()
+        return attempts
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -117,38 +134,14 @@ class Run:
         """
         import pandas as pd
 
-        from qlab.core.stats import latency_cis
+        from qlab.trace import summary
 
-        jobs, att = self.jobs, self.attempts
-        status = jobs["status"].value_counts()
-        outcome = att["outcome"].value_counts()
-        lat = jobs["latency_s"].dropna()
-        q = lat.quantile([0.5, 0.95, 0.99]).tolist() if len(lat) else [math.nan] * 3
-        finished = int(status.get("ok", 0) + status.get("failed", 0))
-        wall = self.wall_s
+        if "_cols" in self.__dict__ or self._trace is not None:  # the arrays, no frame
+            arrays = summary.arrays_of_columns(self._cols, self.meta)
+        else:
+            arrays = summary.arrays_of_frames(self.jobs, self.attempts)
         workers = self.meta.get("workers") or 1
-        cpu = float(att["cpu_s"].sum())
-        data = {
-            "jobs": len(jobs),
-            "ok": int(status.get("ok", 0)),
-            "failed": int(status.get("failed", 0)),
-            "cancelled": int(status.get("cancelled", 0)),
-            "pending": int(status.get("pending", 0)),
-            "attempts": len(att),
-            "retries": int((att["attempt"] > 1).sum()),
-            "timeouts": int(outcome.get("timeout", 0)),
-            "crashed": int(outcome.get("crashed", 0)),
-            "wall_s": wall,
-            "throughput": finished / wall if wall > 0 else math.nan,
-            "latency_p50_s": q[0],
-            "latency_p95_s": q[1],
-            "latency_p99_s": q[2],
-            **latency_cis(lat.to_numpy()),
-            "queue_wait_mean_s": float(jobs["queue_wait_s"].mean()) if len(jobs) else math.nan,
-            "service_mean_s": float(jobs["service_s"].mean()) if len(jobs) else math.nan,
-            "cpu_s": cpu,
-            "cpu_util": cpu / (wall * workers) if wall > 0 else math.nan,
-        }
+        data = summary.summarize(arrays, self.wall_s, workers)
         return pd.Series(data, name="summary", dtype=object)
 
     @cached_property

@@ -31,7 +31,10 @@ the run's clock, and the wait is the attempt's ``throttle_s``.
 
 ``timeout=`` is ``asyncio.timeout``: a late attempt's task is cancelled at its
 deadline and recorded as ``timeout`` (retryable), and nothing is abandoned. A pool
-that stops for good (the grace is over, a second Ctrl-C) cancels the running tasks.
+that stops for good (the grace is over, a second Ctrl-C) cancels the running tasks;
+a task still running half a second later (a handler slow to cancel: it awaits in its
+``except CancelledError``) is not waited for: its attempt gets a ``cancelled`` row
+ending then, its batch goes back to its driver, and the loop stops with it.
 ``qlab.current()`` works inside a coroutine: each lane task sets its state in a
 ``ContextVar`` (a handler's own context variables, like a thread's, outlive its job
 on that lane). CPU time is not measured per attempt (tasks interleave on one
@@ -62,8 +65,9 @@ from qlab.backends.aio.parts import (
 )
 from qlab.core.batches import Batch
 from qlab.core.checks import check_int, is_async
-from qlab.core.context import TASK_STATE, WorkerState
-from qlab.core.protocol import BatchResult, JobSpec, Slot
+from qlab.core.codes import CANCELLED
+from qlab.core.context import TASK_STATE, Cancelled, WorkerState
+from qlab.core.protocol import BatchResult, Failure, JobSpec, Slot
 
 __all__ = ["DRIVERS", "AsyncioBackend", "is_async"]
 
@@ -72,6 +76,7 @@ log = logging.getLogger("qlab")
 DRIVERS = 2  # driver threads by default: one settles batches while another feeds
 POLL_S = 0.005  # a driver with room in its share of lanes looks for jobs this often
 _MORE = Batch(range(0), 1, ())  # "come back for this driver's other batches in flight"
+_KILL_WAIT_S = 0.5  # after a stop for good, how long cancelled tasks get to end
 
 
 class AsyncioBackend:
@@ -96,6 +101,7 @@ class AsyncioBackend:
     name = "asyncio"
     can_kill = False
     in_caller = False
+    max_workers = 1_000_000  # lanes are tasks started as jobs come: cheap
     runs_coroutines = True  # handlers are ``async def`` (the engine checks before start)
     batch_target_s = 0.02
 
@@ -116,6 +122,7 @@ class AsyncioBackend:
         self._flights: set[Flight] = set()  # batches with jobs not ended
         self._pending: collections.deque[tuple[Flight, int]] = collections.deque()
         self._lane_tasks: dict[int, asyncio.Task] = {}  # lane -> its running task
+        self._running: dict[int, tuple[Flight, int, float]] = {}  # lane -> its attempt
         self.lanes: Lanes | None = None
         self._cancel = threading.Event()  # every lane's cancel flag (a pool stop)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -138,7 +145,7 @@ class AsyncioBackend:
         self.spec = spec
         self._take_ahead = take_ahead
         # a backend object may serve one pool after another: nothing of the last one
-        self._feeds, self._flights, self._lane_tasks = {}, set(), {}
+        self._feeds, self._flights, self._lane_tasks, self._running = {}, set(), {}, {}
         self._pending.clear()
         self._cancel, self._killed = threading.Event(), False
         total, drivers = self.concurrency or workers, self.drivers(workers)
@@ -226,7 +233,7 @@ class AsyncioBackend:
         try:
             while pending:
                 flight, i = pending.popleft()
-                row = None
+                row, claimed = None, False
                 try:
                     job_id, attempt, payload = flight.batch[i]
                     waited = 0.0
@@ -238,6 +245,7 @@ class AsyncioBackend:
                         continue  # the pool stops: the job goes back (row None)
                     t0 = now()
                     lane.cur = (job_id, attempt, t0)
+                    self._running[lane.worker], claimed = (flight, i, t0), True
                     value = fail = scope = None
                     try:
                         if timeout is None:
@@ -250,8 +258,9 @@ class AsyncioBackend:
                     except BaseException as exc:
                         fail = failure(0, exc, lane, scope, spec.is_permanent)
                     row = (t0, now(), value, fail, waited, lane.worker)
-                finally:
-                    self._done(flight, i, row)
+                finally:  # unless _reap gave the attempt its row already
+                    if not claimed or self._running.pop(lane.worker, None) is not None:
+                        self._done(flight, i, row)
                 if self._killed:
                     break  # the pool stopped for good: end the lane
         finally:
@@ -280,9 +289,33 @@ class AsyncioBackend:
         """Jobs still queued when the lanes ended (a lane cancelled before it
         started, or between attempts) did not run: they go back (row None)."""
         if tasks:
-            await asyncio.wait(tasks)
+            await asyncio.wait(tasks, timeout=_KILL_WAIT_S)
         while self._pending:
             self._done(*self._pending.popleft(), None)
+        now = self.spec.clock.now()
+        if self._running:
+            log.warning(
+                "%d task(s) did not end within %ss of their cancellation: their "
+                "attempts are recorded as cancelled",
+                len(self._running),
+                _KILL_WAIT_S,
+            )
+        for lane, (flight, i, t0) in list(self._running.items()):
+            # a handler slow to cancel: its attempt ends now, as cancelled, with a row
+            del self._running[lane]
+            why = f"stopped; the task did not end within {_KILL_WAIT_S}s of its cancellation"
+            fail = Failure(0, CANCELLED, "CancelledError", why, False, Cancelled(why))
+            self._done(flight, i, (t0, now, None, fail, 0.0, lane))
+
+    def runs_here(self) -> bool:
+        """Is the calling thread the event loop's (where the handlers run)?"""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return False
+        try:
+            return asyncio.get_running_loop() is loop
+        except RuntimeError:
+            return False
 
     def overdue(self, slot: Slot, now: float) -> None:
         """Nothing to take away: a late attempt's task is cancelled at its deadline."""

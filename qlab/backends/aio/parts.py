@@ -60,10 +60,24 @@ def serve_in_thread(loop: asyncio.AbstractEventLoop) -> threading.Thread:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
+    loop.set_exception_handler(_quiet_dropped_lanes)
     thread = threading.Thread(target=serve, name="qlab-asyncio-loop", daemon=True)
     thread.start()
     ready.wait()
     return thread
+
+
+def _quiet_dropped_lanes(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The loop's error handler: a lane task left behind when the pool stopped for good
+    (its handler did not end after cancellation; the backend logged it and gave its
+    attempt a row) is dropped with the loop, silently; anything else is reported."""
+    task = context.get("task")
+    coro = task.get_coro() if isinstance(task, asyncio.Task) else None
+    if "destroyed but it is pending" in context.get("message", "") and (
+        getattr(coro, "__qualname__", "") == "AsyncioBackend._lane"
+    ):
+        return
+    loop.default_exception_handler(context)
 
 
 def failure(

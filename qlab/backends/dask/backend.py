@@ -24,6 +24,13 @@ out attempt gets its worker process killed (a nanny restarts it). Dask cannot st
 a running task otherwise: at a stop the tasks' futures are cancelled and the
 running attempts see their cancel token; on a user's cluster an attempt that does
 not stop by itself runs on in its worker after the pool has returned.
+
+Losing the scheduler is not the jobs' fault: no attempt is charged. A driver that
+finds it gone waits up to ``reconnect_timeout`` for the client to reconnect (a
+scheduler restarted at its address) and sends its batches back to the queue; if it
+does not come back, the pool stops and the run raises
+:class:`~qlab.core.protocol.BackendLost`, with the jobs not run still pending
+(resumable with ``qlab.resume`` on a durable queue).
 """
 
 from __future__ import annotations
@@ -63,6 +70,8 @@ class DaskBackend(Recovery):
             corrected by Dask's measured delays) or ``"dask"`` (correct every worker).
         replace_timeout: seconds to wait for a dead worker's replacement before the
             slot shares a live worker.
+        reconnect_timeout: seconds to wait for a lost scheduler to come back before
+            the pool stops (its jobs not run stay pending).
 
     Raises:
         ValueError / TypeError: bad arguments, naming the parameter.
@@ -81,6 +90,7 @@ class DaskBackend(Recovery):
     name = "dask"
     can_kill = True
     in_caller = False
+    max_workers = 512  # worker processes (LocalCluster), or slots on a cluster
     batch_target_s = 0.05  # work per batch: a Dask task costs a scheduler round trip (ms)
 
     def __init__(
@@ -90,6 +100,7 @@ class DaskBackend(Recovery):
         *,
         clocks: str = "auto",
         replace_timeout: float = 60.0,
+        reconnect_timeout: float = 10.0,
     ) -> None:
         if address is not None and client is not None:
             raise ValueError("address and client: give one of them, not both")
@@ -103,6 +114,9 @@ class DaskBackend(Recovery):
             raise ValueError(f"replace_timeout must be seconds >= 0, got {replace_timeout!r}")
         self.address, self.client, self.clocks = address, client, clocks
         self.replace_timeout = float(replace_timeout)
+        if not isinstance(reconnect_timeout, int | float) or reconnect_timeout < 0:
+            raise ValueError(f"reconnect_timeout must be seconds >= 0, got {reconnect_timeout!r}")
+        self.reconnect_timeout = float(reconnect_timeout)
 
     # -- start -------------------------------------------------------------------------
 
@@ -117,6 +131,7 @@ class DaskBackend(Recovery):
         self._lock = threading.Lock()
         self._stopping = False
         self._stopped = threading.Event()
+        self._gone: str | None = None  # the scheduler is lost for good: why
         self._numbers = itertools.count(1)
         self._sent: dict[int, tuple[Batch, Any, int]] = {}  # slot -> batch sent ahead
         self._killed: set[str] = set()  # workers (WorkerInfo.wid) killed for a timeout
@@ -164,22 +179,28 @@ class DaskBackend(Recovery):
     def run_batch(self, slot: Slot, batch: Batch, res: BatchResult) -> BatchResult:
         """Submit ``batch`` (unless it went ahead), submit the next one ahead, then
         wait for ``batch``'s columns or its worker's death."""
-        w = slot.worker
+        w, ahead = slot.worker, None
+        if self._gone is not None:
+            return self._no_scheduler(slot, batch, None)
         sent = self._sent.pop(w, None)
-        if sent is not None and sent[0] is batch:
-            fut, number = sent[1], sent[2]
-        else:
-            try:
-                data = dumps(batch)  # plain pickle, cloudpickle only if that fails
-            except Exception as exc:
-                return unpicklable_rows(batch, exc, "dask", self.spec.want_results, dumps)
-            fut, number = self._submit(w, data)
-        ahead = self._send_ahead(slot)
         try:
+            if sent is not None and sent[0] is batch:
+                fut, number = sent[1], sent[2]
+            else:
+                try:
+                    data = dumps(batch)  # plain pickle, cloudpickle only if that fails
+                except Exception as exc:
+                    return unpicklable_rows(batch, exc, "dask", self.spec.want_results, dumps)
+                fut, number = self._submit(w, data)
+            ahead = self._send_ahead(slot)
             data = self._wait(w, fut)
         except Exception as exc:  # the task itself failed (a payload the worker
-            return self._recover_task_failed(slot, batch, exc, ahead)  # cannot unpickle, say)
+            if self._scheduler_down(probe=True):  # cannot unpickle), or no scheduler
+                return self._no_scheduler(slot, batch, ahead)
+            return self._recover_task_failed(slot, batch, exc, ahead)
         if data is None:
+            if self._scheduler_down(probe=not self._stopping):
+                return self._no_scheduler(slot, batch, ahead)
             return self._recover_lost(slot, batch, number, ahead)
         out = unpack(data, len(batch))
         _shift(out, self.info_[w].offset)
@@ -228,7 +249,7 @@ class DaskBackend(Recovery):
         done = threading.Event()
         fut.add_done_callback(lambda _: done.set())
         while not done.wait(POLL_S):
-            if self._stopping or not self.cluster.alive(self.info_[w]):
+            if self._stopping or self._scheduler_down() or not self.cluster.alive(self.info_[w]):
                 with contextlib.suppress(Exception):
                     fut.cancel()
                 return None

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from qlab.backends.dask import remote as dask_remote
 from qlab.core.batches import EMPTY, Batch
 from qlab.core.codes import CANCELLED, CRASHED, TIMEOUT
-from qlab.core.protocol import BatchResult, Slot, crash_row
+from qlab.core.protocol import BackendLost, BatchResult, Slot, crash_row
 
 if TYPE_CHECKING:
     from qlab.backends.dask.cluster import Cluster, WorkerInfo
@@ -55,8 +55,57 @@ class Recovery:
     _stopping: bool
     _token: str
 
+    reconnect_timeout: float
+    _gone: str | None
+
     def _probe(self, addresses: list[str]) -> dict[str, WorkerInfo]:
         raise NotImplementedError  # the backend's own
+
+    def _scheduler_down(self, probe: bool = False) -> bool:
+        """Has the client lost its scheduler (reconnecting, or closed)? With ``probe``,
+        ask the scheduler (a task that failed or vanished may be the first sign)."""
+        if self._gone is not None or getattr(self.cluster.client, "status", "") != "running":
+            return True
+        if probe:
+            try:
+                self.cluster.scheduler_workers(fresh=True)
+            except Exception:
+                return True
+        return False
+
+    def _no_scheduler(self, slot: Slot, batch: Batch, ahead: Batch | None) -> BatchResult:
+        """The scheduler is gone: the slot's batches go back to the queue uncharged once
+        it reconnects (within ``reconnect_timeout``); if it does not, BackendLost."""
+        sent = self._sent.pop(slot.worker, None)
+        following = sent[0] if sent is not None else ahead  # sent ahead, or not sent
+        rest = batch if following is None else batch + following
+        if self._gone is None and self._recover_await_scheduler():
+            res = BatchResult(results=[] if self.spec.want_results else None)
+            res.items, res.rest = EMPTY, rest
+            return res
+        with self._lock:
+            if self._gone is None:
+                self._gone = (
+                    f"the Dask scheduler at {self.cluster.scheduler_address()} is gone and "
+                    f"did not come back within reconnect_timeout={self.reconnect_timeout:g}s; "
+                    "no attempt was charged for it, and the jobs not run stay pending "
+                    "(qlab.resume runs them on a durable queue)"
+                )
+        raise BackendLost(self._gone, rest)
+
+    def _recover_await_scheduler(self) -> bool:
+        """Wait up to ``reconnect_timeout`` for the client to reconnect to its scheduler;
+        False if it closed or the time ran out (or the pool stops)."""
+        deadline = time.monotonic() + self.reconnect_timeout
+        client = self.cluster.client
+        while not self._stopping:
+            status = getattr(client, "status", "")
+            if status == "running":
+                return True
+            if status in ("closing", "closed", "failed") or time.monotonic() > deadline:
+                return False
+            self._stopped.wait(POLL_S)
+        return False
 
     def _recover_lost(
         self, slot: Slot, batch: Batch, number: int, ahead: Batch | None
@@ -102,7 +151,9 @@ class Recovery:
             code, etype = CRASHED, "WorkerCrashed"
             msg = f"Dask worker {info.address} (pid {info.pid}) died"
         res.items, res.rest = items[i : i + 1], items[:i] + items[i + 1 :] + rest
-        start = None if t0 is None else t0 + info.offset
+        # its start is unknown when nobody can read its progress: from the moment its
+        # death was seen, which is before any replacement (the row names the dead host)
+        start = seen if t0 is None else t0 + info.offset
         crash_row(res, RuntimeError(msg), start, now, code, etype)
         return res
 
@@ -201,7 +252,8 @@ class Recovery:
                 fut.cancel()
         for progress in self.progress:
             progress.unlink()
-        if not self.cluster.owned:  # a user's workers live on: let them drop our spec
+        if not self.cluster.owned and not self._scheduler_down():  # a user's workers live
+            # on: let them drop our spec (a gone scheduler cannot tell them)
             with contextlib.suppress(Exception):
                 addresses = sorted({i.address for i in self.info_})
                 self.cluster.client.run(dask_remote.forget, self._token, workers=addresses,

@@ -87,6 +87,7 @@ class ProcessBackend:
     name = "process"
     can_kill = True
     in_caller = False
+    max_workers = 512  # processes (an interpreter each)
     batch_target_s = 0.02  # work per batch: a round trip costs the parent ~0.3 ms of CPU
     in_flight = 2  # batches a worker holds: the running one and the one sent ahead
 
