@@ -95,6 +95,10 @@ __all__ = [
     "plot",
     "explore",
     "testing",
+    # numbers for people, and claims decided by the data
+    "fmt",
+    "claims",
+    "stories",
 ]
 
 logging.getLogger("qlab").addHandler(logging.NullHandler())
@@ -110,6 +114,9 @@ _MODULES = {  # public module names -> where they live
     "plot": "qlab.plot",
     "testing": "qlab.testing",
     "widgets": "qlab.widgets",
+    "fmt": "qlab.core.fmt",
+    "claims": "qlab.lab.claims",
+    "stories": "qlab.lab.stories",
 }
 _LAZY = {
     "RateLimit": "qlab.engine.ratelimit",

@@ -97,8 +97,19 @@ def test_live_view_chart_grows_one_point_per_run():
     assert [p["workers"] for p in live.points] == [1, 2, 3]
     assert all(p["throughput"] > 0 for p in live.points)
     assert "point 3 of 3" in live.status.value
-    live.reset()
+    # the whole sweep's bar: runs done of runs planned, beside the current run's bar
+    assert (live.sweep_bar.value, live.sweep_bar.max) == (3, 3)
+    assert live.sweep_bar.bar_style == "success" and live.bar.max == 30
+    live.reset(points=5)
     assert live.points == [] and live.chart.outputs == ()
+    assert (live.sweep_bar.value, live.sweep_bar.max) == (0, 5)
+
+
+def test_live_view_without_points_hides_the_sweep_bar_and_says_1_worker():
+    live = widgets.LiveView()
+    qlab.run(workloads.noop(), range(5), workers=1, hooks=[live])
+    assert live.sweep_bar.layout.display == "none"
+    assert "× 1 worker:" in live.status.value
 
 
 # -- the explorer: runs --------------------------------------------------------------------
@@ -188,6 +199,7 @@ def test_stop_cancels_a_long_run_and_every_job_has_one_final_status():
     assert app.live.bar.bar_style == "warning"
     assert "<b>stopped</b>" in app.live.status.value and "done" not in app.live.status.value
     assert "run stopped" in app.status.value
+    assert app.sweep_status.value == "<i>ready</i>"  # the Sweep tab's line is its own
     # the denominator is the jobs requested, not the jobs submitted so far
     assert " / 2,000 completed" in app.live.labels["completed"].value
     assert app.live.bar.max == 2000

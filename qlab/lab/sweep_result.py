@@ -118,7 +118,7 @@ class Sweep:
         what = f"{','.join(m.get('backends', []))}{on} workers={min(ws)}..{max(ws)}"
         what += f" x{m.get('repeats')}"
         stop = ", interrupted" if m.get("interrupted") else ""
-        return f"<qlab.Sweep {what}: {len(self.df)} runs of {m.get('workload')}{stop}>"
+        return f"<qlab.Sweep {what}: {len(self.df):,} runs of {m.get('workload')}{stop}>"
 
     def _repr_html_(self) -> str:
         import html
@@ -127,8 +127,11 @@ class Sweep:
         pivot = self.df.pivot_table(
             index="workers", columns=by, values="throughput", aggfunc="mean"
         )
+        from qlab.core import fmt
+
         head = html.escape(repr(self))
-        return f"<p>{head}<br>mean throughput (jobs/s)</p>{pivot.round(1).to_html()}"
+        table = pivot.to_html(float_format=fmt.number)  # the values stay raw in .df
+        return f"<p>{head}<br>mean throughput (jobs/s)</p>{table}"
 
 
 def load_sweep(path: str | Path) -> Sweep:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from qlab.plot.contention import contention, contention_summary
 from qlab.plot.run import RunPlots, latency, queue_depth, timeline
-from qlab.plot.style import OUTCOME_COLORS
+from qlab.plot.style import OUTCOME_COLORS, readable_axes
 from qlab.plot.sweep import (
     SweepPlots,
     efficiency,
@@ -46,6 +46,7 @@ __all__ = [
     "latency_percentiles",
     "queue_depth",
     "queue_wait",
+    "readable_axes",
     "scaling",
     "speedup",
     "timeline",

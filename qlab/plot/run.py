@@ -20,6 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from qlab.core import fmt
 from qlab.plot.contention import contention, with_meta
 from qlab.plot.style import (
     OTHER_COLOR,
@@ -189,7 +190,7 @@ def latency(jobs: pd.DataFrame, ax: Axes | None = None) -> Axes:
             ax.set_xscale("log")
         for (p, ls), color in zip(PCT_STYLES.items(), ("black", "#1f77b4", "#d62728"), strict=True):
             v = float(np.percentile(ms, int(p[1:])))
-            ax.axvline(v, color=color, ls=ls, lw=1.5, label=f"{p} = {v:,.3g} ms")
+            ax.axvline(v, color=color, ls=ls, lw=1.5, label=f"{p} = {fmt.duration(v / 1e3)}")
     ax.set_xlabel("latency: submit → done (ms)")
     return finish(ax, f"Job latency ({len(ms):,} jobs)", "jobs")
 

@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["OUTCOME_COLORS"]
+__all__ = ["OUTCOME_COLORS", "below", "readable_axes"]
 
 #: Colour of each attempt outcome / job status (job statuses reuse ok, failed, cancelled).
 OUTCOME_COLORS: dict[str, str] = {
@@ -77,4 +77,43 @@ def finish(ax: Axes, title: str, ylabel: str, df: pd.DataFrame | None = None, **
         legend.setdefault("title_fontsize", "small")
     if legend.get("handles") or ax.get_legend_handles_labels()[0]:  # nothing drawn: no legend
         ax.legend(fontsize="small", **legend)
+    return ax
+
+
+def below(ax: Axes, ncols: int | None = None) -> dict[str, Any]:
+    """Legend keywords that put it under the axes, where it covers no data (constrained
+    layout makes room); two columns when the axes are wide enough."""
+    width = ax.figure.get_figwidth()  # type: ignore[union-attr]  # (qlab's axes are a Figure's)
+    wide = width * ax.get_position().width >= 6.0  # inches
+    return {"loc": "upper center", "bbox_to_anchor": (0.5, -0.13),
+            "ncols": ncols or (2 if wide else 1)}  # fmt: skip
+
+
+def readable_axes(ax: Axes) -> Axes:
+    """Tick labels written for people (:func:`qlab.fmt.number`: 400, 1,000, 0.05) on
+    both axes, linear or log, instead of 4×10² or 1e+03; minor ticks of a log axis keep
+    their marks and lose their labels.
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> fig, ax = plt.subplots()
+        >>> _ = ax.plot([1, 10, 1000], [400, 450, 5000]); _ = ax.set(xscale="log", yscale="log")
+        >>> _ = readable_axes(ax); fig.canvas.draw()
+        >>> labels = [t.get_text() for t in ax.get_xticklabels()]
+        >>> "1,000" in labels and not any("$" in t or "e+" in t for t in labels)
+        True
+        >>> plt.close(fig)
+    """
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    from qlab.core import fmt
+
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(FuncFormatter(lambda v, _: fmt.number(v)))
+        if axis.get_scale() == "log":
+            lo, hi = sorted(axis.get_view_interval())
+            decades = math.log10(hi / lo) if lo > 0 else math.inf
+            axis.set_minor_formatter(
+                FuncFormatter(lambda v, _: fmt.number(v)) if decades < 1 else NullFormatter()
+            )
     return ax

@@ -31,6 +31,7 @@ from qlab.plot.series import ci_bands, series, shade
 from qlab.plot.style import (
     PCT_STYLES,
     backend_colors,
+    below,
     finish,
     get_ax,
     require,
@@ -115,7 +116,6 @@ def scaling(
     stats = _per_backend(ax, df, "throughput", band=bands and not has_ci)
     ci_text = ci_bands(ax, df, colors) if has_ci else None
     rows = unc.fit_rows(fits) if fits is not None else {}
-    top = float(df["workers"].max())
     pred = False
     for backend, s in stats.items():
         n = s.index.to_numpy(dtype=float)
@@ -127,7 +127,7 @@ def scaling(
             label = (
                 rf"{backend} USL: $\sigma$={unc.small(r['sigma'])}{ns['sigma']}, "
                 rf"$\kappa$={unc.small(r['kappa'])}{ns['kappa']}, "
-                f"peak {unc.peak_text(r['peak_workers'], top)}"
+                f"peak {unc.peak_text(r['peak_workers'], s.index.max())}"
             )
             if r.get("misfit"):  # say it where the curve is drawn (qlab.uslcheck)
                 label += f"\n  the USL does not fit: {r['misfit']}"
@@ -146,7 +146,8 @@ def scaling(
     handles += unc.legend_patches(ci_text, pred, level)
     reps = df["repeat"].nunique() if "repeat" in df.columns else 1
     title = f"mean of {reps} repeats" + ("" if has_ci or reps < 2 else ", band = min to max")
-    finish(ax, "Throughput vs workers", "throughput (jobs/s)", handles=handles)
+    # below the axes, where it covers no point, curve or band (constrained layout makes room)
+    finish(ax, "Throughput vs workers", "throughput (jobs/s)", handles=handles, **below(ax))
     ax.get_legend().set_title(title, prop={"size": "small"})  # type: ignore[union-attr,arg-type]
     return ax
 
@@ -169,7 +170,7 @@ def speedup(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
     _per_backend(ax, df, "speedup")
     n = np.unique(df["workers"].to_numpy(dtype=float))
     ax.plot(n, n, "--", color="black", lw=1, label="ideal (speedup = N)", gid="ideal")
-    return finish(ax, "Speedup vs workers", "speedup (vs. lowest worker count)", df)
+    return finish(ax, "Speedup vs workers", "speedup (vs. lowest worker count)", df, **below(ax))
 
 
 def efficiency(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -190,7 +191,7 @@ def efficiency(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
     _per_backend(ax, df, "efficiency")
     ax.axhline(1.0, ls="--", color="black", lw=1, label="ideal (efficiency = 1)", gid="ideal")
     ax.set_ylim(0, max(1.1, float(df["efficiency"].max()) * 1.1))
-    return finish(ax, "Parallel efficiency vs workers", "efficiency (speedup / N)", df)
+    return finish(ax, "Parallel efficiency vs workers", "efficiency (speedup / N)", df, **below(ax))
 
 
 def latency_percentiles(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -223,7 +224,7 @@ def latency_percentiles(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ]
     handles += [Line2D([], [], color="black", ls=st, label=p) for p, st in PCT_STYLES.items()]
     title = "Job latency percentiles vs workers"
-    return finish(ax, title, "latency (ms, mean of repeats)", handles=handles, ncols=2)
+    return finish(ax, title, "latency (ms, mean of repeats)", handles=handles, **below(ax, 2))
 
 
 def queue_wait(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -243,7 +244,8 @@ def queue_wait(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
     df = series(df)[0]
     _per_backend(ax, df, "queue_wait_mean_s", scale=1e3)
     ax.set_ylim(bottom=0)
-    return finish(ax, "Mean queue wait vs workers", "queue wait: submit → first start (ms)", df)
+    title = "Mean queue wait vs workers"
+    return finish(ax, title, "queue wait: submit → first start (ms)", df, **below(ax))
 
 
 class SweepPlots:

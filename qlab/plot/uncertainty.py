@@ -19,30 +19,27 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 
+from qlab.core import fmt
+
 __all__ = ["count", "draw_fit", "fit_rows", "peak_text", "small"]
 
 
 def count(value: float) -> str:
-    """A count or rate with thousands separators and no decimals: ``12,346``."""
-    return "n/a" if not math.isfinite(value) else f"{value:,.0f}"
+    """A count or rate with thousands separators and no decimals: ``12,346``
+    (:func:`qlab.fmt.count`; "n/a" when not finite)."""
+    return "n/a" if not math.isfinite(value) else fmt.count(value)
 
 
 def small(value: float, digits: int = 2) -> str:
-    """A small coefficient in positional notation with ``digits`` significant digits."""
-    if not math.isfinite(value):
-        return "n/a"
-    if value == 0:
-        return "0"
-    return np.format_float_positional(value, precision=digits, fractional=False, trim="-")
+    """A small coefficient in positional notation with ``digits`` significant digits
+    (:func:`qlab.fmt.number`)."""
+    return "n/a" if not math.isfinite(value) else fmt.number(value, digits)
 
 
 def peak_text(peak: float, max_workers: float) -> str:
-    """Where the fitted peak is, in words that do not claim more than was measured."""
-    if math.isinf(peak):
-        return "none (κ = 0)"
-    if peak > max_workers:
-        return f"beyond the measured range (max {max_workers:g})"
-    return f"≈{peak:.1f} workers"
+    """Where the fitted peak is, in words that do not claim more than was measured
+    (:func:`qlab.fmt.peak`, the wording the explorer's fit table uses too)."""
+    return fmt.peak(peak, max_workers)
 
 
 def caveat(row: Mapping[str, Any], name: str) -> str:

@@ -132,7 +132,6 @@ class Run:
         percentile comes with its confidence interval (``latency_p95_s_ci_low`` and
         ``_ci_high``, 95 %, from order statistics: see :func:`qlab.core.stats.latency_cis`).
         """
-        import pandas as pd
 
         from qlab.trace import summary
 
@@ -142,7 +141,9 @@ class Run:
             arrays = summary.arrays_of_frames(self.jobs, self.attempts)
         workers = self.meta.get("workers") or 1
         data = summary.summarize(arrays, self.wall_s, workers)
-        return pd.Series(data, name="summary", dtype=object)
+        from qlab.trace.summary_view import Summary
+
+        return Summary(data, name="summary", dtype=object)
 
     @cached_property
     def plot(self) -> Any:
@@ -195,18 +196,25 @@ class Run:
         return folder
 
     def __repr__(self) -> str:
+        from qlab.core import fmt
+
         s = self.summary()
         m = self.meta
+        pending = s.get("pending", 0)
         return (
-            f"<qlab.Run {m.get('backend')} workers={m.get('workers')}: {s['jobs']} jobs, "
-            f"{s['ok']} ok, {s['failed']} failed, {s['cancelled']} cancelled, "
-            + (f"{pending} pending, " if (pending := s.get("pending", 0)) else "")
-            + f"{s['throughput']:.0f} jobs/s>"
+            f"<qlab.Run {m.get('backend')} workers={m.get('workers')}: "
+            f"{fmt.plural(s['jobs'], 'job')}, {fmt.count(s['ok'])} ok, "
+            f"{fmt.count(s['failed'])} failed, {fmt.count(s['cancelled'])} cancelled, "
+            + (f"{fmt.count(pending)} pending, " if pending else "")
+            + f"{fmt.rate(s['throughput'])}>"
         )
 
     def _repr_html_(self) -> str:
-        table = self.summary().to_frame().to_html()
-        return f"<p>{self!r}</p>".replace("<qlab", "&lt;qlab").replace(">", "&gt;", 1) + table
+        """A headline and the summary as a formatted table (units, separators); the
+        raw values stay in ``summary()``, ``jobs`` and ``attempts``."""
+        import html
+
+        return f"<p>{html.escape(repr(self))}</p>" + self.summary()._repr_html_()
 
 
 def load_saved(path: str | Path) -> Run:

@@ -45,7 +45,8 @@ class Explorer(ipw.VBox):
         run_button, stop_button, sweep_button: the buttons (``.click()`` them in code).
         output, sweep_output: Output widgets with the results of the last run / sweep.
         live, sweep_live: the :class:`LiveView` of runs and of sweeps.
-        status: an HTML line saying what the app is doing.
+        status, sweep_status: the Run tab's and the Sweep tab's status lines, each
+            saying what that tab's task is doing now.
         tabs: the Tab widget (0: Run, 1: Sweep).
         hooks: the extra hooks given to every run (a list: append to it, remove from it).
         last_run, last_sweep: the last results (None before the first).
@@ -63,6 +64,7 @@ class Explorer(ipw.VBox):
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._kind = "run"  # of the current (or last) task: whose tab's status line to use
         self.hooks = list(hooks)
         self.controls = make_controls(**values)
         self._sweep_fn, why = sweep_function()
@@ -79,7 +81,8 @@ class Explorer(ipw.VBox):
             disabled=self._sweep_fn is None,
             tooltip=why,
         )
-        self.status = ipw.HTML("<i>ready</i>")
+        self.status = ipw.HTML("<i>ready</i>")  # the Run tab's
+        self.sweep_status = ipw.HTML("<i>ready</i>")
         self.output = ipw.Output()
         self.sweep_output = ipw.Output()
         self.live = LiveView()
@@ -90,9 +93,7 @@ class Explorer(ipw.VBox):
         self.tabs = ipw.Tab(tabs(self))
         self.tabs.set_title(0, "Run")
         self.tabs.set_title(1, "Sweep")
-        super().__init__(
-            [ipw.HTML("<h3>qlab explorer</h3>"), shared_controls(c), self.tabs, self.status]
-        )
+        super().__init__([ipw.HTML("<h3>qlab explorer</h3>"), shared_controls(c), self.tabs])
         self.add_class("qlab-explorer")
 
         c["workload"].observe(self._on_workload, names="value")
@@ -145,7 +146,7 @@ class Explorer(ipw.VBox):
     def start_sweep(self) -> bool:
         """Start a sweep with the controls' settings (what the Sweep button does)."""
         if self._sweep_fn is None:
-            self.status.value = "<b>sweeps are not available</b>: qlab.sweep is missing"
+            self.sweep_status.value = "<b>sweeps are not available</b>: qlab.sweep is missing"
             return False
         c = self.controls
         lo, hi = c["sweep_workers"].value
@@ -159,10 +160,16 @@ class Explorer(ipw.VBox):
             repeats=c["repeats"].value,
         )
 
+    def _status(self, kind: str) -> Any:
+        """The status line of the tab of ``kind`` ("run" or "sweep")."""
+        return self.status if kind == "run" else self.sweep_status
+
     def _start(self, kind: str, task: Callable[..., Any], **params: Any) -> bool:
+        status = self._status(kind)
         with self._lock:
             if self.running:
-                self.status.value = "<b>busy</b>: wait for the current task, or stop it"
+                other = f"a {self._kind}"
+                status.value = f"<b>busy</b>: {other} is going on; wait for it, or stop it"
                 return False
             self.error = self.result = None
             self._stop.clear()
@@ -170,12 +177,13 @@ class Explorer(ipw.VBox):
                 params.update(handler=self.handler(), retry=self.retry())
             except (ValueError, TypeError) as exc:
                 self.error = exc
-                self.status.value = f"<b>error</b>: {html.escape(str(exc))}"
+                status.value = f"<b>error</b>: {html.escape(str(exc))}"
                 return False
             params["seed"] = self.controls["seed"].value
+            self._kind = kind
             self.run_button.disabled = self.sweep_button.disabled = True
             self.stop_button.disabled = False  # a run and a sweep both take stop=
-            self.status.value = f"<b>{kind} running…</b>"
+            status.value = f"<b>{kind} started</b>, see the counts below"
             self._thread = threading.Thread(
                 target=self._guard,
                 args=(kind, task, params),
@@ -187,15 +195,16 @@ class Explorer(ipw.VBox):
 
     def _guard(self, kind: str, task: Callable[..., Any], params: dict[str, Any]) -> None:
         out = self.output if kind == "run" else self.sweep_output
+        status = self._status(kind)
         try:
             self.result = task(**params)
             meta = getattr(self.result, "meta", {}) or {}
             done = "stopped" if meta.get("interrupted") else "finished"
-            self.status.value = f"<i>{kind} {done}</i>"
+            status.value = f"<i>{kind} {done}</i>"
         except BaseException as exc:  # shown in the app and raised again by wait()
             self.error = exc
             out.outputs = (*out.outputs, error_output(exc))
-            self.status.value = f"<b>{kind} failed</b>: {html.escape(repr(exc))}"
+            status.value = f"<b>{kind} failed</b>: {html.escape(repr(exc))}"
         finally:
             self.run_button.disabled = False
             self.sweep_button.disabled = self._sweep_fn is None
@@ -281,7 +290,8 @@ class Explorer(ipw.VBox):
             if not self.running:
                 return
             self._stop.set()
-        self.status.value = "<b>stopping…</b> (running attempts finish)"
+            kind = self._kind
+        self._status(kind).value = "<b>stopping…</b> (running attempts finish)"
 
     def wait(self, timeout: float | None = None) -> Any:
         """Wait for the current run or sweep to end.

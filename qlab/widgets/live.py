@@ -23,6 +23,7 @@ from typing import Any
 
 import ipywidgets as ipw
 
+from qlab.core.fmt import plural
 from qlab.hooks.base import Hook
 from qlab.hooks.progress import final_counts, rate
 from qlab.widgets.outputs import figure_output, new_figure, seconds
@@ -104,7 +105,9 @@ class LiveView(Hook):
             "queue_depth", "in_flight", "attempts"}: the HTML widgets.
         metrics: the Prometheus samples shown (:func:`prometheus_values` of the last
             progress tick, which is what a ``Prometheus`` hook on the run exports).
-        bar: the IntProgress of jobs done out of jobs requested.
+        bar: the IntProgress of jobs done out of jobs requested (the current run's).
+        sweep_bar: with ``points``, the IntProgress of runs done out of runs planned (a
+            whole sweep's progress), above ``bar``; None without ``points``.
         chart: the Output widget of the scaling chart (None without ``chart``).
         points: one dict per finished run: backend, workers, repeat, throughput, ...
 
@@ -131,11 +134,15 @@ class LiveView(Hook):
         # and gave every live view an empty horizontal scrollbar
         self.bar = ipw.IntProgress(value=0, min=0, max=1, layout=ipw.Layout(width="auto"))
         self.status = ipw.HTML("<i>waiting for a run</i>")
+        self.sweep_bar = ipw.IntProgress(
+            value=0, min=0, max=max(points or 1, 1), layout=ipw.Layout(width="auto")
+        )
+        self.sweep_bar.layout.display = "" if points else "none"
         self.chart = ipw.Output() if chart else None
         row = ipw.Layout(overflow="hidden")
         cards = ipw.HBox([self.labels[name] for name in _CARDS], layout=row)
         gauges = ipw.HBox([self.labels[name] for name in _METRIC_CARDS], layout=row)
-        children: list[Any] = [self.status, self.bar, cards, gauges]
+        children: list[Any] = [self.status, self.sweep_bar, self.bar, cards, gauges]
         if self.chart is not None:
             import qlab.plot  # noqa: F401 - load matplotlib here, not in a worker thread
 
@@ -144,6 +151,7 @@ class LiveView(Hook):
         self.widget.add_class("qlab-live")  # a handle for browser tests and styles
         self.points: list[dict[str, Any]] = []
         self.expected_points = points
+        self.runs_done = 0  # runs ended since the last reset (a sweep's points done)
         self.expected_jobs = jobs
         self._total: int | None = jobs
         self._meta: dict[str, Any] = {}
@@ -181,7 +189,11 @@ class LiveView(Hook):
         """Forget the points drawn so far (and expect ``points`` runs)."""
         with self._lock:
             self.points = []
+            self.runs_done = 0
             self.expected_points = points
+            self.sweep_bar.max, self.sweep_bar.value = max(points or 1, 1), 0
+            self.sweep_bar.bar_style = ""
+            self.sweep_bar.layout.display = "" if points else "none"
             if self.chart is not None:
                 self.chart.outputs = ()
             self.status.value = "<i>waiting for a run</i>"
@@ -217,6 +229,10 @@ class LiveView(Hook):
             else:
                 state = "done"
             self.status.value = f"{self._where()}: <b>{state}</b> in {seconds(run.wall_s)}"
+            self.runs_done += 1
+            self.sweep_bar.value = min(self.runs_done, self.sweep_bar.max)
+            if self.expected_points and self.runs_done >= self.expected_points:
+                self.sweep_bar.bar_style = "success"
             if self.chart is None:
                 return
             self._add_point(run, counts)
@@ -224,10 +240,12 @@ class LiveView(Hook):
 
     def _where(self) -> str:
         m = self._meta
-        where = f"{html.escape(str(m.get('backend', '?')))} × {m.get('workers', '?')} workers"
-        if self.chart is not None:
-            total = f" of {self.expected_points}" if self.expected_points else ""
-            where = f"point {len(self.points) + 1}{total}: {where}"
+        workers = m.get("workers")
+        n = plural(workers, "worker") if isinstance(workers, int) else "? workers"
+        where = f"{html.escape(str(m.get('backend', '?')))} × {n}"
+        if self.chart is not None or self.expected_points:
+            total = f" of {self.expected_points:,}" if self.expected_points else ""
+            where = f"point {self.runs_done + 1:,}{total}: {where}"
         return where
 
     def _show_counts(self, counts: Mapping[str, Any], final: bool = False) -> None:

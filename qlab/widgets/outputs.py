@@ -69,14 +69,10 @@ def new_figure(width: float, height: float) -> Any:
 
 
 def seconds(s: float) -> str:
-    """A duration for people: ms below one second, seconds (then minutes) above."""
-    if not math.isfinite(s):
-        return "-"
-    if s < 1.0:
-        return f"{s * 1e3:.3g} ms"
-    if s < 120.0:
-        return f"{s:.3g} s"
-    return f"{s / 60:,.1f} min"
+    """A duration for people (:func:`qlab.fmt.duration`); "-" when not measured."""
+    from qlab.core import fmt
+
+    return "-" if not math.isfinite(s) else fmt.duration(s)
 
 
 def outputs_html(outputs: Any) -> str:

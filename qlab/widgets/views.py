@@ -17,6 +17,7 @@ from typing import Any
 
 import ipywidgets as ipw
 
+from qlab.core import fmt
 from qlab.widgets.outputs import figure_output, html_output, new_figure, outputs_html, seconds
 
 __all__ = [
@@ -35,10 +36,11 @@ def summary_html(run: Any, note: str = "") -> str:
     s, m = run.summary(), run.meta
     esc = html.escape
     head = (
-        f"<b>{esc(str(m.get('backend')))}</b> × {m.get('workers')} workers, workload "
+        f"<b>{esc(str(m.get('backend')))}</b> × {fmt.plural(m.get('workers') or 1, 'worker')}, "
+        "workload "
         f"<code>{esc(str(m.get('workload')))}</code>: {s['jobs']:,} jobs, {s['ok']:,} ok, "
         f"{s['failed']:,} failed, {s['cancelled']:,} cancelled; "
-        f"<b>{s['throughput']:,.0f} jobs/s</b>"
+        f"<b>{fmt.rate(s['throughput'])}</b>"
     )
     rows = [
         ("jobs", f"{s['jobs']:,}"),
@@ -46,7 +48,7 @@ def summary_html(run: Any, note: str = "") -> str:
         ("attempts (retries)", f"{s['attempts']:,} ({s['retries']:,})"),
         ("timeouts / crashed", f"{s['timeouts']:,} / {s['crashed']:,}"),
         ("wall time", seconds(s["wall_s"])),
-        ("throughput", f"{s['throughput']:,.1f} jobs/s"),
+        ("throughput", fmt.rate(s["throughput"])),
         (
             "latency p50 / p95 / p99",
             " / ".join(seconds(s[f"latency_p{q}_s"]) for q in (50, 95, 99)),
@@ -101,7 +103,7 @@ def sweep_outputs(sweep: Any) -> tuple[dict[str, Any], ...]:
     table = df.groupby(["backend", "workers"], observed=True)["throughput"].mean().unstack(0)
     parts = [
         "<p><b>Mean throughput (jobs/s) by workers and backend</b></p>",
-        table.to_html(float_format=lambda v: f"{v:,.0f}"),
+        table.to_html(float_format=fmt.number),
     ]
     if fits is not None:
         parts += ["<p><b>USL fit per backend</b></p>", fit_table(fits, df).to_html()]
@@ -120,6 +122,9 @@ def fit_table(fits: Any, df: Any) -> Any:
         ...                      "r2": [0.99]}, index=pd.Index(["thread"], name="backend"))
         >>> fit_table(fits, pd.DataFrame({"backend": ["thread"], "workers": [16]})).iloc[0, 3]
         'beyond the measured range (max 16)'
+        >>> fit_table(fits.assign(peak_workers=float("inf")), pd.DataFrame(
+        ...     {"backend": ["thread"], "workers": [16]})).iloc[0, 3]
+        'none (κ = 0)'
     """
     import pandas as pd
 
@@ -129,15 +134,14 @@ def fit_table(fits: Any, df: Any) -> Any:
         top = int(measured.max()) if len(measured) else 0
         peak = float(f.get("peak_workers", math.nan))
         beyond = not math.isfinite(peak) or peak > top
-        peak_s = f"beyond the measured range (max {top})" if beyond else f"{peak:.1f}"
         best = float(f.get("peak_throughput", math.nan))
         rows[backend] = {
-            "lam (jobs/s, 1 worker)": f"{float(f['lam']):,.0f}",
-            "sigma": f"{float(f['sigma']):.3f}",
-            "kappa": f"{float(f['kappa']):.4f}",
-            "peak workers": peak_s,
-            "peak throughput": "-" if beyond or not math.isfinite(best) else f"{best:,.0f} jobs/s",
-            "R²": f"{float(f.get('r2', math.nan)):.3f}",
+            "lam (jobs/s, 1 worker)": fmt.number(float(f["lam"])),
+            "sigma": fmt.number(float(f["sigma"]), 2),
+            "kappa": fmt.number(float(f["kappa"]), 2),
+            "peak": fmt.peak(peak, top),  # the charts' wording
+            "peak throughput": "-" if beyond or not math.isfinite(best) else fmt.rate(best),
+            "R²": f"{float(f.get('r2', math.nan)):.2f}",
         }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis(fits.index.name)
 
@@ -160,6 +164,7 @@ def tabs(app: Any) -> list[Any]:
         [
             ipw.HBox([c["workers"], c["backend"], c["jobs"]]),
             ipw.HBox([app.run_button, app.stop_button]),
+            app.status,
             app.live.widget,
             app.output,
         ]
@@ -169,6 +174,7 @@ def tabs(app: Any) -> list[Any]:
             ipw.HBox([c["sweep_workers"], c["sweep_backends"]]),
             ipw.HBox([c["sweep_jobs"], c["repeats"]]),
             app.sweep_button,
+            app.sweep_status,
             app.sweep_live.widget,
             app.sweep_output,
         ]
@@ -189,6 +195,7 @@ def explorer_html(app: Any) -> str:
     return (
         "<div class='qlab-explorer-snapshot'><h3>qlab explorer (a static picture)</h3>"
         "<p><i>The live app needs a running kernel: run the notebook to use it.</i></p>"
-        f"<p><small>{html.escape(values)}</small></p><p>{app.status.value}</p>"
-        f"<h4>Run</h4>{run_part}<h4>Sweep</h4>{sweep_part}</div>"
+        f"<p><small>{html.escape(values)}</small></p>"
+        f"<h4>Run</h4><p>{app.status.value}</p>{run_part}"
+        f"<h4>Sweep</h4><p>{app.sweep_status.value}</p>{sweep_part}</div>"
     )
