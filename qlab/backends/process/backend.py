@@ -214,7 +214,7 @@ class ProcessBackend:
         following = self._take_ahead(slot)
         if following is None:
             return None
-        if len(following) > 1 and self._suspects.first(following) is not None:
+        if len(following) > 1 and self._suspects and self._suspects.first(following) is not None:
             return following  # returned unsent: run_batch runs its suspect alone
         try:
             data = dumps(("batch", following))
