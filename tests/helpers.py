@@ -74,6 +74,7 @@ class SocketGate:
         self._conns: list = []
         self._closing = False
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -93,7 +94,13 @@ class SocketGate:
                 self._conns.append(conn)
                 if self._released.is_set():
                     conn.sendall(b"x")
+                self._arrived.notify_all()
             self.started.set()
+
+    def wait_for(self, n: int, timeout: float = 30) -> bool:
+        """Block until ``n`` callers have arrived at the gate; False after ``timeout``."""
+        with self._lock:
+            return self._arrived.wait_for(lambda: len(self._conns) >= n, timeout)
 
     def release(self) -> None:
         with self._lock:
