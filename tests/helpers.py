@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 
+import qlab
+
 
 class Child:
     """A subprocess whose stderr lines can be awaited (no sleeping, with a timeout)."""
@@ -145,3 +147,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class OkAfter(qlab.Hook):
+    """A hook that sets ``seen`` once a progress tick shows ``n`` jobs ok (a test waits
+    on it to act mid-run, with no sleep)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.seen = n, threading.Event()
+
+    def on_progress(self, counts: dict) -> None:
+        if counts["ok"] >= self.n:
+            self.seen.set()
