@@ -58,6 +58,7 @@ __all__ = [
     "CancelToken",
     "JobContext",
     "JobFailed",
+    "WorkerCrashed",
     "Hook",
     # load and observability
     "RateLimit",
@@ -123,6 +124,7 @@ _LAZY = {
     "Periodic": "qlab.engine.arrivals",
     "sweep_load": "qlab.lab.load",
     "Executor": "qlab.executor.executor",
+    "WorkerCrashed": "qlab.backends.process.errors",
     "observe": "qlab.executor.observe",
     "arun": "qlab.engine.aio",
     "AsyncPool": "qlab.engine.aio",

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 
+import qlab
+
 
 class Child:
     """A subprocess whose stderr lines can be awaited (no sleeping, with a timeout)."""
@@ -74,6 +76,7 @@ class SocketGate:
         self._conns: list = []
         self._closing = False
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -93,7 +96,13 @@ class SocketGate:
                 self._conns.append(conn)
                 if self._released.is_set():
                     conn.sendall(b"x")
+                self._arrived.notify_all()
             self.started.set()
+
+    def wait_for(self, n: int, timeout: float = 30) -> bool:
+        """Block until ``n`` callers have arrived at the gate; False after ``timeout``."""
+        with self._lock:
+            return self._arrived.wait_for(lambda: len(self._conns) >= n, timeout)
 
     def release(self) -> None:
         with self._lock:
@@ -138,3 +147,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class OkAfter(qlab.Hook):
+    """A hook that sets ``seen`` once a progress tick shows ``n`` jobs ok (a test waits
+    on it to act mid-run, with no sleep)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.seen = n, threading.Event()
+
+    def on_progress(self, counts: dict) -> None:
+        if counts["ok"] >= self.n:
+            self.seen.set()

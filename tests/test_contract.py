@@ -238,7 +238,7 @@ def test_cancel_pending_cancels_jobs_that_never_started(backend, gate):
     assert jobs.status.tolist() == ["ok"] + ["cancelled"] * 9
     assert jobs.attempts.tolist() == [1] + [0] * 9
     assert futures[0].result() == 0 and all(f.cancelled() for f in futures[1:])
-    with pytest.raises(RuntimeError, match="shut down"):
+    with pytest.raises(RuntimeError, match="after shutdown"):
         pool.submit(1)
 
 

@@ -18,22 +18,12 @@ import threading
 import pytest
 
 import qlab
+from tests.helpers import OkAfter
 
 pytest.importorskip("distributed")
 pytestmark = pytest.mark.timeout(180)
 
 JOBS = 300
-
-
-class OkAfter(qlab.Hook):
-    """Sets ``seen`` once a progress tick shows ``n`` jobs ok."""
-
-    def __init__(self, n: int) -> None:
-        self.n, self.seen = n, threading.Event()
-
-    def on_progress(self, counts: dict) -> None:
-        if counts["ok"] >= self.n:
-            self.seen.set()
 
 
 def test_a_dead_scheduler_charges_no_attempt_and_leaves_the_rest_resumable(tmp_path):

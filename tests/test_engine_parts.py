@@ -111,7 +111,7 @@ def test_queue_phases_only_move_forward_and_cancel_what_waits():
     assert q.take_nowait() is None  # nothing starts once cancelling
     assert q.cancel_waiting() == [0, 1, 2, 3]
     assert bytes(q.status) == bytes([ST_CANCELLED]) * 4 and q.wait_idle(0)
-    with pytest.raises(RuntimeError, match="shut down"):
+    with pytest.raises(RuntimeError, match="after shutdown"):
         q.put(["e"], now=0.0)
 
 

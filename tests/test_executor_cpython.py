@@ -11,17 +11,20 @@ of an Event or a sleep.
 Intended differences (qlab on purpose, each test says where):
 
 - ``workers=`` (``max_workers=`` also accepted); the error for 0 names ``workers``.
-- A worker process that dies, or a call whose argument or result does not pickle,
-  fails that call only: its Future gets the error (``crashed`` in the trace), the
-  executor is not broken and runs the next calls (CPython: ``BrokenProcessPool`` on
-  every pending Future, and no new submits).
+- A worker process that dies, or a call whose argument or result does not pickle or
+  unpickle (raising, exiting or crashing), fails that call only, charged one attempt:
+  its Future gets ``qlab.WorkerCrashed`` (a death), ``qlab.JobFailed`` (a result, or
+  a ``SystemExit`` while unpickling) or the unpickling error; the executor is not
+  broken and runs the next calls (CPython: ``BrokenProcessPool`` on every pending
+  Future, and no new submits).
 - ``map`` submits its calls lazily, ``buffersize`` ahead; ``chunksize`` is accepted and
   ignored (qlab sizes batches itself).
 - The process backend keeps each distinct function (cloudpickled once) while the
   executor lives, so ``test_no_stale_references`` runs on threads only.
 - Quick calls travel in batches once more calls are ready than there are workers (at
-  least 5 ms of work per batch, by their measured speed): a call batched behind one
-  that blocks comes back when the batch ends. While no more calls are ready than
+  least 5 ms of work per batch, by their function's measured speed; a function whose
+  speed is not known yet goes one call at a time): a call batched behind one that
+  blocks comes back when the batch ends. While no more calls are ready than
   workers, each worker takes one (so ``test_map_timeout`` and
   ``test_wait_first_exception`` hold as in CPython); ``batch_size=1`` gives one call
   per batch always, as the standard executors run them.
@@ -33,6 +36,7 @@ driver thread kept its last batch's payloads and results alive until it took its
 from __future__ import annotations
 
 import concurrent.futures as cf
+import pickle
 import subprocess
 import sys
 import threading
@@ -44,13 +48,25 @@ import pytest
 import qlab
 from tests.helpers import SocketGate
 from tests.test_executor_funcs import (
+    CrashAtPickle,
+    CrashAtUnpickle,
+    ErrorAtPickle,
+    ErrorAtUnpickle,
+    ExitAtPickle,
+    ExitAtUnpickle,
     MyObject,
     capture,
+    crash,
     exit_now,
+    identity,
+    leave,
     make_dummy_object,
     mul,
     pass_through_gate,
+    refuse,
+    return_instance,
     return_lock,
+    value_or_instance,
     wait_and_raise,
 )
 
@@ -332,9 +348,101 @@ def test_interpreter_shutdown(last):  # test_interpreter_shutdown, test_hang_gh8
 
 
 # -- test_deadlock.py: ExecutorDeadlockTest (intended difference: nothing breaks) ------
+#
+# A call whose argument or result fails while it is pickled or unpickled (raising,
+# exiting, or crashing the process that handles it) fails that call alone: it is
+# charged one attempt, the executor runs the next call, and shutdown(wait=True)
+# returns. (CPython: BrokenProcessPool for the exits and crashes, and a broken pool.)
+# On the thread backend nothing is pickled: the same calls succeed.
+
+JOB_FAILED = (qlab.JobFailed, "could not be unpickled|cannot be pickled")
+CRASHED = (qlab.WorkerCrashed, "died")
+
+# (CPython test, function, argument, what the process backend gives: (type, match))
+PICKLING_CASES = [
+    ("test_error_at_task_pickle", id, ErrorAtPickle, (TypeError, "cannot be pickled")),
+    ("test_exit_at_task_unpickle", id, ExitAtUnpickle, (qlab.JobFailed, "SystemExit")),
+    ("test_error_at_task_unpickle", id, ErrorAtUnpickle, (pickle.UnpicklingError, "refused")),
+    ("test_crash_at_task_unpickle", id, CrashAtUnpickle, CRASHED),
+    ("test_crash_during_result_pickle", return_instance, CrashAtPickle, CRASHED),
+    ("test_exit_during_result_pickle", return_instance, ExitAtPickle, JOB_FAILED),
+    ("test_error_during_result_pickle", return_instance, ErrorAtPickle, JOB_FAILED),
+    ("test_error_during_result_unpickle", return_instance, ErrorAtUnpickle, JOB_FAILED),
+    ("test_exit_during_result_unpickle", return_instance, ExitAtUnpickle, JOB_FAILED),
+]
 
 
-def test_crash_during_func(gate):  # ExecutorDeadlockTest.test_crash_during_func_exec_on_worker
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(("case", "fn", "cls", "expected"), PICKLING_CASES, ids=lambda v: v)
+def test_pickling_failure(backend, case, fn, cls, expected):  # ExecutorDeadlockTest.<case>
+    ex = qlab.Executor(WORKERS, backend=backend)
+    try:
+        arg = cls if fn is return_instance else cls()
+        f = ex.submit(fn, arg)
+        if backend == "thread":
+            assert f.result(timeout=10) is not None  # nothing pickled: the call just runs
+        else:
+            etype, match = expected
+            with pytest.raises(etype, match=match):
+                f.result(timeout=10)
+        assert ex.submit(pow, 2, 3).result(timeout=10) == 8  # not broken
+    finally:
+        ex.shutdown(wait=True)
+    attempts = ex.trace().attempts
+    assert attempts.job_id.tolist() == [0, 1]  # charged once, never requeued uncharged
+    if backend == "process":
+        assert attempts.outcome[0] == ("crashed" if expected is CRASHED else "failed")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("cls", [ExitAtUnpickle, CrashAtUnpickle, ErrorAtUnpickle])
+def test_bad_argument_in_a_batch(cls):  # only its call fails, once; the others run once
+    args: list = list(range(300))
+    args[150] = cls()
+    with qlab.Executor(WORKERS, backend="process", batch_size=64) as ex:
+        fs = [ex.submit(identity, a) for a in args]
+        failed = [i for i, f in enumerate(fs) if f.exception(timeout=30) is not None]
+        assert ex.submit(pow, 2, 3).result() == 8
+    assert failed == [150]
+    assert all(fs[i].result() == a for i, a in enumerate(args) if i != 150)
+    attempts = ex.trace().attempts
+    assert attempts.job_id.is_unique and len(attempts) == 301  # each charged once
+    assert ex.trace().meta["batches"] < 100  # the others still travelled in batches
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("cls", [ErrorAtUnpickle, ExitAtUnpickle])
+def test_bad_result_in_a_batch(cls):  # one result that does not unpickle fails its call only
+    args: list = list(range(400))
+    args[200] = cls
+    with qlab.Executor(WORKERS, backend="process", batch_size=100) as ex:
+        fs = [ex.submit(value_or_instance, a) for a in args]
+        failed = [i for i, f in enumerate(fs) if f.exception(timeout=30) is not None]
+    assert failed == [200]
+    with pytest.raises(qlab.JobFailed, match="could not be unpickled in the parent"):
+        fs[200].result()
+    assert [f.result() for i, f in enumerate(fs) if i != 200] == args[:200] + args[201:]
+    assert (ex.trace().attempts.outcome == "failed").sum() == 1
+
+
+@pytest.mark.timeout(30)
+def test_exit_during_func(backend):  # ExecutorDeadlockTest.test_exit_during_func_exec_on_worker
+    with qlab.Executor(WORKERS, backend=backend) as ex:
+        with pytest.raises(SystemExit):
+            ex.submit(leave).result(timeout=10)
+        assert ex.submit(pow, 2, 3).result(timeout=10) == 8
+
+
+@pytest.mark.timeout(30)
+def test_error_during_func(backend):  # test_error_during_func_exec_on_worker
+    with qlab.Executor(WORKERS, backend=backend) as ex:
+        with pytest.raises(pickle.UnpicklingError):
+            ex.submit(refuse).result(timeout=10)
+        assert ex.submit(pow, 2, 3).result(timeout=10) == 8
+
+
+@pytest.mark.timeout(30)
+def test_crash_during_func():  # ExecutorDeadlockTest.test_crash_during_func_exec_on_worker
     with qlab.Executor(WORKERS, backend="process") as ex:
         f = ex.submit(exit_now, 1)
         with pytest.raises(RuntimeError, match="died"):
@@ -343,7 +451,8 @@ def test_crash_during_func(gate):  # ExecutorDeadlockTest.test_crash_during_func
     assert ex.trace().attempts.outcome.tolist() == ["crashed", "ok"]
 
 
-def test_error_at_task_pickle():  # ExecutorDeadlockTest.test_error_at_task_pickle
+@pytest.mark.timeout(30)
+def test_error_at_task_pickle_lock():  # ExecutorDeadlockTest.test_error_at_task_pickle
     with qlab.Executor(WORKERS, backend="process") as ex:
         f = ex.submit(id, threading.Lock())
         with pytest.raises(TypeError, match="cannot be pickled"):
@@ -351,8 +460,37 @@ def test_error_at_task_pickle():  # ExecutorDeadlockTest.test_error_at_task_pick
         assert ex.submit(pow, 2, 3).result() == 8
 
 
-def test_error_during_result_pickle_on_worker():  # test_error_during_result_pickle_on_worker
+@pytest.mark.timeout(30)
+def test_error_during_result_pickle_lock():  # test_error_during_result_pickle_on_worker
     with qlab.Executor(WORKERS, backend="process") as ex:
-        with pytest.raises(Exception, match="cannot be pickled"):
+        with pytest.raises(qlab.JobFailed, match="cannot be pickled"):
             ex.submit(return_lock).result()
+        assert ex.submit(pow, 2, 3).result() == 8
+
+
+@pytest.mark.timeout(30)
+def test_shutdown_deadlock():  # ExecutorDeadlockTest.test_shutdown_deadlock
+    with qlab.Executor(WORKERS, backend="process") as ex:
+        f = ex.submit(crash)
+        ex.shutdown(wait=True)
+        with pytest.raises(qlab.WorkerCrashed):
+            f.result()
+
+
+@pytest.mark.timeout(30)
+def test_shutdown_deadlock_pickle():  # ExecutorDeadlockTest.test_shutdown_deadlock_pickle
+    with qlab.Executor(WORKERS, backend="process") as ex:
+        ex.submit(id, 42).result()
+        f = ex.submit(id, ErrorAtPickle())
+        ex.shutdown(wait=False)
+        with pytest.raises(TypeError, match="cannot be pickled"):
+            f.result(timeout=10)
+
+
+@pytest.mark.timeout(60)
+def test_crash_big_data():  # ExecutorDeadlockTest.test_crash_big_data
+    data = "a" * (1 << 20)  # more than a pipe holds
+    with qlab.Executor(WORKERS, backend="process") as ex:
+        with pytest.raises(qlab.WorkerCrashed):
+            list(ex.map(crash, [data] * 10))
         assert ex.submit(pow, 2, 3).result() == 8

@@ -28,6 +28,7 @@ import pytest
 
 import qlab
 from tests import netns
+from tests.helpers import OkAfter
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -39,17 +40,6 @@ def two_hosts():
             yield made
     except netns.Unavailable as exc:
         pytest.skip(f"multi-host test skipped: {exc}")
-
-
-class OkAfter(qlab.Hook):
-    """Sets ``seen`` once a progress tick shows ``n`` jobs ok."""
-
-    def __init__(self, n: int) -> None:
-        self.n, self.seen = n, threading.Event()
-
-    def on_progress(self, counts: dict) -> None:
-        if counts["ok"] >= self.n:
-            self.seen.set()
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:

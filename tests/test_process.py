@@ -24,7 +24,9 @@ OUTCOME = ["job_id", "status", "attempts", "error_type"]
 def test_a_lambda_runs_and_its_results_come_back():
     run = qlab.run(lambda x: x * 2, range(1000), workers=2, backend="process", keep_results=True)
     assert run.jobs.result.tolist() == [x * 2 for x in range(1000)]
-    assert sorted(run.attempts.worker.unique()) == [0, 1]
+    # which of the two workers takes the quick jobs is the scheduler's choice (one may
+    # take all 1,000 before the other is up): both started, and no other worker ran
+    assert set(run.attempts.worker.unique()) <= {0, 1}
     pids = run.meta["pids"]
     assert sorted(pids) == [0, 1] and all(len(p) == 1 for p in pids.values())
     assert os.getpid() not in {p[0] for p in pids.values()}

@@ -29,12 +29,17 @@ class Batch:
         ((11, 1, 'b'), [(11, 1, 'b'), (12, 1, 'c'), (4, 2, 'z')])
     """
 
-    __slots__ = ("attempts", "ids", "payloads")
+    __slots__ = ("attempts", "ids", "kind", "payloads")
 
-    def __init__(self, ids: range | list[int], attempts: int | list[int], payloads: Any) -> None:
+    def __init__(
+        self, ids: range | list[int], attempts: int | list[int], payloads: Any, kind: Any = None
+    ) -> None:
         self.ids = ids
         self.attempts = attempts  # one int for every job, or one per job
         self.payloads = payloads  # a list, tuple or range
+        # what its jobs run, when the submitter says (an Executor's function): batches
+        # are sized by its speed and hold one kind; None: unknown or mixed (retries)
+        self.kind = kind
 
     @classmethod
     def of(cls, items: Any) -> Batch:
@@ -52,7 +57,8 @@ class Batch:
     def __getitem__(self, k: int | slice) -> Any:
         if isinstance(k, slice):
             a = self.attempts
-            return Batch(self.ids[k], a if isinstance(a, int) else a[k], self.payloads[k])
+            a = a if isinstance(a, int) else a[k]
+            return Batch(self.ids[k], a, self.payloads[k], self.kind)
         return (self.ids[k], self.attempt(k), self.payloads[k])
 
     def __iter__(self) -> Any:
@@ -72,13 +78,14 @@ class Batch:
             return parts[0] if parts else EMPTY
         chain = itertools.chain.from_iterable
         payloads = list(chain(p.payloads for p in parts))
-        att = parts[0].attempts
+        att, kind = parts[0].attempts, parts[0].kind
+        kind = kind if all(p.kind == kind for p in parts) else None
         if (
             isinstance(att, int)
             and all(isinstance(p.ids, range) and p.attempts == att for p in parts)
             and all(a.ids.stop == b.ids.start for a, b in itertools.pairwise(parts))  # type: ignore[union-attr]
         ):
-            return cls(range(parts[0].ids.start, parts[-1].ids.stop), att, payloads)  # type: ignore[union-attr]
+            return cls(range(parts[0].ids.start, parts[-1].ids.stop), att, payloads, kind)  # type: ignore[union-attr]
         ids = list(chain(p.ids for p in parts))
         attempts = list(
             chain(
@@ -86,7 +93,7 @@ class Batch:
                 for p in parts
             )
         )
-        return cls(ids, attempts, payloads)
+        return cls(ids, attempts, payloads, kind)
 
     def __repr__(self) -> str:
         return f"Batch(ids={self.ids!r}, attempts={self.attempts!r}, n={len(self)})"
@@ -118,11 +125,19 @@ def sizer(
     """
     if fixed:
         size = fixed if cap is None else min(fixed, cap)
-        return lambda ready: size
+
+        def fixed_size(ready: int, kind: Any = None) -> int:
+            return size
+
+        return fixed_size
     per = int(target_s / ema) if ema > 0 else 1
     per = min(per, MAX_BATCH if cap is None else min(cap, MAX_BATCH))
     least = int(MIN_BATCH_S / ema) if ema > 0 else 1
-    return lambda ready: max(1, min(per, max(least, -(-ready // workers))))
+
+    def share(ready: int, kind: Any = None) -> int:  # ``kind``: the queue's head's
+        return max(1, min(per, max(least, -(-ready // workers))))
+
+    return share
 
 
 class ReadyQueue:
@@ -156,12 +171,20 @@ class ReadyQueue:
             self._batches.append(batch)
         self._n += len(batch)
 
+    def head_kind(self) -> Any:
+        """The kind of the job at the front (see :class:`Batch`), or None."""
+        return self._batches[0].kind if self._batches else None
+
     def take(self, k: int) -> Batch:
-        """Up to ``k`` jobs from the front, as one batch."""
+        """Up to ``k`` jobs from the front, as one batch of one kind (it stops where
+        the kind of the queued jobs changes)."""
         parts: list[Batch] = []
         want = k
+        kind = self.head_kind()
         while want > 0 and self._batches:
             head, off = self._batches[0], self._off
+            if head.kind != kind:
+                break
             if len(head) - off > want:
                 part = head[off : off + want]
                 self._off += want

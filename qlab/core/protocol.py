@@ -80,7 +80,14 @@ class BackendLost(RuntimeError):
     """The backend cannot run jobs any more (a Dask scheduler that is gone): not the
     jobs' fault. The engine charges no attempt: ``rest`` (the batches it held) goes
     back to the queue, the pool stops, and the run raises this error; the jobs not
-    run stay pending (a durable queue's ``qlab.resume`` runs them)."""
+    run stay pending (a durable queue's ``qlab.resume`` runs them).
+
+    Example:
+        >>> from qlab.core.batches import EMPTY
+        >>> err = BackendLost("the Dask scheduler is gone", EMPTY)
+        >>> str(err), len(err.rest)
+        ('the Dask scheduler is gone', 0)
+    """
 
     def __init__(self, message: str, rest: Batch) -> None:
         super().__init__(message)

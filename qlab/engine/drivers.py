@@ -25,6 +25,7 @@ from qlab.engine.coordinator import Coordinator, progress_counts
 from qlab.engine.futures import admit, resolve
 from qlab.engine.parts import Parts
 from qlab.engine.ratelimit import PacedBatch
+from qlab.engine.speeds import Speeds
 from qlab.engine.takeover import Takeover
 from qlab.queues.memory import Phase
 from qlab.trace.recorder import Recorder
@@ -53,6 +54,9 @@ class Drivers(Takeover):
         self._opened: Any = None
         self._closed = False
         self.started = False
+        # seconds per attempt of each kind of job (a backend whose lanes run a batch at
+        # once takes the worker's own speed for a kind never measured)
+        self.speeds = Speeds(prior=getattr(self.backend, "drivers", None) is not None)
         self._here = threading.local()  # a driver thread's slot
 
     # -- start -------------------------------------------------------------------------
@@ -73,6 +77,8 @@ class Drivers(Takeover):
             parts.trace.recorders.append(rec)
             self.start_slot(w, rec, run=w == 0)
         parts.trace.origin = spec.clock.now()
+        # the first submits wait for an idle worker to take their job (a thread each)
+        self.q.handoffs = 0 if self.backend.in_caller or drivers is not None else n
         progress = self.emit_progress if len(parts.hooks) else None
         self.coordinator = Coordinator(self.q, spec.clock, spec.timeout, self.overdue, progress)
         if self.backend.in_caller or not getattr(self.backend, "start_later", False):
@@ -187,8 +193,12 @@ class Drivers(Takeover):
                 return batch
 
     def take_ahead(self, slot: Slot) -> Batch | None:
-        """For pipelining backends: the slot's next batch, if one is ready now."""
+        """For pipelining backends: the slot's next batch, if one is ready now, and
+        unless the running batch is of a kind whose speed is unknown (no call waits
+        behind an Executor's function that may take long: another worker may take it)."""
         if slot.abandoned or slot.state.stop:
+            return None
+        if slot.batch is not None and not self.speeds.known(slot.batch.kind):
             return None
         batch = self.q.take_nowait(self._size(slot))
         return None if batch is None else self._admit(batch, start=False)
@@ -220,14 +230,14 @@ class Drivers(Takeover):
         room = getattr(self.q, "capacity", 0) // ((ahead + 1) * len(self.slots))
         if ahead > 1 and room > 0 and not self.parts.batch_size:  # batch_size= is kept
             cap = room if cap is None else min(cap, room)
-        workers = len(self.slots)
-        take = sizer(self.parts.batch_size, self.backend.batch_target_s, slot.ema, workers, cap)
+        left = getattr(self.backend, "batch_room", None)  # jobs the worker may still run
+        left = left(slot) if left is not None else None
+        if left is not None:
+            cap = left if cap is None else min(cap, left)
+        workers, target = len(self.slots), self.backend.batch_target_s
         if self.parts.batch_size:
-            return take
-        # no more jobs ready than workers: one each, so none waits in a batch behind
-        # another while a worker idles (an Executor call that waits for another call's
-        # result would wait for the whole batch: CPython's test_wait_first_exception)
-        return lambda ready: take(ready) if ready > workers else 1
+            return sizer(self.parts.batch_size, target, slot.ema, workers, cap)
+        return self.speeds.sizer(slot, workers, target, cap)
 
     # -- settling ----------------------------------------------------------------------
 
@@ -250,8 +260,7 @@ class Drivers(Takeover):
         s = settle(items, res, parts.retry, parts.seed, stopping, rest)
         s.worker = slot.worker
         if n:
-            per = (res.t1[n - 1] - res.t0[0]) / n
-            slot.ema = 0.7 * slot.ema + 0.3 * per if slot.ema else per
+            self.speeds.note(slot, items.kind, (res.t1[n - 1] - res.t0[0]) / n)
 
         def record(s: Settlement) -> bool:
             if from_driver and slot.abandoned:

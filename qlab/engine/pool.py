@@ -177,7 +177,9 @@ class Pool:
         """
         return self.submit_many([payload])[0]
 
-    def submit_many(self, payloads: Sequence[Any], futures: list | None = None) -> list[Future]:
+    def submit_many(
+        self, payloads: Sequence[Any], futures: list | None = None, kind: Any = None
+    ) -> list[Future]:
         """Queue several jobs in one go (one queue operation), a Future each; blocks
         while they do not fit in ``queue_size`` (a batch larger than the whole queue
         waits for it to be empty). See :meth:`submit`. ``futures``: objects to settle
@@ -190,10 +192,8 @@ class Pool:
         def file(ids: range) -> None:  # under the queue's lock: before any job can finish
             filed.update(zip(ids, new, strict=True))
 
-        while (
-            self.parts.queue.put(payloads, self.parts.clock.now(), on_ids=file, timeout=POLL_S)
-            is None
-        ):
+        q, clock = self.parts.queue, self.parts.clock  # kind: an Executor's function
+        while q.put(payloads, clock.now(), on_ids=file, timeout=POLL_S, kind=kind) is None:
             self.idle_turn()
         while self._inline and not all(f.done() for f in new):  # inline: they run now
             self._drivers.drive()

@@ -210,7 +210,9 @@ class PacedBatch(Batch):
         """``batch`` with a token reserved for each of its jobs."""
         fake = clock if getattr(clock, "autojump", False) else None
         times = limiter.reserve(len(batch), clock.now())
-        return cls(batch.ids, batch.attempts, batch.payloads, times, fake)
+        paced = cls(batch.ids, batch.attempts, batch.payloads, times, fake)
+        paced.kind = batch.kind
+        return paced
 
     def __reduce__(self) -> Any:
         return (PacedBatch, (self.ids, self.attempts, self.payloads, self.not_before))

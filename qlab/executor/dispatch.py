@@ -40,7 +40,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["FnCache", "FnRef", "adispatch", "dispatch", "fn_name"]
+__all__ = ["FnCache", "FnRef", "adispatch", "dispatch", "fn_kind", "fn_name"]
 
 _CACHE_SIZE = 256  # distinct functions kept per worker process (and per parent cache)
 _CACHE: OrderedDict[bytes, Callable[..., Any]] = OrderedDict()
@@ -164,3 +164,30 @@ def fn_name(fn: Any) -> str:
         return f"partial({fn_name(fn.func)})"
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     return name if isinstance(name, str) else type(fn).__name__
+
+
+def fn_kind(fn: Any) -> Any:
+    """What a submitted function's speed is known by (batches are sized per kind): its
+    code object (so a closure or lambda made anew per call shares it, and nothing of
+    the caller's is kept), a builtin, or the class of a callable object.
+
+    Example:
+        >>> import functools
+        >>> def f(x): ...
+        >>> fn_kind(functools.partial(f, 1)) is fn_kind(f) is f.__code__
+        True
+        >>> fn_kind(len), fn_kind([].append)
+        (<built-in function len>, (<class 'list'>, 'append'))
+    """
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    fn = getattr(fn, "__func__", fn)  # a bound method: its function
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        return code
+    owner = getattr(fn, "__self__", None)
+    if callable(fn) and type(fn).__name__ == "builtin_function_or_method":
+        if owner is None or type(owner).__name__ == "module":
+            return fn
+        return (type(owner), fn.__name__)
+    return type(fn)

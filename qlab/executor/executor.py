@@ -7,21 +7,13 @@ the function's name in a ``fn`` column. Inside, a :class:`qlab.Pool` whose handl
 :func:`qlab.executor.dispatch.dispatch` runs ``(fn, args, kwargs)`` payloads; on the process
 backend each distinct function is cloudpickled once (see :mod:`qlab.dispatch`).
 
-Where it differs from the standard executors, on purpose:
-
-- ``retry=`` is off by default (standard semantics: one call, one attempt); pass
-  ``retry=qlab.Retry(...)`` (or an int) to retry failing calls with backoff.
-- ``timeout=`` bounds each call: its Future fails with ``TimeoutError`` (the process
-  backend kills the worker, the thread backend abandons the thread).
-- A worker process that dies fails only the call it was running (``crashed``); the
-  executor is not broken and the other calls run (``ProcessPoolExecutor`` raises
-  ``BrokenProcessPool`` on every pending Future and refuses new ones).
-- ``map`` is lazy and bounded: it submits ``buffersize`` calls (by default the pool's
-  ``queue_size``) at once and one more per result taken (CPython 3.14's ``buffersize``);
-  ``chunksize`` is accepted and ignored: qlab sizes batches to the calls' speed.
-  Its calls have no Future each (nobody else could hold them): a chunk of calls
-  shares one lock (:mod:`qlab.mapcells`), which makes ``map`` of quick calls several
-  times faster than ``submit``.
+Where it differs from the standard executors, on purpose, is in the table of
+:class:`Executor`'s docstring (and docs/design.md, section 9): ``retry=`` and
+``timeout=`` per call; a dead worker process or a call's data that does not pickle
+fails that call only (the executor is never broken by it); ``map`` is lazy and
+bounded (``buffersize``, CPython 3.14's), ``chunksize`` is ignored: qlab sizes
+batches to each function's measured speed, and ``map``'s calls share a lock per
+chunk instead of a Future each (:mod:`qlab.mapcells`).
 
 Example:
     >>> import qlab
@@ -49,8 +41,9 @@ from typing import TYPE_CHECKING, Any
 
 from qlab.core.checks import is_async
 from qlab.engine.pool import Pool
-from qlab.executor.dispatch import FnCache, adispatch, dispatch, fn_name
+from qlab.executor.dispatch import FnCache, adispatch, dispatch, fn_kind, fn_name
 from qlab.executor.mapcells import Chunk
+from qlab.executor.workerinit import init_handler, retiring_backend
 
 if TYPE_CHECKING:
     from qlab.trace.results import Run
@@ -64,26 +57,52 @@ _KNOWN = 256  # functions whose checks and name the executor remembers
 class Executor(cf.Executor):
     """A ``concurrent.futures.Executor`` whose every call is traced by qlab.
 
-    Args:
-        workers: number of workers (threads, processes, or asyncio tasks), >= 1.
-            ``max_workers=`` is accepted too, as the standard executors spell it.
-        backend: ``"thread"`` (default), ``"process"``, ``"asyncio"`` (``async def``
-            functions), ``"inline"``, or a Backend object.
-        retry: None (default: no retries), an int (max retries) or a :class:`qlab.Retry`.
-        timeout: seconds one call may take, or None.
-        seed: seeds the retries' backoff jitter.
-        **options: any other option of :class:`qlab.Pool` (``queue_size``, ``hooks``,
-            ``progress``, ``keep_results``, ``clock``...).
+        Args:
+            workers: number of workers (threads, processes, or asyncio tasks), >= 1.
+                ``max_workers=`` is accepted too, as the standard executors spell it.
+            backend: ``"thread"`` (default), ``"process"``, ``"asyncio"`` (``async def``
+                functions), ``"inline"``, or a Backend object.
+            retry: None (default: no retries), an int (max retries) or a :class:`qlab.Retry`.
+            timeout: seconds one call may take, or None.
+            seed: seeds the retries' backoff jitter.
+            initializer / initargs: ``initializer(*initargs)`` runs once in each worker
+                before its first call (see :mod:`qlab.executor.workerinit`); if it raises, the
+                executor is broken: ``BrokenThreadPool`` / ``BrokenProcessPool``, as the
+                standard executors.
+            max_tasks_per_child: with ``backend="process"``, a worker process is replaced
+                once it has run this many calls.
+            **options: any other option of :class:`qlab.Pool` (``queue_size``, ``hooks``,
+                ``progress``, ``keep_results``, ``clock``...).
 
-    Raises:
-        ValueError / TypeError: bad input, naming the parameter, before any call runs.
-    Example:
-        >>> import qlab
-        >>> with qlab.Executor(workers=2) as ex:
-        ...     print(ex.submit(pow, 2, 10).result(), list(ex.map(abs, [-1, -2])))
-        1024 [1, 2]
-        >>> len(ex.trace().jobs)
-        3
+        Raises:
+            ValueError / TypeError: bad input, naming the parameter, before any call runs.
+
+        Where it differs from ``ThreadPoolExecutor`` / ``ProcessPoolExecutor``
+        (docs/design.md section 9 has the table):
+
+        ===============================  ==========================================
+        behaviour                        qlab (the standard executors)
+        ===============================  =================================================
+        a worker process dies in a call  that call fails, ``qlab.WorkerCrashed``; the
+                                         executor runs on (``BrokenProcessPool``, broken)
+        an argument fails to unpickle,   that call fails: its error, or ``qlab.JobFailed``
+        a result to pickle or unpickle   (``SystemExit``), ``WorkerCrashed`` (a crash);
+                                         the others run (``BrokenProcessPool``, broken)
+        ``initializer`` fails            ``BrokenThreadPool`` / ``BrokenProcessPool``,
+                                         later submits refused (the same)
+        ``map``                          lazy, ``buffersize`` ahead; ``chunksize`` ignored
+                                         (all submitted at once)
+        functions (process backend)      cloudpickled once per executor (per call)
+        ``retry=`` / ``timeout=``        per-call retries and deadline (none)
+        ===============================  =================================================
+    =======
+        Example:
+            >>> import qlab
+            >>> with qlab.Executor(workers=2) as ex:
+            ...     print(ex.submit(pow, 2, 10).result(), list(ex.map(abs, [-1, -2])))
+            1024 [1, 2]
+            >>> len(ex.trace().jobs)
+            3
     """
 
     def __init__(
@@ -95,6 +114,9 @@ class Executor(cf.Executor):
         timeout: float | None = None,
         seed: int | None = 0,
         max_workers: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple = (),
+        max_tasks_per_child: int | None = None,
         **options: Any,
     ) -> None:
         if workers is not None and max_workers is not None:
@@ -106,9 +128,13 @@ class Executor(cf.Executor):
         )
         name = backend if isinstance(backend, str) else getattr(backend, "name", "")
         self._async = name == "asyncio"
-        handler = adispatch if self._async else dispatch
+        self._init = init_handler(name, self._async, initializer, initargs)
+        handler = self._init or (adispatch if self._async else dispatch)
+        if max_tasks_per_child is not None:
+            backend = retiring_backend(backend, max_tasks_per_child)
         self._pool = Pool(handler, workers, backend=backend, retry=retry, timeout=timeout,  # type: ignore[arg-type]
                           seed=seed, **options)  # fmt: skip
+        self._broken: BaseException | None = None
         self._fns = FnCache(pickled=self._pool.parts.backend.name == "process")
         self._submit_lock = threading.Lock()  # job ids follow the order of submits
         self._state_lock = threading.Lock()
@@ -117,7 +143,7 @@ class Executor(cf.Executor):
         self._codes = array("i")  # per job id: index of its function's name
         self._names: list[str] = []
         self._name_index: dict[str, int] = {}
-        self._known: dict[Any, tuple[Any, int]] = {}  # fn -> (what payloads carry, name)
+        self._known: dict[Any, tuple[Any, int, Any]] = {}  # fn -> (payloads' fn, name, kind)
         # an executor dropped without shutdown() still finishes its calls and joins its
         # workers (as ThreadPoolExecutor does), also when the interpreter exits
         self._finalizer = weakref.finalize(self, _release, self._pool)
@@ -132,7 +158,17 @@ class Executor(cf.Executor):
                 pickled; on the asyncio backend, is not an ``async def`` function).
             RuntimeError: after ``shutdown``.
         """
-        return self._submit(fn, [(args, kwargs)])[0]
+        if self._broken is not None:
+            raise type(self._broken)(str(self._broken))
+        future = self._submit(fn, [(args, kwargs)])[0]
+        if self._init is not None:
+            future.add_done_callback(self._note_broken)
+        return future
+
+    def _note_broken(self, future: cf.Future) -> None:
+        """A call failed because a worker's initializer did: refuse new calls."""
+        if not future.cancelled() and isinstance(future.exception(), cf.BrokenExecutor):
+            self._broken = future.exception()
 
     def _submit(
         self, fn: Callable[..., Any], calls: list[tuple[tuple, dict]], cells: list | None = None
@@ -143,7 +179,7 @@ class Executor(cf.Executor):
             known = self._known.get(fn)
         except TypeError:  # unhashable
             known = None
-        ref, code = known or self._learn(fn)
+        ref, code, kind = known or self._learn(fn)
         with self._submit_lock:
             if self._shut:
                 raise RuntimeError("cannot schedule new futures after shutdown")
@@ -153,14 +189,15 @@ class Executor(cf.Executor):
             else:
                 self._codes.extend(array("i", [code]) * len(calls))
             try:
-                return self._pool.submit_many([(ref, a, k) for a, k in calls], cells)
+                return self._pool.submit_many([(ref, a, k) for a, k in calls], cells, kind)
             except BaseException:
                 del self._codes[n:]
                 raise
 
-    def _learn(self, fn: Callable[..., Any]) -> tuple[Any, int]:
-        """Check a function met for the first time; what its payloads carry and the
-        index of its name (kept for the next calls: at most ``_KNOWN`` functions)."""
+    def _learn(self, fn: Callable[..., Any]) -> tuple[Any, int, Any]:
+        """Check a function met for the first time; what its payloads carry, the
+        index of its name, and its kind (whose speed sizes its batches: see
+        :func:`qlab.executor.dispatch.fn_kind`); kept for the next calls (``_KNOWN`` at most)."""
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
         if self._async and not is_async(fn):
@@ -168,7 +205,7 @@ class Executor(cf.Executor):
                 f"fn: backend='asyncio' runs async def functions, got {fn_name(fn)!r}; "
                 "use backend='thread' for plain functions"
             )
-        ref, name = self._fns.ref(fn), fn_name(fn)
+        ref, name, kind = self._fns.ref(fn), fn_name(fn), fn_kind(fn)
         with self._submit_lock:
             code = self._name_index.get(name)
             if code is None:
@@ -177,8 +214,8 @@ class Executor(cf.Executor):
         if _holds_nothing(fn):
             if len(self._known) >= _KNOWN:  # e.g. a new lambda per call: no growth
                 self._known.clear()
-            self._known[fn] = (ref, code)
-        return ref, code
+            self._known[fn] = (ref, code, kind)
+        return ref, code, kind
 
     def map(
         self,
@@ -262,6 +299,8 @@ class Executor(cf.Executor):
             raise RuntimeError("cannot join current thread: shutdown(wait=True) from a call")
         if wait and joiner is not None and joiner is not threading.current_thread():
             joiner.join()
+            if self._init is not None:
+                self._init.forget()  # the in-process workers' initializer state
 
     # -- the trace ---------------------------------------------------------------------
 

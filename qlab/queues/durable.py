@@ -135,6 +135,8 @@ class DurableQueue(FailingStore, MemoryQueue):
         *,
         on_ids: Callable[[range], None] | None = None,
         timeout: float | None = None,
+        kind: Any = None,
+        hand_off: bool = False,
     ) -> range | None:
         """Pickle the payloads (an unpicklable one raises TypeError here, before any
         job is queued), then queue them as MemoryQueue does, writing them to the store
@@ -150,7 +152,10 @@ class DurableQueue(FailingStore, MemoryQueue):
                 on_ids(ids)
 
         try:
-            ids = super().put(payloads, now, on_ids=write, timeout=timeout)
+            # no hand-off: the store's lock is held until the jobs are written
+            ids = super().put(
+                payloads, now, on_ids=write, timeout=timeout, kind=kind, hand_off=False
+            )
         finally:
             if held:
                 try:

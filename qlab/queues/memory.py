@@ -32,9 +32,13 @@ from typing import Any, Protocol
 
 from qlab.core.batches import Batch, ReadyQueue
 from qlab.core.codes import ST_CANCELLED, ST_FAILED
+from qlab.core.context import current_or_none
 from qlab.core.settle import Settlement
 
-__all__ = ["JobQueue", "MemoryQueue", "Phase"]
+__all__ = ["SHUT", "JobQueue", "MemoryQueue", "Phase"]
+
+SHUT = "cannot schedule new futures after shutdown"  # concurrent.futures' own words
+_HANDOFF_S = 0.5  # at most this long a first put waits for a worker to take it
 
 
 class Phase(enum.IntEnum):
@@ -67,7 +71,13 @@ class JobQueue(Protocol):
     workers: int  # how many to wake for a batch of jobs (the pool sets it)
 
     def put(
-        self, payloads: Sequence[Any], now: float, *, on_ids: Any = None, timeout: Any = None
+        self,
+        payloads: Sequence[Any],
+        now: float,
+        *,
+        on_ids: Any = None,
+        timeout: Any = None,
+        kind: Any = None,
     ) -> range | None: ...
     def space(self) -> int: ...
     def wait_space(self, free: int, timeout: float | None) -> bool: ...
@@ -108,6 +118,8 @@ class MemoryQueue:
         self._space = threading.Condition(self.lock)  # submitters wait for capacity
         self._roomy = threading.Condition(self.lock)  # the feeder waits for `refill`
         self._idle = threading.Condition(self.lock)  # shutdown waits for no unfinished
+        self._handed = threading.Condition(self.lock)  # a submitter waits for a worker
+        self.handoffs = 0  # puts that wait for a worker to take (the drivers set it)
         self.tick = threading.Condition(self.lock)  # the coordinator's alarm
         self.phase = Phase.OPEN
         self.ready = ReadyQueue()
@@ -131,16 +143,18 @@ class MemoryQueue:
         *,
         on_ids: Callable[[range], None] | None = None,
         timeout: float | None = None,
+        kind: Any = None,
+        hand_off: bool = True,
     ) -> range | None:
         """Register and queue new jobs, waiting up to ``timeout`` for room; their ids,
         or None if there was no room in time. ``on_ids(ids)`` runs under the lock (so
-        that a caller can file futures before any of these jobs can finish)."""
+        that a caller can file futures before any of these jobs can finish); ``kind``."""
         n = len(payloads)
         cond = self._space if n == 1 else self._roomy
         with self.lock:
             while True:
                 if self.phase >= Phase.DRAINING:
-                    raise RuntimeError("cannot submit to a pool that is shut down")
+                    raise RuntimeError(SHUT)
                 if self.unfinished + n <= self.capacity or not self.unfinished:
                     break
                 if not cond.wait(timeout) and self.unfinished + n > self.capacity:
@@ -152,7 +166,12 @@ class MemoryQueue:
             self.unfinished += n
             if on_ids is not None:
                 on_ids(ids)
-            self._put(Batch(ids, 1, payloads))
+            self._put(Batch(ids, 1, payloads, kind))
+            # the first puts (one per worker, not a worker's own) let an idle worker take
+            # their jobs, as ThreadPoolExecutor starts a thread per submit
+            if hand_off and self.handoffs > 0 and current_or_none() is None:
+                self.handoffs -= 1
+                self._wait_taken(self.batches, _HANDOFF_S)
         return ids
 
     def space(self) -> int:
@@ -164,7 +183,7 @@ class MemoryQueue:
         cond = self._space if free == 1 else self._roomy
         with self.lock:
             if self.phase >= Phase.DRAINING:
-                raise RuntimeError("cannot submit to a pool that is shut down")
+                raise RuntimeError(SHUT)
             if self.unfinished + free <= self.capacity:
                 return True
             cond.wait(timeout)
@@ -195,13 +214,24 @@ class MemoryQueue:
         """A batch if one is ready now (pipelining backends, the inline backend)."""
         with self.lock:
             if len(self.ready) and self.phase < Phase.CANCELLING:
-                return self._take(k if callable(k) else lambda _: k)
+                return self._take(k if callable(k) else lambda *_: k)
         return None
 
-    def _take(self, k: Callable[[int], int]) -> Batch:
+    def _take(self, k: Callable[..., int]) -> Batch:
         self.busy += 1
         self.batches += 1
-        return self.ready.take(k(len(self.ready)))
+        self._handed.notify_all()  # a submitter may wait for its job to be taken
+        return self.ready.take(k(len(self.ready), self.ready.head_kind()))
+
+    def _wait_taken(self, before: int, timeout: float) -> None:
+        """Under the lock: wait until a worker took a batch since ``batches`` was
+        ``before``, nothing is ready, the pool is cancelling, or ``timeout`` passed."""
+        end = time.monotonic() + timeout
+        while self.batches == before and len(self.ready):
+            left = end - time.monotonic()
+            if self.phase >= Phase.CANCELLING or left <= 0:
+                return
+            self._handed.wait(left)
 
     def untake(self) -> None:
         """A taken batch turned out empty (its futures were cancelled): settled."""

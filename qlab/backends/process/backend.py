@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from qlab.backends.process import launch
+from qlab.backends.process.errors import WHILE, WorkerCrashed, how_it_ended
 from qlab.backends.process.procs import (
     Proc,
     RemoteTraceback,
@@ -41,6 +42,8 @@ from qlab.backends.process.procs import (
     unpack,
     warm_workers,
 )
+from qlab.backends.process.suspects import Suspects
+from qlab.backends.process.worker import STAGE_CALL
 from qlab.core.batches import EMPTY, Batch
 from qlab.core.codes import CANCELLED, CRASHED, TIMEOUT
 from qlab.core.context import Cancelled
@@ -61,10 +64,6 @@ __all__ = [
     "WorkerCrashed",
     "warm_workers",
 ]
-
-
-class WorkerCrashed(RuntimeError):
-    """A worker process died while it ran this job's attempt (set on its Future)."""
 
 
 class ProcessBackend:
@@ -92,8 +91,20 @@ class ProcessBackend:
     batch_target_s = 0.02  # work per batch: a round trip costs the parent ~0.3 ms of CPU
     in_flight = 2  # batches a worker holds: the running one and the one sent ahead
 
-    def __init__(self, start: str = "auto") -> None:
+    def __init__(self, start: str = "auto", max_tasks_per_child: int | None = None) -> None:
+        """``start``: how worker processes start (see :mod:`qlab.backends.process.launch`).
+        ``max_tasks_per_child``: replace a worker process once it has run this many
+        calls (as ``ProcessPoolExecutor``'s option); None: workers live as long as the
+        pool. With it, batches are capped to what the worker has left and none is sent
+        ahead."""
         self.launcher = launch.choose(start)  # ValueError naming start=
+        n = max_tasks_per_child
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            raise ValueError(f"max_tasks_per_child must be an int >= 1 or None, got {n!r}")
+        self._max_tasks = n
+        self._tasks: dict[int, int] = {}  # worker -> calls its current process has run
+        self.retired = 0  # worker processes replaced for max_tasks_per_child
+        self._suspects = Suspects()
 
     def start(
         self, spec: JobSpec, workers: int, take_ahead: Callable[[Slot], Batch | None]
@@ -138,14 +149,37 @@ class ProcessBackend:
         return {"startup_s": time.perf_counter() - t, "warm_workers": warm, "start": launcher.name}
 
     def _config_for(self, worker: int) -> bytes:
-        return pickle.dumps(("config", self._config, worker), protocol=pickle.HIGHEST_PROTOCOL)
+        """A worker's configuration: the job spec, its number, and the parent's
+        multiprocessing authkey (which multiprocessing's own start methods hand to
+        their children), so that a ``multiprocessing.Manager`` proxy passed to a call
+        authenticates with its manager."""
+        import multiprocessing.process as mp_process
+
+        authkey = bytes(mp_process.current_process().authkey)
+        msg = ("config", self._config, worker, authkey)
+        return pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
 
     def new_event(self, worker: int) -> Any:
         return _SlotFlag(self, worker)
 
     def run_batch(self, slot: Slot, batch: Batch, res: BatchResult) -> BatchResult:
         """Send ``batch`` (unless it went ahead), send the next one ahead so that the
-        worker never waits for this thread, then wait for ``batch``'s columns."""
+        worker never waits for this thread, then wait for ``batch``'s columns. A batch
+        holding a suspect job (see :mod:`qlab.backends.process.suspects`) runs that job alone
+        and puts the others back."""
+        if len(batch) > 1 and self._suspects:
+            k = self._suspects.first(batch)
+            if k is not None:
+                one, others = batch[k : k + 1], batch[:k] + batch[k + 1 :]
+                out = self._run(slot, one, res)
+                return self._suspects.ran_alone(one, out, others)
+        proc = self.procs[slot.worker]
+        out = self._run(slot, batch, res)
+        if self._max_tasks is not None:
+            self._count_tasks(slot, proc, len(out))
+        return out
+
+    def _run(self, slot: Slot, batch: Batch, res: BatchResult) -> BatchResult:
         proc = self.procs[slot.worker]
         if self._sent.pop(slot.worker, None) is not batch:  # else it is with the worker
             try:
@@ -164,16 +198,24 @@ class ProcessBackend:
             elif ahead is not None:
                 out.ahead = ahead  # never sent: the engine runs it next
             return out
-        out = unpack(data, len(batch))
+        msg = pickle.loads(data)
+        if msg[0] == "unreadable":  # the batch's message could not be unpickled
+            out = self._suspects.unreadable(batch, msg, self.spec)
+        else:
+            out = unpack(msg, len(batch))
         out.ahead = ahead
         return out
 
     def _send_ahead(self, slot: Slot, proc: Proc) -> Batch | None:
         """Pipelining: hand the worker its next batch while it runs this one. The
         batch comes back as ``res.ahead``, which the engine runs next."""
+        if self._max_tasks is not None:  # the worker may retire after this batch
+            return None
         following = self._take_ahead(slot)
         if following is None:
             return None
+        if len(following) > 1 and self._suspects and self._suspects.first(following) is not None:
+            return following  # returned unsent: run_batch runs its suspect alone
         try:
             data = dumps(("batch", following))
         except Exception:  # a payload that does not pickle: returned unsent
@@ -184,8 +226,11 @@ class ProcessBackend:
         return following
 
     def _lost(self, slot: Slot, proc: Proc, batch: Batch) -> BatchResult:
-        """The worker died: charge the running job an attempt, rerun the rest."""
-        i, t0 = int(proc.view[0]), proc.view[1]
+        """The worker died: charge the job whose call, or whose arguments or result
+        being unpickled or pickled, it was on; rerun the rest. A death outside any one
+        job's data makes the batch's jobs suspects (run alone next), and a batch of one
+        job is charged: nothing goes back to the queue uncharged forever."""
+        i, t0, stage = int(proc.view[0]), proc.view[1], proc.view[4]
         seen = time.perf_counter()
         proc.process.join(1)
         now = time.perf_counter()
@@ -193,9 +238,14 @@ class ProcessBackend:
         if not stopping and self._replace(slot.worker):
             self.replaced.append((slot.worker, seen, time.perf_counter()))
         res = BatchResult(results=[] if self.spec.want_results else None)
-        if i < 0:  # died between jobs: nobody to charge
+        if i < 0 and (stopping or len(batch) > 1):  # not one job's death (yet)
+            if not stopping:
+                self._suspects.add(batch)
             res.items, res.rest = EMPTY, batch
             return res
+        i = max(i, 0)
+        if stage != STAGE_CALL:
+            t0 = seen  # the call itself had ended
         exc: BaseException
         if stopping:
             code, etype = CANCELLED, "Cancelled"
@@ -207,12 +257,28 @@ class ProcessBackend:
             )
         else:
             code, etype = CRASHED, "WorkerCrashed"
+            pid, exit_code = proc.process.pid, proc.process.exitcode
             exc = WorkerCrashed(
-                f"worker process {proc.process.pid} died (exit code {proc.process.exitcode})"
+                f"worker process {pid} died{WHILE[stage]} ({how_it_ended(exit_code)})"
             )
         res.items, res.rest = batch[i : i + 1], batch[:i] + batch[i + 1 :]
         crash_row(res, exc, t0, now, code, etype)
         return res
+
+    def batch_room(self, slot: Slot) -> int | None:
+        """At most how many jobs the slot's next batch may hold (max_tasks_per_child)."""
+        if self._max_tasks is None:
+            return None
+        return max(1, self._max_tasks - self._tasks.get(slot.worker, 0))
+
+    def _count_tasks(self, slot: Slot, proc: Proc, n: int) -> None:
+        """Count the calls ``proc`` ran; retire it once it reached max_tasks_per_child."""
+        w, most = slot.worker, self._max_tasks
+        if most is None or self.procs[w] is not proc:  # it died: its successor starts at 0
+            return
+        self._tasks[w] = self._tasks.get(w, 0) + n
+        if self._tasks[w] >= most and not slot.state.stop and self._replace(w):
+            self.retired += 1
 
     def _replace(self, worker: int) -> bool:
         """Start a new worker in place of a dead one (under the lock, so that a
@@ -221,6 +287,7 @@ class ProcessBackend:
             if self._stopping:
                 return False
             self.procs[worker].stop(kill=True)
+            self._tasks[worker] = 0
             proc = Proc(worker, self.launcher)
             self.procs[worker] = proc
             proc.wait_ready()
@@ -235,7 +302,8 @@ class ProcessBackend:
         timeout = self.spec.timeout
         if timeout is None or proc.killed_for_timeout:
             return None
-        if proc.view[0] >= 0 and now - proc.view[1] >= timeout:
+        running = proc.view[0] >= 0 and proc.view[4] == STAGE_CALL  # a call, not pickling
+        if running and now - proc.view[1] >= timeout:
             proc.killed_for_timeout = True
             kill_process(proc.process)
         return None
@@ -268,6 +336,7 @@ class ProcessBackend:
         return {
             "pids": {w: list(p) for w, p in self.pids.items()},
             "replacements": list(self.replaced),
+            "retired_workers": self.retired,
         }
 
 

@@ -11,7 +11,7 @@ needs, so the fork server imports nothing else.
 
 from __future__ import annotations
 
-import contextlib
+import io
 import mmap
 import os
 import pickle
@@ -20,14 +20,12 @@ import socket
 import struct
 import sys
 import time
-import traceback
-from array import array
 from typing import Any
 
-from qlab.core.codes import FAILED
+from qlab.backends.process.packing import RemoteTraceback, pack, remote_tb, unpack, unreadable
 from qlab.core.context import WorkerState
 from qlab.core.loop import execute
-from qlab.core.protocol import BatchResult, Failure
+from qlab.core.protocol import BatchResult
 
 __all__ = [
     "MMAP_SIZE",
@@ -36,11 +34,14 @@ __all__ = [
     "RemoteTraceback",
     "child_main",
     "pack",
+    "remote_tb",
     "unpack",
 ]
 
-# doubles: running index (-1: none), its start time, cancel flag, no-more-batches flag
-MMAP_SIZE = 4 * 8
+# doubles: running index (-1: none), its start time, cancel flag, no-more-batches flag,
+# and what the worker does with that index's job (STAGE_*: the parent charges a death)
+MMAP_SIZE = 5 * 8
+STAGE_CALL, STAGE_ARGS, STAGE_RESULT = 0.0, 1.0, 2.0  # running it; unpickling; pickling
 _HEADER = struct.Struct("Q")
 
 
@@ -142,9 +143,18 @@ def child_main(conn: Any, shared: int | str, worker: int) -> None:
     conn.send_bytes(pickle.dumps(("ready", os.getpid())))
     while True:
         try:
-            msg = pickle.loads(conn.recv_bytes())
+            data = conn.recv_bytes()
         except (EOFError, OSError):
             return
+        view[4] = STAGE_ARGS  # a death from here on is the batch's (see _lost)
+        try:
+            msg = loads(data)
+        except BaseException as exc:  # a job's data: SystemExit too
+            conn.send_bytes(unreadable(exc))
+            view[4] = STAGE_CALL
+            continue
+        del data
+        view[4] = STAGE_CALL
         if msg[0] == "batch":
             # a batch sent ahead after the pool stopped intake does not start at all
             res = (
@@ -153,28 +163,73 @@ def child_main(conn: Any, shared: int | str, worker: int) -> None:
                 else execute(fn, msg[1], state, is_permanent, keep, publish, shared=view)
             )
             view[0] = -1.0
-            conn.send_bytes(pack(res))
+            view[4] = STAGE_RESULT
+            conn.send_bytes(pack(res, view))
+            view[0], view[4] = -1.0, STAGE_CALL
         elif msg[0] == "config":
-            try:
-                spec = _loads_importing(msg[1])
+            spec = _configure(conn, msg, state)
+            if spec is not None:
                 fn, is_permanent, keep = spec.handler, spec.is_permanent, spec.want_results
-                state.seed, state.timeout, state.worker = spec.seed, spec.timeout, msg[2]
-                conn.send_bytes(pickle.dumps(("ok", None)))
-            except Exception as exc:
-                conn.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}")))
         else:  # "stop": nothing to flush, so skip the interpreter's slow teardown
             os._exit(0)
 
 
-def _loads_importing(data: bytes) -> Any:
-    """``pickle.loads``; if a module is missing, run ``site`` (the fork server skips
-    it at start-up: an editable install's finder, say) and try once more."""
+def _configure(conn: Any, msg: tuple, state: WorkerState) -> Any:
+    """Take a pool's configuration: the parent's authkey first (as multiprocessing's
+    start methods hand it over, so that a ``multiprocessing.Manager`` proxy among a
+    call's arguments can connect), then the cloudpickled job spec; None if it fails."""
     try:
-        return pickle.loads(data)
+        _, config, worker, authkey = msg
+        _AUTHKEY[:] = [] if authkey is None else [authkey]
+        _use_authkey()
+        spec = _loads_importing(config)
+        state.seed, state.timeout, state.worker = spec.seed, spec.timeout, worker
+        conn.send_bytes(pickle.dumps(("ok", None)))
+        return spec
+    except Exception as exc:
+        conn.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}")))
+        return None
+
+
+def _loads_importing(data: bytes) -> Any:
+    """:func:`loads`; if a module is missing, run ``site`` (the fork server skips it
+    at start-up: an editable install's finder, say) and try once more."""
+    try:
+        return loads(data)
     except ImportError:
         if not run_site():
             raise
-        return pickle.loads(data)
+        return loads(data)
+
+
+_AUTHKEY: list[bytes] = []  # the parent's multiprocessing authkey, until it is used
+
+
+def _use_authkey() -> None:
+    """Give multiprocessing the parent's authkey, if it is imported here by now (a
+    worker does not import it for itself)."""
+    mp_process = sys.modules.get("multiprocessing.process")
+    if _AUTHKEY and mp_process is not None:
+        mp_process.current_process().authkey = _AUTHKEY.pop()
+
+
+class _Loader(pickle.Unpickler):
+    """Unpickles a message; the moment it meets something of multiprocessing's (a
+    Manager's proxy), multiprocessing, imported just now, gets the parent's authkey:
+    before the proxy connects to its manager."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = super().find_class(module, name)
+        if module.startswith("multiprocessing"):
+            _use_authkey()
+        return found
+
+
+def loads(data: bytes | bytearray) -> Any:
+    """``pickle.loads``, watching for multiprocessing while its authkey is pending."""
+    if _AUTHKEY:
+        return _Loader(io.BytesIO(data)).load()
+    return pickle.loads(data)
 
 
 def run_site() -> bool:
@@ -186,112 +241,3 @@ def run_site() -> bool:
     site._qlab_ran = True  # type: ignore[attr-defined]
     site.main()
     return True
-
-
-def remote_tb(exc: BaseException) -> str:
-    """``exc``'s traceback as text, as ``traceback.format_exception`` writes it but
-    without the ``^^^^`` lines of Python 3.11 (finding them parses each line's source:
-    ~0.3 ms of a worker's CPU per failed attempt, most of what a failure cost).
-    Chained exceptions and groups are written in full.
-
-    Example:
-        >>> try:
-        ...     {}["k"]
-        ... except KeyError as exc:
-        ...     text = remote_tb(exc)
-        >>> text.splitlines()[0], text.splitlines()[-1]
-        ('Traceback (most recent call last):', "KeyError: 'k'")
-    """
-    chained = exc.__cause__ is not None or exc.__context__ is not None
-    if chained or isinstance(exc, BaseExceptionGroup):
-        return "".join(traceback.format_exception(exc))
-    lines = traceback.format_exception_only(exc)
-    if exc.__traceback__ is not None:
-        stack = traceback.StackSummary.extract(traceback.walk_tb(exc.__traceback__))
-        lines = ["Traceback (most recent call last):\n", *stack.format(), *lines]
-    return "".join(lines)
-
-
-def pack(res: BatchResult) -> bytes:
-    """Pickle a batch's result in three parts, so that one part that cannot be rebuilt
-        in the parent costs only its own rows: the columns and failures (as text), each
-        failure's exception apart, and the results. Results that do not pickle fail their
-        job. Times travel as arrays of doubles (one buffer each, not a float per row); a
-    quick batch sends only its end times and its first start (a row starts where the
-    one before it ended), which :func:`unpack` turns back into both columns."""
-    res.t1 = res.t1 if isinstance(res.t1, array) else array("d", res.t1)
-    first = None
-    if res.cpu_share is None:
-        res.t0, res.cpu = array("d", res.t0), array("d", res.cpu)
-    elif len(res.t0):  # a quick batch: each row starts where the one before it ended
-        first, res.t0 = res.t0[0], None
-    errors: list[bytes | None] = []
-    for f in res.failures:
-        blob = None
-        if f.exc is not None:
-            f.tb = remote_tb(f.exc)
-            with contextlib.suppress(Exception):
-                blob = pickle.dumps(f.exc, protocol=pickle.HIGHEST_PROTOCOL)
-            f.exc = None
-        errors.append(blob)
-    results, res.results = res.results, None
-    blob = None
-    if results is not None:
-        try:
-            blob = pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:
-            for row, value in enumerate(results):
-                try:
-                    pickle.dumps(value)
-                except Exception as exc:
-                    results[row] = None
-                    msg = f"result cannot be pickled: {exc}"
-                    res.failures.append(Failure(row, FAILED, type(exc).__name__, msg, True))
-                    errors.append(None)
-            order = sorted(range(len(res.failures)), key=lambda k: res.failures[k].row)
-            res.failures = [res.failures[k] for k in order]
-            errors = [errors[k] for k in order]
-            blob = pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL)
-    return pickle.dumps(("done", res, errors, blob, first), protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def unpack(data: bytes | bytearray, n_rows: int) -> BatchResult:
-    """The parent's side of :func:`pack`: rebuild each error on its own (one that
-    cannot be rebuilt becomes a :class:`RemoteTraceback` of its text), and the results
-    (if they cannot be rebuilt, the rows that have no failure fail)."""
-    _, res, errors, blob, first = pickle.loads(data)
-    if res.t0 is None:
-        res.t0 = array("d", [first]) + res.t1[: len(res.t1) - 1]
-    for f, err in zip(res.failures, errors, strict=True):
-        if err is not None:
-            try:
-                f.exc = pickle.loads(err)
-            except Exception as exc:
-                why = f"{type(exc).__name__}: {exc}"
-                f.tb += f"\n({f.error_type} could not be rebuilt in the parent process: {why})"
-        if f.tb:
-            if f.exc is None:
-                f.exc = RemoteTraceback(f.tb)
-            f.exc.__cause__ = RemoteTraceback(f.tb)
-    if blob is not None:
-        try:
-            res.results = pickle.loads(blob)
-        except Exception as exc:
-            failed = {f.row for f in res.failures}
-            why = f"the batch's results could not be rebuilt in the parent process: {exc}"
-            n = min(len(res), n_rows)
-            res.results = [None] * n
-            res.failures += [
-                Failure(row, FAILED, type(exc).__name__, why, True, RuntimeError(why))
-                for row in range(n)
-                if row not in failed
-            ]
-            res.failures.sort(key=lambda f: f.row)
-    return res
-
-
-class RemoteTraceback(Exception):
-    """The traceback of an error raised in a worker process (set as ``__cause__``)."""
-
-    def __str__(self) -> str:
-        return self.args[0]
