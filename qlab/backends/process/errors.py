@@ -14,7 +14,17 @@ __all__ = ["WHILE", "WorkerCrashed", "how_it_ended"]
 
 class WorkerCrashed(RuntimeError):
     """A worker process died while it ran this job's attempt, unpickled its
-    arguments or pickled its result (set on its Future; the executor runs on)."""
+    arguments or pickled its result (set on its Future; the executor runs on).
+
+    Example:
+        >>> import os, qlab
+        >>> def dies(x):
+        ...     os._exit(1)
+        >>> with qlab.Executor(1, backend="process", retry=None) as ex:
+        ...     fut = ex.submit(dies, 1)
+        ...     print(type(fut.exception()).__name__, ex.submit(abs, -2).result())
+        WorkerCrashed 2
+    """
 
 
 WHILE = {
