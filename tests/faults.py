@@ -29,22 +29,12 @@ import signal
 import sqlite3
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = 20.0, what: str = "it") -> None:
-    """Poll ``cond`` until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        threading.Event().wait(0.01)
-
+from tests.helpers import free_port, wait_redis
 
 # -- a full disk ------------------------------------------------------------------------
 
@@ -161,17 +151,8 @@ class RedisServer:
         )  # fmt: skip
         client = redis.Redis(port=self.port, password=self.password or None,
                              socket_connect_timeout=1)  # fmt: skip
-        proc = self.proc
-
-        def up() -> bool:
-            assert proc.poll() is None, "redis-server exited"
-            try:
-                return bool(client.ping())
-            except redis.RedisError:
-                return False
-
         try:
-            wait_until(up, 10, "redis-server")
+            wait_redis(self.proc, client)
         finally:
             client.close()
 

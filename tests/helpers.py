@@ -9,6 +9,9 @@ import re
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
 import qlab
 
@@ -159,3 +162,26 @@ class OkAfter(qlab.Hook):
     def on_progress(self, counts: dict) -> None:
         if counts["ok"] >= self.n:
             self.seen.set()
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 20.0, what: str = "it") -> None:
+    """Poll ``cond`` until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        threading.Event().wait(0.01)
+
+
+def wait_redis(proc: subprocess.Popen, client: Any, timeout: float = 10.0) -> None:
+    """Wait until the redis-server ``proc`` answers ``client``'s PING; fail if it exits
+    or does not answer within ``timeout`` seconds."""
+    import redis
+
+    def up() -> bool:
+        assert proc.poll() is None, "redis-server exited"
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    wait_until(up, timeout, "redis-server")

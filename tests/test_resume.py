@@ -11,13 +11,12 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 
 import pytest
 
 import qlab
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_redis, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -36,10 +35,7 @@ else:
 
 def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> None:
     """Poll ``cond`` until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out waiting for the child"
-        threading.Event().wait(0.01)
+    wait_until(cond, timeout, "the child")
 
 
 def kill_when(url: str, mode: str, rows: Callable[[], int], at: int) -> None:
@@ -124,15 +120,7 @@ def redis_server(tmp_path_factory):
     )  # fmt: skip
     try:
         client = redis.Redis(port=port)
-
-        def up() -> bool:
-            assert proc.poll() is None, "redis-server exited"
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                return False
-
-        wait_for(up, 10)
+        wait_redis(proc, client)
         client.close()
         yield f"redis://127.0.0.1:{port}/0"
     finally:
